@@ -1,0 +1,86 @@
+"""Every stream, group and key name, and every TTL, in one place.
+
+Keys share the ``documind:`` prefix so one Valkey can host other tenants.
+Per-job keys take the job id as a suffix; the ``*_key`` helpers build them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "documind"
+
+# --- stages and their streams -------------------------------------------------
+# The route of a job is a list of these stage names; each stage reads one stream
+# through one consumer group named after the stage.
+EMBEDDER: Final = "embedder"
+RETRIEVER: Final = "retriever"
+GENERATOR: Final = "generator"
+STAGES: Final = (EMBEDDER, RETRIEVER, GENERATOR)
+
+ROUTES: Final[dict[str, tuple[str, ...]]] = {
+    "chat": (EMBEDDER, RETRIEVER, GENERATOR),
+    "search": (EMBEDDER, RETRIEVER),
+    "ingest": (EMBEDDER, RETRIEVER),
+}
+
+# Dead letters: one stream for all stages; entries carry the stage and reason.
+DEAD_LETTER_STREAM: Final = f"{PREFIX}:dead"
+# Dead letters are terminal (the job is already marked failed), so the stream is
+# capped approximately at this length to keep memory bounded.
+DEAD_LETTER_MAXLEN: Final = 100_000
+
+
+# Set of known collection names, and a hash of metadata per collection.
+COLLECTIONS_KEY: Final = f"{PREFIX}:collections"
+
+# The single stream-entry field that holds the serialized envelope
+# (the Lua scripts in scripts.py spell it too).
+ENVELOPE_FIELD: Final = "data"
+
+# --- TTLs (seconds) -----------------------------------------------------------
+# Job status/result hashes live this long by default (configurable).
+JOB_TTL_S: Final = 24 * 3600
+# Uploaded bytes wait for the parser at most this long; deleted once parsed.
+BLOB_TTL_S: Final = 6 * 3600
+# The per-job "finished" notification stream outlives the job hash a little less
+# than it: waiters only need it while the job is young.
+DONE_TTL_S: Final = 24 * 3600
+
+
+def stream_key(stage: str) -> str:
+    """The input stream of ``stage``."""
+    return f"{PREFIX}:stream:{stage}"
+
+
+def group_name(stage: str) -> str:
+    """The consumer group that the workers of ``stage`` share."""
+    return f"{PREFIX}:{stage}"
+
+
+def delayed_key(stage: str) -> str:
+    """Sorted set of ``stage``'s messages waiting out a retry backoff (score = due time)."""
+    return f"{PREFIX}:delayed:{stage}"
+
+
+def job_key(job_id: str) -> str:
+    """Hash with the status, stage, result and timings of one job."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def done_key(job_id: str) -> str:
+    """Stream that receives one entry when the job reaches a final status.
+
+    Waiters block on it with XREAD instead of polling the job hash.
+    """
+    return f"{PREFIX}:done:{job_id}"
+
+
+def blob_key(document_id: str) -> str:
+    """Uploaded document bytes, waiting to be parsed."""
+    return f"{PREFIX}:blob:{document_id}"
+
+
+def collection_key(name: str) -> str:
+    """Hash of metadata for one collection."""
+    return f"{PREFIX}:collection:{name}"

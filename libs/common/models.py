@@ -1,0 +1,41 @@
+"""Data shapes that cross service boundaries inside envelope payloads."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class Chunk(BaseModel):
+    """A piece of a document, small enough for the embedding model."""
+
+    document_id: str
+    filename: str
+    chunk_index: int
+    text: str
+    # Physical page, 1-based; page_end differs when the chunk spans pages.
+    page: int = 1
+    page_end: int = 1
+    char_start: int = 0
+    char_end: int = 0
+    heading: str = ""
+
+
+class Hit(BaseModel):
+    """A chunk returned by a search, with its similarity score."""
+
+    document_id: str
+    filename: str
+    page: int
+    score: float
+    text: str
+    chunk_index: int = 0
+    page_end: int | None = None
+
+
+class Citation(BaseModel):
+    n: int
+    document_id: str
+    filename: str
+    page: int
+    snippet: str
+    score: float

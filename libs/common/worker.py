@@ -1,0 +1,488 @@
+"""The stream runtime every worker service shares.
+
+One :class:`Worker` reads its stage's stream through the stage's consumer group
+and hands each read, as one batch, to the stage's handler. The outcome of a
+batch is committed in one atomic round trip (see ``scripts.COMMIT``): outputs
+go to the next stage's stream (or become the job's result at the last stage)
+and only then is the input acknowledged. Failures are retried with backoff or
+dead-lettered; messages of crashed consumers are reclaimed with XAUTOCLAIM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from opentelemetry import trace
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from libs.common import constants as C
+from libs.common import metrics as M
+from libs.common.envelope import Envelope, stage_status
+from libs.common.errors import DocuMindError, RetryableError, is_retryable
+from libs.common.scripts import COMMIT, MARK_RUNNING, MOVE_DUE
+from libs.common.settings import WorkerSettings
+from libs.common.telemetry import context_from, current_traceparent, tracer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Output:
+    """A handler's successful output for one job."""
+
+    payload: dict[str, Any]
+    # Keys to delete once the output is committed (e.g. a parsed upload blob).
+    delete_keys: Sequence[str] = ()
+
+
+Outcome = Output | dict[str, Any] | BaseException
+
+
+class Handler(Protocol):
+    """A stage's work: one outcome per envelope, in order."""
+
+    async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]: ...
+
+
+@dataclass
+class Message:
+    id: str
+    raw: bytes
+    env: Envelope | None
+    delivered: int = 1
+    read_at: float = 0.0
+
+
+@dataclass
+class _Ops:
+    """Writes to apply, atomically with the ack, for the messages of one batch."""
+
+    keys: list[str]
+    batch: list[dict[str, Any]] = field(default_factory=list)
+
+    def key(self, name: str) -> int:
+        try:
+            return self.keys.index(name) + 1
+        except ValueError:
+            self.keys.append(name)
+            return len(self.keys)
+
+    def add(self, msg_id: str, ops: list[list[Any]]) -> None:
+        self.batch.append({"id": msg_id, "ops": [[op[0], self.key(op[1]), *op[2:]] for op in ops]})
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        stage: str,
+        handler: Handler,
+        settings: WorkerSettings,
+    ) -> None:
+        self.r = client
+        self.stage = stage
+        self.handler = handler
+        self.s = settings
+        self.stream = C.stream_key(stage)
+        self.group = C.group_name(stage)
+        self.consumer = settings.consumer or default_consumer_name()
+        self._commit = client.register_script(COMMIT)
+        self._mark = client.register_script(MARK_RUNNING)
+        self._move_due = client.register_script(MOVE_DUE)
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[str] = set()
+        self.ready = asyncio.Event()
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (and stream); an existing group is fine."""
+        try:
+            # From id 0: jobs queued before the first worker started are kept.
+            await self.r.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def stop(self) -> None:
+        """Stop reading; in-flight batches finish within the grace period."""
+        if not self._stopping.is_set():
+            logger.info("stage=%s consumer=%s stopping", self.stage, self.consumer)
+            self._stopping.set()
+
+    async def run(self) -> None:
+        await self.ensure_group()
+        maintenance = asyncio.create_task(self._maintenance_loop())
+        self.ready.set()
+        logger.info("stage=%s consumer=%s reading %s", self.stage, self.consumer, self.stream)
+        try:
+            await self._read_loop()
+        finally:
+            maintenance.cancel()
+            await asyncio.gather(maintenance, return_exceptions=True)
+            await self._drain()
+
+    async def _read_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._slots.acquire()
+            if self._stopping.is_set():
+                self._slots.release()
+                break
+            try:
+                messages = await self._read()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._slots.release()
+                logger.warning("stage=%s valkey unavailable: %s", self.stage, exc)
+                await self._pause(1.0)
+                continue
+            except ResponseError as exc:
+                self._slots.release()
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.ensure_group()
+                continue
+            if messages:
+                self._spawn(messages)
+            else:
+                self._slots.release()
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait, but wake at once when asked to stop."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _drain(self) -> None:
+        if not self._tasks:
+            return
+        logger.info("stage=%s finishing %d in-flight batches", self.stage, len(self._tasks))
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=self.s.shutdown_grace_s)
+        for task in pending:
+            # Unacknowledged messages stay pending and are reclaimed by another consumer.
+            task.cancel()
+        if pending:
+            logger.warning("stage=%s abandoned %d batches after the grace period", self.stage, len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _spawn(self, messages: list[Message]) -> None:
+        task = asyncio.create_task(self._run_batch(messages))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_batch(self, messages: list[Message]) -> None:
+        ids = [m.id for m in messages]
+        self._inflight.update(ids)
+        try:
+            await self.process(messages)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            logger.error("stage=%s could not commit a batch of %d: %s", self.stage, len(messages), exc)
+        finally:
+            self._inflight.difference_update(ids)
+            self._slots.release()
+
+    # --- reading -------------------------------------------------------------
+
+    async def _read(self) -> list[Message]:
+        reply = await self.r.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.stream: ">"},
+            count=self.s.read_count,
+            block=self.s.read_block_ms,
+        )
+        if not reply:
+            return []
+        now = time.time()
+        return [self._decode(mid, fields, now) for mid, fields in reply[0][1]]
+
+    def _decode(self, mid: bytes | str, fields: dict[Any, Any], now: float, delivered: int = 1) -> Message:
+        mid_s = mid.decode() if isinstance(mid, bytes) else mid
+        raw = fields.get(C.ENVELOPE_FIELD.encode()) or fields.get(C.ENVELOPE_FIELD) or b""
+        raw_b = raw if isinstance(raw, bytes) else raw.encode()
+        try:
+            env: Envelope | None = Envelope.loads(raw_b)
+        except ValidationError:
+            env = None
+        return Message(mid_s, raw_b, env, delivered, now)
+
+    # --- maintenance: retries due, reclaim, heartbeat --------------------------
+
+    async def _maintenance_loop(self) -> None:
+        last_heartbeat = time.monotonic()
+        while True:
+            await asyncio.sleep(self.s.maintenance_interval_s)
+            try:
+                await self._move_due(
+                    keys=[C.delayed_key(self.stage), self.stream], args=[time.time(), 1000]
+                )
+                if time.monotonic() - last_heartbeat >= self.s.visibility_timeout_s / 3:
+                    await self._heartbeat()
+                    last_heartbeat = time.monotonic()
+                if not self._stopping.is_set() and not self._slots.locked():
+                    await self.reclaim()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                logger.warning("stage=%s maintenance skipped, valkey unavailable: %s", self.stage, exc)
+
+    async def _heartbeat(self) -> None:
+        """Reset the idle time of messages still being worked on, so they are not reclaimed."""
+        if self._inflight:
+            await self.r.xclaim(
+                self.stream, self.group, self.consumer, 0, list(self._inflight), justid=True
+            )
+
+    async def reclaim(self) -> int:
+        """Take over messages idle longer than the visibility timeout, whoever held them."""
+        await self._slots.acquire()
+        try:
+            _next, claimed, _deleted = await self.r.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=int(self.s.visibility_timeout_s * 1000),
+                start_id="0-0",
+                count=self.s.read_count,
+            )
+        except BaseException:
+            self._slots.release()
+            raise
+        if not claimed:
+            self._slots.release()
+            return 0
+        async with self.r.pipeline(transaction=False) as pipe:
+            for mid, _fields in claimed:
+                pipe.xpending_range(self.stream, self.group, min=mid, max=mid, count=1)
+            pending = await pipe.execute()
+        now = time.time()
+        messages = [
+            self._decode(mid, fields, now, delivered=int(p[0]["times_delivered"]) if p else 1)
+            for (mid, fields), p in zip(claimed, pending, strict=True)
+        ]
+        M.RECLAIMED.labels(self.stage).inc(len(messages))
+        logger.info("stage=%s reclaimed %d idle messages", self.stage, len(messages))
+        self._spawn(messages)
+        return len(messages)
+
+    # --- processing ----------------------------------------------------------
+
+    async def process(self, messages: list[Message]) -> None:
+        """Handle one batch and commit every message's outcome in one round trip."""
+        ops = _Ops(keys=[self.stream])
+        now = time.time()
+        live: list[Message] = []
+        for m in messages:
+            if m.env is None:
+                self._dead_letter(ops, m, "malformed job envelope", final_status="failed")
+            elif m.env.deadline < now:
+                self._expire(ops, m)
+            elif m.delivered > self.s.max_attempts:
+                self._dead_letter(
+                    ops, m, f"{self.stage}: delivered {m.delivered - 1} times without completing "
+                    "(the worker crashed or timed out)"
+                )
+            else:
+                live.append(m)
+
+        outcomes: Sequence[Outcome] = []
+        elapsed = 0.0
+        if live:
+            envs = [m.env for m in live if m.env is not None]
+            M.BATCH_SIZE.labels(self.stage).observe(len(envs))
+            spans = [self._start_span(m) for m in live]
+            t0 = time.perf_counter()
+            _, outcomes = await asyncio.gather(self._mark_running(envs), self._call_handler(envs))
+            elapsed = time.perf_counter() - t0
+            M.STAGE_SECONDS.labels(self.stage).observe(elapsed)
+            for m, outcome, span in zip(live, outcomes, spans, strict=True):
+                self._settle(ops, m, outcome, elapsed, now, span)
+        applied = await self._commit(keys=ops.keys, args=[self.group, json.dumps(ops.batch)])
+        for entry, ok in zip(ops.batch, applied, strict=True):
+            if not ok:
+                M.MESSAGES.labels(self.stage, "stale").inc()
+                logger.info("stage=%s message %s was already handled elsewhere", self.stage, entry["id"])
+
+    async def _call_handler(self, envs: list[Envelope]) -> Sequence[Outcome]:
+        try:
+            outcomes = await self.handler(envs)
+        except Exception as exc:
+            logger.exception("stage=%s handler failed on a batch of %d", self.stage, len(envs))
+            return [exc] * len(envs)
+        if len(outcomes) != len(envs):
+            err = RuntimeError(f"{self.stage} handler returned {len(outcomes)} outcomes for {len(envs)} jobs")
+            return [err] * len(envs)
+        return outcomes
+
+    async def _mark_running(self, envs: list[Envelope]) -> None:
+        await self._mark(
+            keys=[C.job_key(e.job_id) for e in envs],
+            args=[self.s.job_ttl_s, time.time(), self.stage, *[stage_status(e.kind, self.stage) for e in envs]],
+        )
+
+    def _start_span(self, m: Message) -> trace.Span:
+        assert m.env is not None
+        span = tracer.start_span(
+            f"{self.stage} {m.env.kind}",
+            context=context_from(m.env.traceparent),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "documind.job_id": m.env.job_id,
+                "documind.stage": self.stage,
+                "documind.queue_wait_s": max(0.0, m.read_at - m.env.enqueued_at),
+            },
+        )
+        return span
+
+    def _settle(
+        self, ops: _Ops, m: Message, outcome: Outcome, elapsed: float, read_at: float, span: trace.Span
+    ) -> None:
+        env = m.env
+        assert env is not None
+        timings = dict(env.timings)
+        timings[self.stage] = round(timings.get(self.stage, 0.0) + elapsed, 6)
+        timings[f"{self.stage}.wait"] = round(max(0.0, m.read_at - env.enqueued_at), 6)
+        M.QUEUE_WAIT_SECONDS.labels(self.stage).observe(timings[f"{self.stage}.wait"])
+        with trace.use_span(span, end_on_exit=True):
+            if isinstance(outcome, BaseException):
+                span.record_exception(outcome)
+                self._fail_or_retry(ops, m, outcome, timings)
+                return
+            out = outcome if isinstance(outcome, Output) else Output(outcome)
+            nxt = env.route[1:]
+            if nxt:
+                forwarded = env.model_copy(
+                    update={
+                        "route": nxt,
+                        "attempt": 0,
+                        "timings": timings,
+                        "payload": out.payload,
+                        "enqueued_at": time.time(),
+                        "traceparent": current_traceparent() or env.traceparent,
+                    }
+                )
+                job = C.job_key(env.job_id)
+                ops.add(
+                    m.id,
+                    [
+                        ["XADD", C.stream_key(nxt[0]), "*", C.ENVELOPE_FIELD, forwarded.dumps()],
+                        ["HSET", job, "status", stage_status(env.kind, nxt[0]), "stage", nxt[0],
+                         "timings", json.dumps(timings), "updated_at", repr(time.time())],
+                        ["EXPIRE", job, self.s.job_ttl_s],
+                        *[["DEL", k] for k in out.delete_keys],
+                    ],
+                )
+                M.MESSAGES.labels(self.stage, "forwarded").inc()
+            else:
+                self._finish(
+                    ops, m, "done", timings,
+                    ["result", json.dumps(out.payload)],
+                    extra=[["DEL", k] for k in out.delete_keys],
+                )
+                M.MESSAGES.labels(self.stage, "done").inc()
+
+    def _fail_or_retry(self, ops: _Ops, m: Message, exc: BaseException, timings: dict[str, float]) -> None:
+        env = m.env
+        assert env is not None
+        reason = exc.message if isinstance(exc, DocuMindError) else f"{type(exc).__name__}: {exc}"
+        attempts = env.attempt + 1
+        job = C.job_key(env.job_id)
+        if is_retryable(exc) and attempts < self.s.max_attempts:
+            delay = exc.delay_s if isinstance(exc, RetryableError) and exc.delay_s is not None else None
+            if delay is None:
+                base = min(self.s.retry_backoff_s * 2**env.attempt, self.s.retry_backoff_max_s)
+                delay = base * random.uniform(0.8, 1.2)
+            retry = env.model_copy(update={"attempt": attempts, "timings": timings, "enqueued_at": time.time()})
+            ops.add(
+                m.id,
+                [
+                    ["ZADD", C.delayed_key(self.stage), time.time() + delay, retry.dumps()],
+                    ["HINCRBY", job, "attempts", 1],
+                    ["HSET", job, "last_error", reason, "updated_at", repr(time.time())],
+                    ["EXPIRE", job, self.s.job_ttl_s],
+                ],
+            )
+            M.MESSAGES.labels(self.stage, "retried").inc()
+            logger.warning(
+                "job_id=%s stage=%s attempt %d failed, retrying in %.2fs: %s",
+                env.job_id, self.stage, attempts, delay, reason,
+            )
+            return
+        if is_retryable(exc):
+            reason = f"{self.stage} failed after {attempts} attempts: {reason}"
+        else:
+            reason = f"{self.stage}: {reason}"
+        self._dead_letter(ops, m, reason, attempts=attempts, timings=timings)
+
+    def _dead_letter(
+        self,
+        ops: _Ops,
+        m: Message,
+        reason: str,
+        *,
+        final_status: str = "failed",
+        attempts: int | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> None:
+        job_id = m.env.job_id if m.env else ""
+        dead = [
+            "XADD", C.DEAD_LETTER_STREAM, "MAXLEN", "~", C.DEAD_LETTER_MAXLEN, "*",
+            "job_id", job_id, "stage", self.stage, "reason", reason,
+            "attempts", attempts if attempts is not None else m.delivered, "data", m.raw.decode(errors="replace"),
+        ]
+        M.DEAD_LETTERS.labels(self.stage).inc()
+        M.MESSAGES.labels(self.stage, "failed").inc()
+        logger.error("job_id=%s stage=%s dead-lettered: %s", job_id, self.stage, reason)
+        if m.env is None:
+            ops.add(m.id, [dead])
+            return
+        self._finish(ops, m, final_status, timings or m.env.timings, ["error", reason], extra=[dead])
+
+    def _expire(self, ops: _Ops, m: Message) -> None:
+        assert m.env is not None
+        late = time.time() - m.env.deadline
+        reason = f"deadline passed {late:.1f}s before {self.stage} could start"
+        M.MESSAGES.labels(self.stage, "expired").inc()
+        logger.warning("job_id=%s stage=%s expired: %s", m.env.job_id, self.stage, reason)
+        self._finish(ops, m, "expired", m.env.timings, ["error", reason])
+
+    def _finish(
+        self,
+        ops: _Ops,
+        m: Message,
+        status: str,
+        timings: dict[str, float],
+        fields: list[str],
+        extra: list[list[Any]] | None = None,
+    ) -> None:
+        """Write a final status and notify waiters on the job's done stream."""
+        assert m.env is not None
+        job, done = C.job_key(m.env.job_id), C.done_key(m.env.job_id)
+        ops.add(
+            m.id,
+            [
+                *(extra or []),
+                ["HSET", job, "status", status, "stage", "", "timings", json.dumps(timings),
+                 "updated_at", repr(time.time()), *fields],
+                ["EXPIRE", job, self.s.job_ttl_s],
+                ["XADD", done, "*", "status", status],
+                ["EXPIRE", done, self.s.job_ttl_s],
+            ],
+        )

