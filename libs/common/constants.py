@@ -38,6 +38,12 @@ COLLECTIONS_KEY: Final = f"{PREFIX}:collections"
 # (the Lua scripts in scripts.py spell it too).
 ENVELOPE_FIELD: Final = "data"
 
+# Upload types the parser accepts (the gateway answers 415 for anything else).
+SUPPORTED_EXTENSIONS: Final = frozenset({".txt", ".md", ".markdown", ".pdf"})
+
+# Collection names: safe in keys, URLs and Qdrant collection names.
+COLLECTION_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
 # --- TTLs (seconds) -----------------------------------------------------------
 # Job status/result hashes live this long by default (configurable).
 JOB_TTL_S: Final = 24 * 3600

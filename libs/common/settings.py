@@ -60,6 +60,8 @@ class GatewaySettings(CommonSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     default_top_k: int = Field(default=5, ge=1)
     max_top_k: int = Field(default=50, ge=1)
+    # Ingest jobs (parse, embed, index) may take longer than questions.
+    ingest_timeout_s: float = Field(default=3600.0, gt=0)
     # Longest a GET /v1/jobs/{id}?wait=... request may block.
     max_wait_s: float = Field(default=30.0, ge=0)
 

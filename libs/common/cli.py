@@ -1,0 +1,133 @@
+"""The ``documind`` command: run the embedded stack, ingest files, ask questions."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = os.environ.get("DOCUMIND_URL", "http://127.0.0.1:8000")
+FINAL = {"done", "failed", "expired"}
+
+
+def _wait_job(client: httpx.Client, url: str, job_id: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        wait = max(0.0, min(20.0, deadline - time.monotonic()))
+        job: dict[str, Any] = client.get(f"{url}/v1/jobs/{job_id}", params={"wait": wait}).json()
+        if job.get("status") in FINAL or time.monotonic() >= deadline:
+            return job
+
+
+def _error(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("detail", resp.text))
+    except ValueError:
+        return resp.text
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from libs.common.supervisor import run_stack
+
+    return run_stack(Path(args.data_dir), args.port, args.host)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    failed = 0
+    with httpx.Client(timeout=httpx.Timeout(60.0, read=60.0)) as client:
+        jobs: list[tuple[str, str]] = []
+        for name in args.files:
+            path = Path(name)
+            try:
+                with path.open("rb") as fh:
+                    resp = client.post(
+                        f"{args.url}/v1/collections/{args.collection}/documents",
+                        files={"file": (path.name, fh)},
+                    )
+            except OSError as exc:
+                print(f"{name}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            if resp.status_code != 202:
+                print(f"{name}: rejected ({resp.status_code}): {_error(resp)}", file=sys.stderr)
+                failed += 1
+                continue
+            jobs.append((name, resp.json()["job_id"]))
+        for name, job_id in jobs:
+            job = _wait_job(client, args.url, job_id, args.timeout)
+            if job.get("status") == "done":
+                res = job.get("result", {})
+                print(f"{name}: ready ({res.get('pages')} pages, {res.get('chunks')} chunks)")
+            else:
+                failed += 1
+                print(f"{name}: {job.get('status')}: {job.get('error', '')}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    with httpx.Client(timeout=30.0) as client:
+        body: dict[str, Any] = {"question": args.question, "collection": args.collection}
+        if args.top_k:
+            body["top_k"] = args.top_k
+        resp = client.post(f"{args.url}/v1/chat", json=body)
+        if resp.status_code != 202:
+            print(f"rejected ({resp.status_code}): {_error(resp)}", file=sys.stderr)
+            return 1
+        job = _wait_job(client, args.url, resp.json()["job_id"], args.timeout)
+    if job.get("status") != "done":
+        print(f"{job.get('status')}: {job.get('error', '')}", file=sys.stderr)
+        return 1
+    result = job["result"]
+    print(result["answer"])
+    if result.get("citations"):
+        print()
+        for c in result["citations"]:
+            print(f"[{c['n']}] {c['filename']}, page {c['page']}: {c['snippet'][:160]}")
+    print(f"\n(mode: {result.get('mode')})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="documind", description="DocuMind: ask your documents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole stack on this machine (no Docker, no API key)")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--data-dir", default=".documind")
+    up.set_defaults(func=cmd_up)
+
+    ingest = sub.add_parser("ingest", help="upload files into a collection and wait until they are ready")
+    ingest.add_argument("files", nargs="+")
+    ingest.add_argument("--collection", required=True)
+    ingest.add_argument("--url", default=DEFAULT_URL)
+    ingest.add_argument("--timeout", type=float, default=600.0)
+    ingest.set_defaults(func=cmd_ingest)
+
+    ask = sub.add_parser("ask", help="ask a question about a collection")
+    ask.add_argument("question")
+    ask.add_argument("--collection", required=True)
+    ask.add_argument("--top-k", type=int, default=None)
+    ask.add_argument("--url", default=DEFAULT_URL)
+    ask.add_argument("--timeout", type=float, default=120.0)
+    ask.set_defaults(func=cmd_ask)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except httpx.TransportError as exc:
+        print(f"documind: cannot reach {getattr(args, 'url', DEFAULT_URL)}: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

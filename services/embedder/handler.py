@@ -1,0 +1,107 @@
+"""The embedder stage: parse and chunk uploads, embed every text of a read at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from libs.common import constants as C
+from libs.common.envelope import Envelope
+from libs.common.errors import PermanentError
+from libs.common.models import Chunk
+from libs.common.settings import EmbedderSettings
+from libs.common.vectors import encode_vector
+from libs.common.worker import Outcome, Output
+from services.embedder.backends import Embedder
+from services.embedder.chunking import chunk_pages
+from services.embedder.parsing import parse_document
+
+logger = logging.getLogger(__name__)
+
+
+class EmbedHandler:
+    def __init__(self, client: aioredis.Redis, embedder: Embedder, settings: EmbedderSettings) -> None:
+        self.r = client
+        self.embedder = embedder
+        self.s = settings
+
+    async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        chunks_of: dict[int, list[Chunk]] = {}
+        pages_of: dict[int, int] = {}
+        ingest = [i for i, e in enumerate(batch) if e.kind == "ingest"]
+        if ingest:
+            blobs = await self.r.mget([C.blob_key(batch[i].payload["document_id"]) for i in ingest])
+            parsed = await asyncio.to_thread(self._parse_all, [batch[i] for i in ingest], blobs)
+            for i, result in zip(ingest, parsed, strict=True):
+                if isinstance(result, BaseException):
+                    outcomes[i] = result
+                else:
+                    pages_of[i], chunks_of[i] = result
+        # One model call for every text of this read: questions and chunks alike.
+        texts: list[str] = []
+        for i, env in enumerate(batch):
+            if env.kind == "ingest":
+                texts.extend(c.text for c in chunks_of.get(i, []))
+            else:
+                texts.append(env.payload["query"])
+        try:
+            vectors = await asyncio.to_thread(self.embedder.embed, texts) if texts else []
+        except Exception as exc:  # the backend's typed errors decide retry vs. fail
+            return [o if o is not None else exc for o in outcomes]
+        pos = 0
+        for i, env in enumerate(batch):
+            if outcomes[i] is not None:
+                continue
+            if env.kind == "ingest":
+                chunks = chunks_of[i]
+                items: list[dict[str, Any]] = []
+                for chunk in chunks:
+                    items.append({**chunk.model_dump(), "vector": encode_vector(vectors[pos])})
+                    pos += 1
+                outcomes[i] = Output(
+                    {
+                        "document_id": env.payload["document_id"],
+                        "filename": env.payload["filename"],
+                        "pages": pages_of[i],
+                        "chunks": items,
+                    },
+                    delete_keys=[C.blob_key(env.payload["document_id"])],
+                )
+            else:
+                outcomes[i] = {**env.payload, "vector": encode_vector(vectors[pos])}
+                pos += 1
+        return [o for o in outcomes if o is not None]
+
+    def _parse_all(
+        self, envs: list[Envelope], blobs: list[bytes | None]
+    ) -> list[tuple[int, list[Chunk]] | BaseException]:
+        out: list[tuple[int, list[Chunk]] | BaseException] = []
+        for env, blob in zip(envs, blobs, strict=True):
+            try:
+                out.append(self._parse(env, blob))
+            except PermanentError as exc:
+                out.append(exc)
+        return out
+
+    def _parse(self, env: Envelope, blob: bytes | None) -> tuple[int, list[Chunk]]:
+        """(page count, chunks) of one upload."""
+        doc_id, filename = env.payload["document_id"], env.payload["filename"]
+        if blob is None:
+            raise PermanentError("the uploaded file expired before it could be parsed; upload it again")
+        pages = parse_document(filename, blob, self.s.max_pages)
+        chunks = chunk_pages(pages, doc_id, filename, self.s.chunk_size_words, self.s.chunk_overlap_words)
+        if not chunks:
+            raise PermanentError("no extractable text")
+        logger.info(
+            "job_id=%s stage=embedder parsed %s: %d pages, %d chunks",
+            env.job_id,
+            filename,
+            len(pages),
+            len(chunks),
+        )
+        return len(pages), chunks

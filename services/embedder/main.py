@@ -1,0 +1,24 @@
+"""Embedder process: settings, model, handler, worker loop."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from libs.common import constants as C
+from libs.common.service import run_worker_service
+from libs.common.settings import EmbedderSettings
+from services.embedder.backends import build_embedder
+from services.embedder.handler import EmbedHandler
+
+
+def main() -> None:
+    settings = EmbedderSettings()
+
+    async def build(client: aioredis.Redis) -> EmbedHandler:
+        return EmbedHandler(client, build_embedder(settings), settings)
+
+    run_worker_service(C.EMBEDDER, settings, build)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The gateway's FastAPI application."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram, make_asgi_app
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from libs.common.service import connect
+from libs.common.settings import GatewaySettings
+from services.gateway.routes import router
+from services.gateway.submit import Submitter
+
+HTTP_REQUESTS = Counter(
+    "documind_http_requests_total", "HTTP requests by route and status.", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram("documind_http_request_seconds", "HTTP request handling time.", ["method", "route"])
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = connect(settings.valkey_url)
+        app.state.settings = settings
+        app.state.submitter = Submitter(client, settings)
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = FastAPI(title="DocuMind", version="0.1.0", lifespan=lifespan)
+    app.include_router(router)
+    app.mount("/metrics", make_asgi_app())
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One readable sentence first, the structured details after it.
+        errors = exc.errors()
+        parts = []
+        for err in errors:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return JSONResponse(
+            status_code=422,
+            content={"detail": "; ".join(parts) or "invalid request", "errors": _jsonable(errors)},
+        )
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def valkey_down(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "the job queue is unavailable; retry later"},
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
+
+    @app.middleware("http")
+    async def http_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
+        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        return response
+
+    return app
+
+
+def _jsonable(errors: object) -> object:
+    """Validation errors may hold exceptions or bytes; keep what JSON can carry."""
+    if isinstance(errors, dict):
+        return {k: _jsonable(v) for k, v in errors.items() if k != "ctx"}
+    if isinstance(errors, list | tuple):
+        return [_jsonable(e) for e in errors]
+    if isinstance(errors, bytes):
+        return errors.decode(errors="replace")
+    if errors is None or isinstance(errors, str | int | float | bool):
+        return errors
+    return str(errors)

@@ -1,0 +1,50 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from libs.common.constants import COLLECTION_NAME_PATTERN
+
+
+class _Query(BaseModel):
+    collection: str = Field(pattern=COLLECTION_NAME_PATTERN)
+    top_k: int | None = Field(default=None, ge=1)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+class ChatRequest(_Query):
+    question: str = Field(min_length=1)
+
+    _strip = field_validator("question")(_not_blank)
+
+
+class SearchRequest(_Query):
+    query: str = Field(min_length=1)
+
+    _strip = field_validator("query")(_not_blank)
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+
+
+class DocumentAccepted(BaseModel):
+    job_id: str
+    document_id: str
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: str
+    stage: str | None = None
+    result: Any | None = None
+    error: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)

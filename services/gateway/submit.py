@@ -1,0 +1,61 @@
+"""Turning accepted requests into queued jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import HTTPException
+
+from libs.common import constants as C
+from libs.common.envelope import Envelope, JobKind
+from libs.common.jobs import JobStore
+from libs.common.settings import GatewaySettings
+from libs.common.telemetry import current_traceparent, tracer
+
+
+class Submitter:
+    def __init__(self, client: aioredis.Redis, settings: GatewaySettings) -> None:
+        self.r = client
+        self.s = settings
+        self.jobs = JobStore(client, settings.job_ttl_s)
+
+    async def collection_exists(self, name: str) -> bool:
+        return bool(await self.r.sismember(C.COLLECTIONS_KEY, name))
+
+    async def require_collection(self, name: str) -> None:
+        if not await self.collection_exists(name):
+            raise HTTPException(404, f"collection '{name}' not found")
+
+    async def create_collection(self, name: str) -> None:
+        await self.r.sadd(C.COLLECTIONS_KEY, name)
+
+    def top_k(self, requested: int | None) -> int:
+        k = requested or self.s.default_top_k
+        if k > self.s.max_top_k:
+            raise HTTPException(422, f"top_k must be at most {self.s.max_top_k}")
+        return k
+
+    async def submit(
+        self,
+        kind: JobKind,
+        collection: str,
+        payload: dict[str, Any],
+        *,
+        blob: bytes | None = None,
+        extra: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Envelope:
+        """Queue a job; 503 with Retry-After when the first stage is too far behind."""
+        with tracer.start_as_current_span(f"submit {kind}"):
+            env = Envelope.new(
+                kind, collection, payload, timeout_s or self.s.job_timeout_s, traceparent=current_traceparent()
+            )
+            accepted = await self.jobs.submit(env, max_backlog=self.s.max_backlog, blob=blob, extra=extra)
+        if not accepted:
+            raise HTTPException(
+                503,
+                "too many jobs queued; retry later",
+                headers={"Retry-After": str(self.s.retry_after_s)},
+            )
+        return env

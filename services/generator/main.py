@@ -1,0 +1,24 @@
+"""Generator process: settings, answerer (LLM or extractive), handler, worker loop."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from libs.common import constants as C
+from libs.common.service import run_worker_service
+from libs.common.settings import GeneratorSettings
+from services.generator.answerers import build_answerer
+from services.generator.handler import GenerateHandler
+
+
+def main() -> None:
+    settings = GeneratorSettings()
+
+    async def build(client: aioredis.Redis) -> GenerateHandler:
+        return GenerateHandler(build_answerer(settings))
+
+    run_worker_service(C.GENERATOR, settings, build)
+
+
+if __name__ == "__main__":
+    main()

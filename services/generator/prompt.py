@@ -1,0 +1,160 @@
+"""Numbered sources, the chat prompt, and citations parsed back out of an answer.
+
+Sources are the evidence hits in the order given, numbered from 1; an answer cites
+source ``n`` as ``[n]`` and each citation's ``n`` is that number.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+
+from libs.common.models import Citation, Hit
+from services.generator.text import clip, content_terms, split_sentences
+
+logger = logging.getLogger(__name__)
+
+# The answer given when no retrieved text is relevant enough to answer from.
+NOTHING_RELEVANT = (
+    "I could not find anything relevant to that question in the collection, "
+    "so I cannot answer it from the documents."
+)
+
+SNIPPET_MAX_CHARS = 300
+
+SYSTEM_PROMPT = (
+    "You answer questions about the user's documents using only the numbered sources given "
+    "in the user's message.\n"
+    "- Use only facts stated in the sources; do not use outside knowledge or guess.\n"
+    "- Cite every statement with the number of the source it comes from, in square brackets, "
+    "like [1] or [2][3]. Cite only sources that support the statement.\n"
+    "- If the sources do not contain the answer, say that you don't know based on the "
+    "documents, and do not cite anything.\n"
+    "- Be concise and answer in the language of the question."
+)
+
+# "[2]", "[1, 3]", "[1-3]", "[Source 2]", "[sources 1 and 2]"; "[1][2]" is two matches.
+_NUM = r"\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?"
+_CITATION = re.compile(
+    rf"\[\s*(?:sources?\s*)?({_NUM}(?:\s*(?:,|;|and|&)\s*{_NUM})*)\s*\]",
+    re.IGNORECASE,
+)
+_PART = re.compile(r"(\d+)(?:\s*[-\u2013]\s*(\d+))?")
+# A range longer than this is not a citation ("[1-2000]").
+_MAX_RANGE = 20
+
+
+def number_sources(hits: Sequence[Hit]) -> list[tuple[int, Hit]]:
+    """``(n, hit)`` pairs, n from 1, in the order of ``hits``."""
+    return [(n, hit) for n, hit in enumerate(hits, start=1)]
+
+
+def _pages(hit: Hit) -> str:
+    if hit.page_end is not None and hit.page_end != hit.page:
+        return f"pages {hit.page}-{hit.page_end}"
+    return f"page {hit.page}"
+
+
+def format_sources(hits: Sequence[Hit]) -> str:
+    blocks = []
+    for n, hit in number_sources(hits):
+        blocks.append(f"[{n}] {hit.filename}, {_pages(hit)}\n{hit.text.strip()}")
+    return "\n\n".join(blocks)
+
+
+def build_messages(question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+    """OpenAI chat messages asking ``question`` about ``hits`` numbered 1..k."""
+    user = f"Sources:\n\n{format_sources(hits)}\n\nQuestion: {question.strip()}"
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user},
+    ]
+
+
+def cited_numbers(answer_text: str) -> list[int]:
+    """Source numbers cited in ``answer_text``, each once, in order of first citation.
+
+    Understands ``[n]``, ``[n, m]``, ``[n][m]``, ``[n-m]`` and ``[Source n]``.
+    """
+    seen: dict[int, None] = {}
+    for match in _CITATION.finditer(answer_text):
+        for part in _PART.finditer(match.group(1)):
+            low = int(part.group(1))
+            high = int(part.group(2)) if part.group(2) else low
+            if high < low or high - low > _MAX_RANGE:
+                high = low
+            for n in range(low, high + 1):
+                if n > 0:
+                    seen.setdefault(n, None)
+    return list(seen)
+
+
+def _citing_text(answer_text: str, n: int) -> str:
+    """The parts of the answer that cite source ``n``: the text before each citation of it,
+    back to the previous citation (``[1][2]`` share the text before ``[1]``)."""
+    parts = []
+    claim, last_end = "", 0
+    for match in _CITATION.finditer(answer_text):
+        segment = answer_text[last_end : match.start()].strip()
+        if segment:
+            claim = segment
+        last_end = match.end()
+        if n in cited_numbers(match.group(0)):
+            parts.append(claim)
+    return " ".join(parts)
+
+
+def best_snippet(text: str, query: str, max_chars: int = SNIPPET_MAX_CHARS) -> str:
+    """The sentence of ``text`` sharing the most content words with ``query``.
+
+    Falls back to the start of ``text`` when no sentence shares any; at most
+    ``max_chars`` characters either way.
+    """
+    sentences = split_sentences(text, max_chars=max_chars)
+    if not sentences:
+        return ""
+    wanted = set(content_terms(query))
+    best, best_overlap = 0, 0
+    for i, sentence in enumerate(sentences):
+        overlap = len(wanted.intersection(content_terms(sentence)))
+        if overlap > best_overlap:
+            best, best_overlap = i, overlap
+    if best_overlap == 0:
+        return clip(text, max_chars)
+    return clip(sentences[best], max_chars)
+
+
+def citation(n: int, hit: Hit, snippet: str) -> Citation:
+    return Citation(
+        n=n,
+        document_id=hit.document_id,
+        filename=hit.filename,
+        page=hit.page,
+        snippet=snippet,
+        score=hit.score,
+    )
+
+
+def make_citations(answer_text: str, hits: Sequence[Hit]) -> list[Citation]:
+    """Citations for the sources ``answer_text`` cites, ordered by number.
+
+    Numbers outside 1..len(hits) are ignored; an answer citing nothing gets no citations.
+    Each snippet is the part of the source closest to the answer sentences citing it.
+    """
+    citations = []
+    unknown: list[int] = []
+    for n in sorted(cited_numbers(answer_text)):
+        if n > len(hits):
+            unknown.append(n)
+            continue
+        hit = hits[n - 1]
+        citations.append(citation(n, hit, best_snippet(hit.text, _citing_text(answer_text, n))))
+    if unknown:
+        logger.info("answer cites unknown sources %s of %d", unknown, len(hits))
+    return citations
+
+
+def relevant_hits(hits: Iterable[Hit], min_score: float) -> list[Hit]:
+    """The hits good enough to be evidence, in their original order."""
+    return [hit for hit in hits if hit.score >= min_score]

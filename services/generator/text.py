@@ -1,0 +1,149 @@
+"""Small, deterministic text helpers: sentences, content words, light stemming."""
+
+from __future__ import annotations
+
+import re
+
+# Function words that carry no topic: left out when matching a question to text.
+_STOPWORDS = """
+    a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing done down during each either
+    else ever few for from further get gets got had has have having he her here hers herself him
+    himself his how i if in into is it its itself just let me might more most must my myself no
+    nor not now of off on once only or other ought our ours ourselves out over own please same
+    shall she should so some such tell than that the their theirs them themselves then there
+    these they this those through to too under until up upon us very was we were what whatever
+    when where whether which while who whom whose why will with within without would yes yet you
+    your yours yourself yourselves
+    don doesn didn isn aren wasn weren hasn haven hadn won wouldn shouldn couldn cannot can't
+"""
+STOPWORDS: frozenset[str] = frozenset(_STOPWORDS.split())
+
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+# Paragraph boundaries: a blank line, or a line break before a list item.
+_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-\u2022*]|\d{1,3}[.)])[ \t])")
+# Sentence boundaries: end punctuation (optionally closed by a quote or bracket) followed by
+# whitespace and something that can start a sentence.
+_SENTENCE = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]\u201d\u2019]))\s+(?=[\"'(\[\u201c\u2018]?[^\W_a-z])")
+# A piece ending like this was cut after an abbreviation or an initial, not a sentence.
+_ABBREVIATION = re.compile(
+    r"(?:\b(?i:e\.g|i\.e|etc|vs|cf|approx|fig|figs|no|nos|vol|pp|mr|mrs|ms|dr|prof|inc|ltd|corp|jr|sr)"
+    r"|(?:^|[\s(])[A-Z](?:\.[A-Z])*)\.[\"')\]]*$"
+)
+_SOFT_BOUNDARY = re.compile(r"(?<=[;:])\s+")
+_SPACE = re.compile(r"\s+")
+_VOWEL = re.compile(r"[aeiouy]")
+
+
+def _strip_final_e(word: str) -> str:
+    if len(word) > 3 and word.endswith("e") and not word.endswith("ee"):
+        return word[:-1]
+    return word
+
+
+def stem(word: str) -> str:
+    """Light suffix stripping so that "refunds", "refunded" and "refunding" match.
+
+    Deliberately conservative: it only has to map common inflections of one word to the
+    same key, not to produce a dictionary form.
+    """
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("sses"):
+        return word[:-2]
+    for suffix in ("ing", "ed"):
+        if not word.endswith(suffix) or (suffix == "ed" and word.endswith("eed")):
+            continue
+        base = word[: -len(suffix)]
+        if len(base) < 3 or not _VOWEL.search(base):
+            continue
+        if len(base) >= 4 and base[-1] == base[-2] and base[-1] not in "lsz":
+            base = base[:-1]
+        return _strip_final_e(base)
+    if word.endswith("ly") and len(word) > 5:
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    return _strip_final_e(word)
+
+
+def words(text: str) -> list[str]:
+    """Lowercased word tokens (letters and digits; a trailing 's is dropped)."""
+    tokens = []
+    for token in _WORD.findall(text.lower().replace("\u2019", "'")):
+        tokens.append(token[:-2] if token.endswith("'s") else token)
+    return tokens
+
+
+def content_terms(text: str) -> list[str]:
+    """Stemmed content words of ``text`` in order, stopwords and single letters left out."""
+    terms = []
+    for word in words(text):
+        # "don't" says nothing about the topic; "we're" is "we".
+        token = "" if word.endswith("n't") else word.split("'", 1)[0]
+        if not token or token in STOPWORDS or (len(token) == 1 and not token.isdigit()):
+            continue
+        terms.append(stem(token))
+    return terms
+
+
+def normalize_space(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def _split_long(piece: str, max_chars: int) -> list[str]:
+    """Cut an over-long piece at ``;``/``:`` first, then into runs of whole words."""
+    if len(piece) <= max_chars:
+        return [piece]
+    out: list[str] = []
+    for part in _SOFT_BOUNDARY.split(piece):
+        if len(part) <= max_chars:
+            out.append(part)
+            continue
+        current: list[str] = []
+        size = 0
+        for word in part.split(" "):
+            if current and size + 1 + len(word) > max_chars:
+                out.append(" ".join(current))
+                current, size = [], 0
+            current.append(word)
+            size += len(word) + (1 if size else 0)
+        if current:
+            out.append(" ".join(current))
+    return out
+
+
+def split_sentences(text: str, max_chars: int = 300) -> list[str]:
+    """Split ``text`` into sentences with whitespace collapsed.
+
+    Text extracted from PDFs often lacks punctuation, so pieces longer than ``max_chars``
+    are cut further; no returned sentence is much longer than ``max_chars`` unless it is a
+    single word.
+    """
+    pieces: list[str] = []
+    for paragraph in _PARAGRAPH.split(text):
+        merged: list[str] = []
+        for raw in _SENTENCE.split(paragraph):
+            piece = normalize_space(raw)
+            if not piece:
+                continue
+            if merged and _ABBREVIATION.search(merged[-1]):
+                merged[-1] = f"{merged[-1]} {piece}"
+            else:
+                merged.append(piece)
+        pieces.extend(merged)
+    return [p for piece in pieces for p in _split_long(piece, max_chars) if p]
+
+
+def clip(text: str, max_chars: int) -> str:
+    """``text`` with whitespace collapsed, cut at a word boundary to at most ``max_chars``."""
+    text = normalize_space(text)
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars - 1]
+    space = cut.rfind(" ")
+    if space > max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "\u2026"

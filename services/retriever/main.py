@@ -1,0 +1,24 @@
+"""Retriever process: settings, vector store, handler, worker loop."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from libs.common import constants as C
+from libs.common.service import run_worker_service
+from libs.common.settings import RetrieverSettings
+from services.retriever.handler import RetrieveHandler
+from services.retriever.stores import build_store
+
+
+def main() -> None:
+    settings = RetrieverSettings()
+
+    async def build(client: aioredis.Redis) -> RetrieveHandler:
+        return RetrieveHandler(build_store(settings), settings.embedding_dim)
+
+    run_worker_service(C.RETRIEVER, settings, build)
+
+
+if __name__ == "__main__":
+    main()

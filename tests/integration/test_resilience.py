@@ -1,0 +1,158 @@
+"""Crash recovery, graceful shutdown and backpressure with the real service processes."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from libs.common import constants as C
+from tests.integration.fake_llm import FakeLLM
+from tests.integration.harness import Stack
+
+DOC = b"""Valkey streams keep jobs safe. A consumer group shares the work of a stream.
+Pending entries stay with their consumer until they are acknowledged.
+The lighthouse keeper counted forty ships in the harbour on Tuesday."""
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def stack(valkey_url: str, tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(valkey_url, tmp_path)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def ingest(stack: Stack, collection: str = "docs") -> None:
+    resp = httpx.post(
+        f"{stack.url}/v1/collections/{collection}/documents", files={"file": ("notes.txt", DOC)}, timeout=10
+    )
+    assert resp.status_code == 202, resp.text
+    job = stack.wait_job(resp.json()["job_id"])
+    assert job["status"] == "done", job
+
+
+def submit_chats(stack: Stack, n: int, collection: str = "docs") -> list[str]:
+    ids = []
+    with httpx.Client(timeout=10) as client:
+        for i in range(n):
+            resp = client.post(
+                f"{stack.url}/v1/chat", json={"question": f"How many ships did the keeper count? #{i}",
+                                              "collection": collection},
+            )
+            assert resp.status_code == 202, resp.text
+            ids.append(resp.json()["job_id"])
+    return ids
+
+
+def pending_of(stack: Stack, stage: str) -> dict[str, int]:
+    info = stack.r.xpending(C.stream_key(stage), C.group_name(stage))
+    return {c["name"].decode(): int(c["pending"]) for c in info["consumers"]}
+
+
+def test_kill_9_of_a_worker_holding_messages_loses_nothing(stack: Stack) -> None:
+    with FakeLLM(hold=True) as llm:
+        for name in ("embedder", "retriever", "gateway"):
+            stack.start(name)
+        doomed = stack.start(
+            "generator",
+            DOCUMIND_LLM_BASE_URL=llm.base_url,
+            DOCUMIND_LLM_API_KEY="test-key",
+            DOCUMIND_MIN_SCORE="-1",
+            DOCUMIND_CONSUMER="doomed",
+        )
+        stack.wait_ready()
+        ingest(stack)
+        ids = submit_chats(stack, 200)
+        # The doomed generator has read a batch and is blocked on the LLM with it.
+        assert llm.received.wait(60)
+        assert pending_of(stack, C.GENERATOR).get("doomed", 0) > 0
+        doomed.kill()
+        doomed.wait()
+        stack.start("generator", DOCUMIND_MIN_SCORE="-1", DOCUMIND_VISIBILITY_TIMEOUT_S="1",
+                    DOCUMIND_CONSUMER="survivor")
+        jobs = [stack.wait_job(job_id) for job_id in ids]
+    assert [j["status"] for j in jobs] == ["done"] * 200
+    assert all(j["result"]["answer"] for j in jobs)
+    # Exactly one final write per job: one entry on each job's done stream.
+    assert {stack.r.xlen(C.done_key(job_id)) for job_id in ids} == {1}
+    assert pending_of(stack, C.GENERATOR).get("survivor", 0) == 0
+    assert stack.r.xlen(C.stream_key(C.GENERATOR)) == 0
+
+
+def test_sigterm_lets_in_flight_work_finish(stack: Stack) -> None:
+    with FakeLLM(hold=True) as llm:
+        for name in ("embedder", "retriever", "gateway"):
+            stack.start(name)
+        gen = stack.start(
+            "generator",
+            DOCUMIND_LLM_BASE_URL=llm.base_url,
+            DOCUMIND_LLM_API_KEY="test-key",
+            DOCUMIND_MIN_SCORE="-1",
+            DOCUMIND_CONSUMER="leaving",
+        )
+        stack.wait_ready()
+        ingest(stack)
+        ids = submit_chats(stack, 8)
+        assert llm.received.wait(60)
+        held = pending_of(stack, C.GENERATOR)["leaving"]
+        assert held > 0
+        gen.send_signal(signal.SIGTERM)
+        llm.release.set()
+        assert gen.wait(30) == 0
+        # Everything it had taken was finished and acknowledged before it exited.
+        assert pending_of(stack, C.GENERATOR).get("leaving", 0) == 0
+        assert llm.answered >= held
+        stack.start("generator", DOCUMIND_MIN_SCORE="-1")
+        jobs = [stack.wait_job(job_id) for job_id in ids]
+    assert [j["status"] for j in jobs] == ["done"] * 8
+    assert sum(j["result"]["mode"].startswith("llm:") for j in jobs) == llm.answered
+
+
+def test_backpressure_refuses_new_jobs_and_keeps_accepted_ones(stack: Stack) -> None:
+    stack.start("gateway", DOCUMIND_MAX_BACKLOG="5", DOCUMIND_RETRY_AFTER_S="3")
+    with httpx.Client(timeout=10) as client:
+        while True:
+            try:
+                if client.get(f"{stack.url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)  # gateway start-up
+        up = client.post(f"{stack.url}/v1/collections/docs/documents", files={"file": ("notes.txt", DOC)})
+        assert up.status_code == 202
+        accepted = [up.json()["job_id"]]
+        for i in range(4):
+            resp = client.post(f"{stack.url}/v1/chat", json={"question": f"ships? {i}", "collection": "docs"})
+            assert resp.status_code == 202
+            accepted.append(resp.json()["job_id"])
+        refused = client.post(f"{stack.url}/v1/chat", json={"question": "one more", "collection": "docs"})
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "3"
+        assert "retry" in refused.json()["detail"]
+        for name in ("embedder", "retriever", "generator"):
+            stack.start(name)
+        jobs = [stack.wait_job(job_id) for job_id in accepted]
+        assert [j["status"] for j in jobs] == ["done"] * 5
+        # With the backlog drained, new jobs are accepted again.
+        again = client.post(f"{stack.url}/v1/chat", json={"question": "ships?", "collection": "docs"})
+        assert again.status_code == 202
+
+
+def test_queue_keeps_flowing_when_a_killed_worker_is_replaced(stack: Stack) -> None:
+    stack.start_all()
+    ingest(stack)
+    victim = next(p for p in stack.procs if "services.embedder" in p.args)
+    victim.kill()
+    victim.wait()
+    ids = submit_chats(stack, 3)
+    stack.start("embedder")
+    jobs = [stack.wait_job(job_id) for job_id in ids]
+    assert [j["status"] for j in jobs] == ["done"] * 3
+    assert victim.returncode == -signal.SIGKILL

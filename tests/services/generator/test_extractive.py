@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import pytest
+
+from libs.common.models import Hit
+from services.generator.extractive import ExtractiveAnswerer
+from services.generator.prompt import NOTHING_RELEVANT, cited_numbers
+
+
+def _hit(text: str, *, filename: str, page: int, score: float) -> Hit:
+    return Hit(document_id=f"id-{filename}", filename=filename, page=page, score=score, text=text)
+
+
+HITS = [
+    _hit(
+        "Our company was founded in 1998 in Lyon. The head office has 40 employees. "
+        "Opening hours are 9 to 5 on weekdays.",
+        filename="about.pdf",
+        page=1,
+        score=0.62,
+    ),
+    _hit(
+        "Refund policy\nCustomers can request a refund within 30 days of purchase. "
+        "Refunds are paid back to the original payment card within 14 days. "
+        "Shipping costs are not refunded.",
+        filename="terms.pdf",
+        page=7,
+        score=0.55,
+    ),
+    _hit(
+        "Gift cards are valid for one year. They cannot be exchanged for cash.",
+        filename="giftcards.md",
+        page=2,
+        score=0.41,
+    ),
+]
+
+
+def test_picks_the_relevant_sentence_and_cites_its_source() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=1)
+    result = answerer.answer("How long does it take to get a refund paid back to my card?", HITS)
+    assert result.mode == "extractive"
+    assert result.answer == "Refunds are paid back to the original payment card within 14 days [2]."
+    assert len(result.citations) == 1
+    c = result.citations[0]
+    assert (c.n, c.document_id, c.filename, c.page, c.score) == (2, "id-terms.pdf", "terms.pdf", 7, 0.55)
+    assert c.snippet == "Refunds are paid back to the original payment card within 14 days."
+
+
+def test_several_sentences_across_sources_each_cited() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
+    result = answerer.answer("Can gift cards be exchanged for a refund in cash?", HITS)
+    assert "They cannot be exchanged for cash [3]." in result.answer
+    numbers = cited_numbers(result.answer)
+    assert 3 in numbers
+    assert numbers[0] == 3  # the best-matching source comes first
+    assert sorted(numbers) == [c.n for c in result.citations]
+    by_n = {c.n: c for c in result.citations}
+    assert by_n[3].filename == "giftcards.md"
+    assert by_n[3].page == 2
+    assert "They cannot be exchanged for cash." in by_n[3].snippet
+    assert len(result.answer.split("[")) - 1 <= 3
+
+
+def test_nothing_relevant_says_so_without_citations() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
+    result = answerer.answer("What is the airspeed velocity of an unladen swallow?", HITS)
+    assert result.answer == NOTHING_RELEVANT
+    assert result.citations == []
+    assert result.mode == "extractive"
+
+
+@pytest.mark.parametrize("question", ["", "What is it?", "   "])
+def test_question_without_content_words_is_nothing_relevant(question: str) -> None:
+    result = ExtractiveAnswerer(min_score=0.0, max_sentences=3).answer(question, HITS)
+    assert result.answer == NOTHING_RELEVANT
+    assert result.citations == []
+
+
+def test_no_hits_is_nothing_relevant() -> None:
+    result = ExtractiveAnswerer(min_score=0.2, max_sentences=3).answer("refund policy", [])
+    assert result.answer == NOTHING_RELEVANT
+    assert result.citations == []
+
+
+def test_low_score_hits_are_ignored() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.5, max_sentences=3)
+    # Only the gift card hit mentions cash, and it scores below min_score.
+    result = answerer.answer("Can a gift be exchanged for cash?", HITS)
+    assert result.answer == NOTHING_RELEVANT
+    assert result.citations == []
+
+    low_first = [_hit("Refunds take 14 days.", filename="old.pdf", page=1, score=0.1), *HITS]
+    result = answerer.answer("how many days do refunds take", low_first)
+    assert "old.pdf" not in {c.filename for c in result.citations}
+    # Sources are numbered among the hits used as evidence.
+    assert [c.filename for c in result.citations if c.n == 2] == ["terms.pdf"]
+
+
+def test_duplicate_sentences_from_overlapping_chunks_are_quoted_once() -> None:
+    text = "Refunds are paid within 14 days. Shipping costs are not refunded."
+    hits = [
+        _hit(text, filename="terms.pdf", page=7, score=0.6),
+        _hit(text, filename="terms.pdf", page=7, score=0.59),
+    ]
+    result = ExtractiveAnswerer(min_score=0.2, max_sentences=3).answer("refunds paid days", hits)
+    assert result.answer.count("Refunds are paid within 14 days") == 1
+
+
+def test_at_most_per_source_sentences_from_one_hit() -> None:
+    hit = _hit(
+        "Refunds need a receipt. Refunds need the box. Refunds need a form. Refunds need a reason.",
+        filename="r.pdf",
+        page=1,
+        score=0.9,
+    )
+    result = ExtractiveAnswerer(min_score=0.2, max_sentences=5).answer("what do refunds need", [hit])
+    assert result.answer.count("[1]") == 2
+    assert len(result.citations) == 1
+
+
+def test_deterministic() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
+    first = answerer.answer("refund card days cash", HITS)
+    for _ in range(3):
+        assert answerer.answer("refund card days cash", HITS) == first
