@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
 
@@ -16,7 +16,7 @@ from libs.common.constants import ROUTES
 
 JobKind = Literal["chat", "search", "ingest"]
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION: Final = 1
 
 
 class Envelope(BaseModel):

@@ -27,7 +27,5 @@ BATCH_SIZE = Histogram(
     ["stage"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
-RECLAIMED = Counter(
-    "documind_reclaimed_total", "Pending messages reclaimed from idle consumers.", ["stage"]
-)
+RECLAIMED = Counter("documind_reclaimed_total", "Pending messages reclaimed from idle consumers.", ["stage"])
 DEAD_LETTERS = Counter("documind_dead_letters_total", "Messages sent to the dead-letter stream.", ["stage"])

@@ -97,8 +97,9 @@ class Stack:
             while time.monotonic() < deadline:
                 for child in self.children:
                     if child.proc is not None and child.proc.poll() is not None:
+                        code = child.proc.returncode
                         raise RuntimeError(
-                            f"{child.name} exited with {child.proc.returncode} during start-up; see {child.log_path}"
+                            f"{child.name} exited with {code} during start-up; see {child.log_path}"
                         )
                 try:
                     if client.get(f"{self.url}/readyz").status_code == 200:
@@ -120,7 +121,9 @@ class Stack:
                 delay = min(2 ** (len(child.restarts) - 1), 30) if len(child.restarts) > 1 else 0
                 logger.warning(
                     "%s exited with %s; restarting%s",
-                    child.name, child.proc.returncode, f" in {delay}s" if delay else "",
+                    child.name,
+                    child.proc.returncode,
+                    f" in {delay}s" if delay else "",
                 )
                 if delay and self.stopping.wait(delay):
                     return

@@ -50,13 +50,20 @@ class ValkeyServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             str(valkey_binary()),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir.resolve()),
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--save", "",
-            "--protected-mode", "yes",
-            "--logfile", str((self.data_dir / "valkey.log").resolve()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str((self.data_dir / "valkey.log").resolve()),
         ]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
@@ -64,7 +71,9 @@ class ValkeyServer:
         try:
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"valkey-server exited with {self.proc.returncode}; see {self.data_dir}/valkey.log")
+                    raise RuntimeError(
+                        f"valkey-server exited with {self.proc.returncode}; see {self.data_dir}/valkey.log"
+                    )
                 try:
                     if client.ping():
                         return self

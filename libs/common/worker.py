@@ -11,6 +11,7 @@ dead-lettered; messages of crashed consumers are reclaimed with XAUTOCLAIM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -167,10 +168,8 @@ class Worker:
 
     async def _pause(self, seconds: float) -> None:
         """Wait, but wake at once when asked to stop."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def _drain(self) -> None:
         if not self._tasks:
@@ -203,7 +202,7 @@ class Worker:
     # --- reading -------------------------------------------------------------
 
     async def _read(self) -> list[Message]:
-        reply = await self.r.xreadgroup(
+        reply: Any = await self.r.xreadgroup(
             self.group,
             self.consumer,
             {self.stream: ">"},
@@ -232,9 +231,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.s.maintenance_interval_s)
             try:
-                await self._move_due(
-                    keys=[C.delayed_key(self.stage), self.stream], args=[time.time(), 1000]
-                )
+                await self._move_due(keys=[C.delayed_key(self.stage), self.stream], args=[time.time(), 1000])
                 if time.monotonic() - last_heartbeat >= self.s.visibility_timeout_s / 3:
                     await self._heartbeat()
                     last_heartbeat = time.monotonic()
@@ -246,9 +243,7 @@ class Worker:
     async def _heartbeat(self) -> None:
         """Reset the idle time of messages still being worked on, so they are not reclaimed."""
         if self._inflight:
-            await self.r.xclaim(
-                self.stream, self.group, self.consumer, 0, list(self._inflight), justid=True
-            )
+            await self.r.xclaim(self.stream, self.group, self.consumer, 0, list(self._inflight), justid=True)
 
     async def reclaim(self) -> int:
         """Take over messages idle longer than the visibility timeout, whoever held them."""
@@ -296,8 +291,10 @@ class Worker:
                 self._expire(ops, m)
             elif m.delivered > self.s.max_attempts:
                 self._dead_letter(
-                    ops, m, f"{self.stage}: delivered {m.delivered - 1} times without completing "
-                    "(the worker crashed or timed out)"
+                    ops,
+                    m,
+                    f"{self.stage}: delivered {m.delivered - 1} times without completing "
+                    "(the worker crashed or timed out)",
                 )
             else:
                 live.append(m)
@@ -313,7 +310,7 @@ class Worker:
             elapsed = time.perf_counter() - t0
             M.STAGE_SECONDS.labels(self.stage).observe(elapsed)
             for m, outcome, span in zip(live, outcomes, spans, strict=True):
-                self._settle(ops, m, outcome, elapsed, now, span)
+                self._settle(ops, m, outcome, elapsed=elapsed, span=span)
         applied = await self._commit(keys=ops.keys, args=[self.group, json.dumps(ops.batch)])
         for entry, ok in zip(ops.batch, applied, strict=True):
             if not ok:
@@ -334,7 +331,12 @@ class Worker:
     async def _mark_running(self, envs: list[Envelope]) -> None:
         await self._mark(
             keys=[C.job_key(e.job_id) for e in envs],
-            args=[self.s.job_ttl_s, time.time(), self.stage, *[stage_status(e.kind, self.stage) for e in envs]],
+            args=[
+                self.s.job_ttl_s,
+                time.time(),
+                self.stage,
+                *[stage_status(e.kind, self.stage) for e in envs],
+            ],
         )
 
     def _start_span(self, m: Message) -> trace.Span:
@@ -351,9 +353,7 @@ class Worker:
         )
         return span
 
-    def _settle(
-        self, ops: _Ops, m: Message, outcome: Outcome, elapsed: float, read_at: float, span: trace.Span
-    ) -> None:
+    def _settle(self, ops: _Ops, m: Message, outcome: Outcome, *, elapsed: float, span: trace.Span) -> None:
         env = m.env
         assert env is not None
         timings = dict(env.timings)
@@ -383,8 +383,18 @@ class Worker:
                     m.id,
                     [
                         ["XADD", C.stream_key(nxt[0]), "*", C.ENVELOPE_FIELD, forwarded.dumps()],
-                        ["HSET", job, "status", stage_status(env.kind, nxt[0]), "stage", nxt[0],
-                         "timings", json.dumps(timings), "updated_at", repr(time.time())],
+                        [
+                            "HSET",
+                            job,
+                            "status",
+                            stage_status(env.kind, nxt[0]),
+                            "stage",
+                            nxt[0],
+                            "timings",
+                            json.dumps(timings),
+                            "updated_at",
+                            repr(time.time()),
+                        ],
                         ["EXPIRE", job, self.s.job_ttl_s],
                         *[["DEL", k] for k in out.delete_keys],
                     ],
@@ -392,8 +402,11 @@ class Worker:
                 M.MESSAGES.labels(self.stage, "forwarded").inc()
             else:
                 self._finish(
-                    ops, m, "done", timings,
-                    ["result", json.dumps(out.payload)],
+                    ops,
+                    m,
+                    "done",
+                    timings,
+                    fields=["result", json.dumps(out.payload)],
                     extra=[["DEL", k] for k in out.delete_keys],
                 )
                 M.MESSAGES.labels(self.stage, "done").inc()
@@ -409,7 +422,9 @@ class Worker:
             if delay is None:
                 base = min(self.s.retry_backoff_s * 2**env.attempt, self.s.retry_backoff_max_s)
                 delay = base * random.uniform(0.8, 1.2)
-            retry = env.model_copy(update={"attempt": attempts, "timings": timings, "enqueued_at": time.time()})
+            retry = env.model_copy(
+                update={"attempt": attempts, "timings": timings, "enqueued_at": time.time()}
+            )
             ops.add(
                 m.id,
                 [
@@ -422,7 +437,11 @@ class Worker:
             M.MESSAGES.labels(self.stage, "retried").inc()
             logger.warning(
                 "job_id=%s stage=%s attempt %d failed, retrying in %.2fs: %s",
-                env.job_id, self.stage, attempts, delay, reason,
+                env.job_id,
+                self.stage,
+                attempts,
+                delay,
+                reason,
             )
             return
         if is_retryable(exc):
@@ -443,9 +462,22 @@ class Worker:
     ) -> None:
         job_id = m.env.job_id if m.env else ""
         dead = [
-            "XADD", C.DEAD_LETTER_STREAM, "MAXLEN", "~", C.DEAD_LETTER_MAXLEN, "*",
-            "job_id", job_id, "stage", self.stage, "reason", reason,
-            "attempts", attempts if attempts is not None else m.delivered, "data", m.raw.decode(errors="replace"),
+            "XADD",
+            C.DEAD_LETTER_STREAM,
+            "MAXLEN",
+            "~",
+            C.DEAD_LETTER_MAXLEN,
+            "*",
+            "job_id",
+            job_id,
+            "stage",
+            self.stage,
+            "reason",
+            reason,
+            "attempts",
+            attempts if attempts is not None else m.delivered,
+            "data",
+            m.raw.decode(errors="replace"),
         ]
         M.DEAD_LETTERS.labels(self.stage).inc()
         M.MESSAGES.labels(self.stage, "failed").inc()
@@ -453,7 +485,7 @@ class Worker:
         if m.env is None:
             ops.add(m.id, [dead])
             return
-        self._finish(ops, m, final_status, timings or m.env.timings, ["error", reason], extra=[dead])
+        self._finish(ops, m, final_status, timings or m.env.timings, fields=["error", reason], extra=[dead])
 
     def _expire(self, ops: _Ops, m: Message) -> None:
         assert m.env is not None
@@ -461,7 +493,7 @@ class Worker:
         reason = f"deadline passed {late:.1f}s before {self.stage} could start"
         M.MESSAGES.labels(self.stage, "expired").inc()
         logger.warning("job_id=%s stage=%s expired: %s", m.env.job_id, self.stage, reason)
-        self._finish(ops, m, "expired", m.env.timings, ["error", reason])
+        self._finish(ops, m, "expired", m.env.timings, fields=["error", reason])
 
     def _finish(
         self,
@@ -469,6 +501,7 @@ class Worker:
         m: Message,
         status: str,
         timings: dict[str, float],
+        *,
         fields: list[str],
         extra: list[list[Any]] | None = None,
     ) -> None:
@@ -479,8 +512,19 @@ class Worker:
             m.id,
             [
                 *(extra or []),
-                ["HSET", job, "status", status, "stage", "", "timings", json.dumps(timings),
-                 "updated_at", repr(time.time()), *fields],
+                [
+                    "HSET",
+                    job,
+                    "status",
+                    status,
+                    "stage",
+                    "",
+                    "timings",
+                    json.dumps(timings),
+                    "updated_at",
+                    repr(time.time()),
+                    *fields,
+                ],
                 ["EXPIRE", job, self.s.job_ttl_s],
                 ["XADD", done, "*", "status", status],
                 ["EXPIRE", done, self.s.job_ttl_s],

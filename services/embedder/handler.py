@@ -35,7 +35,9 @@ class EmbedHandler:
         pages_of: dict[int, int] = {}
         ingest = [i for i, e in enumerate(batch) if e.kind == "ingest"]
         if ingest:
-            blobs = await self.r.mget([C.blob_key(batch[i].payload["document_id"]) for i in ingest])
+            blobs: list[Any] = await self.r.mget(
+                [C.blob_key(batch[i].payload["document_id"]) for i in ingest]
+            )
             parsed = await asyncio.to_thread(self._parse_all, [batch[i] for i in ingest], blobs)
             for i, result in zip(ingest, parsed, strict=True):
                 if isinstance(result, BaseException):
@@ -50,7 +52,7 @@ class EmbedHandler:
             else:
                 texts.append(env.payload["query"])
         try:
-            vectors = await asyncio.to_thread(self.embedder.embed, texts) if texts else []
+            vectors = await asyncio.to_thread(self.embedder.embed, texts)
         except Exception as exc:  # the backend's typed errors decide retry vs. fail
             return [o if o is not None else exc for o in outcomes]
         pos = 0

@@ -45,7 +45,9 @@ async def chat(body: ChatRequest, request: Request) -> JobAccepted:
     _check_question(body.question, settings, "question")
     await sub.require_collection(body.collection)
     env = await sub.submit(
-        "chat", body.collection, {"question": body.question, "query": body.question, "top_k": sub.top_k(body.top_k)}
+        "chat",
+        body.collection,
+        {"question": body.question, "query": body.question, "top_k": sub.top_k(body.top_k)},
     )
     return JobAccepted(job_id=env.job_id)
 
@@ -104,7 +106,7 @@ async def get_job(
     job = await sub.jobs.wait(job_id, min(wait, settings.max_wait_s))
     if job is None:
         raise HTTPException(404, f"job '{job_id}' not found")
-    return JobView(**{k: job.get(k) for k in ("job_id", "status", "stage", "result", "error", "timings")})
+    return JobView.model_validate(job)
 
 
 # --- the seed-compatible shape --------------------------------------------------

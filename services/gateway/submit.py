@@ -49,7 +49,11 @@ class Submitter:
         """Queue a job; 503 with Retry-After when the first stage is too far behind."""
         with tracer.start_as_current_span(f"submit {kind}"):
             env = Envelope.new(
-                kind, collection, payload, timeout_s or self.s.job_timeout_s, traceparent=current_traceparent()
+                kind,
+                collection,
+                payload,
+                timeout_s or self.s.job_timeout_s,
+                traceparent=current_traceparent(),
             )
             accepted = await self.jobs.submit(env, max_backlog=self.s.max_backlog, blob=blob, extra=extra)
         if not accepted:

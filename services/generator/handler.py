@@ -22,6 +22,12 @@ class GenerateHandler:
         )
         return list(results)
 
+    def close(self) -> None:
+        """Release the answerer's HTTP client, if it has one."""
+        close = getattr(self.answerer, "close", None)
+        if close is not None:
+            close()
+
     def _answer(self, env: Envelope) -> dict[str, object]:
         hits = [Hit.model_validate(h) for h in env.payload["hits"]]
         return self.answerer.answer(env.payload["question"], hits).model_dump()

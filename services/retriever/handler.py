@@ -41,14 +41,23 @@ class RetrieveHandler:
         vectors = [decode_vector(c["vector"]) for c in items]
         self.store.ensure_collection(env.collection, self.dim)
         self.store.upsert(env.collection, chunks, vectors)
-        logger.info("job_id=%s stage=retriever indexed %d chunks of %s", env.job_id, len(chunks), p["filename"])
-        return {"document_id": p["document_id"], "filename": p["filename"], "pages": p.get("pages", 0),
-                "chunks": len(chunks)}
+        logger.info(
+            "job_id=%s stage=retriever indexed %d chunks of %s", env.job_id, len(chunks), p["filename"]
+        )
+        return {
+            "document_id": p["document_id"],
+            "filename": p["filename"],
+            "pages": p.get("pages", 0),
+            "chunks": len(chunks),
+        }
 
     def _search(self, env: Envelope) -> dict[str, object]:
         p = env.payload
         hits = self.store.search(env.collection, decode_vector(p["vector"]), int(p["top_k"]))
         if env.kind == "search":
-            return {"hits": [h.model_dump(include={"document_id", "filename", "page", "score", "text"})
-                             for h in hits]}
+            return {
+                "hits": [
+                    h.model_dump(include={"document_id", "filename", "page", "score", "text"}) for h in hits
+                ]
+            }
         return {"question": p["question"], "top_k": p["top_k"], "hits": [h.model_dump() for h in hits]}

@@ -59,16 +59,18 @@ def documents(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[st
             assert resp.status_code == 202, resp.text
             body = resp.json()
             job = stack.wait_job(body["job_id"], timeout_s=120)
-            assert job["status"] == "done", job
+            assert job["status"] == "done", (job, stack.logs())
             ids[name] = body["document_id"]
     return ids
 
 
 def ask(stack: Stack, question: str, collection: str = "town") -> dict[str, object]:
-    resp = httpx.post(f"{stack.url}/v1/chat", json={"question": question, "collection": collection}, timeout=10)
+    resp = httpx.post(
+        f"{stack.url}/v1/chat", json={"question": question, "collection": collection}, timeout=10
+    )
     assert resp.status_code == 202, resp.text
     job = stack.wait_job(resp.json()["job_id"])
-    assert job["status"] == "done", job
+    assert job["status"] == "done", (job, stack.logs())
     assert set(job["timings"]) >= {"embedder", "retriever", "generator"}
     result: dict[str, object] = job["result"]
     return result
@@ -102,7 +104,8 @@ def test_txt_question_cites_the_text_file(stack: Stack, documents: dict[str, str
 @pytest.mark.slow
 def test_search_returns_hits_with_pages(stack: Stack, documents: dict[str, str]) -> None:
     resp = httpx.post(
-        f"{stack.url}/v1/search", json={"query": "town council meeting", "collection": "town", "top_k": 3},
+        f"{stack.url}/v1/search",
+        json={"query": "town council meeting", "collection": "town", "top_k": 3},
         timeout=10,
     )
     assert resp.status_code == 202
@@ -124,7 +127,9 @@ def test_unrelated_question_says_nothing_relevant(stack: Stack, documents: dict[
 @pytest.mark.slow
 def test_seed_compatible_endpoints(stack: Stack, documents: dict[str, str]) -> None:
     resp = httpx.post(
-        f"{stack.url}/chat", params={"query": "When was the lighthouse built?", "collection": "town"}, timeout=10
+        f"{stack.url}/chat",
+        params={"query": "When was the lighthouse built?", "collection": "town"},
+        timeout=10,
     )
     assert resp.status_code == 202
     job_id = resp.json()["job_id"]

@@ -36,7 +36,7 @@ def ingest(stack: Stack, collection: str = "docs") -> None:
     )
     assert resp.status_code == 202, resp.text
     job = stack.wait_job(resp.json()["job_id"])
-    assert job["status"] == "done", job
+    assert job["status"] == "done", (job, stack.logs())
 
 
 def submit_chats(stack: Stack, n: int, collection: str = "docs") -> list[str]:
@@ -44,8 +44,8 @@ def submit_chats(stack: Stack, n: int, collection: str = "docs") -> list[str]:
     with httpx.Client(timeout=10) as client:
         for i in range(n):
             resp = client.post(
-                f"{stack.url}/v1/chat", json={"question": f"How many ships did the keeper count? #{i}",
-                                              "collection": collection},
+                f"{stack.url}/v1/chat",
+                json={"question": f"How many ships did the keeper count? #{i}", "collection": collection},
             )
             assert resp.status_code == 202, resp.text
             ids.append(resp.json()["job_id"])
@@ -76,8 +76,12 @@ def test_kill_9_of_a_worker_holding_messages_loses_nothing(stack: Stack) -> None
         assert pending_of(stack, C.GENERATOR).get("doomed", 0) > 0
         doomed.kill()
         doomed.wait()
-        stack.start("generator", DOCUMIND_MIN_SCORE="-1", DOCUMIND_VISIBILITY_TIMEOUT_S="1",
-                    DOCUMIND_CONSUMER="survivor")
+        stack.start(
+            "generator",
+            DOCUMIND_MIN_SCORE="-1",
+            DOCUMIND_VISIBILITY_TIMEOUT_S="1",
+            DOCUMIND_CONSUMER="survivor",
+        )
         jobs = [stack.wait_job(job_id) for job_id in ids]
     assert [j["status"] for j in jobs] == ["done"] * 200
     assert all(j["result"]["answer"] for j in jobs)
