@@ -25,8 +25,18 @@ def configure_logging(level: str, service: str) -> None:
     )
 
 
-def connect(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+def connect(url: str, longest_block_s: float) -> aioredis.Redis:
+    """An async client whose socket timeout outlasts the longest blocking read it makes.
+
+    redis-py's default socket timeout (5 s) would cut a longer XREAD BLOCK short.
+    """
+    return aioredis.Redis.from_url(
+        url,
+        health_check_interval=30,
+        socket_keepalive=True,
+        socket_timeout=longest_block_s + 10,
+        socket_connect_timeout=5,
+    )
 
 
 HandlerFactory = Callable[[aioredis.Redis], Awaitable[Handler]]
@@ -42,7 +52,7 @@ def run_worker_service(stage: str, settings: WorkerSettings, build_handler: Hand
 
 
 async def _serve(stage: str, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
-    client = connect(settings.valkey_url)
+    client = connect(settings.valkey_url, settings.read_block_ms / 1000)
     try:
         handler = await build_handler(client)
         worker = Worker(client, stage, handler, settings)

@@ -27,7 +27,7 @@ HTTP_SECONDS = Histogram("documind_http_request_seconds", "HTTP request handling
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = connect(settings.valkey_url)
+        client = connect(settings.valkey_url, settings.max_wait_s)
         app.state.settings = settings
         app.state.submitter = Submitter(client, settings)
         try:

@@ -38,7 +38,8 @@ class Stack:
         }
         self.procs: list[subprocess.Popen[bytes]] = []
         self.port = 0
-        self.r = redis.Redis.from_url(valkey_url)
+        # No socket timeout: wait_job blocks on a done stream for up to a minute.
+        self.r = redis.Redis.from_url(valkey_url, socket_timeout=None)
 
     def start(self, name: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"{name}-{len(self.procs)}.log").open("ab")

@@ -140,6 +140,10 @@ def test_backpressure_refuses_new_jobs_and_keeps_accepted_ones(stack: Stack) -> 
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "3"
         assert "retry" in refused.json()["detail"]
+        # A long wait on a job nobody works on yet answers with its status, not an error.
+        waited = client.get(f"{stack.url}/v1/jobs/{accepted[1]}", params={"wait": 6})
+        assert waited.status_code == 200
+        assert waited.json()["status"] == "queued"
         for name in ("embedder", "retriever", "generator"):
             stack.start(name)
         jobs = [stack.wait_job(job_id) for job_id in accepted]
