@@ -118,5 +118,7 @@ class Stack:
 
     def logs(self) -> str:
         """The tail of every service's log, for assertion messages."""
-        tails = (f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.tmp.glob("*.log")))
+        tails = (
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.tmp.glob("*.log"))
+        )
         return "\n".join(tails)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import asyncio
+
+from libs.common.envelope import Envelope
+from libs.common.errors import PermanentError
+from libs.common.vectors import encode_vector
+from services.retriever.handler import RetrieveHandler
+from services.retriever.memory_store import MemoryStore
+
+
+def chunk(i: int, vector: list[float], page: int = 1) -> dict[str, object]:
+    return {
+        "document_id": "d1",
+        "filename": "f.pdf",
+        "chunk_index": i,
+        "text": f"chunk {i}",
+        "page": page,
+        "page_end": page,
+        "vector": encode_vector(vector),
+    }
+
+
+def ingest_env() -> Envelope:
+    payload = {
+        "document_id": "d1",
+        "filename": "f.pdf",
+        "pages": 2,
+        "chunks": [chunk(0, [1, 0, 0, 0]), chunk(1, [0, 1, 0, 0], page=2)],
+    }
+    return Envelope.new("ingest", "docs", payload, 60).model_copy(update={"route": ["retriever"]})
+
+
+def query_env(kind: str, vector: list[float]) -> Envelope:
+    payload = {"question": "q", "query": "q", "top_k": 1, "vector": encode_vector(vector)}
+    return Envelope.new(kind, "docs", payload, 60)  # type: ignore[arg-type]
+
+
+def test_indexes_then_searches_in_one_batch_order() -> None:
+    store = MemoryStore()
+    handler = RetrieveHandler(store, dim=4)
+    indexed, found, chat = asyncio.run(
+        handler([ingest_env(), query_env("search", [0, 1, 0, 0]), query_env("chat", [1, 0, 0, 0])])
+    )
+    assert indexed == {"document_id": "d1", "filename": "f.pdf", "pages": 2, "chunks": 2}
+    assert isinstance(found, dict) and found["hits"][0]["page"] == 2
+    assert set(found["hits"][0]) == {"document_id", "filename", "page", "score", "text"}
+    assert isinstance(chat, dict) and chat["question"] == "q" and chat["hits"][0]["text"] == "chunk 0"
+
+
+def test_replayed_index_message_adds_nothing() -> None:
+    store = MemoryStore()
+    handler = RetrieveHandler(store, dim=4)
+    asyncio.run(handler([ingest_env()]))
+    asyncio.run(handler([ingest_env()]))
+    assert store.count("docs") == 2
+
+
+def test_wrong_dimension_fails_that_job_only() -> None:
+    handler = RetrieveHandler(MemoryStore(), dim=4)
+    asyncio.run(handler([ingest_env()]))
+    bad, good = asyncio.run(handler([query_env("search", [1, 0, 0]), query_env("search", [1, 0, 0, 0])]))
+    assert isinstance(bad, PermanentError)
+    assert isinstance(good, dict) and good["hits"]
