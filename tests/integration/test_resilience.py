@@ -6,6 +6,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 import pytest
@@ -57,23 +58,33 @@ def pending_of(stack: Stack, stage: str) -> dict[str, int]:
     return {c["name"].decode(): int(c["pending"]) for c in info["consumers"]}
 
 
+def start_with_stuck_generator(
+    stack: Stack, llm: FakeLLM, consumer: str, chats: int
+) -> tuple[Popen[bytes], list[str]]:
+    """The stack, with one generator whose LLM holds every request; ``chats`` jobs queued behind it.
+
+    Returns once that generator has read a batch and is blocked on the LLM with it.
+    """
+    for name in ("embedder", "retriever", "gateway"):
+        stack.start(name)
+    generator = stack.start(
+        "generator",
+        DOCUMIND_LLM_BASE_URL=llm.base_url,
+        DOCUMIND_LLM_API_KEY="test-key",
+        DOCUMIND_MIN_SCORE="-1",
+        DOCUMIND_CONSUMER=consumer,
+    )
+    stack.wait_ready()
+    ingest(stack)
+    ids = submit_chats(stack, chats)
+    assert llm.received.wait(60)
+    assert pending_of(stack, C.GENERATOR).get(consumer, 0) > 0
+    return generator, ids
+
+
 def test_kill_9_of_a_worker_holding_messages_loses_nothing(stack: Stack) -> None:
     with FakeLLM(hold=True) as llm:
-        for name in ("embedder", "retriever", "gateway"):
-            stack.start(name)
-        doomed = stack.start(
-            "generator",
-            DOCUMIND_LLM_BASE_URL=llm.base_url,
-            DOCUMIND_LLM_API_KEY="test-key",
-            DOCUMIND_MIN_SCORE="-1",
-            DOCUMIND_CONSUMER="doomed",
-        )
-        stack.wait_ready()
-        ingest(stack)
-        ids = submit_chats(stack, 200)
-        # The doomed generator has read a batch and is blocked on the LLM with it.
-        assert llm.received.wait(60)
-        assert pending_of(stack, C.GENERATOR).get("doomed", 0) > 0
+        doomed, ids = start_with_stuck_generator(stack, llm, "doomed", 200)
         doomed.kill()
         doomed.wait()
         stack.start(
@@ -93,21 +104,8 @@ def test_kill_9_of_a_worker_holding_messages_loses_nothing(stack: Stack) -> None
 
 def test_sigterm_lets_in_flight_work_finish(stack: Stack) -> None:
     with FakeLLM(hold=True) as llm:
-        for name in ("embedder", "retriever", "gateway"):
-            stack.start(name)
-        gen = stack.start(
-            "generator",
-            DOCUMIND_LLM_BASE_URL=llm.base_url,
-            DOCUMIND_LLM_API_KEY="test-key",
-            DOCUMIND_MIN_SCORE="-1",
-            DOCUMIND_CONSUMER="leaving",
-        )
-        stack.wait_ready()
-        ingest(stack)
-        ids = submit_chats(stack, 8)
-        assert llm.received.wait(60)
+        gen, ids = start_with_stuck_generator(stack, llm, "leaving", 8)
         held = pending_of(stack, C.GENERATOR)["leaving"]
-        assert held > 0
         gen.send_signal(signal.SIGTERM)
         llm.release.set()
         assert gen.wait(30) == 0
