@@ -49,9 +49,10 @@ COLLECTION_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 JOB_TTL_S: Final = 24 * 3600
 # Uploaded bytes wait for the parser at most this long; deleted once parsed.
 BLOB_TTL_S: Final = 6 * 3600
-# The per-job "finished" notification stream outlives the job hash a little less
-# than it: waiters only need it while the job is young.
-DONE_TTL_S: Final = 24 * 3600
+# The per-job "finished" notification stream (it carries the final fields) only
+# serves waiters that arrive while the job is young; later ones read the job
+# hash. Short, because Valkey preallocates ~4 KB for every new stream.
+DONE_TTL_S: Final = 600
 
 
 def stream_key(stage: str) -> str:

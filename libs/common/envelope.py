@@ -26,8 +26,10 @@ class Envelope(BaseModel):
     collection: str
     # Stages still to run, the current one first.
     route: list[str]
-    # Handler failures so far (0 on the first try).
+    # Handler failures at the current stage (0 on the first try).
     attempt: int = 0
+    # Handler failures over the whole job: the job's "attempts".
+    failures: int = 0
     created_at: float
     deadline: float
     # W3C trace context of the request that created the job.

@@ -8,9 +8,9 @@ block on (see :meth:`JobStore.wait`).
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
-from typing import Any
+from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
 
@@ -34,11 +34,15 @@ class JobStore:
         max_backlog: int,
         blob: bytes | None = None,
         extra: dict[str, str] | None = None,
-    ) -> bool:
-        """Queue a new job at its first stage. False when the backlog is full.
+        collection: Literal["require", "create", "any"] = "any",
+    ) -> Literal["ok", "unknown", "full"]:
+        """Queue a new job at its first stage.
 
-        The job hash, the optional upload blob and the stream entry are written
-        atomically: an accepted job is never half-created.
+        'unknown' when ``collection="require"`` and the collection does not
+        exist, 'full' when the first stage's backlog is at ``max_backlog``.
+        ``collection="create"`` registers the collection with the job. The
+        checks, the job hash, the optional upload blob and the stream entry are
+        one atomic step: an accepted job is never half-created.
         """
         fields: dict[str, str] = {
             "job_id": env.job_id,
@@ -49,16 +53,18 @@ class JobStore:
             "attempts": "0",
             "created_at": repr(env.created_at),
             "updated_at": repr(env.created_at),
+            "deadline": repr(env.deadline),
             "timings": "{}",
             **(extra or {}),
         }
         blob_key = C.blob_key(env.payload["document_id"]) if blob is not None else ""
         flat = [x for kv in fields.items() for x in kv]
-        entry = await self._submit(
-            keys=[C.stream_key(env.stage), C.job_key(env.job_id), blob_key],
-            args=[max_backlog, env.dumps(), self.ttl_s, blob or b"", C.BLOB_TTL_S, *flat],
-        )
-        return entry is not None
+        answer = await self._submit(
+            keys=[C.stream_key(env.stage), C.job_key(env.job_id), blob_key, C.COLLECTIONS_KEY],
+            args=[max_backlog, env.dumps(), self.ttl_s, blob or b"", C.BLOB_TTL_S, env.collection, collection,
+                  *flat],
+        )  # fmt: skip
+        return cast(Literal["ok", "unknown", "full"], _text(answer))
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         raw = await self._r.hgetall(C.job_key(job_id))
@@ -69,13 +75,33 @@ class JobStore:
     async def wait(self, job_id: str, timeout_s: float) -> dict[str, Any] | None:
         """The job once final, or as it stands after ``timeout_s``; None if unknown.
 
-        Blocks on the job's ``done`` stream (no polling).
+        Reads the job and blocks on its ``done`` stream side by side (one round
+        trip's latency); the stream's entry carries the final fields, so no read
+        follows the wake-up. For an unknown or already final job the blocking
+        read is abandoned (its connection is dropped, not reused).
         """
-        if timeout_s > 0:
-            job = await self.get(job_id)
-            if job is None or job["status"] in FINAL_STATUSES:
-                return job
-            await self._r.xread({C.done_key(job_id): "0-0"}, count=1, block=max(1, int(timeout_s * 1000)))
+        if timeout_s <= 0:
+            return await self.get(job_id)
+        block_ms = max(1, int(timeout_s * 1000))
+        notified = asyncio.ensure_future(self._r.xread({C.done_key(job_id): "0-0"}, count=1, block=block_ms))
+        try:
+            raw = await self._r.hgetall(C.job_key(job_id))
+        except BaseException:
+            notified.cancel()
+            raise
+        if not raw or _text(raw.get(b"status", b"")) in FINAL_STATUSES:
+            if raw:
+                # A recently finished job's notification is already there: let the
+                # read complete rather than drop a connection for it.
+                await asyncio.wait({notified}, timeout=0.02)
+            if not notified.done():
+                notified.cancel()
+            await asyncio.gather(notified, return_exceptions=True)
+            return decode_job(raw) if raw else None
+        reply: Any = await notified
+        if reply:
+            _key, entries = reply[0]
+            return decode_job({**raw, **entries[0][1]})
         return await self.get(job_id)
 
     async def backlog(self, stage: str) -> int:
@@ -106,7 +132,3 @@ def decode_job(raw: dict[Any, Any]) -> dict[str, Any]:
     if h.get("document_id"):
         job["document_id"] = h["document_id"]
     return job
-
-
-def now() -> float:
-    return time.time()

@@ -40,19 +40,25 @@ end
 return applied
 """
 
-# Admission of a new job, refused when the first stage's backlog is full.
-# KEYS[1] = first stream, KEYS[2] = job hash, KEYS[3] = blob key ('' none)
+# Admission of a new job, in one round trip with its checks.
+# KEYS[1] = first stream, KEYS[2] = job hash, KEYS[3] = blob key ('' for none),
+# KEYS[4] = the set of collections
 # ARGV[1] = max backlog, ARGV[2] = envelope JSON, ARGV[3] = job ttl,
-# ARGV[4] = blob bytes, ARGV[5] = blob ttl, ARGV[6..] = job hash field/value pairs
-# Returns the stream entry id, or false when the backlog is full.
+# ARGV[4] = blob bytes, ARGV[5] = blob ttl, ARGV[6] = collection,
+# ARGV[7] = 'require' (the collection must exist) or 'create' (add it),
+# ARGV[8..] = job hash field/value pairs
+# Returns 'ok', 'unknown' (no such collection) or 'full' (backlog too long).
 SUBMIT = """
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+if ARGV[7] == 'require' and redis.call('SISMEMBER', KEYS[4], ARGV[6]) == 0 then return 'unknown' end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 'full' end
+if ARGV[7] == 'create' then redis.call('SADD', KEYS[4], ARGV[6]) end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
-return redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+return 'ok'
 """
 
 # Moves retries whose backoff has elapsed back onto the stage's stream.

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+import uvloop
 from prometheus_client import start_http_server
 
 from libs.common.settings import WorkerSettings
@@ -48,7 +49,7 @@ def run_worker_service(stage: str, settings: WorkerSettings, build_handler: Hand
     server, _thread = start_http_server(settings.metrics_port, addr="0.0.0.0")
     # Printed so operators (and `documind up`) can find this replica's metrics.
     print(f"{stage}: metrics on :{server.server_port}/metrics", flush=True)
-    asyncio.run(_serve(stage, settings, build_handler))
+    uvloop.run(_serve(stage, settings, build_handler))
 
 
 async def _serve(stage: str, settings: WorkerSettings, build_handler: HandlerFactory) -> None:

@@ -44,6 +44,9 @@ class WorkerSettings(CommonSettings):
     max_attempts: int = Field(default=3, ge=1)
     retry_backoff_s: float = Field(default=0.5, ge=0)
     retry_backoff_max_s: float = Field(default=30.0, ge=0)
+    # A batch at its first stage that takes longer than this shows that stage's
+    # status (e.g. "embedding") while it works; quicker ones skip the write.
+    status_delay_s: float = Field(default=0.005, ge=0)
     # On SIGTERM, in-flight batches get this long to finish.
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     # Prometheus /metrics port of this worker; 0 picks a free port.

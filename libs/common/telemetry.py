@@ -21,3 +21,8 @@ def context_from(traceparent: str | None) -> context.Context:
     if not traceparent:
         return context.Context()
     return _propagator.extract({"traceparent": traceparent})
+
+
+def tracing_enabled() -> bool:
+    """Whether an SDK tracer provider is installed (spans would be recorded)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)

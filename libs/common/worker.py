@@ -31,11 +31,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import constants as C
 from libs.common import metrics as M
+from libs.common.constants import ROUTES
 from libs.common.envelope import Envelope, stage_status
 from libs.common.errors import DocuMindError, RetryableError, is_retryable
 from libs.common.scripts import COMMIT, MARK_RUNNING, MOVE_DUE
 from libs.common.settings import WorkerSettings
-from libs.common.telemetry import context_from, current_traceparent, tracer
+from libs.common.telemetry import context_from, current_traceparent, tracer, tracing_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +110,19 @@ class Worker:
         self._move_due = client.register_script(MOVE_DUE)
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._stopping = asyncio.Event()
+        self._closed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
         self.ready = asyncio.Event()
+        self._tracing = tracing_enabled()
+        # Label children resolved once, not per message.
+        self._count = {
+            outcome: M.MESSAGES.labels(stage, outcome)
+            for outcome in ("forwarded", "done", "retried", "failed", "expired", "stale")
+        }
+        self._batch_size = M.BATCH_SIZE.labels(stage)
+        self._stage_seconds = M.STAGE_SECONDS.labels(stage)
+        self._queue_wait = M.QUEUE_WAIT_SECONDS.labels(stage)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -138,9 +149,15 @@ class Worker:
         try:
             await self._read_loop()
         finally:
-            maintenance.cancel()
-            await asyncio.gather(maintenance, return_exceptions=True)
+            # Maintenance keeps heartbeating in-flight messages while they drain,
+            # then stops on an event: cancelling it could be swallowed when the
+            # client turns the cancellation into its own timeout error.
             await self._drain()
+            self._closed.set()
+            try:
+                await asyncio.wait_for(maintenance, timeout=self.s.maintenance_interval_s + 10)
+            except TimeoutError:
+                logger.warning("stage=%s maintenance did not stop in time", self.stage)
 
     async def _read_loop(self) -> None:
         while not self._stopping.is_set():
@@ -166,10 +183,10 @@ class Worker:
             else:
                 self._slots.release()
 
-    async def _pause(self, seconds: float) -> None:
-        """Wait, but wake at once when asked to stop."""
+    async def _pause(self, seconds: float, until: asyncio.Event | None = None) -> None:
+        """Wait, but wake at once when ``until`` (by default: asked to stop) is set."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+            await asyncio.wait_for((until or self._stopping).wait(), timeout=seconds)
 
     async def _drain(self) -> None:
         if not self._tasks:
@@ -228,8 +245,10 @@ class Worker:
 
     async def _maintenance_loop(self) -> None:
         last_heartbeat = time.monotonic()
-        while True:
-            await asyncio.sleep(self.s.maintenance_interval_s)
+        while not self._closed.is_set():
+            await self._pause(self.s.maintenance_interval_s, until=self._closed)
+            if self._closed.is_set():
+                return
             try:
                 await self._move_due(keys=[C.delayed_key(self.stage), self.stream], args=[time.time(), 1000])
                 if time.monotonic() - last_heartbeat >= self.s.visibility_timeout_s / 3:
@@ -303,19 +322,36 @@ class Worker:
         elapsed = 0.0
         if live:
             envs = [m.env for m in live if m.env is not None]
-            M.BATCH_SIZE.labels(self.stage).observe(len(envs))
+            self._batch_size.observe(len(envs))
             spans = [self._start_span(m) for m in live]
-            t0 = time.perf_counter()
-            _, outcomes = await asyncio.gather(self._mark_running(envs), self._call_handler(envs))
-            elapsed = time.perf_counter() - t0
-            M.STAGE_SECONDS.labels(self.stage).observe(elapsed)
+            outcomes, elapsed = await self._handle_and_mark(envs)
+            self._stage_seconds.observe(elapsed)
             for m, outcome, span in zip(live, outcomes, spans, strict=True):
                 self._settle(ops, m, outcome, elapsed=elapsed, span=span)
         applied = await self._commit(keys=ops.keys, args=[self.group, json.dumps(ops.batch)])
         for entry, ok in zip(ops.batch, applied, strict=True):
             if not ok:
-                M.MESSAGES.labels(self.stage, "stale").inc()
+                self._count["stale"].inc()
                 logger.info("stage=%s message %s was already handled elsewhere", self.stage, entry["id"])
+
+    async def _handle_and_mark(self, envs: list[Envelope]) -> tuple[Sequence[Outcome], float]:
+        """Run the handler; show the stage's status on jobs whose batch takes a while.
+
+        Jobs at a later stage already carry its status (the previous stage's
+        commit set it). Jobs at their first stage still say "queued": when the
+        batch outlasts ``status_delay_s`` they are marked as being worked on,
+        while the handler runs. A quick batch skips that round trip; its commit
+        moves the jobs straight on.
+        """
+        t0 = time.perf_counter()
+        work = asyncio.ensure_future(self._call_handler(envs))
+        done, _ = await asyncio.wait({work}, timeout=self.s.status_delay_s)
+        if not done:
+            first = [e for e in envs if len(e.route) == len(ROUTES[e.kind])]
+            if first:
+                await asyncio.gather(self._mark_running(first), asyncio.shield(work))
+        outcomes = await work
+        return outcomes, time.perf_counter() - t0
 
     async def _call_handler(self, envs: list[Envelope]) -> Sequence[Outcome]:
         try:
@@ -339,7 +375,9 @@ class Worker:
             ],
         )
 
-    def _start_span(self, m: Message) -> trace.Span:
+    def _start_span(self, m: Message) -> trace.Span | None:
+        if not self._tracing:
+            return None
         assert m.env is not None
         span = tracer.start_span(
             f"{self.stage} {m.env.kind}",
@@ -353,16 +391,19 @@ class Worker:
         )
         return span
 
-    def _settle(self, ops: _Ops, m: Message, outcome: Outcome, *, elapsed: float, span: trace.Span) -> None:
+    def _settle(
+        self, ops: _Ops, m: Message, outcome: Outcome, *, elapsed: float, span: trace.Span | None
+    ) -> None:
         env = m.env
         assert env is not None
         timings = dict(env.timings)
         timings[self.stage] = round(timings.get(self.stage, 0.0) + elapsed, 6)
         timings[f"{self.stage}.wait"] = round(max(0.0, m.read_at - env.enqueued_at), 6)
-        M.QUEUE_WAIT_SECONDS.labels(self.stage).observe(timings[f"{self.stage}.wait"])
-        with trace.use_span(span, end_on_exit=True):
+        self._queue_wait.observe(timings[f"{self.stage}.wait"])
+        with trace.use_span(span, end_on_exit=True) if span else contextlib.nullcontext():
             if isinstance(outcome, BaseException):
-                span.record_exception(outcome)
+                if span:
+                    span.record_exception(outcome)
                 self._fail_or_retry(ops, m, outcome, timings)
                 return
             out = outcome if isinstance(outcome, Output) else Output(outcome)
@@ -375,7 +416,7 @@ class Worker:
                         "timings": timings,
                         "payload": out.payload,
                         "enqueued_at": time.time(),
-                        "traceparent": current_traceparent() or env.traceparent,
+                        "traceparent": (span and current_traceparent()) or env.traceparent,
                     }
                 )
                 job = C.job_key(env.job_id)
@@ -399,17 +440,17 @@ class Worker:
                         *[["DEL", k] for k in out.delete_keys],
                     ],
                 )
-                M.MESSAGES.labels(self.stage, "forwarded").inc()
+                self._count["forwarded"].inc()
             else:
                 self._finish(
                     ops,
                     m,
                     "done",
                     timings,
-                    fields=["result", json.dumps(out.payload)],
+                    fields=["result", json.dumps(out.payload), "attempts", env.failures],
                     extra=[["DEL", k] for k in out.delete_keys],
                 )
-                M.MESSAGES.labels(self.stage, "done").inc()
+                self._count["done"].inc()
 
     def _fail_or_retry(self, ops: _Ops, m: Message, exc: BaseException, timings: dict[str, float]) -> None:
         env = m.env
@@ -423,7 +464,12 @@ class Worker:
                 base = min(self.s.retry_backoff_s * 2**env.attempt, self.s.retry_backoff_max_s)
                 delay = base * random.uniform(0.8, 1.2)
             retry = env.model_copy(
-                update={"attempt": attempts, "timings": timings, "enqueued_at": time.time()}
+                update={
+                    "attempt": attempts,
+                    "failures": env.failures + 1,
+                    "timings": timings,
+                    "enqueued_at": time.time(),
+                }
             )
             ops.add(
                 m.id,
@@ -434,7 +480,7 @@ class Worker:
                     ["EXPIRE", job, self.s.job_ttl_s],
                 ],
             )
-            M.MESSAGES.labels(self.stage, "retried").inc()
+            self._count["retried"].inc()
             logger.warning(
                 "job_id=%s stage=%s attempt %d failed, retrying in %.2fs: %s",
                 env.job_id,
@@ -480,20 +526,27 @@ class Worker:
             m.raw.decode(errors="replace"),
         ]
         M.DEAD_LETTERS.labels(self.stage).inc()
-        M.MESSAGES.labels(self.stage, "failed").inc()
+        self._count["failed"].inc()
         logger.error("job_id=%s stage=%s dead-lettered: %s", job_id, self.stage, reason)
         if m.env is None:
             ops.add(m.id, [dead])
             return
-        self._finish(ops, m, final_status, timings or m.env.timings, fields=["error", reason], extra=[dead])
+        self._finish(
+            ops,
+            m,
+            final_status,
+            timings or m.env.timings,
+            fields=["error", reason, "attempts", m.env.failures + 1],
+            extra=[dead],
+        )
 
     def _expire(self, ops: _Ops, m: Message) -> None:
         assert m.env is not None
         late = time.time() - m.env.deadline
         reason = f"deadline passed {late:.1f}s before {self.stage} could start"
-        M.MESSAGES.labels(self.stage, "expired").inc()
+        self._count["expired"].inc()
         logger.warning("job_id=%s stage=%s expired: %s", m.env.job_id, self.stage, reason)
-        self._finish(ops, m, "expired", m.env.timings, fields=["error", reason])
+        self._finish(ops, m, "expired", m.env.timings, fields=["error", reason, "attempts", m.env.failures])
 
     def _finish(
         self,
@@ -502,31 +555,22 @@ class Worker:
         status: str,
         timings: dict[str, float],
         *,
-        fields: list[str],
+        fields: list[Any],
         extra: list[list[Any]] | None = None,
     ) -> None:
         """Write a final status and notify waiters on the job's done stream."""
         assert m.env is not None
         job, done = C.job_key(m.env.job_id), C.done_key(m.env.job_id)
+        now = repr(time.time())
+        final = ["status", status, "stage", "", "timings", json.dumps(timings), "updated_at", now, *fields]
         ops.add(
             m.id,
             [
                 *(extra or []),
-                [
-                    "HSET",
-                    job,
-                    "status",
-                    status,
-                    "stage",
-                    "",
-                    "timings",
-                    json.dumps(timings),
-                    "updated_at",
-                    repr(time.time()),
-                    *fields,
-                ],
+                ["HSET", job, *final],
                 ["EXPIRE", job, self.s.job_ttl_s],
-                ["XADD", done, "*", "status", status],
-                ["EXPIRE", done, self.s.job_ttl_s],
+                # Waiters get the final fields with the notification: no extra read.
+                ["XADD", done, "*", *final],
+                ["EXPIRE", done, C.DONE_TTL_S],
             ],
         )

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram, make_asgi_app
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
@@ -36,6 +37,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await client.aclose()
 
     app = FastAPI(title="DocuMind", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(HttpMetrics)
     app.include_router(router)
     app.mount("/metrics", make_asgi_app())
 
@@ -61,17 +63,38 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             headers={"Retry-After": str(settings.retry_after_s)},
         )
 
-    @app.middleware("http")
-    async def http_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
-        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        return response
-
     return app
+
+
+class HttpMetrics:
+    """Requests by route template and status, as a plain ASGI middleware.
+
+    (FastAPI's ``@app.middleware("http")`` costs a task and a stream per request.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - start)
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
 
 
 def _jsonable(errors: object) -> object:

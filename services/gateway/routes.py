@@ -43,7 +43,6 @@ def _check_question(text: str, settings: GatewaySettings, field: str) -> None:
 async def chat(body: ChatRequest, request: Request) -> JobAccepted:
     sub, settings = _submitter(request), _settings(request)
     _check_question(body.question, settings, "question")
-    await sub.require_collection(body.collection)
     env = await sub.submit(
         "chat",
         body.collection,
@@ -56,7 +55,6 @@ async def chat(body: ChatRequest, request: Request) -> JobAccepted:
 async def search(body: SearchRequest, request: Request) -> JobAccepted:
     sub, settings = _submitter(request), _settings(request)
     _check_question(body.query, settings, "query")
-    await sub.require_collection(body.collection)
     env = await sub.submit("search", body.collection, {"query": body.query, "top_k": sub.top_k(body.top_k)})
     return JobAccepted(job_id=env.job_id)
 
@@ -80,7 +78,6 @@ async def upload_document(
     if len(data) > settings.max_upload_bytes:
         raise HTTPException(413, f"file is larger than {settings.max_upload_bytes} bytes")
     document_id = uuid.uuid4().hex
-    await sub.create_collection(collection)
     env = await sub.submit(
         "ingest",
         collection,
@@ -88,6 +85,7 @@ async def upload_document(
         blob=data,
         extra={"document_id": document_id},
         timeout_s=settings.ingest_timeout_s,
+        collection_must_exist=False,
     )
     return DocumentAccepted(job_id=env.job_id, document_id=document_id)
 

@@ -7,7 +7,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import HTTPException
 
-from libs.common import constants as C
 from libs.common.envelope import Envelope, JobKind
 from libs.common.jobs import JobStore
 from libs.common.settings import GatewaySettings
@@ -19,16 +18,6 @@ class Submitter:
         self.r = client
         self.s = settings
         self.jobs = JobStore(client, settings.job_ttl_s)
-
-    async def collection_exists(self, name: str) -> bool:
-        return bool(await self.r.sismember(C.COLLECTIONS_KEY, name))
-
-    async def require_collection(self, name: str) -> None:
-        if not await self.collection_exists(name):
-            raise HTTPException(404, f"collection '{name}' not found")
-
-    async def create_collection(self, name: str) -> None:
-        await self.r.sadd(C.COLLECTIONS_KEY, name)
 
     def top_k(self, requested: int | None) -> int:
         k = requested or self.s.default_top_k
@@ -45,8 +34,10 @@ class Submitter:
         blob: bytes | None = None,
         extra: dict[str, str] | None = None,
         timeout_s: float | None = None,
+        collection_must_exist: bool = True,
     ) -> Envelope:
-        """Queue a job; 503 with Retry-After when the first stage is too far behind."""
+        """Queue a job: 404 for an unknown collection (unless this job creates it),
+        503 with Retry-After when the first stage is too far behind."""
         with tracer.start_as_current_span(f"submit {kind}"):
             env = Envelope.new(
                 kind,
@@ -55,8 +46,16 @@ class Submitter:
                 timeout_s or self.s.job_timeout_s,
                 traceparent=current_traceparent(),
             )
-            accepted = await self.jobs.submit(env, max_backlog=self.s.max_backlog, blob=blob, extra=extra)
-        if not accepted:
+            answer = await self.jobs.submit(
+                env,
+                max_backlog=self.s.max_backlog,
+                blob=blob,
+                extra=extra,
+                collection="require" if collection_must_exist else "create",
+            )
+        if answer == "unknown":
+            raise HTTPException(404, f"collection '{collection}' not found")
+        if answer == "full":
             raise HTTPException(
                 503,
                 "too many jobs queued; retry later",

@@ -9,7 +9,9 @@ from tests.conftest import HAS_DOCKER
 
 pytestmark = [
     pytest.mark.docker,
-    pytest.mark.skipif(not HAS_DOCKER, reason="no Docker engine: the tests use the local valkey-server binary"),
+    pytest.mark.skipif(
+        not HAS_DOCKER, reason="no Docker engine: the tests use the local valkey-server binary"
+    ),
 ]
 
 

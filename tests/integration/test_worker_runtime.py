@@ -43,7 +43,7 @@ class Recorder:
 
 async def submit(r: aioredis.Redis, kind: str = "search", timeout_s: float = 60, **payload: Any) -> Envelope:
     env = Envelope.new(kind, "c1", payload or {"query": "q"}, timeout_s)  # type: ignore[arg-type]
-    assert await JobStore(r).submit(env, max_backlog=1000)
+    assert await JobStore(r).submit(env, max_backlog=1000) == "ok"
     return env
 
 
@@ -108,7 +108,7 @@ def test_always_failing_handler_dead_letters_after_max_attempts(valkey_url: str)
         )
         assert job["status"] == "failed"
         assert job["error"] == "embedder failed after 3 attempts: backend unavailable"
-        assert job["attempts"] == 2  # two retries after the first failure
+        assert job["attempts"] == 3
         assert [e.attempt for e in handler.seen] == [0, 1, 2]
         dead = await r.xrange(C.DEAD_LETTER_STREAM)
         assert len(dead) == 1
@@ -163,7 +163,7 @@ def test_deadline_passed_while_queued_expires_without_processing(valkey_url: str
         handler = Recorder(lambda e: {"hits": []})
         # Queued a second ago with a half-second deadline and no worker running since.
         env = Envelope.new("search", "c1", {"query": "q"}, timeout_s=0.5, now=time.time() - 1)
-        assert await JobStore(r).submit(env, max_backlog=10)
+        assert await JobStore(r).submit(env, max_backlog=10) == "ok"
         job = await with_workers(
             [Worker(r, C.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
         )
@@ -184,7 +184,7 @@ def test_late_duplicate_of_a_reclaimed_message_changes_nothing(valkey_url: str) 
         await w1.ensure_group()
         env = Envelope.new("search", "c1", {"vector": "v"}, 60)
         env = env.model_copy(update={"route": [C.RETRIEVER]})
-        assert await JobStore(r).submit(env, max_backlog=10)
+        assert await JobStore(r).submit(env, max_backlog=10) == "ok"
         first = await w1._read()
         # w2 reclaims it (as if w1 had stalled) and both process it.
         _, claimed, _ = await r.xautoclaim(C.stream_key(C.RETRIEVER), w2.group, "two", 0, "0-0")
@@ -230,5 +230,60 @@ def test_malformed_envelope_goes_to_dead_letters(valkey_url: str) -> None:
         dead = await with_workers([w], wait_dead)
         assert dead[0][1][b"reason"] == b"malformed job envelope"
         assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
+
+    run(body, valkey_url)
+
+
+def test_transient_failure_is_retried_and_counted(valkey_url: str) -> None:
+    def flaky(e: Envelope) -> Outcome:
+        return RetryableError("busy", delay_s=0.01) if e.attempt == 0 else {"hits": []}
+
+    async def body(r: aioredis.Redis) -> None:
+        handler = Recorder(flaky)
+        env = Envelope.new("search", "c1", {"query": "q"}, 60).model_copy(update={"route": [C.EMBEDDER]})
+        assert await JobStore(r).submit(env, max_backlog=10) == "ok"
+        job = await with_workers(
+            [Worker(r, C.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
+        )
+        assert job["status"] == "done"
+        assert job["attempts"] == 1
+        assert job["result"] == {"hits": []}
+        assert await r.zcard(C.delayed_key(C.EMBEDDER)) == 0
+
+    run(body, valkey_url)
+
+
+def test_a_slow_first_stage_shows_its_status_while_working(valkey_url: str) -> None:
+    class Slow:
+        def __init__(self) -> None:
+            self.started = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+            self.started.set()
+            await self.release.wait()
+            return [{"vector": "v"} for _ in batch]
+
+    async def body(r: aioredis.Redis) -> None:
+        handler = Slow()
+        env = await submit(r)
+
+        async def status() -> str:
+            job = await JobStore(r).get(env.job_id)
+            return job["status"] if job else "?"
+
+        async def watch() -> list[str]:
+            await handler.started.wait()
+            seen = [await status()]
+            while seen[-1] == "queued":  # the status write runs beside the handler
+                await asyncio.sleep(0.01)
+                seen.append(await status())
+            handler.release.set()
+            # Handed on: the entry appears on the retriever's stream.
+            await r.xread({C.stream_key(C.RETRIEVER): "0-0"}, block=10_000)
+            return [*seen, await status()]
+
+        seen = await with_workers([Worker(r, C.EMBEDDER, handler, settings(status_delay_s=0.001))], watch)
+        assert seen[-2:] == ["embedding", "retrieving"]
 
     run(body, valkey_url)

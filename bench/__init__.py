@@ -1,0 +1,1 @@
+"""Benchmarks: DocuMind's stream pipeline against the seed's RQ queue."""
