@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
 
 from libs.common import constants as C
 from libs.common.envelope import Envelope
-from libs.common.scripts import SUBMIT
+from libs.common.scripts import EXPIRE_OVERDUE, SUBMIT
 
 FINAL_STATUSES = frozenset({"done", "failed", "expired"})
 
 
 class JobStore:
-    def __init__(self, client: aioredis.Redis, ttl_s: int = C.JOB_TTL_S) -> None:
+    def __init__(
+        self, client: aioredis.Redis, ttl_s: int = C.JOB_TTL_S, overdue_grace_s: float = 5.0
+    ) -> None:
         self._r = client
         self.ttl_s = ttl_s
+        self.overdue_grace_s = overdue_grace_s
         self._submit = client.register_script(SUBMIT)
+        self._expire_overdue = client.register_script(EXPIRE_OVERDUE)
 
     async def submit(
         self,
@@ -70,7 +75,19 @@ class JobStore:
         raw = await self._r.hgetall(C.job_key(job_id))
         if not raw:
             return None
+        if self._overdue(raw) and await self._expire_overdue(
+            keys=[C.job_key(job_id), C.done_key(job_id)],
+            args=[time.time(), self.overdue_grace_s, C.DONE_TTL_S],
+        ):
+            raw = await self._r.hgetall(C.job_key(job_id))
         return decode_job(raw)
+
+    def _overdue(self, raw: dict[Any, Any]) -> bool:
+        """Still in flight though past its deadline and the grace after it."""
+        if _text(raw.get(b"status", b"")) in FINAL_STATUSES:
+            return False
+        deadline = float(raw.get(b"deadline") or "inf")
+        return time.time() > deadline + self.overdue_grace_s
 
     async def wait(self, job_id: str, timeout_s: float) -> dict[str, Any] | None:
         """The job once final, or as it stands after ``timeout_s``; None if unknown.
@@ -78,7 +95,8 @@ class JobStore:
         Reads the job and blocks on its ``done`` stream side by side (one round
         trip's latency); the stream's entry carries the final fields, so no read
         follows the wake-up. For an unknown or already final job the blocking
-        read is abandoned (its connection is dropped, not reused).
+        read is abandoned (its connection is dropped, not reused). A job past
+        its deadline and grace is expired here if no stage finished it.
         """
         if timeout_s <= 0:
             return await self.get(job_id)
@@ -89,16 +107,27 @@ class JobStore:
         except BaseException:
             notified.cancel()
             raise
-        if not raw or _text(raw.get(b"status", b"")) in FINAL_STATUSES:
-            if raw:
+        final = bool(raw) and _text(raw.get(b"status", b"")) in FINAL_STATUSES
+        if not raw or final or self._overdue(raw):
+            if final:
                 # A recently finished job's notification is already there: let the
                 # read complete rather than drop a connection for it.
                 await asyncio.wait({notified}, timeout=0.02)
             if not notified.done():
                 notified.cancel()
             await asyncio.gather(notified, return_exceptions=True)
-            return decode_job(raw) if raw else None
-        reply: Any = await notified
+            if not raw:
+                return None
+            return decode_job(raw) if final else await self.get(job_id)
+        # Wake by the deadline's end at the latest, to expire the job if nobody finished it.
+        overdue_in = float(raw.get(b"deadline") or "inf") + self.overdue_grace_s - time.time()
+        limit = max(0.0, overdue_in) + 0.05 if overdue_in < timeout_s else None
+        done, _ = await asyncio.wait({notified}, timeout=limit)
+        if not done:
+            notified.cancel()
+            await asyncio.gather(notified, return_exceptions=True)
+            return await self.get(job_id)
+        reply: Any = notified.result()
         if reply:
             _key, entries = reply[0]
             return decode_job({**raw, **entries[0][1]})

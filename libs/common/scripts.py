@@ -14,12 +14,16 @@ from __future__ import annotations
 
 # KEYS[1] = input stream, KEYS[2..] = keys referenced by index in the ops.
 # ARGV[1] = group, ARGV[2] = JSON list of {"id": entry id, "ops": [[cmd, key_index, args...], ...]}.
-# Returns a list with 1 for each message whose ops were applied, 0 for stale ones.
+# The pseudo-command ["GUARD", job key] skips the message's remaining ops when
+# that job already has a final status.
+# Returns per message: 1 applied, 0 stale (already acknowledged), 2 acknowledged
+# but skipped by its guard.
 COMMIT = """
 local group = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 local applied = {}
 local allowed = {XADD=true, HSET=true, EXPIRE=true, DEL=true, ZADD=true, HINCRBY=true}
+local final = {done=true, failed=true, expired=true}
 for i, msg in ipairs(batch) do
   local acked = 1
   if msg.id ~= '' then
@@ -29,10 +33,16 @@ for i, msg in ipairs(batch) do
   if acked == 1 then
     for _, op in ipairs(msg.ops) do
       local cmd = op[1]
-      if not allowed[cmd] then return redis.error_reply('COMMIT: command not allowed: ' .. cmd) end
-      local args = {cmd, KEYS[op[2]]}
-      for j = 3, #op do args[#args + 1] = op[j] end
-      redis.call(unpack(args))
+      if cmd == 'GUARD' then
+        -- the job already reached a final status (expired meanwhile, say): skip the rest
+        local status = redis.call('HGET', KEYS[op[2]], 'status')
+        if status and final[status] then acked = 2; break end
+      else
+        if not allowed[cmd] then return redis.error_reply('COMMIT: command not allowed: ' .. cmd) end
+        local args = {cmd, KEYS[op[2]]}
+        for j = 3, #op do args[#args + 1] = op[j] end
+        redis.call(unpack(args))
+      end
     end
   end
   applied[i] = acked
@@ -85,4 +95,22 @@ for i, key in ipairs(KEYS) do
   end
 end
 return #KEYS
+"""
+
+# Expires a job whose deadline has passed while no stage finished it (its
+# worker may be down), so that nothing waits on it forever.
+# KEYS[1] = job hash, KEYS[2] = its done stream
+# ARGV[1] = now, ARGV[2] = grace seconds after the deadline, ARGV[3] = done ttl
+# Returns 1 when it expired the job.
+EXPIRE_OVERDUE = """
+local h = redis.call('HMGET', KEYS[1], 'status', 'deadline', 'timings')
+local status, deadline = h[1], tonumber(h[2])
+if not status or status == 'done' or status == 'failed' or status == 'expired' then return 0 end
+if not deadline or tonumber(ARGV[1]) <= deadline + tonumber(ARGV[2]) then return 0 end
+local err = 'deadline passed while ' .. status .. ': no worker finished the job in time'
+local final = {'status', 'expired', 'stage', '', 'error', err, 'updated_at', ARGV[1], 'timings', h[3] or '{}'}
+redis.call('HSET', KEYS[1], unpack(final))
+redis.call('XADD', KEYS[2], '*', unpack(final))
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
 """

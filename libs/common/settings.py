@@ -21,6 +21,9 @@ class CommonSettings(BaseSettings):
     job_ttl_s: int = Field(default=24 * 3600, ge=60)
     # Default time a job may take from submission to result before it expires.
     job_timeout_s: float = Field(default=120.0, gt=0)
+    # A job this long past its deadline without a final status is expired by
+    # whoever reads it (its worker may be down): nothing waits forever.
+    overdue_grace_s: float = Field(default=5.0, ge=0)
     log_level: str = "INFO"
     data_dir: Path = Path(".documind")
 

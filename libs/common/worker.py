@@ -118,7 +118,7 @@ class Worker:
         # Label children resolved once, not per message.
         self._count = {
             outcome: M.MESSAGES.labels(stage, outcome)
-            for outcome in ("forwarded", "done", "retried", "failed", "expired", "stale")
+            for outcome in ("forwarded", "done", "retried", "failed", "expired", "stale", "skipped")
         }
         self._batch_size = M.BATCH_SIZE.labels(stage)
         self._stage_seconds = M.STAGE_SECONDS.labels(stage)
@@ -330,7 +330,10 @@ class Worker:
                 self._settle(ops, m, outcome, elapsed=elapsed, span=span)
         applied = await self._commit(keys=ops.keys, args=[self.group, json.dumps(ops.batch)])
         for entry, ok in zip(ops.batch, applied, strict=True):
-            if not ok:
+            if ok == 2:
+                self._count["skipped"].inc()
+                logger.info("stage=%s message %s: its job had already ended", self.stage, entry["id"])
+            elif not ok:
                 self._count["stale"].inc()
                 logger.info("stage=%s message %s was already handled elsewhere", self.stage, entry["id"])
 
@@ -423,6 +426,7 @@ class Worker:
                 ops.add(
                     m.id,
                     [
+                        ["GUARD", job],
                         ["XADD", C.stream_key(nxt[0]), "*", C.ENVELOPE_FIELD, forwarded.dumps()],
                         [
                             "HSET",
@@ -474,6 +478,7 @@ class Worker:
             ops.add(
                 m.id,
                 [
+                    ["GUARD", job],
                     ["ZADD", C.delayed_key(self.stage), time.time() + delay, retry.dumps()],
                     ["HINCRBY", job, "attempts", 1],
                     ["HSET", job, "last_error", reason, "updated_at", repr(time.time())],
@@ -566,6 +571,7 @@ class Worker:
         ops.add(
             m.id,
             [
+                ["GUARD", job],
                 *(extra or []),
                 ["HSET", job, *final],
                 ["EXPIRE", job, self.s.job_ttl_s],

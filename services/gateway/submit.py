@@ -17,7 +17,7 @@ class Submitter:
     def __init__(self, client: aioredis.Redis, settings: GatewaySettings) -> None:
         self.r = client
         self.s = settings
-        self.jobs = JobStore(client, settings.job_ttl_s)
+        self.jobs = JobStore(client, settings.job_ttl_s, settings.overdue_grace_s)
 
     def top_k(self, requested: int | None) -> int:
         k = requested or self.s.default_top_k

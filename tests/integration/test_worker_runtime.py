@@ -287,3 +287,59 @@ def test_a_slow_first_stage_shows_its_status_while_working(valkey_url: str) -> N
         assert seen[-2:] == ["embedding", "retrieving"]
 
     run(body, valkey_url)
+
+
+def test_a_job_nobody_picks_up_is_expired_when_read(valkey_url: str) -> None:
+    async def body(r: aioredis.Redis) -> None:
+        store = JobStore(r, overdue_grace_s=0.5)
+        env = Envelope.new("search", "c1", {"query": "q"}, timeout_s=1, now=time.time() - 2)
+        assert await store.submit(env, max_backlog=10) == "ok"
+        job = await store.wait(env.job_id, 5)
+        assert job is not None and job["status"] == "expired"
+        assert job["error"] == "deadline passed while queued: no worker finished the job in time"
+        # The worker that finally reads it changes nothing and writes no second result.
+        handler = Recorder(lambda e: {"vector": "v"})
+        w = Worker(r, C.EMBEDDER, handler, settings())
+        await w.ensure_group()
+        await w.process(await w._read())
+        assert handler.seen == []
+        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
+        assert await r.xlen(C.done_key(env.job_id)) == 1
+        assert (await store.get(env.job_id) or {})["status"] == "expired"
+
+    run(body, valkey_url)
+
+
+def test_a_late_finisher_cannot_overwrite_an_expired_job(valkey_url: str) -> None:
+    class Slow:
+        def __init__(self) -> None:
+            self.started = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+            self.started.set()
+            await self.release.wait()
+            return [{"hits": []} for _ in batch]
+
+    async def body(r: aioredis.Redis) -> None:
+        store = JobStore(r, overdue_grace_s=0)
+        handler = Slow()
+        env = Envelope.new("search", "c1", {"query": "q"}, timeout_s=0.5).model_copy(
+            update={"route": [C.EMBEDDER]}
+        )
+        assert await store.submit(env, max_backlog=10) == "ok"
+
+        async def expire_meanwhile() -> dict[str, Any] | None:
+            await handler.started.wait()
+            job = await store.wait(env.job_id, 5)  # wakes at the deadline and expires the job
+            handler.release.set()
+            return job
+
+        job = await with_workers([Worker(r, C.EMBEDDER, handler, settings())], expire_meanwhile)
+        assert job is not None and job["status"] == "expired"
+        # The worker finished after that; its result was dropped, not written over the expiry.
+        after = await store.get(env.job_id)
+        assert after is not None and after["status"] == "expired" and "result" not in after
+        assert await r.xlen(C.done_key(env.job_id)) == 1
+
+    run(body, valkey_url)
