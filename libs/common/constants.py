@@ -89,5 +89,20 @@ def blob_key(document_id: str) -> str:
 
 
 def collection_key(name: str) -> str:
-    """Hash of metadata for one collection."""
+    """Hash of metadata for one collection (name, description, created_at)."""
     return f"{PREFIX}:collection:{name}"
+
+
+def collection_documents_key(name: str) -> str:
+    """Set of the document ids of one collection."""
+    return f"{PREFIX}:collection:{name}:documents"
+
+
+def collection_hashes_key(name: str) -> str:
+    """Hash sha256 -> document id: the same content is stored once per collection."""
+    return f"{PREFIX}:collection:{name}:hashes"
+
+
+def document_key(document_id: str) -> str:
+    """Hash describing one uploaded document (kept until the document is deleted)."""
+    return f"{PREFIX}:document:{document_id}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
@@ -40,14 +40,18 @@ class JobStore:
         blob: bytes | None = None,
         extra: dict[str, str] | None = None,
         collection: Literal["require", "create", "any"] = "any",
-    ) -> Literal["ok", "unknown", "full"]:
-        """Queue a new job at its first stage.
+        document: dict[str, str] | None = None,
+        sha256: str = "",
+    ) -> str:
+        """Queue a new job at its first stage; the answer says what happened.
 
-        'unknown' when ``collection="require"`` and the collection does not
-        exist, 'full' when the first stage's backlog is at ``max_backlog``.
-        ``collection="create"`` registers the collection with the job. The
-        checks, the job hash, the optional upload blob and the stream entry are
-        one atomic step: an accepted job is never half-created.
+        'ok'; 'unknown' when ``collection="require"`` and the collection does
+        not exist; 'full' when the first stage's backlog is at ``max_backlog``;
+        'duplicate:<document id>' when ``sha256`` is already in the collection.
+        ``collection="create"`` registers the collection with the job;
+        ``document`` registers an upload (its hash fields) in the collection.
+        The checks, the job hash, the document, the upload blob and the stream
+        entry are one atomic step: an accepted job is never half-created.
         """
         fields: dict[str, str] = {
             "job_id": env.job_id,
@@ -62,14 +66,26 @@ class JobStore:
             "timings": "{}",
             **(extra or {}),
         }
-        blob_key = C.blob_key(env.payload["document_id"]) if blob is not None else ""
-        flat = [x for kv in fields.items() for x in kv]
+        document_id = env.payload.get("document_id", "")
+        blob_key = C.blob_key(document_id) if blob is not None else ""
+        job_items = [x for kv in fields.items() for x in kv]
+        doc_items = [x for kv in (document or {}).items() for x in kv]
+        name = env.collection
         answer = await self._submit(
-            keys=[C.stream_key(env.stage), C.job_key(env.job_id), blob_key, C.COLLECTIONS_KEY],
-            args=[max_backlog, env.dumps(), self.ttl_s, blob or b"", C.BLOB_TTL_S, env.collection, collection,
-                  *flat],
+            keys=[
+                C.stream_key(env.stage),
+                C.job_key(env.job_id),
+                blob_key,
+                C.COLLECTIONS_KEY,
+                C.collection_key(name),
+                C.document_key(document_id) if document else "",
+                C.collection_documents_key(name),
+                C.collection_hashes_key(name),
+            ],
+            args=[max_backlog, env.dumps(), self.ttl_s, blob or b"", C.BLOB_TTL_S, name, collection,
+                  repr(env.created_at), sha256, document_id, len(job_items), *job_items, *doc_items],
         )  # fmt: skip
-        return cast(Literal["ok", "unknown", "full"], _text(answer))
+        return _text(answer)
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         raw = await self._r.hgetall(C.job_key(job_id))

@@ -15,7 +15,8 @@ from __future__ import annotations
 # KEYS[1] = input stream, KEYS[2..] = keys referenced by index in the ops.
 # ARGV[1] = group, ARGV[2] = JSON list of {"id": entry id, "ops": [[cmd, key_index, args...], ...]}.
 # The pseudo-command ["GUARD", job key] skips the message's remaining ops when
-# that job already has a final status.
+# that job already has a final status; ["HSETXX", key, f, v, ...] is an HSET
+# applied only when the hash exists.
 # Returns per message: 1 applied, 0 stale (already acknowledged), 2 acknowledged
 # but skipped by its guard.
 COMMIT = """
@@ -33,7 +34,14 @@ for i, msg in ipairs(batch) do
   if acked == 1 then
     for _, op in ipairs(msg.ops) do
       local cmd = op[1]
-      if cmd == 'GUARD' then
+      if cmd == 'HSETXX' then
+        -- HSET on a hash that still exists (never resurrects a deleted document)
+        if redis.call('EXISTS', KEYS[op[2]]) == 1 then
+          local args = {'HSET', KEYS[op[2]]}
+          for j = 3, #op do args[#args + 1] = op[j] end
+          redis.call(unpack(args))
+        end
+      elseif cmd == 'GUARD' then
         -- the job already reached a final status (expired meanwhile, say): skip the rest
         local status = redis.call('HGET', KEYS[op[2]], 'status')
         if status and final[status] then acked = 2; break end
@@ -52,20 +60,39 @@ return applied
 
 # Admission of a new job, in one round trip with its checks.
 # KEYS[1] = first stream, KEYS[2] = job hash, KEYS[3] = blob key ('' for none),
-# KEYS[4] = the set of collections
+# KEYS[4] = the set of collections, KEYS[5] = the collection's hash,
+# KEYS[6] = document hash ('' for none), KEYS[7] = the collection's document set,
+# KEYS[8] = the collection's sha256 -> document id map
 # ARGV[1] = max backlog, ARGV[2] = envelope JSON, ARGV[3] = job ttl,
 # ARGV[4] = blob bytes, ARGV[5] = blob ttl, ARGV[6] = collection,
 # ARGV[7] = 'require' (the collection must exist) or 'create' (add it),
-# ARGV[8..] = job hash field/value pairs
-# Returns 'ok', 'unknown' (no such collection) or 'full' (backlog too long).
+# ARGV[8] = now, ARGV[9] = sha256 of the document ('' for none), ARGV[10] = document id,
+# ARGV[11] = number N of job hash field/value items, ARGV[12 .. 11+N] = those items,
+# ARGV[12+N ..] = document hash field/value pairs
+# Returns 'ok', 'unknown' (no such collection), 'full' (backlog too long) or
+# 'duplicate:<document id>' (that content is already in the collection).
 SUBMIT = """
 if ARGV[7] == 'require' and redis.call('SISMEMBER', KEYS[4], ARGV[6]) == 0 then return 'unknown' end
+if ARGV[9] ~= '' then
+  local existing = redis.call('HGET', KEYS[8], ARGV[9])
+  if existing then return 'duplicate:' .. existing end
+end
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 'full' end
-if ARGV[7] == 'create' then redis.call('SADD', KEYS[4], ARGV[6]) end
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[2], unpack(fields))
+if ARGV[7] == 'create' and redis.call('SADD', KEYS[4], ARGV[6]) == 1 then
+  redis.call('HSET', KEYS[5], 'name', ARGV[6], 'description', '', 'created_at', ARGV[8])
+end
+local n = tonumber(ARGV[11])
+local job = {}
+for i = 12, 11 + n do job[#job + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(job))
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+if KEYS[6] ~= '' then
+  local doc = {}
+  for i = 12 + n, #ARGV do doc[#doc + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[6], unpack(doc))
+  redis.call('SADD', KEYS[7], ARGV[10])
+  if ARGV[9] ~= '' then redis.call('HSET', KEYS[8], ARGV[9], ARGV[10]) end
+end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
 redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
 return 'ok'
@@ -112,5 +139,20 @@ local final = {'status', 'expired', 'stage', '', 'error', err, 'updated_at', ARG
 redis.call('HSET', KEYS[1], unpack(final))
 redis.call('XADD', KEYS[2], '*', unpack(final))
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# HSET only when the hash exists. KEYS[1] = hash, ARGV = field/value pairs.
+HSET_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# Creates a collection. KEYS[1] = set of collections, KEYS[2] = collection hash
+# ARGV[1] = name, ARGV[2] = description, ARGV[3] = now. Returns 0 if it exists.
+CREATE_COLLECTION = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'name', ARGV[1], 'description', ARGV[2], 'created_at', ARGV[3])
 return 1
 """

@@ -48,6 +48,8 @@ class Output:
     payload: dict[str, Any]
     # Keys to delete once the output is committed (e.g. a parsed upload blob).
     delete_keys: Sequence[str] = ()
+    # Fields to set, with the commit, on hashes that exist (e.g. a document's).
+    updates: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 Outcome = Output | dict[str, Any] | BaseException
@@ -84,6 +86,10 @@ class _Ops:
 
     def add(self, msg_id: str, ops: list[list[Any]]) -> None:
         self.batch.append({"id": msg_id, "ops": [[op[0], self.key(op[1]), *op[2:]] for op in ops]})
+
+
+def _updates(out: Output) -> list[list[Any]]:
+    return [["HSETXX", key, *[x for kv in fields.items() for x in kv]] for key, fields in out.updates.items()]
 
 
 def default_consumer_name() -> str:
@@ -442,6 +448,7 @@ class Worker:
                         ],
                         ["EXPIRE", job, self.s.job_ttl_s],
                         *[["DEL", k] for k in out.delete_keys],
+                        *_updates(out),
                     ],
                 )
                 self._count["forwarded"].inc()
@@ -452,7 +459,7 @@ class Worker:
                     "done",
                     timings,
                     fields=["result", json.dumps(out.payload), "attempts", env.failures],
-                    extra=[["DEL", k] for k in out.delete_keys],
+                    extra=[*[["DEL", k] for k in out.delete_keys], *_updates(out)],
                 )
                 self._count["done"].inc()
 
@@ -567,6 +574,11 @@ class Worker:
         assert m.env is not None
         job, done = C.job_key(m.env.job_id), C.done_key(m.env.job_id)
         now = repr(time.time())
+        if status != "done" and m.env.kind == "ingest" and m.env.payload.get("document_id"):
+            # The document outlives its job: it keeps the failure and its reason.
+            error = fields[fields.index("error") + 1] if "error" in fields else status
+            doc = C.document_key(m.env.payload["document_id"])
+            extra = [*(extra or []), ["HSETXX", doc, "status", "failed", "error", error, "updated_at", now]]
         final = ["status", status, "stage", "", "timings", json.dumps(timings), "updated_at", now, *fields]
         ops.add(
             m.id,

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
+from services.gateway.collections import router as collections_router
 from services.gateway.routes import router
 from services.gateway.submit import Submitter
 
@@ -39,6 +40,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="DocuMind", version="0.1.0", lifespan=lifespan)
     app.add_middleware(HttpMetrics)
     app.include_router(router)
+    app.include_router(collections_router)
     app.mount("/metrics", make_asgi_app())
 
     @app.exception_handler(RequestValidationError)

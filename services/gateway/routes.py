@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import time
 import uuid
 from pathlib import PurePath
 from typing import Annotated
@@ -19,7 +21,7 @@ from services.gateway.schemas import (
     JobView,
     SearchRequest,
 )
-from services.gateway.submit import Submitter
+from services.gateway.submit import DuplicateDocument, Submitter
 
 router = APIRouter()
 
@@ -78,15 +80,33 @@ async def upload_document(
     if len(data) > settings.max_upload_bytes:
         raise HTTPException(413, f"file is larger than {settings.max_upload_bytes} bytes")
     document_id = uuid.uuid4().hex
-    env = await sub.submit(
-        "ingest",
-        collection,
-        {"document_id": document_id, "filename": filename, "size": len(data)},
-        blob=data,
-        extra={"document_id": document_id},
-        timeout_s=settings.ingest_timeout_s,
-        collection_must_exist=False,
-    )
+    sha256 = hashlib.sha256(data).hexdigest()
+    document = {
+        "document_id": document_id,
+        "collection": collection,
+        "filename": filename,
+        "type": ext.lstrip("."),
+        "size": str(len(data)),
+        "sha256": sha256,
+        "created_at": repr(time.time()),
+    }
+    try:
+        env = await sub.submit(
+            "ingest",
+            collection,
+            {"document_id": document_id, "filename": filename, "size": len(data)},
+            blob=data,
+            extra={"document_id": document_id},
+            timeout_s=settings.ingest_timeout_s,
+            collection_must_exist=False,
+            document=document,
+            sha256=sha256,
+        )
+    except DuplicateDocument as dup:
+        # Same content, same collection: the existing document, nothing added.
+        existing = await sub.docs.get(dup.document_id)
+        job_id = existing["job_id"] if existing else ""
+        return DocumentAccepted(job_id=job_id, document_id=dup.document_id, duplicate=True)
     return DocumentAccepted(job_id=env.job_id, document_id=document_id)
 
 

@@ -39,6 +39,50 @@ class JobAccepted(BaseModel):
 class DocumentAccepted(BaseModel):
     job_id: str
     document_id: str
+    # True when the same content was already in the collection: nothing was added.
+    duplicate: bool = False
+
+
+class CollectionCreate(BaseModel):
+    name: str = Field(pattern=COLLECTION_NAME_PATTERN)
+    description: str = Field(default="", max_length=2000)
+
+
+class CollectionView(BaseModel):
+    name: str
+    description: str
+    created_at: float
+    documents: int
+    chunks: int
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionView]
+
+
+class Progress(BaseModel):
+    chunks_embedded: int
+    chunks_total: int | None
+
+
+class DocumentView(BaseModel):
+    document_id: str
+    collection: str
+    filename: str
+    type: str
+    size: int | None
+    sha256: str
+    pages: int | None
+    chunks: int | None
+    status: str
+    error: str | None = None
+    progress: Progress
+    job_id: str
+    created_at: float
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentView]
 
 
 class JobView(BaseModel):

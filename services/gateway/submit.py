@@ -7,10 +7,19 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import HTTPException
 
+from libs.common.documents import DocumentStore
 from libs.common.envelope import Envelope, JobKind
 from libs.common.jobs import JobStore
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import current_traceparent, tracer
+
+
+class DuplicateDocument(Exception):
+    """The uploaded content is already in the collection as ``document_id``."""
+
+    def __init__(self, document_id: str) -> None:
+        super().__init__(document_id)
+        self.document_id = document_id
 
 
 class Submitter:
@@ -18,6 +27,7 @@ class Submitter:
         self.r = client
         self.s = settings
         self.jobs = JobStore(client, settings.job_ttl_s, settings.overdue_grace_s)
+        self.docs = DocumentStore(client, self.jobs)
 
     def top_k(self, requested: int | None) -> int:
         k = requested or self.s.default_top_k
@@ -35,6 +45,8 @@ class Submitter:
         extra: dict[str, str] | None = None,
         timeout_s: float | None = None,
         collection_must_exist: bool = True,
+        document: dict[str, str] | None = None,
+        sha256: str = "",
     ) -> Envelope:
         """Queue a job: 404 for an unknown collection (unless this job creates it),
         503 with Retry-After when the first stage is too far behind."""
@@ -46,13 +58,19 @@ class Submitter:
                 timeout_s or self.s.job_timeout_s,
                 traceparent=current_traceparent(),
             )
+            if document is not None:
+                document = {**document, "job_id": env.job_id}
             answer = await self.jobs.submit(
                 env,
                 max_backlog=self.s.max_backlog,
                 blob=blob,
                 extra=extra,
                 collection="require" if collection_must_exist else "create",
+                document=document,
+                sha256=sha256,
             )
+        if answer.startswith("duplicate:"):
+            raise DuplicateDocument(answer.removeprefix("duplicate:"))
         if answer == "unknown":
             raise HTTPException(404, f"collection '{collection}' not found")
         if answer == "full":

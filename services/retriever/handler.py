@@ -6,11 +6,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from libs.common import constants as C
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.models import Chunk
 from libs.common.vectors import decode_vector
-from libs.common.worker import Outcome
+from libs.common.worker import Outcome, Output
 from services.retriever.store import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class RetrieveHandler:
                 out.append(exc)
         return out
 
-    def _index(self, env: Envelope) -> dict[str, object]:
+    def _index(self, env: Envelope) -> Output:
         p = env.payload
         items = p["chunks"]
         chunks = [Chunk.model_validate({k: v for k, v in c.items() if k != "vector"}) for c in items]
@@ -44,12 +45,17 @@ class RetrieveHandler:
         logger.info(
             "job_id=%s stage=retriever indexed %d chunks of %s", env.job_id, len(chunks), p["filename"]
         )
-        return {
-            "document_id": p["document_id"],
-            "filename": p["filename"],
-            "pages": p.get("pages", 0),
-            "chunks": len(chunks),
+        n, pages = len(chunks), p.get("pages", 0)
+        result = {"document_id": p["document_id"], "filename": p["filename"], "pages": pages, "chunks": n}
+        # The document is ready with this commit (its vectors are already searchable).
+        ready = {
+            "status": "ready",
+            "pages": str(pages),
+            "chunks": str(n),
+            "chunks_embedded": str(n),
+            "error": "",
         }
+        return Output(result, updates={C.document_key(p["document_id"]): ready})
 
     def _search(self, env: Envelope) -> dict[str, object]:
         p = env.payload

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import asyncio
 
+from libs.common import constants as C
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.vectors import encode_vector
+from libs.common.worker import Output
 from services.retriever.handler import RetrieveHandler
 from services.retriever.memory_store import MemoryStore
 
@@ -42,7 +44,11 @@ def test_indexes_then_searches_in_one_batch_order() -> None:
     indexed, found, chat = asyncio.run(
         handler([ingest_env(), query_env("search", [0, 1, 0, 0]), query_env("chat", [1, 0, 0, 0])])
     )
-    assert indexed == {"document_id": "d1", "filename": "f.pdf", "pages": 2, "chunks": 2}
+    assert isinstance(indexed, Output)
+    assert indexed.payload == {"document_id": "d1", "filename": "f.pdf", "pages": 2, "chunks": 2}
+    # The document turns ready in the same commit that completes the job.
+    assert indexed.updates[C.document_key("d1")]["status"] == "ready"
+    assert indexed.updates[C.document_key("d1")]["chunks"] == "2"
     assert isinstance(found, dict) and found["hits"][0]["page"] == 2
     assert set(found["hits"][0]) == {"document_id", "filename", "page", "score", "text"}
     assert isinstance(chat, dict) and chat["question"] == "q" and chat["hits"][0]["text"] == "chunk 0"

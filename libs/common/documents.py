@@ -1,0 +1,115 @@
+"""Collections and documents as users see them: the read side of the registry.
+
+An upload registers its document atomically with its ingest job (see
+``JobStore.submit``). The document then follows its job: ``queued``,
+``parsing``, ``embedding``, ``indexing``, and finally ``ready`` or ``failed``,
+which are written on the document itself because it outlives the job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from libs.common import constants as C
+from libs.common.jobs import JobStore
+from libs.common.scripts import CREATE_COLLECTION
+
+FINAL = frozenset({"ready", "failed"})
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _int(h: dict[str, str], key: str) -> int | None:
+    value = h.get(key, "")
+    return int(value) if value.isdigit() else None
+
+
+class DocumentStore:
+    def __init__(self, client: aioredis.Redis, jobs: JobStore) -> None:
+        self._r = client
+        self.jobs = jobs
+        self._create = client.register_script(CREATE_COLLECTION)
+
+    # --- collections -----------------------------------------------------------
+
+    async def create_collection(self, name: str, description: str = "") -> bool:
+        """False when a collection of that name exists already."""
+        created = await self._create(
+            keys=[C.COLLECTIONS_KEY, C.collection_key(name)], args=[name, description, repr(time.time())]
+        )
+        return bool(created)
+
+    async def collection(self, name: str) -> dict[str, Any] | None:
+        if not await self._r.sismember(C.COLLECTIONS_KEY, name):
+            return None
+        meta = {_text(k): _text(v) for k, v in (await self._r.hgetall(C.collection_key(name))).items()}
+        docs = await self.documents(name)
+        return {
+            "name": name,
+            "description": meta.get("description", ""),
+            "created_at": float(meta.get("created_at") or 0),
+            "documents": len(docs),
+            "chunks": sum(d["chunks"] or 0 for d in docs if d["status"] == "ready"),
+        }
+
+    async def collections(self) -> list[dict[str, Any]]:
+        names = sorted(_text(n) for n in await self._r.smembers(C.COLLECTIONS_KEY))
+        found = [await self.collection(name) for name in names]
+        return [c for c in found if c is not None]
+
+    # --- documents ---------------------------------------------------------------
+
+    async def document_id_for(self, collection: str, sha256: str) -> str | None:
+        found = await self._r.hget(C.collection_hashes_key(collection), sha256)
+        return _text(found) if found else None
+
+    async def get(self, document_id: str) -> dict[str, Any] | None:
+        raw = await self._r.hgetall(C.document_key(document_id))
+        if not raw:
+            return None
+        return await self._view({_text(k): _text(v) for k, v in raw.items()})
+
+    async def documents(self, collection: str) -> list[dict[str, Any]]:
+        ids = sorted(_text(i) for i in await self._r.smembers(C.collection_documents_key(collection)))
+        async with self._r.pipeline(transaction=False) as pipe:
+            for doc_id in ids:
+                pipe.hgetall(C.document_key(doc_id))
+            raws = await pipe.execute()
+        views = [await self._view({_text(k): _text(v) for k, v in raw.items()}) for raw in raws if raw]
+        return sorted(views, key=lambda d: d["created_at"])
+
+    async def _view(self, h: dict[str, str]) -> dict[str, Any]:
+        status, error = h.get("status", "queued"), h.get("error") or None
+        chunks = _int(h, "chunks")
+        if status not in FINAL:
+            job = await self.jobs.get(h.get("job_id", ""))
+            if job is None:
+                status, error = "failed", "its ingest job expired before the document was ready"
+            elif job["status"] == "done":
+                status = "ready"
+            elif job["status"] in ("failed", "expired"):
+                status, error = "failed", job.get("error", job["status"])
+            elif job["status"] == "embedding":
+                status = "embedding" if chunks is not None else "parsing"
+            else:
+                status = job["status"]
+        return {
+            "document_id": h.get("document_id", ""),
+            "collection": h.get("collection", ""),
+            "filename": h.get("filename", ""),
+            "type": h.get("type", ""),
+            "size": _int(h, "size"),
+            "sha256": h.get("sha256", ""),
+            "pages": _int(h, "pages"),
+            "chunks": chunks,
+            "status": status,
+            "error": error,
+            "progress": {"chunks_embedded": _int(h, "chunks_embedded") or 0, "chunks_total": chunks},
+            "job_id": h.get("job_id", ""),
+            "created_at": float(h.get("created_at") or 0),
+        }

@@ -1,0 +1,123 @@
+"""Collections and documents through the API: registry, status, progress, dedup."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from libs.common.valkey_server import ValkeyServer
+from tests.integration.harness import Stack
+
+pytestmark = pytest.mark.timeout(180)
+
+TEXT = b"The ferry to Inishmore leaves at nine. Tickets are sold at the pier office."
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("documents")
+    with ValkeyServer(tmp / "valkey") as server:
+        s = Stack(server.url, tmp)
+        try:
+            s.start_all()
+            yield s
+        finally:
+            s.stop()
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=10) as c:
+        yield c
+
+
+def upload(client: httpx.Client, collection: str, name: str, data: bytes) -> dict[str, object]:
+    resp = client.post(f"/v1/collections/{collection}/documents", files={"file": (name, data)})
+    assert resp.status_code == 202, resp.text
+    body: dict[str, object] = resp.json()
+    return body
+
+
+def test_create_list_and_get_collections(client: httpx.Client) -> None:
+    made = client.post("/v1/collections", json={"name": "manuals", "description": "Product manuals"})
+    assert made.status_code == 201
+    assert made.json() | {"created_at": 0} == {
+        "name": "manuals", "description": "Product manuals", "created_at": 0, "documents": 0, "chunks": 0,
+    }  # fmt: skip
+    again = client.post("/v1/collections", json={"name": "manuals"})
+    assert again.status_code == 409
+    assert "already exists" in again.json()["detail"]
+    assert client.post("/v1/collections", json={"name": "bad/name"}).status_code == 422
+    names = [c["name"] for c in client.get("/v1/collections").json()["collections"]]
+    assert "manuals" in names
+    assert client.get("/v1/collections/nope").status_code == 404
+
+
+def test_document_goes_ready_with_its_details(stack: Stack, client: httpx.Client) -> None:
+    up = upload(client, "ferries", "ferry.txt", TEXT)
+    assert up["duplicate"] is False
+    assert stack.wait_job(str(up["job_id"]))["status"] == "done"
+    doc = client.get(f"/v1/documents/{up['document_id']}").json()
+    assert doc["status"] == "ready"
+    assert doc["error"] is None
+    assert (doc["filename"], doc["type"], doc["size"], doc["collection"]) == (
+        "ferry.txt",
+        "txt",
+        len(TEXT),
+        "ferries",
+    )
+    assert doc["sha256"] == hashlib.sha256(TEXT).hexdigest()
+    assert doc["pages"] == 1 and doc["chunks"] >= 1
+    assert doc["progress"] == {"chunks_embedded": doc["chunks"], "chunks_total": doc["chunks"]}
+    listed = client.get("/v1/collections/ferries/documents").json()["documents"]
+    assert [d["document_id"] for d in listed] == [up["document_id"]]
+    coll = client.get("/v1/collections/ferries").json()
+    assert (coll["documents"], coll["chunks"]) == (1, doc["chunks"])
+
+
+def test_same_content_is_stored_once_per_collection(stack: Stack, client: httpx.Client) -> None:
+    first = upload(client, "dedup", "a.txt", TEXT + b" Once.")
+    stack.wait_job(str(first["job_id"]))
+    second = upload(client, "dedup", "renamed.txt", TEXT + b" Once.")
+    assert second == {"job_id": first["job_id"], "document_id": first["document_id"], "duplicate": True}
+    assert len(client.get("/v1/collections/dedup/documents").json()["documents"]) == 1
+    elsewhere = upload(client, "dedup-other", "a.txt", TEXT + b" Once.")
+    assert elsewhere["duplicate"] is False and elsewhere["document_id"] != first["document_id"]
+
+
+def test_failed_document_keeps_its_reason(stack: Stack, client: httpx.Client) -> None:
+    up = upload(client, "broken", "empty.txt", b"")
+    assert stack.wait_job(str(up["job_id"]))["status"] == "failed"
+    doc = client.get(f"/v1/documents/{up['document_id']}").json()
+    assert doc["status"] == "failed"
+    assert "empty file" in doc["error"]
+    assert client.get("/v1/collections/broken").json()["chunks"] == 0
+
+
+def test_unknown_things_are_404(client: httpx.Client) -> None:
+    assert client.get("/v1/documents/nope").status_code == 404
+    assert client.get("/v1/collections/nope/documents").status_code == 404
+
+
+def test_a_queued_document_says_so(valkey_url: str, tmp_path: Path) -> None:
+    stack = Stack(valkey_url, tmp_path)
+    try:
+        stack.start("gateway")
+        with httpx.Client(base_url=f"http://127.0.0.1:{stack.port}", timeout=10) as client:
+            while True:
+                try:
+                    client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)  # gateway start-up
+            up = upload(client, "later", "x.txt", TEXT)
+            doc = client.get(f"/v1/documents/{up['document_id']}").json()
+        assert doc["status"] == "queued"
+        assert doc["progress"] == {"chunks_embedded": 0, "chunks_total": None}
+    finally:
+        stack.stop()
