@@ -22,6 +22,8 @@ ROUTES: Final[dict[str, tuple[str, ...]]] = {
     "chat": (EMBEDDER, RETRIEVER, GENERATOR),
     "search": (EMBEDDER, RETRIEVER),
     "ingest": (EMBEDDER, RETRIEVER),
+    # Removes a deleted document's vectors; the document is hidden before it runs.
+    "delete": (RETRIEVER,),
 }
 
 # Dead letters: one stream for all stages; entries carry the stage and reason.
@@ -101,6 +103,15 @@ def collection_documents_key(name: str) -> str:
 def collection_hashes_key(name: str) -> str:
     """Hash sha256 -> document id: the same content is stored once per collection."""
     return f"{PREFIX}:collection:{name}:hashes"
+
+
+def deleted_documents_key(name: str) -> str:
+    """Set of the collection's deleted document ids (tombstones).
+
+    Searches drop their hits at once; kept for good (ids are never reused), so
+    an index that races a delete can still tell it must not leave vectors.
+    """
+    return f"{PREFIX}:collection:{name}:deleted"
 
 
 def document_key(document_id: str) -> str:

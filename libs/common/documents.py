@@ -14,8 +14,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from libs.common import constants as C
-from libs.common.jobs import JobStore
-from libs.common.scripts import CREATE_COLLECTION
+from libs.common.envelope import Envelope
+from libs.common.jobs import JobStore, job_fields
+from libs.common.scripts import CREATE_COLLECTION, DELETE_DOCUMENT
 
 FINAL = frozenset({"ready", "failed"})
 
@@ -34,6 +35,7 @@ class DocumentStore:
         self._r = client
         self.jobs = jobs
         self._create = client.register_script(CREATE_COLLECTION)
+        self._delete = client.register_script(DELETE_DOCUMENT)
 
     # --- collections -----------------------------------------------------------
 
@@ -82,6 +84,28 @@ class DocumentStore:
             raws = await pipe.execute()
         views = [await self._view({_text(k): _text(v) for k, v in raw.items()}) for raw in raws if raw]
         return sorted(views, key=lambda d: d["created_at"])
+
+    async def delete(self, document_id: str, collection: str, timeout_s: float) -> str | None:
+        """Remove a document; None if unknown, else the id of the job removing its vectors.
+
+        When this returns, searches no longer return the document: its id is a
+        tombstone that the retriever filters on until, and after, the vectors go.
+        """
+        env = Envelope.new("delete", collection, {"document_id": document_id}, timeout_s)
+        job = [x for kv in job_fields(env).items() for x in kv]
+        deleted = await self._delete(
+            keys=[
+                C.document_key(document_id),
+                C.collection_documents_key(collection),
+                C.collection_hashes_key(collection),
+                C.deleted_documents_key(collection),
+                C.blob_key(document_id),
+                C.stream_key(env.stage),
+                C.job_key(env.job_id),
+            ],
+            args=[document_id, env.dumps(), self.jobs.ttl_s, *job],
+        )
+        return env.job_id if deleted else None
 
     async def _view(self, h: dict[str, str]) -> dict[str, Any]:
         status, error = h.get("status", "queued"), h.get("error") or None

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from libs.common.constants import ROUTES
 
-JobKind = Literal["chat", "search", "ingest"]
+JobKind = Literal["chat", "search", "ingest", "delete"]
 
 ENVELOPE_VERSION: Final = 1
 
@@ -82,7 +82,7 @@ def stage_status(kind: str, stage: str) -> str:
     if stage == "embedder":
         return "embedding"
     if stage == "retriever":
-        return "indexing" if kind == "ingest" else "retrieving"
+        return {"ingest": "indexing", "delete": "deleting"}.get(kind, "retrieving")
     if stage == "generator":
         return "generating"
     return stage

@@ -53,19 +53,7 @@ class JobStore:
         The checks, the job hash, the document, the upload blob and the stream
         entry are one atomic step: an accepted job is never half-created.
         """
-        fields: dict[str, str] = {
-            "job_id": env.job_id,
-            "kind": env.kind,
-            "collection": env.collection,
-            "status": "queued",
-            "stage": env.stage,
-            "attempts": "0",
-            "created_at": repr(env.created_at),
-            "updated_at": repr(env.created_at),
-            "deadline": repr(env.deadline),
-            "timings": "{}",
-            **(extra or {}),
-        }
+        fields = {**job_fields(env), **(extra or {})}
         document_id = env.payload.get("document_id", "")
         blob_key = C.blob_key(document_id) if blob is not None else ""
         job_items = [x for kv in fields.items() for x in kv]
@@ -151,6 +139,22 @@ class JobStore:
 
     async def backlog(self, stage: str) -> int:
         return int(await self._r.xlen(C.stream_key(stage)))
+
+
+def job_fields(env: Envelope) -> dict[str, str]:
+    """The hash of a job just queued at its first stage."""
+    return {
+        "job_id": env.job_id,
+        "kind": env.kind,
+        "collection": env.collection,
+        "status": "queued",
+        "stage": env.stage,
+        "attempts": "0",
+        "created_at": repr(env.created_at),
+        "updated_at": repr(env.created_at),
+        "deadline": repr(env.deadline),
+        "timings": "{}",
+    }
 
 
 def _text(v: bytes | str) -> str:

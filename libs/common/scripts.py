@@ -156,3 +156,24 @@ if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], 'name', ARGV[1], 'description', ARGV[2], 'created_at', ARGV[3])
 return 1
 """
+
+# Deletes a document from the registry and hides it from searches at once, then
+# queues the removal of its vectors. KEYS[1] = document hash, KEYS[2] = the
+# collection's document set, KEYS[3] = its sha256 map, KEYS[4] = its tombstones,
+# KEYS[5] = the upload blob, KEYS[6] = the retriever's stream, KEYS[7] = the
+# delete job's hash. ARGV[1] = document id, ARGV[2] = envelope JSON, ARGV[3] =
+# job ttl, ARGV[4..] = job hash field/value pairs. Returns 0 for an unknown document.
+DELETE_DOCUMENT = """
+local sha = redis.call('HGET', KEYS[1], 'sha256')
+if not sha then return 0 end
+if redis.call('HGET', KEYS[3], sha) == ARGV[1] then redis.call('HDEL', KEYS[3], sha) end
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[5])
+local job = {}
+for i = 4, #ARGV do job[#job + 1] = ARGV[i] end
+redis.call('HSET', KEYS[7], unpack(job))
+redis.call('EXPIRE', KEYS[7], ARGV[3])
+redis.call('XADD', KEYS[6], '*', 'data', ARGV[2])
+return 1
+"""

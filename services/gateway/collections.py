@@ -8,6 +8,7 @@ from services.gateway.schemas import (
     CollectionCreate,
     CollectionList,
     CollectionView,
+    DocumentDeleted,
     DocumentList,
     DocumentView,
 )
@@ -57,3 +58,13 @@ async def get_document(document_id: str, request: Request) -> DocumentView:
     if found is None:
         raise HTTPException(404, f"document '{document_id}' not found")
     return DocumentView.model_validate(found)
+
+
+@router.delete("/v1/documents/{document_id}", response_model=DocumentDeleted)
+async def delete_document(document_id: str, request: Request) -> DocumentDeleted:
+    sub = _sub(request)
+    found = await sub.docs.get(document_id)
+    job_id = await sub.docs.delete(document_id, found["collection"], sub.s.job_timeout_s) if found else None
+    if job_id is None:
+        raise HTTPException(404, f"document '{document_id}' not found")
+    return DocumentDeleted(document_id=document_id, deleted=True, job_id=job_id)

@@ -92,3 +92,10 @@ class JobView(BaseModel):
     result: Any | None = None
     error: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+
+
+class DocumentDeleted(BaseModel):
+    document_id: str
+    deleted: bool
+    # The job that removes the document's vectors (it is hidden from searches already).
+    job_id: str

@@ -121,3 +121,33 @@ def test_a_queued_document_says_so(valkey_url: str, tmp_path: Path) -> None:
         assert doc["progress"] == {"chunks_embedded": 0, "chunks_total": None}
     finally:
         stack.stop()
+
+
+def test_deleted_document_is_gone_at_once(stack: Stack, client: httpx.Client) -> None:
+    keep = upload(client, "harbour", "keep.txt", b"The harbour master keeps the tide tables in the office.")
+    drop = upload(client, "harbour", "drop.txt", b"The ferry timetable lists sailings to Inishmore at nine.")
+    for up in (keep, drop):
+        assert stack.wait_job(str(up["job_id"]))["status"] == "done"
+
+    def search_files(query: str) -> set[str]:
+        resp = client.post("/v1/search", json={"query": query, "collection": "harbour", "top_k": 5})
+        return {h["filename"] for h in stack.wait_job(resp.json()["job_id"])["result"]["hits"]}
+
+    assert "drop.txt" in search_files("ferry timetable sailings")
+    gone = client.delete(f"/v1/documents/{drop['document_id']}")
+    assert gone.status_code == 200
+    assert gone.json()["deleted"] is True
+    assert "drop.txt" not in search_files("ferry timetable sailings")
+    assert client.get(f"/v1/documents/{drop['document_id']}").status_code == 404
+    assert client.delete(f"/v1/documents/{drop['document_id']}").status_code == 404
+    listed = [d["filename"] for d in client.get("/v1/collections/harbour/documents").json()["documents"]]
+    assert listed == ["keep.txt"]
+    # Its vectors are removed by the retriever, and the same content can come back as a new document.
+    assert stack.wait_job(gone.json()["job_id"])["result"] == {
+        "document_id": drop["document_id"],
+        "deleted": True,
+    }
+    again = upload(client, "harbour", "drop.txt", b"The ferry timetable lists sailings to Inishmore at nine.")
+    assert again["duplicate"] is False and again["document_id"] != drop["document_id"]
+    assert stack.wait_job(str(again["job_id"]))["status"] == "done"
+    assert "drop.txt" in search_files("ferry timetable sailings")

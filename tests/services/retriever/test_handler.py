@@ -68,3 +68,46 @@ def test_wrong_dimension_fails_that_job_only() -> None:
     bad, good = asyncio.run(handler([query_env("search", [1, 0, 0]), query_env("search", [1, 0, 0, 0])]))
     assert isinstance(bad, PermanentError)
     assert isinstance(good, dict) and good["hits"]
+
+
+class FixedTombstones:
+    def __init__(self, *rounds: set[str]) -> None:
+        self.rounds = list(rounds)
+
+    async def deleted(self, collections: set[str]) -> dict[str, set[str]]:
+        ids = self.rounds.pop(0) if len(self.rounds) > 1 else self.rounds[0]
+        return {name: ids for name in collections}
+
+
+def test_searches_never_return_deleted_documents() -> None:
+    store = MemoryStore()
+    asyncio.run(RetrieveHandler(store, dim=4)([ingest_env()]))
+    handler = RetrieveHandler(store, dim=4, tombstones=FixedTombstones({"d1"}))
+    (found,) = asyncio.run(handler([query_env("search", [1, 0, 0, 0])]))
+    assert isinstance(found, dict) and found["hits"] == []
+
+
+def test_a_deleted_document_is_not_indexed() -> None:
+    store = MemoryStore()
+    (out,) = asyncio.run(RetrieveHandler(store, dim=4, tombstones=FixedTombstones({"d1"}))([ingest_env()]))
+    assert isinstance(out, dict) and out["deleted"] is True
+    assert store.count("docs") == 0
+
+
+def test_an_index_that_raced_a_delete_leaves_no_vectors() -> None:
+    store = MemoryStore()
+    # Not deleted when the batch starts, deleted by the time its chunks are in.
+    handler = RetrieveHandler(store, dim=4, tombstones=FixedTombstones(set(), {"d1"}))
+    (out,) = asyncio.run(handler([ingest_env()]))
+    assert isinstance(out, Output)
+    assert store.count("docs") == 0
+
+
+def test_delete_job_removes_the_vectors() -> None:
+    store = MemoryStore()
+    handler = RetrieveHandler(store, dim=4)
+    asyncio.run(handler([ingest_env()]))
+    delete = Envelope.new("delete", "docs", {"document_id": "d1"}, 60)
+    (out,) = asyncio.run(handler([delete]))
+    assert out == {"document_id": "d1", "deleted": True}
+    assert store.count("docs") == 0
