@@ -41,7 +41,7 @@ COLLECTIONS_KEY: Final = f"{PREFIX}:collections"
 ENVELOPE_FIELD: Final = "data"
 
 # Upload types the parser accepts (the gateway answers 415 for anything else).
-SUPPORTED_EXTENSIONS: Final = frozenset({".txt", ".md", ".markdown", ".pdf"})
+SUPPORTED_EXTENSIONS: Final = frozenset({".txt", ".md", ".markdown", ".pdf", ".docx", ".html", ".htm"})
 
 # Collection names: safe in keys, URLs and Qdrant collection names.
 COLLECTION_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

@@ -84,7 +84,16 @@ class EmbedderSettings(WorkerSettings):
     torch_threads: int = Field(default=0, ge=0)
     chunk_size_words: int = Field(default=120, ge=8)
     chunk_overlap_words: int = Field(default=20, ge=0)
+    # With a backend that has its own tokenizer (the local model) chunks are sized in
+    # its tokens instead of words: about chunk_size_tokens word pieces each, the next
+    # one repeating about chunk_overlap_tokens of them, and never more than the
+    # model's maximum input (254 for all-MiniLM-L6-v2) whatever these say.
+    chunk_size_tokens: int = Field(default=200, ge=8)
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
     max_pages: int = Field(default=2000, ge=1)
+    # A DOCX (a ZIP archive) claiming to unpack to more than this is refused as a
+    # likely zip bomb before anything is unpacked.
+    max_unpacked_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
 
 
 class RetrieverSettings(WorkerSettings):

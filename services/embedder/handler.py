@@ -18,7 +18,7 @@ from libs.common.vectors import encode_vector
 from libs.common.worker import Outcome, Output
 from services.embedder.backends import Embedder
 from services.embedder.chunking import chunk_pages
-from services.embedder.parsing import parse_document
+from services.embedder.parsing import Page, parse_document
 
 logger = logging.getLogger(__name__)
 
@@ -90,13 +90,33 @@ class EmbedHandler:
                 out.append(exc)
         return out
 
+    def _chunk(self, pages: list[Page], doc_id: str, filename: str) -> list[Chunk]:
+        """Chunks sized in the model's own tokens when the backend has a tokenizer, else in words."""
+        count_tokens = getattr(self.embedder, "count_tokens", None)
+        max_tokens = getattr(self.embedder, "max_text_tokens", None)
+        if callable(count_tokens) and isinstance(max_tokens, int) and max_tokens > 0:
+            size = min(self.s.chunk_size_tokens, max_tokens)
+            return chunk_pages(
+                pages,
+                doc_id,
+                filename,
+                # Every word is at least one token: the word limit never binds first.
+                size_words=size,
+                overlap_words=0,
+                count_tokens=count_tokens,
+                max_tokens=max_tokens,
+                size_tokens=size,
+                overlap_tokens=self.s.chunk_overlap_tokens,
+            )
+        return chunk_pages(pages, doc_id, filename, self.s.chunk_size_words, self.s.chunk_overlap_words)
+
     def _parse(self, env: Envelope, blob: bytes | None) -> tuple[int, list[Chunk]]:
         """(page count, chunks) of one upload."""
         doc_id, filename = env.payload["document_id"], env.payload["filename"]
         if blob is None:
             raise PermanentError("the uploaded file expired before it could be parsed; upload it again")
-        pages = parse_document(filename, blob, self.s.max_pages)
-        chunks = chunk_pages(pages, doc_id, filename, self.s.chunk_size_words, self.s.chunk_overlap_words)
+        pages = parse_document(filename, blob, self.s.max_pages, max_unpacked_bytes=self.s.max_unpacked_bytes)
+        chunks = self._chunk(pages, doc_id, filename)
         if not chunks:
             raise PermanentError("no extractable text")
         logger.info(

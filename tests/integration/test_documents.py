@@ -151,3 +151,35 @@ def test_deleted_document_is_gone_at_once(stack: Stack, client: httpx.Client) ->
     assert again["duplicate"] is False and again["document_id"] != drop["document_id"]
     assert stack.wait_job(str(again["job_id"]))["status"] == "done"
     assert "drop.txt" in search_files("ferry timetable sailings")
+
+
+def test_docx_and_html_uploads_become_searchable(stack: Stack, client: httpx.Client) -> None:
+    import io
+
+    from docx import Document
+
+    doc = Document()
+    doc.add_heading("Boiler maintenance", level=1)
+    doc.add_paragraph("Bleed the radiators every autumn before the heating season starts.")
+    buf = io.BytesIO()
+    doc.save(buf)
+    html = (
+        b"<html><head><style>.x{}</style><script>var secret='tracking pixel';</script></head>"
+        b"<body><nav>Home | About</nav>"
+        b"<main><h1>Garden</h1><p>Prune the apple trees in late winter.</p></main>"
+        b"<footer>Copyright</footer></body></html>"
+    )
+    ups = [
+        upload(client, "house", "boiler.docx", buf.getvalue()),
+        upload(client, "house", "garden.html", html),
+    ]
+    for up in ups:
+        assert stack.wait_job(str(up["job_id"]))["status"] == "done"
+    views = {d["filename"]: d for d in client.get("/v1/collections/house/documents").json()["documents"]}
+    assert views["boiler.docx"]["type"] == "docx" and views["boiler.docx"]["status"] == "ready"
+    assert views["garden.html"]["type"] == "html" and views["garden.html"]["status"] == "ready"
+    resp = client.post("/v1/search", json={"query": "prune apple trees winter", "collection": "house"})
+    hits = stack.wait_job(resp.json()["job_id"])["result"]["hits"]
+    assert hits[0]["filename"] == "garden.html"
+    assert "Prune the apple trees" in hits[0]["text"]
+    assert all("tracking pixel" not in h["text"] and "Home | About" not in h["text"] for h in hits)

@@ -43,7 +43,7 @@ THREE_PAGES = [
 
 
 def test_supported_extensions() -> None:
-    assert {".txt", ".md", ".markdown", ".pdf"} == SUPPORTED_EXTENSIONS
+    assert {".txt", ".md", ".markdown", ".pdf", ".docx", ".html", ".htm"} == SUPPORTED_EXTENSIONS
     assert all(ext == ext.lower() and ext.startswith(".") for ext in SUPPORTED_EXTENSIONS)
     assert file_extension("Report.Final.PDF") == ".pdf"
     assert file_extension("README") == ""
@@ -142,7 +142,7 @@ def test_markdown_is_one_page(name: str) -> None:
     assert parse_document(name, text.encode(), max_pages=1) == [Page(number=1, text=text)]
 
 
-@pytest.mark.parametrize("name", ["a.txt", "a.md", "a.pdf"])
+@pytest.mark.parametrize("name", ["a.txt", "a.md", "a.pdf", "a.docx", "a.html", "a.htm"])
 def test_empty_file(name: str) -> None:
     with pytest.raises(PermanentError, match="empty file"):
         parse_document(name, b"", max_pages=10)
@@ -167,5 +167,11 @@ def test_no_extension() -> None:
 def test_every_supported_extension_has_a_parser() -> None:
     from services.embedder import parsing
 
-    handled = parsing.TEXT_EXTENSIONS | parsing.MARKDOWN_EXTENSIONS | parsing.PDF_EXTENSIONS
+    handled = (
+        parsing.TEXT_EXTENSIONS
+        | parsing.MARKDOWN_EXTENSIONS
+        | parsing.PDF_EXTENSIONS
+        | parsing.DOCX_EXTENSIONS
+        | parsing.HTML_EXTENSIONS
+    )
     assert handled == parsing.SUPPORTED_EXTENSIONS

@@ -1,0 +1,55 @@
+"""PDF: one :class:`Page` per physical page, numbers kept."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from libs.common.errors import PermanentError
+from services.embedder.formats.common import Page, normalise
+
+logger = logging.getLogger(__name__)
+
+
+def parse_pdf(data: bytes, max_pages: int) -> list[Page]:
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError, PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            # Many "protected" PDFs only restrict printing or copying: the empty user
+            # password opens them for reading.
+            try:
+                opened = reader.decrypt("")
+            except DependencyError as exc:
+                raise PermanentError(f"encrypted PDF: cannot decrypt it here ({exc})") from exc
+            if opened == PasswordType.NOT_DECRYPTED:
+                raise PermanentError("encrypted PDF: it needs a password; upload an unprotected copy")
+        count = len(reader.pages)
+    except PermanentError:
+        raise
+    except PyPdfError as exc:
+        raise PermanentError(f"could not read PDF: {exc}") from exc
+    except Exception as exc:  # malformed input can break the parser in many ways
+        logger.debug("pypdf failed to open a document", exc_info=True)
+        raise PermanentError(f"could not read PDF: {type(exc).__name__}: {exc}") from exc
+
+    if count > max_pages:
+        raise PermanentError(f"PDF has {count} pages; at most {max_pages} are accepted")
+    if count == 0:
+        raise PermanentError("could not read PDF: it has no pages")
+
+    pages: list[Page] = []
+    failures: list[str] = []
+    for index in range(count):
+        try:
+            text = reader.pages[index].extract_text() or ""
+        except Exception as exc:  # one damaged page should not lose the others
+            logger.warning("could not extract text of PDF page %d: %s", index + 1, exc)
+            failures.append(f"page {index + 1}: {type(exc).__name__}: {exc}")
+            text = ""
+        pages.append(Page(number=index + 1, text=normalise(text)))
+    if len(failures) == count:
+        raise PermanentError(f"could not read PDF: {failures[0]}")
+    return pages
