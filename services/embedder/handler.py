@@ -13,6 +13,7 @@ from libs.common import constants as C
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.models import Chunk
+from libs.common.scripts import HSET_IF_EXISTS
 from libs.common.settings import EmbedderSettings
 from libs.common.vectors import encode_vector
 from libs.common.worker import Outcome, Output
@@ -28,6 +29,7 @@ class EmbedHandler:
         self.r = client
         self.embedder = embedder
         self.s = settings
+        self._hset_if_exists = client.register_script(HSET_IF_EXISTS)
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(batch)
@@ -44,6 +46,9 @@ class EmbedHandler:
                     outcomes[i] = result
                 else:
                     pages_of[i], chunks_of[i] = result
+            await self._record_parsed(
+                {batch[i].payload["document_id"]: (pages_of[i], len(chunks_of[i])) for i in chunks_of}
+            )
         # One model call for every text of this read: questions and chunks alike.
         texts: list[str] = []
         for i, env in enumerate(batch):
@@ -73,11 +78,27 @@ class EmbedHandler:
                         "chunks": items,
                     },
                     delete_keys=[C.blob_key(env.payload["document_id"])],
+                    updates={
+                        C.document_key(env.payload["document_id"]): {"chunks_embedded": str(len(chunks))}
+                    },
                 )
             else:
                 outcomes[i] = {**env.payload, "vector": encode_vector(vectors[pos])}
                 pos += 1
         return [o for o in outcomes if o is not None]
+
+    async def _record_parsed(self, counts: dict[str, tuple[int, int]]) -> None:
+        """Pages and chunk totals on the documents: they now show "embedding" and progress."""
+        if not counts:
+            return
+        async with self.r.pipeline(transaction=False) as pipe:
+            for document_id, (pages, chunks) in counts.items():
+                await self._hset_if_exists(
+                    keys=[C.document_key(document_id)],
+                    args=["pages", pages, "chunks", chunks, "chunks_embedded", 0],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     def _parse_all(
         self, envs: list[Envelope], blobs: list[bytes | None]

@@ -64,7 +64,7 @@ async def search(body: SearchRequest, request: Request) -> JobAccepted:
 @router.post("/v1/collections/{collection}/documents", status_code=202, response_model=DocumentAccepted)
 async def upload_document(
     collection: str,
-    file: Annotated[UploadFile, File(description="The document: .txt, .md or .pdf")],
+    file: Annotated[UploadFile, File(description="The document: .txt, .md, .pdf, .docx or .html")],
     request: Request,
 ) -> DocumentAccepted:
     sub, settings = _submitter(request), _settings(request)

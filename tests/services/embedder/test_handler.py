@@ -89,3 +89,24 @@ def test_bad_upload_fails_alone(valkey_url: str) -> None:
 def test_model_failure_is_every_job_outcome(valkey_url: str) -> None:
     out = run_handler(valkey_url, CountingEmbedder(fail=True), {}, [query("a"), query("b")])
     assert all(isinstance(o, RetryableError) for o in out)
+
+
+def test_parsed_documents_record_pages_and_chunk_totals(valkey_url: str) -> None:
+    async def main() -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+        r = aioredis.Redis.from_url(url)
+        try:
+            await r.hset(C.document_key("d1"), mapping={"document_id": "d1"})
+            await r.set(C.blob_key("d1"), b"First paragraph about tides.\n\nSecond paragraph about cliffs.")
+            await r.set(C.blob_key("d2"), b"A document whose record was deleted meanwhile.")
+            handler = EmbedHandler(r, CountingEmbedder(), EmbedderSettings(_env_file=None))
+            out = await handler([ingest("d1", "a.txt"), ingest("d2", "b.txt")])
+            assert all(isinstance(o, Output) for o in out)
+            return await r.hgetall(C.document_key("d1")), await r.hgetall(C.document_key("d2"))
+        finally:
+            await r.aclose()
+
+    url = valkey_url
+    recorded, untouched = asyncio.run(main())
+    assert recorded[b"pages"] == b"1" and int(recorded[b"chunks"]) >= 1
+    assert recorded[b"chunks_embedded"] == b"0"  # the commit that hands the chunks on sets the rest
+    assert untouched == {}  # never resurrects a deleted document
