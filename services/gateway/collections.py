@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
+from services.gateway.deps import submitter
 from services.gateway.schemas import (
     CollectionCreate,
     CollectionList,
@@ -12,19 +13,13 @@ from services.gateway.schemas import (
     DocumentList,
     DocumentView,
 )
-from services.gateway.submit import Submitter
 
 router = APIRouter()
 
 
-def _sub(request: Request) -> Submitter:
-    sub: Submitter = request.app.state.submitter
-    return sub
-
-
 @router.post("/v1/collections", status_code=201, response_model=CollectionView)
 async def create_collection(body: CollectionCreate, request: Request) -> CollectionView:
-    docs = _sub(request).docs
+    docs = submitter(request).docs
     if not await docs.create_collection(body.name, body.description):
         raise HTTPException(409, f"collection '{body.name}' already exists")
     return await get_collection(body.name, request)
@@ -32,13 +27,13 @@ async def create_collection(body: CollectionCreate, request: Request) -> Collect
 
 @router.get("/v1/collections", response_model=CollectionList)
 async def list_collections(request: Request) -> CollectionList:
-    found = await _sub(request).docs.collections()
+    found = await submitter(request).docs.collections()
     return CollectionList(collections=[CollectionView.model_validate(c) for c in found])
 
 
 @router.get("/v1/collections/{name}", response_model=CollectionView)
 async def get_collection(name: str, request: Request) -> CollectionView:
-    found = await _sub(request).docs.collection(name)
+    found = await submitter(request).docs.collection(name)
     if found is None:
         raise HTTPException(404, f"collection '{name}' not found")
     return CollectionView.model_validate(found)
@@ -46,7 +41,7 @@ async def get_collection(name: str, request: Request) -> CollectionView:
 
 @router.get("/v1/collections/{name}/documents", response_model=DocumentList)
 async def list_documents(name: str, request: Request) -> DocumentList:
-    docs = _sub(request).docs
+    docs = submitter(request).docs
     if await docs.collection(name) is None:
         raise HTTPException(404, f"collection '{name}' not found")
     return DocumentList(documents=[DocumentView.model_validate(d) for d in await docs.documents(name)])
@@ -54,7 +49,7 @@ async def list_documents(name: str, request: Request) -> DocumentList:
 
 @router.get("/v1/documents/{document_id}", response_model=DocumentView)
 async def get_document(document_id: str, request: Request) -> DocumentView:
-    found = await _sub(request).docs.get(document_id)
+    found = await submitter(request).docs.get(document_id)
     if found is None:
         raise HTTPException(404, f"document '{document_id}' not found")
     return DocumentView.model_validate(found)
@@ -62,7 +57,7 @@ async def get_document(document_id: str, request: Request) -> DocumentView:
 
 @router.delete("/v1/documents/{document_id}", response_model=DocumentDeleted)
 async def delete_document(document_id: str, request: Request) -> DocumentDeleted:
-    sub = _sub(request)
+    sub = submitter(request)
     found = await sub.docs.get(document_id)
     job_id = await sub.docs.delete(document_id, found["collection"], sub.s.job_timeout_s) if found else None
     if job_id is None:

@@ -14,6 +14,8 @@ from redis.exceptions import RedisError
 
 from libs.common import constants as C
 from libs.common.settings import GatewaySettings
+from services.gateway.deps import settings as settings_of
+from services.gateway.deps import submitter
 from services.gateway.schemas import (
     ChatRequest,
     DocumentAccepted,
@@ -21,19 +23,9 @@ from services.gateway.schemas import (
     JobView,
     SearchRequest,
 )
-from services.gateway.submit import DuplicateDocument, Submitter
+from services.gateway.submit import DuplicateDocument
 
 router = APIRouter()
-
-
-def _submitter(request: Request) -> Submitter:
-    sub: Submitter = request.app.state.submitter
-    return sub
-
-
-def _settings(request: Request) -> GatewaySettings:
-    s: GatewaySettings = request.app.state.settings
-    return s
 
 
 def _check_question(text: str, settings: GatewaySettings, field: str) -> None:
@@ -43,7 +35,7 @@ def _check_question(text: str, settings: GatewaySettings, field: str) -> None:
 
 @router.post("/v1/chat", status_code=202, response_model=JobAccepted)
 async def chat(body: ChatRequest, request: Request) -> JobAccepted:
-    sub, settings = _submitter(request), _settings(request)
+    sub, settings = submitter(request), settings_of(request)
     _check_question(body.question, settings, "question")
     env = await sub.submit(
         "chat",
@@ -55,7 +47,7 @@ async def chat(body: ChatRequest, request: Request) -> JobAccepted:
 
 @router.post("/v1/search", status_code=202, response_model=JobAccepted)
 async def search(body: SearchRequest, request: Request) -> JobAccepted:
-    sub, settings = _submitter(request), _settings(request)
+    sub, settings = submitter(request), settings_of(request)
     _check_question(body.query, settings, "query")
     env = await sub.submit("search", body.collection, {"query": body.query, "top_k": sub.top_k(body.top_k)})
     return JobAccepted(job_id=env.job_id)
@@ -67,7 +59,7 @@ async def upload_document(
     file: Annotated[UploadFile, File(description="The document: .txt, .md, .pdf, .docx or .html")],
     request: Request,
 ) -> DocumentAccepted:
-    sub, settings = _submitter(request), _settings(request)
+    sub, settings = submitter(request), settings_of(request)
     if not _valid_collection(collection):
         raise HTTPException(422, "collection names are 1-64 letters, digits, '_', '.', '-'")
     # The filename is metadata only: keep its last component, never use it as a path.
@@ -120,7 +112,7 @@ async def get_job(
     request: Request,
     wait: Annotated[float, Query(ge=0, description="Seconds to wait for a final status")] = 0,
 ) -> JobView:
-    sub, settings = _submitter(request), _settings(request)
+    sub, settings = submitter(request), settings_of(request)
     job = await sub.jobs.wait(job_id, min(wait, settings.max_wait_s))
     if job is None:
         raise HTTPException(404, f"job '{job_id}' not found")
@@ -154,7 +146,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request, response: Response) -> dict[str, object]:
-    r = _submitter(request).r
+    r = submitter(request).r
     missing: list[str] = []
     try:
         await r.ping()

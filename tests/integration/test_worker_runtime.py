@@ -41,6 +41,20 @@ class Recorder:
         return [self.reply(e) for e in batch]
 
 
+class Held:
+    """A handler that holds its batch until released, then answers ``reply`` for each job."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        self.reply = reply
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        self.started.set()
+        await self.release.wait()
+        return [dict(self.reply) for _ in batch]
+
+
 async def submit(r: aioredis.Redis, kind: str = "search", timeout_s: float = 60, **payload: Any) -> Envelope:
     env = Envelope.new(kind, "c1", payload or {"query": "q"}, timeout_s)  # type: ignore[arg-type]
     assert await JobStore(r).submit(env, max_backlog=1000) == "ok"
@@ -254,18 +268,8 @@ def test_transient_failure_is_retried_and_counted(valkey_url: str) -> None:
 
 
 def test_a_slow_first_stage_shows_its_status_while_working(valkey_url: str) -> None:
-    class Slow:
-        def __init__(self) -> None:
-            self.started = asyncio.Event()
-            self.release = asyncio.Event()
-
-        async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-            self.started.set()
-            await self.release.wait()
-            return [{"vector": "v"} for _ in batch]
-
     async def body(r: aioredis.Redis) -> None:
-        handler = Slow()
+        handler = Held({"vector": "v"})
         env = await submit(r)
 
         async def status() -> str:
@@ -311,19 +315,9 @@ def test_a_job_nobody_picks_up_is_expired_when_read(valkey_url: str) -> None:
 
 
 def test_a_late_finisher_cannot_overwrite_an_expired_job(valkey_url: str) -> None:
-    class Slow:
-        def __init__(self) -> None:
-            self.started = asyncio.Event()
-            self.release = asyncio.Event()
-
-        async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-            self.started.set()
-            await self.release.wait()
-            return [{"hits": []} for _ in batch]
-
     async def body(r: aioredis.Redis) -> None:
         store = JobStore(r, overdue_grace_s=0)
-        handler = Slow()
+        handler = Held({"hits": []})
         env = Envelope.new("search", "c1", {"query": "q"}, timeout_s=0.5).model_copy(
             update={"route": [C.EMBEDDER]}
         )

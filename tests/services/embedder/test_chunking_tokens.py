@@ -8,12 +8,16 @@ import random
 from collections.abc import Callable
 
 import pytest
+import redis.asyncio as aioredis
 
 from libs.common.models import Chunk
 from services.embedder.backends import LocalEmbedder
 from services.embedder.chunking import chunk_pages
 from services.embedder.parsing import Page, Section
 from tests.services.embedder.test_chunking import prose, sentence
+
+# These tests only chunk: the handler never talks to Valkey, and this client never connects.
+UNCONNECTED = aioredis.Redis()
 
 
 def word_pieces(text: str) -> int:
@@ -274,7 +278,7 @@ def test_handler_uses_the_model_tokenizer(local_model: LocalEmbedder) -> None:
     from libs.common.settings import EmbedderSettings
     from services.embedder.handler import EmbedHandler
 
-    handler = EmbedHandler(None, local_model, EmbedderSettings(_env_file=None))  # type: ignore[arg-type]
+    handler = EmbedHandler(UNCONNECTED, local_model, EmbedderSettings(_env_file=None))
     text = realish_text(5, paragraphs=20)
     chunks = handler._chunk([Page(1, text)], "doc-1", "a.txt")
     sizes = [local_model.count_tokens(c.text) for c in chunks]
@@ -289,7 +293,7 @@ def test_handler_without_a_tokenizer_sizes_in_words() -> None:
     from services.embedder.handler import EmbedHandler
 
     settings = EmbedderSettings(_env_file=None, chunk_size_words=12, chunk_overlap_words=2)
-    handler = EmbedHandler(None, HashEmbedder(dim=8), settings)  # type: ignore[arg-type]
+    handler = EmbedHandler(UNCONNECTED, HashEmbedder(dim=8), settings)
     chunks = handler._chunk([Page(1, prose(4))], "doc-1", "a.txt")
     assert max(len(c.text.split()) for c in chunks) == 12
 
@@ -308,7 +312,7 @@ def test_handler_with_a_tokenizer_sizes_in_tokens() -> None:
     settings = EmbedderSettings(
         _env_file=None, chunk_size_words=8, chunk_size_tokens=30, chunk_overlap_tokens=5
     )
-    handler = EmbedHandler(None, Tokenizing(dim=8), settings)  # type: ignore[arg-type]
+    handler = EmbedHandler(UNCONNECTED, Tokenizing(dim=8), settings)
     pages = [Page(1, prose(4))]
     chunks = handler._chunk(pages, "doc-1", "a.txt")
     check_guarantees(pages, chunks, word_pieces, 40)
