@@ -92,6 +92,47 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    resp = httpx.get(f"{args.url}/v1/collections", timeout=30)
+    if resp.status_code != 200:
+        print(f"failed ({resp.status_code}): {_error(resp)}", file=sys.stderr)
+        return 1
+    rows = [
+        [c["name"], str(c["documents"]), str(c["chunks"]), c["description"]]
+        for c in resp.json()["collections"]
+    ]
+    print(_table(rows, ["collection", "documents", "chunks", "description"]))
+    return 0
+
+
+def cmd_documents(args: argparse.Namespace) -> int:
+    resp = httpx.get(f"{args.url}/v1/collections/{args.collection}/documents", timeout=30)
+    if resp.status_code != 200:
+        print(f"failed ({resp.status_code}): {_error(resp)}", file=sys.stderr)
+        return 1
+    rows = [
+        [
+            d["filename"],
+            d["document_id"],
+            str(d["pages"] or ""),
+            str(d["chunks"] or ""),
+            d["status"],
+            d["error"] or "",
+        ]
+        for d in resp.json()["documents"]
+    ]
+    print(_table(rows, ["file", "document_id", "pages", "chunks", "status", "reason"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="documind", description="DocuMind: ask your documents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--url", default=DEFAULT_URL)
     ask.add_argument("--timeout", type=float, default=120.0)
     ask.set_defaults(func=cmd_ask)
+
+    colls = sub.add_parser("collections", help="list the collections")
+    colls.add_argument("--url", default=DEFAULT_URL)
+    colls.set_defaults(func=cmd_collections)
+
+    docs = sub.add_parser("documents", help="list the documents of a collection")
+    docs.add_argument("collection")
+    docs.add_argument("--url", default=DEFAULT_URL)
+    docs.set_defaults(func=cmd_documents)
     return parser
 
 

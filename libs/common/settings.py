@@ -64,6 +64,7 @@ class GatewaySettings(CommonSettings):
     retry_after_s: int = Field(default=2, ge=1)
     max_question_chars: int = Field(default=4000, ge=1)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    max_files_per_upload: int = Field(default=100, ge=1)
     default_top_k: int = Field(default=5, ge=1)
     max_top_k: int = Field(default=50, ge=1)
     # Ingest jobs (parse, embed, index) may take longer than questions.

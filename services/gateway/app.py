@@ -19,6 +19,7 @@ from libs.common.settings import GatewaySettings
 from services.gateway.collections import router as collections_router
 from services.gateway.routes import router
 from services.gateway.submit import Submitter
+from services.gateway.uploads import router as uploads_router
 
 HTTP_REQUESTS = Counter(
     "documind_http_requests_total", "HTTP requests by route and status.", ["method", "route", "status"]
@@ -41,6 +42,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(HttpMetrics)
     app.include_router(router)
     app.include_router(collections_router)
+    app.include_router(uploads_router)
     app.mount("/metrics", make_asgi_app())
 
     @app.exception_handler(RequestValidationError)

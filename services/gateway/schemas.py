@@ -36,11 +36,20 @@ class JobAccepted(BaseModel):
     job_id: str
 
 
-class DocumentAccepted(BaseModel):
+class UploadedDocument(BaseModel):
+    filename: str
     job_id: str
     document_id: str
     # True when the same content was already in the collection: nothing was added.
     duplicate: bool = False
+
+
+class UploadAccepted(BaseModel):
+    # The first file's job and document (the one-file shape), then every file's.
+    job_id: str
+    document_id: str
+    duplicate: bool = False
+    documents: list[UploadedDocument]
 
 
 class CollectionCreate(BaseModel):

@@ -84,7 +84,9 @@ def test_same_content_is_stored_once_per_collection(stack: Stack, client: httpx.
     first = upload(client, "dedup", "a.txt", TEXT + b" Once.")
     stack.wait_job(str(first["job_id"]))
     second = upload(client, "dedup", "renamed.txt", TEXT + b" Once.")
-    assert second == {"job_id": first["job_id"], "document_id": first["document_id"], "duplicate": True}
+    assert {k: second[k] for k in ("job_id", "document_id", "duplicate")} == {
+        "job_id": first["job_id"], "document_id": first["document_id"], "duplicate": True,
+    }  # fmt: skip
     assert len(client.get("/v1/collections/dedup/documents").json()["documents"]) == 1
     elsewhere = upload(client, "dedup-other", "a.txt", TEXT + b" Once.")
     assert elsewhere["duplicate"] is False and elsewhere["document_id"] != first["document_id"]
@@ -183,3 +185,29 @@ def test_docx_and_html_uploads_become_searchable(stack: Stack, client: httpx.Cli
     assert hits[0]["filename"] == "garden.html"
     assert "Prune the apple trees" in hits[0]["text"]
     assert all("tracking pixel" not in h["text"] and "Home | About" not in h["text"] for h in hits)
+
+
+def test_many_files_in_one_upload(stack: Stack, client: httpx.Client) -> None:
+    files = [
+        ("file", ("one.txt", b"First file about owls.")),
+        ("file", ("two.md", b"# Two\n\nSecond file about bats.")),
+    ]
+    resp = client.post("/v1/collections/many/documents", files=files)
+    assert resp.status_code == 202
+    body = resp.json()
+    assert [d["filename"] for d in body["documents"]] == ["one.txt", "two.md"]
+    assert (body["job_id"], body["document_id"]) == (
+        body["documents"][0]["job_id"],
+        body["documents"][0]["document_id"],
+    )
+    for d in body["documents"]:
+        assert stack.wait_job(d["job_id"])["status"] == "done"
+    assert len(client.get("/v1/collections/many/documents").json()["documents"]) == 2
+
+
+def test_one_bad_file_rejects_the_whole_upload(client: httpx.Client) -> None:
+    files = [("file", ("fine.txt", b"Fine.")), ("file", ("tool.exe", b"MZ"))]
+    resp = client.post("/v1/collections/mixed/documents", files=files)
+    assert resp.status_code == 415
+    assert resp.json()["detail"].startswith("tool.exe: unsupported file type '.exe'")
+    assert client.get("/v1/collections/mixed").status_code == 404  # nothing was queued

@@ -107,6 +107,15 @@ def test_up_ingest_ask_restart_and_stop(
     assert "harbour.txt, page 1" in out.stdout
     assert "(mode: extractive)" in out.stdout
 
+    out = cli(env, "collections")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].split() == ["collection", "documents", "chunks", "description"]
+    assert out.stdout.splitlines()[1].split()[:2] == ["port", "1"]
+    out = cli(env, "documents", "port")
+    assert out.returncode == 0, out.stderr
+    assert "harbour.txt" in out.stdout and "ready" in out.stdout
+    assert cli(env, "documents", "nope").returncode == 1
+
     kids = list(children(proc.pid))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0

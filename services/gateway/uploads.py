@@ -1,0 +1,106 @@
+"""Uploads: one or many ``file`` fields, a job and a document per file."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from pathlib import PurePath
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, Request, UploadFile
+
+from libs.common import constants as C
+from services.gateway.deps import settings as settings_of
+from services.gateway.deps import submitter
+from services.gateway.schemas import UploadAccepted, UploadedDocument
+from services.gateway.submit import DuplicateDocument, Submitter
+
+router = APIRouter()
+
+
+def safe_filename(raw: str | None) -> str:
+    """The filename is metadata only: its last component, never a path."""
+    return PurePath((raw or "").replace("\\", "/")).name
+
+
+@router.post("/v1/collections/{collection}/documents", status_code=202, response_model=UploadAccepted)
+async def upload_documents(
+    collection: str,
+    file: Annotated[
+        list[UploadFile], File(description="One or more documents: .txt, .md, .pdf, .docx, .html")
+    ],
+    request: Request,
+) -> UploadAccepted:
+    sub, settings = submitter(request), settings_of(request)
+    if re.fullmatch(C.COLLECTION_NAME_PATTERN, collection) is None:
+        raise HTTPException(422, "collection names are 1-64 letters, digits, '_', '.', '-'")
+    if len(file) > settings.max_files_per_upload:
+        raise HTTPException(413, f"at most {settings.max_files_per_upload} files per upload")
+    # Every file is checked before any is queued: a bad one rejects the request whole.
+    checked: list[tuple[str, str, bytes]] = []
+    for upload in file:
+        name = safe_filename(upload.filename)
+        ext = PurePath(name).suffix.lower()
+        if ext not in C.SUPPORTED_EXTENSIONS:
+            supported = ", ".join(sorted(C.SUPPORTED_EXTENSIONS))
+            raise HTTPException(
+                415, f"{name or 'file'}: unsupported file type '{ext or name}'; supported: {supported}"
+            )
+        data = await upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"{name}: file is larger than {settings.max_upload_bytes} bytes")
+        checked.append((name, ext, data))
+    accepted: list[UploadedDocument] = []
+    for name, ext, data in checked:
+        try:
+            accepted.append(
+                await _submit_one(sub, collection, name, ext, data=data, timeout_s=settings.ingest_timeout_s)
+            )
+        except HTTPException as exc:
+            if exc.status_code == 503 and accepted:
+                # Those already accepted stay accepted: say which, so a client retries only the rest.
+                done = ", ".join(f"{d.filename} ({d.document_id})" for d in accepted)
+                raise HTTPException(
+                    503, f"{exc.detail}; already accepted: {done}", headers=exc.headers
+                ) from exc
+            raise
+    first = accepted[0]
+    return UploadAccepted(
+        job_id=first.job_id, document_id=first.document_id, duplicate=first.duplicate, documents=accepted
+    )
+
+
+async def _submit_one(
+    sub: Submitter, collection: str, filename: str, ext: str, *, data: bytes, timeout_s: float
+) -> UploadedDocument:
+    document_id = uuid.uuid4().hex
+    sha256 = hashlib.sha256(data).hexdigest()
+    document = {
+        "document_id": document_id,
+        "collection": collection,
+        "filename": filename,
+        "type": ext.lstrip("."),
+        "size": str(len(data)),
+        "sha256": sha256,
+        "created_at": repr(time.time()),
+    }
+    try:
+        env = await sub.submit(
+            "ingest",
+            collection,
+            {"document_id": document_id, "filename": filename, "size": len(data)},
+            blob=data,
+            extra={"document_id": document_id},
+            timeout_s=timeout_s,
+            collection_must_exist=False,
+            document=document,
+            sha256=sha256,
+        )
+    except DuplicateDocument as dup:
+        # Same content, same collection: the existing document, nothing added.
+        existing = await sub.docs.get(dup.document_id)
+        job_id = existing["job_id"] if existing else ""
+        return UploadedDocument(filename=filename, job_id=job_id, document_id=dup.document_id, duplicate=True)
+    return UploadedDocument(filename=filename, job_id=env.job_id, document_id=document_id)
