@@ -137,3 +137,44 @@ def test_seed_compatible_endpoints(stack: Stack, documents: dict[str, str]) -> N
     result = httpx.get(f"{stack.url}/result/{job_id}", timeout=10).json()
     assert result["status"] == "done"
     assert result["result"]["citations"][0]["page"] == 2
+
+
+DEBIAN_PDF = Path("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf")
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not DEBIAN_PDF.exists(), reason="Debian's shared-mime-info documentation is not installed"
+)
+def test_citations_on_a_real_published_pdf_point_at_the_page_holding_the_snippet(stack: Stack) -> None:
+    from pypdf import PdfReader
+
+    pages = [_squash(p.extract_text() or "") for p in PdfReader(DEBIAN_PDF).pages]
+    with httpx.Client(timeout=30) as client:
+        resp = client.post(
+            f"{stack.url}/v1/collections/debian/documents",
+            files={"file": (DEBIAN_PDF.name, DEBIAN_PDF.read_bytes())},
+        )
+        assert resp.status_code == 202
+        job = stack.wait_job(resp.json()["job_id"], timeout_s=180)
+        assert job["status"] == "done", (job, stack.logs())
+        assert job["result"]["pages"] == len(pages)
+    questions = {
+        "Which alias does audio/midi have?": "audio/x-midi",
+        "What does the magic-deleteall element indicate?": "magic-deleteall",
+        "What do acronym elements give users?": "acronym",
+    }
+    for question, expected in questions.items():
+        result = ask(stack, question, collection="debian")
+        citations = result["citations"]
+        assert isinstance(citations, list) and citations, result
+        assert expected in str(result["answer"])
+        for c in citations:
+            assert c["filename"] == DEBIAN_PDF.name
+            # The quoted snippet is really on the page it cites (whitespace aside).
+            snippet = _squash(c["snippet"]).removesuffix("...").removesuffix("…").strip()
+            assert snippet[:80] in pages[c["page"] - 1], (question, c)
