@@ -162,3 +162,40 @@ def test_queue_keeps_flowing_when_a_killed_worker_is_replaced(stack: Stack) -> N
     jobs = [stack.wait_job(job_id) for job_id in ids]
     assert [j["status"] for j in jobs] == ["done"] * 3
     assert victim.returncode == -signal.SIGKILL
+
+
+def test_kill_9_of_the_retriever_mid_ingest_leaves_one_copy_of_each_chunk(stack: Stack) -> None:
+    for name in ("embedder", "generator", "gateway"):
+        stack.start(name)
+    # A long block: the doomed retriever waits inside XREADGROUP, so the server hands it
+    # the index messages (they become its pending entries) even while it is stopped.
+    doomed = stack.start("retriever", DOCUMIND_READ_BLOCK_MS="60000", DOCUMIND_CONSUMER="doomed")
+    stack.wait_ready()
+    doomed.send_signal(signal.SIGSTOP)
+    texts = [
+        f"Report {i}. The river gauge {i} read {i * 7} centimetres at dawn on day {i}." for i in range(6)
+    ]
+    with httpx.Client(timeout=10) as client:
+        ups = [
+            client.post(
+                f"{stack.url}/v1/collections/gauges/documents", files={"file": (f"r{i}.txt", t.encode())}
+            )
+            for i, t in enumerate(texts)
+        ]
+        ids = [u.json()["job_id"] for u in ups]
+        # Its one blocked read is served with the first index message(s); the rest wait in the stream.
+        while pending_of(stack, C.RETRIEVER).get("doomed", 0) == 0:
+            time.sleep(0.05)  # the embedder hands the messages on; the server assigns them
+        doomed.kill()
+        doomed.wait()
+        stack.start("retriever", DOCUMIND_VISIBILITY_TIMEOUT_S="1", DOCUMIND_CONSUMER="survivor")
+        jobs = [stack.wait_job(job_id) for job_id in ids]
+        assert [j["status"] for j in jobs] == ["done"] * len(ids)
+        # Every report is in once: as many hits as chunks, none repeated.
+        resp = client.post(
+            f"{stack.url}/v1/search", json={"query": "river gauge", "collection": "gauges", "top_k": 50}
+        )
+        hits = stack.wait_job(resp.json()["job_id"])["result"]["hits"]
+        total = sum(j["result"]["chunks"] for j in jobs)
+        assert len(hits) == total == len({(h["document_id"], h["text"]) for h in hits})
+        assert {h["filename"] for h in hits} == {f"r{i}.txt" for i in range(len(texts))}
