@@ -38,35 +38,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    failed = 0
-    with httpx.Client(timeout=httpx.Timeout(60.0, read=60.0)) as client:
-        jobs: list[tuple[str, str]] = []
-        for name in args.files:
-            path = Path(name)
-            try:
-                with path.open("rb") as fh:
-                    resp = client.post(
-                        f"{args.url}/v1/collections/{args.collection}/documents",
-                        files={"file": (path.name, fh)},
-                    )
-            except OSError as exc:
-                print(f"{name}: {exc}", file=sys.stderr)
-                failed += 1
-                continue
-            if resp.status_code != 202:
-                print(f"{name}: rejected ({resp.status_code}): {_error(resp)}", file=sys.stderr)
-                failed += 1
-                continue
-            jobs.append((name, resp.json()["job_id"]))
-        for name, job_id in jobs:
-            job = _wait_job(client, args.url, job_id, args.timeout)
-            if job.get("status") == "done":
-                res = job.get("result", {})
-                print(f"{name}: ready ({res.get('pages')} pages, {res.get('chunks')} chunks)")
-            else:
-                failed += 1
-                print(f"{name}: {job.get('status')}: {job.get('error', '')}", file=sys.stderr)
-    return 1 if failed else 0
+    from libs.common.ingest_cli import collect, ingest
+
+    files = collect(args.paths, args.include, args.exclude)
+    return ingest(args.url, args.collection, files, args.timeout)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -143,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default=".documind")
     up.set_defaults(func=cmd_up)
 
-    ingest = sub.add_parser("ingest", help="upload files into a collection and wait until they are ready")
-    ingest.add_argument("files", nargs="+")
+    ingest = sub.add_parser("ingest", help="upload files and folders into a collection; wait until ready")
+    ingest.add_argument("paths", nargs="+", help="files, and folders to search recursively")
+    ingest.add_argument("--include", action="append", default=[], help="glob of files to take from folders")
+    ingest.add_argument("--exclude", action="append", default=[], help="glob of files to skip")
     ingest.add_argument("--collection", required=True)
     ingest.add_argument("--url", default=DEFAULT_URL)
     ingest.add_argument("--timeout", type=float, default=600.0)

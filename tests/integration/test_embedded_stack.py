@@ -90,7 +90,21 @@ def test_up_ingest_ask_restart_and_stop(
     bad.write_bytes(b"MZ")
     out = cli(env, "ingest", str(bad), "--collection", "port")
     assert out.returncode == 1
-    assert "unsupported file type" in out.stderr
+    assert "rejected  415: tool.exe: unsupported file type" in out.stdout
+
+    # Folders are searched recursively; globs choose what is taken.
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("Buoys are painted red on the port side.")
+    (folder / "sub" / "b.md").write_text("# Lights\n\nThe green light marks starboard.")
+    (folder / "c.txt").write_text("Excluded by the glob.")
+    (folder / "log.bin").write_bytes(b"\x00\x01")
+    out = cli(env, "ingest", str(folder), "--collection", "port", "--exclude", "c.*")
+    assert out.returncode == 0, out.stdout + out.stderr
+    table = out.stdout.splitlines()[-3:]
+    assert table[0].split() == ["file", "pages", "chunks", "status", "reason"]
+    assert [row.split()[0] for row in table[1:]] == [str(folder / "a.txt"), str(folder / "sub" / "b.md")]
+    assert all(row.split()[1:4] == ["1", "1", "ready"] for row in table[1:])
 
     # A crashed service is restarted by the supervisor.
     victim = service_pid(proc.pid, "embedder")
@@ -110,7 +124,7 @@ def test_up_ingest_ask_restart_and_stop(
     out = cli(env, "collections")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].split() == ["collection", "documents", "chunks", "description"]
-    assert out.stdout.splitlines()[1].split()[:2] == ["port", "1"]
+    assert out.stdout.splitlines()[1].split()[:2] == ["port", "3"]
     out = cli(env, "documents", "port")
     assert out.returncode == 0, out.stderr
     assert "harbour.txt" in out.stdout and "ready" in out.stdout
