@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from libs.common import constants as C
 from libs.common.envelope import Envelope
 from libs.common.jobs import JobStore, job_fields
-from libs.common.scripts import CREATE_COLLECTION, DELETE_DOCUMENT
+from libs.common.scripts import CREATE_COLLECTION, DELETE_DOCUMENT, DROP_COLLECTION
 
 FINAL = frozenset({"ready", "failed"})
 
@@ -36,6 +36,7 @@ class DocumentStore:
         self.jobs = jobs
         self._create = client.register_script(CREATE_COLLECTION)
         self._delete = client.register_script(DELETE_DOCUMENT)
+        self._drop = client.register_script(DROP_COLLECTION)
 
     # --- collections -----------------------------------------------------------
 
@@ -106,6 +107,20 @@ class DocumentStore:
             args=[document_id, env.dumps(), self.jobs.ttl_s, *job],
         )
         return env.job_id if deleted else None
+
+    async def delete_collection(self, name: str, timeout_s: float) -> list[str] | None:
+        """Remove a collection and all its documents; None if unknown, else the delete jobs.
+
+        The collection disappears first (questions get 404, an upload starts a
+        fresh one); then each of its documents is deleted as by ``delete``:
+        hidden at once, blobs removed, vectors removed by the retriever. A
+        same-named collection created meanwhile keeps its own documents.
+        """
+        if not await self._drop(keys=[C.COLLECTIONS_KEY, C.collection_key(name)], args=[name]):
+            return None
+        ids = sorted(_text(i) for i in await self._r.smembers(C.collection_documents_key(name)))
+        jobs = [await self.delete(doc_id, name, timeout_s) for doc_id in ids]
+        return [j for j in jobs if j is not None]
 
     async def _view(self, h: dict[str, str]) -> dict[str, Any]:
         status, error = h.get("status", "queued"), h.get("error") or None

@@ -177,3 +177,13 @@ redis.call('EXPIRE', KEYS[7], ARGV[3])
 redis.call('XADD', KEYS[6], '*', 'data', ARGV[2])
 return 1
 """
+
+# Removes a collection's metadata: new questions get 404 and a new upload starts
+# a fresh collection. Its documents are then deleted one by one (DELETE_DOCUMENT).
+# KEYS[1] = set of collections, KEYS[2] = collection hash. ARGV[1] = name.
+# Returns 0 when there is no such collection.
+DROP_COLLECTION = """
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+"""

@@ -135,7 +135,10 @@ class EmbedHandler:
         """(page count, chunks) of one upload."""
         doc_id, filename = env.payload["document_id"], env.payload["filename"]
         if blob is None:
-            raise PermanentError("the uploaded file expired before it could be parsed; upload it again")
+            raise PermanentError(
+                "the uploaded file is gone: the document was deleted, "
+                "or its upload expired before it could be parsed"
+            )
         pages = parse_document(filename, blob, self.s.max_pages, max_unpacked_bytes=self.s.max_unpacked_bytes)
         chunks = self._chunk(pages, doc_id, filename)
         if not chunks:

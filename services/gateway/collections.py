@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, Request
 from services.gateway.deps import submitter
 from services.gateway.schemas import (
     CollectionCreate,
+    CollectionDeleted,
     CollectionList,
     CollectionView,
     DocumentDeleted,
@@ -37,6 +38,15 @@ async def get_collection(name: str, request: Request) -> CollectionView:
     if found is None:
         raise HTTPException(404, f"collection '{name}' not found")
     return CollectionView.model_validate(found)
+
+
+@router.delete("/v1/collections/{name}", response_model=CollectionDeleted)
+async def delete_collection(name: str, request: Request) -> CollectionDeleted:
+    sub = submitter(request)
+    jobs = await sub.docs.delete_collection(name, sub.s.job_timeout_s)
+    if jobs is None:
+        raise HTTPException(404, f"collection '{name}' not found")
+    return CollectionDeleted(name=name, deleted=True, documents=len(jobs), job_ids=jobs)
 
 
 @router.get("/v1/collections/{name}/documents", response_model=DocumentList)

@@ -108,3 +108,11 @@ class DocumentDeleted(BaseModel):
     deleted: bool
     # The job that removes the document's vectors (it is hidden from searches already).
     job_id: str
+
+
+class CollectionDeleted(BaseModel):
+    name: str
+    deleted: bool
+    # Documents removed, and the jobs removing their vectors (hidden from searches already).
+    documents: int
+    job_ids: list[str]

@@ -211,3 +211,57 @@ def test_one_bad_file_rejects_the_whole_upload(client: httpx.Client) -> None:
     assert resp.status_code == 415
     assert resp.json()["detail"].startswith("tool.exe: unsupported file type '.exe'")
     assert client.get("/v1/collections/mixed").status_code == 404  # nothing was queued
+
+
+def test_deleted_collection_takes_its_documents_vectors_and_blobs(stack: Stack, client: httpx.Client) -> None:
+    ups = [
+        upload(client, "doomed", "one.txt", b"Lanterns hang in the boathouse rafters."),
+        upload(client, "doomed", "two.txt", b"Oars are stacked by the slipway door."),
+    ]
+    for up in ups:
+        assert stack.wait_job(str(up["job_id"]))["status"] == "done"
+    gone = client.delete("/v1/collections/doomed")
+    assert gone.status_code == 200
+    body = gone.json()
+    assert (body["name"], body["deleted"], body["documents"]) == ("doomed", True, 2)
+    assert client.get("/v1/collections/doomed").status_code == 404
+    assert client.delete("/v1/collections/doomed").status_code == 404
+    assert client.post("/v1/chat", json={"question": "lanterns?", "collection": "doomed"}).status_code == 404
+    for up in ups:
+        assert client.get(f"/v1/documents/{up['document_id']}").status_code == 404
+    for job_id in body["job_ids"]:
+        assert stack.wait_job(job_id)["status"] == "done"
+    # A new collection of the same name starts empty and is not touched by the old one's cleanup.
+    fresh = upload(client, "doomed", "three.txt", b"Lanterns are lit at dusk on the quay.")
+    assert fresh["duplicate"] is False
+    assert stack.wait_job(str(fresh["job_id"]))["status"] == "done"
+    resp = client.post("/v1/search", json={"query": "lanterns", "collection": "doomed", "top_k": 10})
+    hits = stack.wait_job(resp.json()["job_id"])["result"]["hits"]
+    assert {h["filename"] for h in hits} == {"three.txt"}
+    assert client.get("/v1/collections/doomed").json()["documents"] == 1
+
+
+def test_deleting_a_collection_while_its_upload_is_queued_leaves_nothing(
+    valkey_url: str, tmp_path: Path
+) -> None:
+    stack = Stack(valkey_url, tmp_path)
+    try:
+        stack.start("gateway")
+        with httpx.Client(base_url=f"http://127.0.0.1:{stack.port}", timeout=10) as client:
+            while True:
+                try:
+                    client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)  # gateway start-up
+            up = upload(client, "brief", "x.txt", TEXT)
+            assert client.delete("/v1/collections/brief").json()["documents"] == 1
+            # The upload's bytes went with it; the queued ingest finds nothing to index.
+            assert stack.r.exists(f"documind:blob:{up['document_id']}") == 0
+            for name in ("embedder", "retriever", "generator"):
+                stack.start(name)
+            job = stack.wait_job(str(up["job_id"]))
+            assert job["status"] == "failed"
+            assert "expired before it could be parsed" in job["error"]
+    finally:
+        stack.stop()
