@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from libs.common.cli_output import error_detail, table
+
 DEFAULT_URL = os.environ.get("DOCUMIND_URL", "http://127.0.0.1:8000")
 FINAL = {"done", "failed", "expired"}
 
@@ -22,13 +24,6 @@ def _wait_job(client: httpx.Client, url: str, job_id: str, timeout_s: float) -> 
         job: dict[str, Any] = client.get(f"{url}/v1/jobs/{job_id}", params={"wait": wait}).json()
         if job.get("status") in FINAL or time.monotonic() >= deadline:
             return job
-
-
-def _error(resp: httpx.Response) -> str:
-    try:
-        return str(resp.json().get("detail", resp.text))
-    except ValueError:
-        return resp.text
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -51,7 +46,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             body["top_k"] = args.top_k
         resp = client.post(f"{args.url}/v1/chat", json=body)
         if resp.status_code != 202:
-            print(f"rejected ({resp.status_code}): {_error(resp)}", file=sys.stderr)
+            print(f"rejected ({resp.status_code}): {error_detail(resp)}", file=sys.stderr)
             return 1
         job = _wait_job(client, args.url, resp.json()["job_id"], args.timeout)
     if job.get("status") != "done":
@@ -67,31 +62,23 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
-    ]
-    return "\n".join(lines)
-
-
 def cmd_collections(args: argparse.Namespace) -> int:
     resp = httpx.get(f"{args.url}/v1/collections", timeout=30)
     if resp.status_code != 200:
-        print(f"failed ({resp.status_code}): {_error(resp)}", file=sys.stderr)
+        print(f"failed ({resp.status_code}): {error_detail(resp)}", file=sys.stderr)
         return 1
     rows = [
         [c["name"], str(c["documents"]), str(c["chunks"]), c["description"]]
         for c in resp.json()["collections"]
     ]
-    print(_table(rows, ["collection", "documents", "chunks", "description"]))
+    print(table(["collection", "documents", "chunks", "description"], rows))
     return 0
 
 
 def cmd_documents(args: argparse.Namespace) -> int:
     resp = httpx.get(f"{args.url}/v1/collections/{args.collection}/documents", timeout=30)
     if resp.status_code != 200:
-        print(f"failed ({resp.status_code}): {_error(resp)}", file=sys.stderr)
+        print(f"failed ({resp.status_code}): {error_detail(resp)}", file=sys.stderr)
         return 1
     rows = [
         [
@@ -104,7 +91,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
         ]
         for d in resp.json()["documents"]
     ]
-    print(_table(rows, ["file", "document_id", "pages", "chunks", "status", "reason"]))
+    print(table(["file", "document_id", "pages", "chunks", "status", "reason"], rows))
     return 0
 
 

@@ -47,8 +47,16 @@ class DocumentStore:
         )
         return bool(created)
 
+    async def collection_exists(self, name: str) -> bool:
+        return bool(await self._r.sismember(C.COLLECTIONS_KEY, name))
+
+    async def collection_of(self, document_id: str) -> str | None:
+        """The collection a document belongs to; None for an unknown document."""
+        found = await self._r.hget(C.document_key(document_id), "collection")
+        return _text(found) if found else None
+
     async def collection(self, name: str) -> dict[str, Any] | None:
-        if not await self._r.sismember(C.COLLECTIONS_KEY, name):
+        if not await self.collection_exists(name):
             return None
         meta = {_text(k): _text(v) for k, v in (await self._r.hgetall(C.collection_key(name))).items()}
         docs = await self.documents(name)
@@ -66,10 +74,6 @@ class DocumentStore:
         return [c for c in found if c is not None]
 
     # --- documents ---------------------------------------------------------------
-
-    async def document_id_for(self, collection: str, sha256: str) -> str | None:
-        found = await self._r.hget(C.collection_hashes_key(collection), sha256)
-        return _text(found) if found else None
 
     async def get(self, document_id: str) -> dict[str, Any] | None:
         raw = await self._r.hgetall(C.document_key(document_id))

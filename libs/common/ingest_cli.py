@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from libs.common.cli_output import error_detail, table
 from libs.common.constants import SUPPORTED_EXTENSIONS
 
 FINAL = {"ready", "failed"}
@@ -92,19 +93,8 @@ class Display:
 
 
 def summary(items: list[Item]) -> str:
-    header = ["file", "pages", "chunks", "status", "reason"]
     rows = [[str(i.path), str(i.pages or ""), str(i.chunks or ""), i.status, i.reason] for i in items]
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
-    )
-
-
-def _reason(resp: httpx.Response) -> str:
-    try:
-        return str(resp.json().get("detail", resp.text))
-    except ValueError:
-        return resp.text
+    return table(["file", "pages", "chunks", "status", "reason"], rows)
 
 
 def ingest(url: str, collection: str, paths: list[Path], timeout_s: float, out: TextIO = sys.stdout) -> int:
@@ -124,7 +114,7 @@ def ingest(url: str, collection: str, paths: list[Path], timeout_s: float, out: 
                 item.reason = str(exc)
                 continue
             if resp.status_code != 202:
-                item.reason = f"{resp.status_code}: {_reason(resp)}"
+                item.reason = f"{resp.status_code}: {error_detail(resp)}"
                 continue
             body = resp.json()
             item.document_id, item.job_id, item.status = body["document_id"], body["job_id"], "queued"
@@ -150,7 +140,7 @@ def ingest(url: str, collection: str, paths: list[Path], timeout_s: float, out: 
 def _refresh(client: httpx.Client, item: Item) -> None:
     resp = client.get(f"/v1/documents/{item.document_id}")
     if resp.status_code != 200:
-        item.status, item.reason = "failed", f"{resp.status_code}: {_reason(resp)}"
+        item.status, item.reason = "failed", f"{resp.status_code}: {error_detail(resp)}"
         return
     doc: dict[str, Any] = resp.json()
     item.status, item.reason = doc["status"], doc.get("error") or ""

@@ -137,9 +137,6 @@ class JobStore:
             return decode_job({**raw, **entries[0][1]})
         return await self.get(job_id)
 
-    async def backlog(self, stage: str) -> int:
-        return int(await self._r.xlen(C.stream_key(stage)))
-
 
 def job_fields(env: Envelope) -> dict[str, str]:
     """The hash of a job just queued at its first stage."""

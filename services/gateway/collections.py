@@ -52,7 +52,7 @@ async def delete_collection(name: str, request: Request) -> CollectionDeleted:
 @router.get("/v1/collections/{name}/documents", response_model=DocumentList)
 async def list_documents(name: str, request: Request) -> DocumentList:
     docs = submitter(request).docs
-    if await docs.collection(name) is None:
+    if not await docs.collection_exists(name):
         raise HTTPException(404, f"collection '{name}' not found")
     return DocumentList(documents=[DocumentView.model_validate(d) for d in await docs.documents(name)])
 
@@ -68,8 +68,8 @@ async def get_document(document_id: str, request: Request) -> DocumentView:
 @router.delete("/v1/documents/{document_id}", response_model=DocumentDeleted)
 async def delete_document(document_id: str, request: Request) -> DocumentDeleted:
     sub = submitter(request)
-    found = await sub.docs.get(document_id)
-    job_id = await sub.docs.delete(document_id, found["collection"], sub.s.job_timeout_s) if found else None
+    collection = await sub.docs.collection_of(document_id)
+    job_id = await sub.docs.delete(document_id, collection, sub.s.job_timeout_s) if collection else None
     if job_id is None:
         raise HTTPException(404, f"document '{document_id}' not found")
     return DocumentDeleted(document_id=document_id, deleted=True, job_id=job_id)

@@ -81,6 +81,20 @@ class Stack:
                 time.sleep(0.1)  # process start-up; there is no event to block on yet
         raise TimeoutError(f"stack not ready; logs in {self.tmp}")
 
+    def wait_healthy(self, timeout_s: float = 60) -> None:
+        """Until the gateway answers /healthz (it may run without any worker)."""
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=2) as client:
+            while time.monotonic() < deadline:
+                self.assert_alive()
+                try:
+                    if client.get(f"{self.url}/healthz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)  # process start-up; there is no event to block on yet
+        raise TimeoutError(f"gateway not healthy; logs in {self.tmp}")
+
     def assert_alive(self) -> None:
         for proc in self.procs:
             if proc.returncode is None and proc.poll() is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,13 +109,8 @@ def test_a_queued_document_says_so(valkey_url: str, tmp_path: Path) -> None:
     stack = Stack(valkey_url, tmp_path)
     try:
         stack.start("gateway")
-        with httpx.Client(base_url=f"http://127.0.0.1:{stack.port}", timeout=10) as client:
-            while True:
-                try:
-                    client.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)  # gateway start-up
+        stack.wait_healthy()
+        with httpx.Client(base_url=stack.url, timeout=10) as client:
             up = upload(client, "later", "x.txt", TEXT)
             doc = client.get(f"/v1/documents/{up['document_id']}").json()
         assert doc["status"] == "queued"
@@ -247,13 +241,8 @@ def test_deleting_a_collection_while_its_upload_is_queued_leaves_nothing(
     stack = Stack(valkey_url, tmp_path)
     try:
         stack.start("gateway")
-        with httpx.Client(base_url=f"http://127.0.0.1:{stack.port}", timeout=10) as client:
-            while True:
-                try:
-                    client.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)  # gateway start-up
+        stack.wait_healthy()
+        with httpx.Client(base_url=stack.url, timeout=10) as client:
             up = upload(client, "brief", "x.txt", TEXT)
             assert client.delete("/v1/collections/brief").json()["documents"] == 1
             # The upload's bytes went with it; the queued ingest finds nothing to index.

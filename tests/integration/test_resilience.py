@@ -120,13 +120,8 @@ def test_sigterm_lets_in_flight_work_finish(stack: Stack) -> None:
 
 def test_backpressure_refuses_new_jobs_and_keeps_accepted_ones(stack: Stack) -> None:
     stack.start("gateway", DOCUMIND_MAX_BACKLOG="5", DOCUMIND_RETRY_AFTER_S="3")
+    stack.wait_healthy()
     with httpx.Client(timeout=10) as client:
-        while True:
-            try:
-                if client.get(f"{stack.url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)  # gateway start-up
         up = client.post(f"{stack.url}/v1/collections/docs/documents", files={"file": ("notes.txt", DOC)})
         assert up.status_code == 202
         accepted = [up.json()["job_id"]]
