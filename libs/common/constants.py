@@ -114,6 +114,27 @@ def deleted_documents_key(name: str) -> str:
     return f"{PREFIX}:collection:{name}:deleted"
 
 
+def collection_pending_key(name: str) -> str:
+    """Set of the collection's documents that are not ready yet.
+
+    Searches leave out their vectors, so a document becomes searchable whole,
+    at the moment it is ready, never part by part.
+    """
+    return f"{PREFIX}:collection:{name}:pending"
+
+
+def collection_filename_key(name: str, filename: str) -> str:
+    """Set of the collection's document ids uploaded under one filename.
+
+    An upload with ``?replace=true`` replaces these when it is ready.
+    """
+    return f"{PREFIX}:collection:{name}:filename:{filename}"
+
+
+# Document hash fields "embedded:<part>" = chunks of that part embedded so far.
+EMBEDDED_PART_FIELD: Final = "embedded:"
+
+
 def document_key(document_id: str) -> str:
     """Hash describing one uploaded document (kept until the document is deleted)."""
     return f"{PREFIX}:document:{document_id}"

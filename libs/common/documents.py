@@ -30,6 +30,13 @@ def _int(h: dict[str, str], key: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _embedded(h: dict[str, str], status: str) -> int:
+    """Chunks embedded: all of them once ready, else the sum over the parts embedded so far."""
+    if status == "ready":
+        return _int(h, "chunks") or 0
+    return sum(int(v) for k, v in h.items() if k.startswith(C.EMBEDDED_PART_FIELD) and v.isdigit())
+
+
 class DocumentStore:
     def __init__(self, client: aioredis.Redis, jobs: JobStore) -> None:
         self._r = client
@@ -75,6 +82,11 @@ class DocumentStore:
 
     # --- documents ---------------------------------------------------------------
 
+    async def under_filename(self, collection: str, filename: str) -> list[str]:
+        """The ids of the collection's documents uploaded under ``filename``."""
+        ids = await self._r.smembers(C.collection_filename_key(collection, filename))
+        return sorted(_text(i) for i in ids)
+
     async def get(self, document_id: str) -> dict[str, Any] | None:
         raw = await self._r.hgetall(C.document_key(document_id))
         if not raw:
@@ -96,6 +108,9 @@ class DocumentStore:
         When this returns, searches no longer return the document: its id is a
         tombstone that the retriever filters on until, and after, the vectors go.
         """
+        filename = await self._r.hget(C.document_key(document_id), "filename")
+        if filename is None:
+            return None
         env = Envelope.new("delete", collection, {"document_id": document_id}, timeout_s)
         job = [x for kv in job_fields(env).items() for x in kv]
         deleted = await self._delete(
@@ -107,6 +122,8 @@ class DocumentStore:
                 C.blob_key(document_id),
                 C.stream_key(env.stage),
                 C.job_key(env.job_id),
+                C.collection_pending_key(collection),
+                C.collection_filename_key(collection, _text(filename)),
             ],
             args=[document_id, env.dumps(), self.jobs.ttl_s, *job],
         )
@@ -137,8 +154,14 @@ class DocumentStore:
                 status = "ready"
             elif job["status"] in ("failed", "expired"):
                 status, error = "failed", job.get("error", job["status"])
-            elif job["status"] == "embedding":
-                status = "embedding" if chunks is not None else "parsing"
+            elif job["status"] in ("embedding", "indexing"):
+                # A large document is embedded part by part: it is indexing once every part is.
+                if chunks is None:
+                    status = "parsing"
+                elif _embedded(h, status) < chunks:
+                    status = "embedding"
+                else:
+                    status = "indexing"
             else:
                 status = job["status"]
         return {
@@ -152,7 +175,7 @@ class DocumentStore:
             "chunks": chunks,
             "status": status,
             "error": error,
-            "progress": {"chunks_embedded": _int(h, "chunks_embedded") or 0, "chunks_total": chunks},
+            "progress": {"chunks_embedded": _embedded(h, status), "chunks_total": chunks},
             "job_id": h.get("job_id", ""),
             "created_at": float(h.get("created_at") or 0),
         }

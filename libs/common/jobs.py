@@ -69,6 +69,8 @@ class JobStore:
                 C.document_key(document_id) if document else "",
                 C.collection_documents_key(name),
                 C.collection_hashes_key(name),
+                C.collection_pending_key(name) if document else "",
+                C.collection_filename_key(name, document.get("filename", "")) if document else "",
             ],
             args=[max_backlog, env.dumps(), self.ttl_s, blob or b"", C.BLOB_TTL_S, name, collection,
                   repr(env.created_at), sha256, document_id, len(job_items), *job_items, *doc_items],

@@ -7,7 +7,8 @@ from prometheus_client import Counter, Histogram
 MESSAGES = Counter(
     "documind_messages_total",
     "Stream messages handled, by stage and outcome "
-    "(forwarded, done, retried, failed, expired, stale, skipped: the job had already ended).",
+    "(forwarded, split: continued as bounded parts, done, retried, failed, expired, stale, "
+    "skipped: the job had already ended).",
     ["stage", "outcome"],
 )
 STAGE_SECONDS = Histogram(

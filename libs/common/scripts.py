@@ -14,16 +14,22 @@ from __future__ import annotations
 
 # KEYS[1] = input stream, KEYS[2..] = keys referenced by index in the ops.
 # ARGV[1] = group, ARGV[2] = JSON list of {"id": entry id, "ops": [[cmd, key_index, args...], ...]}.
-# The pseudo-command ["GUARD", job key] skips the message's remaining ops when
-# that job already has a final status; ["HSETXX", key, f, v, ...] is an HSET
-# applied only when the hash exists.
+# Pseudo-commands:
+#   ["GUARD", job key]            skip the message's remaining ops when that job
+#                                 already has a final status (returns 2);
+#   ["JOIN", key, field, total]   count this message (HINCRBY field 1) and skip
+#                                 the remaining ops unless it is the total-th: the
+#                                 last part of a job split into parts;
+#   ["IFEXISTS", key]             skip the remaining ops when the key is gone;
+#   ["HSETXX", key, f, v, ...]    HSET applied only when the hash exists;
+#   ["HDELEQ", key, f, v]         HDEL f only while its value is still v.
 # Returns per message: 1 applied, 0 stale (already acknowledged), 2 acknowledged
 # but skipped by its guard.
 COMMIT = """
 local group = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 local applied = {}
-local allowed = {XADD=true, HSET=true, EXPIRE=true, DEL=true, ZADD=true, HINCRBY=true}
+local allowed = {XADD=true, HSET=true, EXPIRE=true, DEL=true, ZADD=true, HINCRBY=true, SADD=true, SREM=true}
 local final = {done=true, failed=true, expired=true}
 for i, msg in ipairs(batch) do
   local acked = 1
@@ -45,6 +51,12 @@ for i, msg in ipairs(batch) do
         -- the job already reached a final status (expired meanwhile, say): skip the rest
         local status = redis.call('HGET', KEYS[op[2]], 'status')
         if status and final[status] then acked = 2; break end
+      elseif cmd == 'JOIN' then
+        if redis.call('HINCRBY', KEYS[op[2]], op[3], 1) < tonumber(op[4]) then break end
+      elseif cmd == 'IFEXISTS' then
+        if redis.call('EXISTS', KEYS[op[2]]) == 0 then break end
+      elseif cmd == 'HDELEQ' then
+        if redis.call('HGET', KEYS[op[2]], op[3]) == op[4] then redis.call('HDEL', KEYS[op[2]], op[3]) end
       else
         if not allowed[cmd] then return redis.error_reply('COMMIT: command not allowed: ' .. cmd) end
         local args = {cmd, KEYS[op[2]]}
@@ -62,7 +74,8 @@ return applied
 # KEYS[1] = first stream, KEYS[2] = job hash, KEYS[3] = blob key ('' for none),
 # KEYS[4] = the set of collections, KEYS[5] = the collection's hash,
 # KEYS[6] = document hash ('' for none), KEYS[7] = the collection's document set,
-# KEYS[8] = the collection's sha256 -> document id map
+# KEYS[8] = the collection's sha256 -> document id map, KEYS[9] = its set of
+# documents not ready yet, KEYS[10] = its set of documents under this filename
 # ARGV[1] = max backlog, ARGV[2] = envelope JSON, ARGV[3] = job ttl,
 # ARGV[4] = blob bytes, ARGV[5] = blob ttl, ARGV[6] = collection,
 # ARGV[7] = 'require' (the collection must exist) or 'create' (add it),
@@ -91,6 +104,8 @@ if KEYS[6] ~= '' then
   for i = 12 + n, #ARGV do doc[#doc + 1] = ARGV[i] end
   redis.call('HSET', KEYS[6], unpack(doc))
   redis.call('SADD', KEYS[7], ARGV[10])
+  redis.call('SADD', KEYS[9], ARGV[10])
+  redis.call('SADD', KEYS[10], ARGV[10])
   if ARGV[9] ~= '' then redis.call('HSET', KEYS[8], ARGV[9], ARGV[10]) end
 end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
@@ -161,13 +176,16 @@ return 1
 # queues the removal of its vectors. KEYS[1] = document hash, KEYS[2] = the
 # collection's document set, KEYS[3] = its sha256 map, KEYS[4] = its tombstones,
 # KEYS[5] = the upload blob, KEYS[6] = the retriever's stream, KEYS[7] = the
-# delete job's hash. ARGV[1] = document id, ARGV[2] = envelope JSON, ARGV[3] =
+# delete job's hash, KEYS[8] = the collection's documents not ready yet, KEYS[9] =
+# its documents under this document's filename. ARGV[1] = document id, ARGV[2] = envelope JSON, ARGV[3] =
 # job ttl, ARGV[4..] = job hash field/value pairs. Returns 0 for an unknown document.
 DELETE_DOCUMENT = """
 local sha = redis.call('HGET', KEYS[1], 'sha256')
 if not sha then return 0 end
 if redis.call('HGET', KEYS[3], sha) == ARGV[1] then redis.call('HDEL', KEYS[3], sha) end
 redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[8], ARGV[1])
+redis.call('SREM', KEYS[9], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[1], KEYS[5])
 local job = {}

@@ -92,6 +92,9 @@ class EmbedderSettings(WorkerSettings):
     chunk_size_tokens: int = Field(default=200, ge=8)
     chunk_overlap_tokens: int = Field(default=32, ge=0)
     max_pages: int = Field(default=2000, ge=1)
+    # A document with more chunks than this flows to the retriever as several
+    # index messages of at most this many chunks each, embedded part by part.
+    ingest_part_chunks: int = Field(default=32, ge=1)
     # A DOCX (a ZIP archive) claiming to unpack to more than this is refused as a
     # likely zip bomb before anything is unpacked.
     max_unpacked_bytes: int = Field(default=200 * 1024 * 1024, ge=1)

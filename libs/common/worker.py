@@ -43,13 +43,27 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Output:
-    """A handler's successful output for one job."""
+    """A handler's successful output for one message.
+
+    ``delete_keys`` and ``updates`` are applied with the commit that forwards
+    the output; at the last stage, with the job's completion.
+    """
 
     payload: dict[str, Any]
     # Keys to delete once the output is committed (e.g. a parsed upload blob).
     delete_keys: Sequence[str] = ()
     # Fields to set, with the commit, on hashes that exist (e.g. a document's).
     updates: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Continue the job at this same stage as these payloads, one bounded message
+    # each (a large document's parts), instead of forwarding ``payload``.
+    split: Sequence[dict[str, Any]] = ()
+    # This message is one of ``parts`` messages of its job: the job's status moves
+    # on when the last part is forwarded, and the job completes when the last part
+    # finishes the last stage.
+    parts: int = 1
+    # Raw commit ops applied only with the job's completion, after its final status
+    # (see ``scripts.COMMIT`` for the commands and pseudo-commands allowed).
+    on_complete: Sequence[list[Any]] = ()
 
 
 Outcome = Output | dict[str, Any] | BaseException
@@ -89,7 +103,11 @@ class _Ops:
 
 
 def _updates(out: Output) -> list[list[Any]]:
-    return [["HSETXX", key, *[x for kv in fields.items() for x in kv]] for key, fields in out.updates.items()]
+    """The output's deletes and hash updates, as commit ops."""
+    return [
+        *[["DEL", k] for k in out.delete_keys],
+        *[["HSETXX", key, *[x for kv in fields.items() for x in kv]] for key, fields in out.updates.items()],
+    ]
 
 
 def default_consumer_name() -> str:
@@ -124,7 +142,7 @@ class Worker:
         # Label children resolved once, not per message.
         self._count = {
             outcome: M.MESSAGES.labels(stage, outcome)
-            for outcome in ("forwarded", "done", "retried", "failed", "expired", "stale", "skipped")
+            for outcome in ("forwarded", "split", "done", "retried", "failed", "expired", "stale", "skipped")
         }
         self._batch_size = M.BATCH_SIZE.labels(stage)
         self._stage_seconds = M.STAGE_SECONDS.labels(stage)
@@ -416,42 +434,10 @@ class Worker:
                 self._fail_or_retry(ops, m, outcome, timings)
                 return
             out = outcome if isinstance(outcome, Output) else Output(outcome)
-            nxt = env.route[1:]
-            if nxt:
-                forwarded = env.model_copy(
-                    update={
-                        "route": nxt,
-                        "attempt": 0,
-                        "timings": timings,
-                        "payload": out.payload,
-                        "enqueued_at": time.time(),
-                        "traceparent": (span and current_traceparent()) or env.traceparent,
-                    }
-                )
-                job = C.job_key(env.job_id)
-                ops.add(
-                    m.id,
-                    [
-                        ["GUARD", job],
-                        ["XADD", C.stream_key(nxt[0]), "*", C.ENVELOPE_FIELD, forwarded.dumps()],
-                        [
-                            "HSET",
-                            job,
-                            "status",
-                            stage_status(env.kind, nxt[0]),
-                            "stage",
-                            nxt[0],
-                            "timings",
-                            json.dumps(timings),
-                            "updated_at",
-                            repr(time.time()),
-                        ],
-                        ["EXPIRE", job, self.s.job_ttl_s],
-                        *[["DEL", k] for k in out.delete_keys],
-                        *_updates(out),
-                    ],
-                )
-                self._count["forwarded"].inc()
+            if out.split:
+                self._split(ops, m, out, timings)
+            elif env.route[1:]:
+                self._forward(ops, m, out, timings, span)
             else:
                 self._finish(
                     ops,
@@ -459,9 +445,89 @@ class Worker:
                     "done",
                     timings,
                     fields=["result", json.dumps(out.payload), "attempts", env.failures],
-                    extra=[*[["DEL", k] for k in out.delete_keys], *_updates(out)],
+                    parts=out.parts,
+                    extra=_updates(out),
+                    after=list(out.on_complete),
                 )
                 self._count["done"].inc()
+
+    def _forward(
+        self, ops: _Ops, m: Message, out: Output, timings: dict[str, float], span: trace.Span | None
+    ) -> None:
+        """Hand the output on to the next stage of the route."""
+        env = m.env
+        assert env is not None
+        nxt = env.route[1:]
+        forwarded = env.model_copy(
+            update={
+                "route": nxt,
+                "attempt": 0,
+                "timings": timings,
+                "payload": out.payload,
+                "enqueued_at": time.time(),
+                "traceparent": (span and current_traceparent()) or env.traceparent,
+            }
+        )
+        job = C.job_key(env.job_id)
+        # Of a job split into parts, the last part forwarded moves the job's status on.
+        join = [["JOIN", job, f"parts:{self.stage}", out.parts]] if out.parts > 1 else []
+        status = [
+            "HSET",
+            job,
+            "status",
+            stage_status(env.kind, nxt[0]),
+            "stage",
+            nxt[0],
+            "timings",
+            json.dumps(timings),
+            "updated_at",
+            repr(time.time()),
+        ]
+        ops.add(
+            m.id,
+            [
+                ["GUARD", job],
+                ["XADD", C.stream_key(nxt[0]), "*", C.ENVELOPE_FIELD, forwarded.dumps()],
+                ["EXPIRE", job, self.s.job_ttl_s],
+                *_updates(out),
+                *join,
+                status,
+            ],
+        )
+        self._count["forwarded"].inc()
+
+    def _split(self, ops: _Ops, m: Message, out: Output, timings: dict[str, float]) -> None:
+        """Continue the job at this stage as several bounded messages."""
+        env = m.env
+        assert env is not None
+        now = time.time()
+        job = C.job_key(env.job_id)
+        parts = [
+            env.model_copy(update={"attempt": 0, "timings": timings, "payload": p, "enqueued_at": now})
+            for p in out.split
+        ]
+        ops.add(
+            m.id,
+            [
+                ["GUARD", job],
+                *[["XADD", C.stream_key(env.stage), "*", C.ENVELOPE_FIELD, p.dumps()] for p in parts],
+                [
+                    "HSET",
+                    job,
+                    "status",
+                    stage_status(env.kind, self.stage),
+                    "stage",
+                    self.stage,
+                    "timings",
+                    json.dumps(timings),
+                    "updated_at",
+                    repr(now),
+                ],
+                ["EXPIRE", job, self.s.job_ttl_s],
+                *_updates(out),
+            ],
+        )
+        self._count["split"].inc()
 
     def _fail_or_retry(self, ops: _Ops, m: Message, exc: BaseException, timings: dict[str, float]) -> None:
         env = m.env
@@ -569,26 +635,39 @@ class Worker:
         *,
         fields: list[Any],
         extra: list[list[Any]] | None = None,
+        parts: int = 1,
+        after: list[list[Any]] | None = None,
     ) -> None:
-        """Write a final status and notify waiters on the job's done stream."""
+        """Write a final status and notify waiters on the job's done stream.
+
+        Of a job in ``parts`` parts only the last part's commit goes on to
+        ``extra``, the final status and ``after``; the others are only counted.
+        """
         assert m.env is not None
         job, done = C.job_key(m.env.job_id), C.done_key(m.env.job_id)
         now = repr(time.time())
         if status != "done" and m.env.kind == "ingest" and m.env.payload.get("document_id"):
-            # The document outlives its job: it keeps the failure and its reason.
+            # The document outlives its job: it keeps the failure and its reason. Its
+            # upload is of no more use: nothing will parse it again.
             error = fields[fields.index("error") + 1] if "error" in fields else status
-            doc = C.document_key(m.env.payload["document_id"])
-            extra = [*(extra or []), ["HSETXX", doc, "status", "failed", "error", error, "updated_at", now]]
+            doc_id = m.env.payload["document_id"]
+            extra = [
+                *(extra or []),
+                ["HSETXX", C.document_key(doc_id), "status", "failed", "error", error, "updated_at", now],
+                ["DEL", C.blob_key(doc_id)],
+            ]
         final = ["status", status, "stage", "", "timings", json.dumps(timings), "updated_at", now, *fields]
         ops.add(
             m.id,
             [
                 ["GUARD", job],
+                *([["JOIN", job, "parts:done", parts]] if parts > 1 else []),
                 *(extra or []),
                 ["HSET", job, *final],
                 ["EXPIRE", job, self.s.job_ttl_s],
                 # Waiters get the final fields with the notification: no extra read.
                 ["XADD", done, "*", *final],
                 ["EXPIRE", done, C.DONE_TTL_S],
+                *(after or []),
             ],
         )

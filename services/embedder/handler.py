@@ -25,6 +25,16 @@ logger = logging.getLogger(__name__)
 
 
 class EmbedHandler:
+    """Embeds questions and document chunks; splits large documents into bounded parts.
+
+    An ingest message first carries just the upload's id: it is parsed and
+    chunked here. A document of at most ``ingest_part_chunks`` chunks is
+    embedded at once and goes on as one index message. A larger one continues
+    as parts of at most that many chunks, queued back on this stage's stream:
+    each part is embedded on its own (by whichever replica reads it), adds to
+    the document's progress and goes on as its own index message.
+    """
+
     def __init__(self, client: aioredis.Redis, embedder: Embedder, settings: EmbedderSettings) -> None:
         self.r = client
         self.embedder = embedder
@@ -33,59 +43,73 @@ class EmbedHandler:
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(batch)
-        chunks_of: dict[int, list[Chunk]] = {}
-        pages_of: dict[int, int] = {}
-        ingest = [i for i, e in enumerate(batch) if e.kind == "ingest"]
-        if ingest:
-            blobs: list[Any] = await self.r.mget(
-                [C.blob_key(batch[i].payload["document_id"]) for i in ingest]
-            )
-            parsed = await asyncio.to_thread(self._parse_all, [batch[i] for i in ingest], blobs)
-            for i, result in zip(ingest, parsed, strict=True):
+        # The index payloads to embed now, per message: parts, and whole small documents.
+        parts_of = {i: e.payload for i, e in enumerate(batch) if e.kind == "ingest" and "chunks" in e.payload}
+        uploads = [i for i, e in enumerate(batch) if e.kind == "ingest" and "chunks" not in e.payload]
+        if uploads:
+            keys = [C.blob_key(batch[i].payload["document_id"]) for i in uploads]
+            blobs: list[Any] = await self.r.mget(keys)
+            parsed = await asyncio.to_thread(self._parse_all, [batch[i] for i in uploads], blobs)
+            counts: dict[str, tuple[int, int]] = {}
+            for i, result in zip(uploads, parsed, strict=True):
                 if isinstance(result, BaseException):
                     outcomes[i] = result
+                    continue
+                pages, chunks = result
+                env = batch[i]
+                counts[env.payload["document_id"]] = (pages, len(chunks))
+                parts = _parts(env, pages, chunks, self.s.ingest_part_chunks)
+                if len(parts) == 1:
+                    parts_of[i] = parts[0]  # embedded now, with the other texts of this read
                 else:
-                    pages_of[i], chunks_of[i] = result
-            await self._record_parsed(
-                {batch[i].payload["document_id"]: (pages_of[i], len(chunks_of[i])) for i in chunks_of}
-            )
-        # One model call for every text of this read: questions and chunks alike.
-        texts: list[str] = []
-        for i, env in enumerate(batch):
-            if env.kind == "ingest":
-                texts.extend(c.text for c in chunks_of.get(i, []))
-            else:
-                texts.append(env.payload["query"])
+                    outcomes[i] = Output(
+                        {"document_id": env.payload["document_id"], "parts": len(parts)},
+                        split=parts,
+                        delete_keys=[C.blob_key(env.payload["document_id"])],
+                    )
+            await self._record_parsed(counts)
+        # Questions first, in one model call: they are short and someone waits on each.
+        # Then chunks, in model calls of about one part each; after each call the
+        # parts it embedded show in their documents' progress.
+        queries = [i for i, e in enumerate(batch) if outcomes[i] is None and e.kind != "ingest"]
+        pending = [i for i in sorted(parts_of) if outcomes[i] is None]
         try:
-            vectors = await asyncio.to_thread(self.embedder.embed, texts)
+            if queries:
+                vectors = await asyncio.to_thread(
+                    self.embedder.embed, [batch[i].payload["query"] for i in queries]
+                )
+                for i, vector in zip(queries, vectors, strict=True):
+                    outcomes[i] = {**batch[i].payload, "vector": encode_vector(vector)}
+            for group in _groups(pending, parts_of, self.s.ingest_part_chunks):
+                texts = [c["text"] for i in group for c in parts_of[i]["chunks"]]
+                vectors = await asyncio.to_thread(self.embedder.embed, texts)
+                pos = 0
+                for i in group:
+                    p = parts_of[i]
+                    items = []
+                    for chunk in p["chunks"]:
+                        items.append({**chunk, "vector": encode_vector(vectors[pos])})
+                        pos += 1
+                    # The upload is parsed: its bytes go (a no-op for parts after the first).
+                    outcomes[i] = Output(
+                        {**p, "chunks": items}, parts=p["parts"], delete_keys=[C.blob_key(p["document_id"])]
+                    )
+                await self._record_embedded([parts_of[i] for i in group])
         except Exception as exc:  # the backend's typed errors decide retry vs. fail
             return [o if o is not None else exc for o in outcomes]
-        pos = 0
-        for i, env in enumerate(batch):
-            if outcomes[i] is not None:
-                continue
-            if env.kind == "ingest":
-                chunks = chunks_of[i]
-                items: list[dict[str, Any]] = []
-                for chunk in chunks:
-                    items.append({**chunk.model_dump(), "vector": encode_vector(vectors[pos])})
-                    pos += 1
-                outcomes[i] = Output(
-                    {
-                        "document_id": env.payload["document_id"],
-                        "filename": env.payload["filename"],
-                        "pages": pages_of[i],
-                        "chunks": items,
-                    },
-                    delete_keys=[C.blob_key(env.payload["document_id"])],
-                    updates={
-                        C.document_key(env.payload["document_id"]): {"chunks_embedded": str(len(chunks))}
-                    },
-                )
-            else:
-                outcomes[i] = {**env.payload, "vector": encode_vector(vectors[pos])}
-                pos += 1
         return [o for o in outcomes if o is not None]
+
+    async def _record_embedded(self, parts: list[dict[str, Any]]) -> None:
+        """Each part's chunk count on its document, by part number: a replayed part
+        writes the same field again, so progress never counts a part twice."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            for p in parts:
+                await self._hset_if_exists(
+                    keys=[C.document_key(p["document_id"])],
+                    args=[f"{C.EMBEDDED_PART_FIELD}{p['part']}", len(p["chunks"])],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     async def _record_parsed(self, counts: dict[str, tuple[int, int]]) -> None:
         """Pages and chunk totals on the documents: they now show "embedding" and progress."""
@@ -93,9 +117,10 @@ class EmbedHandler:
             return
         async with self.r.pipeline(transaction=False) as pipe:
             for document_id, (pages, chunks) in counts.items():
+                parts = -(-chunks // self.s.ingest_part_chunks)
                 await self._hset_if_exists(
                     keys=[C.document_key(document_id)],
-                    args=["pages", pages, "chunks", chunks, "chunks_embedded", 0],
+                    args=["pages", pages, "chunks", chunks, "parts", parts],
                     client=pipe,
                 )
             await pipe.execute()
@@ -151,3 +176,35 @@ class EmbedHandler:
             len(chunks),
         )
         return len(pages), chunks
+
+
+def _parts(env: Envelope, pages: int, chunks: list[Chunk], size: int) -> list[dict[str, Any]]:
+    """The document's index payloads: its chunks in order, at most ``size`` per part."""
+    groups = [chunks[k : k + size] for k in range(0, len(chunks), size)]
+    base = {k: v for k, v in env.payload.items() if k != "size"}
+    return [
+        {
+            **base,
+            "pages": pages,
+            "part": n,
+            "parts": len(groups),
+            "chunks_total": len(chunks),
+            "chunks": [c.model_dump() for c in group],
+        }
+        for n, group in enumerate(groups)
+    ]
+
+
+def _groups(indexes: list[int], payloads: dict[int, dict[str, Any]], size: int) -> list[list[int]]:
+    """Consecutive messages packed into model calls of at most ``size`` chunks (one part
+    alone may be that size): many small documents share a call, a part gets its own."""
+    groups: list[list[int]] = []
+    count = size
+    for i in indexes:
+        n = len(payloads[i]["chunks"])
+        if count + n > size:
+            groups.append([])
+            count = 0
+        groups[-1].append(i)
+        count += n
+    return groups

@@ -42,6 +42,9 @@ class UploadedDocument(BaseModel):
     document_id: str
     # True when the same content was already in the collection: nothing was added.
     duplicate: bool = False
+    # With ?replace=true: the documents under this filename now, which this one
+    # replaces in one step once it is ready.
+    replaces: list[str] = []
 
 
 class UploadAccepted(BaseModel):

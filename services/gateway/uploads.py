@@ -9,7 +9,7 @@ import uuid
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 
 from libs.common import constants as C
 from services.gateway.deps import settings as settings_of
@@ -32,6 +32,13 @@ async def upload_documents(
         list[UploadFile], File(description="One or more documents: .txt, .md, .pdf, .docx, .html")
     ],
     request: Request,
+    replace: Annotated[
+        bool,
+        Query(
+            description="Replace the collection's documents of the same filename: the new one "
+            "becomes searchable and the old ones stop being searchable in one step, once it is ready."
+        ),
+    ] = False,
 ) -> UploadAccepted:
     sub, settings = submitter(request), settings_of(request)
     if re.fullmatch(C.COLLECTION_NAME_PATTERN, collection) is None:
@@ -56,7 +63,15 @@ async def upload_documents(
     for name, ext, data in checked:
         try:
             accepted.append(
-                await _submit_one(sub, collection, name, ext, data=data, timeout_s=settings.ingest_timeout_s)
+                await _submit_one(
+                    sub,
+                    collection,
+                    name,
+                    ext,
+                    data=data,
+                    timeout_s=settings.ingest_timeout_s,
+                    replace=replace,
+                )
             )
         except HTTPException as exc:
             if exc.status_code == 503 and accepted:
@@ -73,7 +88,7 @@ async def upload_documents(
 
 
 async def _submit_one(
-    sub: Submitter, collection: str, filename: str, ext: str, *, data: bytes, timeout_s: float
+    sub: Submitter, collection: str, filename: str, ext: str, *, data: bytes, timeout_s: float, replace: bool
 ) -> UploadedDocument:
     document_id = uuid.uuid4().hex
     sha256 = hashlib.sha256(data).hexdigest()
@@ -86,11 +101,16 @@ async def _submit_one(
         "sha256": sha256,
         "created_at": repr(time.time()),
     }
+    payload: dict[str, object] = {"document_id": document_id, "filename": filename, "size": len(data)}
+    replaces: list[str] = []
+    if replace:
+        payload["replace"] = True
+        replaces = await sub.docs.under_filename(collection, filename)
     try:
         env = await sub.submit(
             "ingest",
             collection,
-            {"document_id": document_id, "filename": filename, "size": len(data)},
+            payload,
             blob=data,
             extra={"document_id": document_id},
             timeout_s=timeout_s,
@@ -103,4 +123,4 @@ async def _submit_one(
         existing = await sub.docs.get(dup.document_id)
         job_id = existing["job_id"] if existing else ""
         return UploadedDocument(filename=filename, job_id=job_id, document_id=dup.document_id, duplicate=True)
-    return UploadedDocument(filename=filename, job_id=env.job_id, document_id=document_id)
+    return UploadedDocument(filename=filename, job_id=env.job_id, document_id=document_id, replaces=replaces)

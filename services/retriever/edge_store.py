@@ -31,7 +31,7 @@ import shutil
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,7 @@ from qdrant_edge import (
     FieldCondition,
     Filter,
     HnswIndexConfig,
+    MatchAny,
     MatchValue,
     PayloadSchemaType,
     Point,
@@ -134,7 +135,13 @@ class EdgeStore:
             self._persist(opened)
         logger.debug("edge: upserted %d points into %r", len(points), collection)
 
-    def search(self, collection: str, vector: Sequence[float] | np.ndarray, top_k: int) -> list[Hit]:
+    def search(
+        self,
+        collection: str,
+        vector: Sequence[float] | np.ndarray,
+        top_k: int,
+        exclude: Collection[str] = (),
+    ) -> list[Hit]:
         query = as_query(vector, collection)
         with self._lock:
             opened = self._get(collection)
@@ -145,6 +152,7 @@ class EdgeStore:
             request = QueryRequest(
                 limit=top_k,
                 query=Query.Nearest(query.tolist()),
+                filter=_excluding(exclude),
                 with_payload=True,
                 with_vector=False,
             )
@@ -294,3 +302,10 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _excluding(document_ids: Collection[str]) -> Filter | None:
+    """A filter that drops the points of these documents, or None for no filter."""
+    if not document_ids:
+        return None
+    return Filter(must_not=[FieldCondition(key="document_id", match=MatchAny(sorted(document_ids)))])

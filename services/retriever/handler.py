@@ -1,17 +1,26 @@
-"""The retriever stage: index ingested chunks, search for questions."""
+"""The retriever stage: index ingested chunks, search for questions.
+
+A document's vectors stay hidden from searches until the document is ready:
+its id is in the collection's "pending" set from upload until the commit that
+completes its last index part, and deleted documents' ids stay in the
+"deleted" set. Searches read both sets in one transaction and filter them
+inside the vector store, so a document appears whole, at once, and an upload
+with ``replace`` swaps the old document for the new one in that same commit.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
 from libs.common import constants as C
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
+from libs.common.jobs import job_fields
 from libs.common.models import Chunk
 from libs.common.vectors import decode_vector
 from libs.common.worker import Outcome, Output
@@ -20,114 +29,224 @@ from services.retriever.store import VectorStore
 logger = logging.getLogger(__name__)
 
 
-Deleted = dict[str, set[str]]
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 
 
-class Tombstones(Protocol):
-    """Deleted document ids per collection (Valkey in production)."""
+class Hidden(NamedTuple):
+    """Documents of one collection that searches must not return."""
 
-    async def deleted(self, collections: set[str]) -> Deleted: ...
+    deleted: frozenset[str] = frozenset()
+    pending: frozenset[str] = frozenset()
+
+    @property
+    def all(self) -> frozenset[str]:
+        return self.deleted | self.pending
 
 
-class ValkeyTombstones:
+class Replaced(NamedTuple):
+    """An older document that a ``replace`` upload retires when it is ready."""
+
+    document_id: str
+    sha256: str
+    filename: str
+
+
+class Registry(Protocol):
+    """What the retriever reads from the document registry (Valkey in production)."""
+
+    async def hidden(self, collections: set[str]) -> dict[str, Hidden]: ...
+
+    async def replaced_by(self, env: Envelope) -> list[Replaced]: ...
+
+
+class ValkeyRegistry:
     def __init__(self, client: aioredis.Redis) -> None:
         self.r = client
 
-    async def deleted(self, collections: set[str]) -> Deleted:
+    async def hidden(self, collections: set[str]) -> dict[str, Hidden]:
         names = sorted(collections)
-        async with self.r.pipeline(transaction=False) as pipe:
+        # One transaction: a replace's swap is seen whole or not at all.
+        async with self.r.pipeline(transaction=True) as pipe:
             for name in names:
                 pipe.smembers(C.deleted_documents_key(name))
+                pipe.smembers(C.collection_pending_key(name))
             found = await pipe.execute()
         return {
-            n: {m.decode() if isinstance(m, bytes) else m for m in ids}
-            for n, ids in zip(names, found, strict=True)
+            name: Hidden(
+                frozenset(_text(m) for m in found[2 * k]), frozenset(_text(m) for m in found[2 * k + 1])
+            )
+            for k, name in enumerate(names)
         }
 
+    async def replaced_by(self, env: Envelope) -> list[Replaced]:
+        """The collection's documents under the same filename, uploaded before this one."""
+        p = env.payload
+        found = await self.r.smembers(C.collection_filename_key(env.collection, p["filename"]))
+        ids = [_text(i) for i in found]
+        others = sorted(i for i in ids if i != p["document_id"])
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hget(C.document_key(p["document_id"]), "created_at")
+            for doc_id in others:
+                pipe.hmget(C.document_key(doc_id), "created_at", "sha256")
+            mine, *theirs = await pipe.execute()
+        if mine is None:
+            return []  # the new document itself was deleted
+        created = float(_text(mine))
+        return [
+            Replaced(doc_id, _text(sha or b""), p["filename"])
+            for doc_id, (at, sha) in zip(others, theirs, strict=True)
+            if at is not None and float(_text(at)) < created
+        ]
 
-class NoTombstones:
-    async def deleted(self, collections: set[str]) -> Deleted:
-        return {name: set() for name in collections}
+
+class NoRegistry:
+    """Nothing hidden, nothing replaced: for a store used without Valkey (tests)."""
+
+    async def hidden(self, collections: set[str]) -> dict[str, Hidden]:
+        return {name: Hidden() for name in collections}
+
+    async def replaced_by(self, env: Envelope) -> list[Replaced]:
+        return []
 
 
 class RetrieveHandler:
-    def __init__(self, store: VectorStore, dim: int, tombstones: Tombstones | None = None) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        dim: int,
+        registry: Registry | None = None,
+        *,
+        job_ttl_s: int = 86400,
+        delete_timeout_s: float = 3600.0,
+    ) -> None:
         self.store = store
         self.dim = dim
-        self.tombstones = tombstones or NoTombstones()
+        self.registry = registry or NoRegistry()
+        self.job_ttl_s = job_ttl_s
+        self.delete_timeout_s = delete_timeout_s
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-        deleted = await self.tombstones.deleted({e.collection for e in batch})
+        hidden = await self.registry.hidden({e.collection for e in batch})
+        replaced = {
+            e.job_id: await self.registry.replaced_by(e)
+            for e in batch
+            if e.kind == "ingest" and e.payload.get("replace")
+        }
         # The store's calls block; the whole batch runs in one worker thread.
-        outcomes = await asyncio.to_thread(self._run, batch, deleted)
+        outcomes = await asyncio.to_thread(self._run, batch, hidden, replaced)
         # A document deleted while its chunks were being indexed: remove them again,
         # so that no delete ever leaves vectors behind.
         indexed = [
-            e for e, o in zip(batch, outcomes, strict=True) if e.kind == "ingest" and isinstance(o, Output)
+            e
+            for e, o in zip(batch, outcomes, strict=True)
+            if e.kind == "ingest" and isinstance(o, Output) and not o.payload.get("deleted")
         ]
         if indexed:
-            now_deleted = await self.tombstones.deleted({e.collection for e in indexed})
-            late = [e for e in indexed if e.payload["document_id"] in now_deleted[e.collection]]
+            now_hidden = await self.registry.hidden({e.collection for e in indexed})
+            late = [e for e in indexed if e.payload["document_id"] in now_hidden[e.collection].deleted]
             for env in late:
                 await asyncio.to_thread(
                     self.store.delete_document, env.collection, env.payload["document_id"]
                 )
         return outcomes
 
-    def _run(self, batch: Sequence[Envelope], deleted: Deleted) -> list[Outcome]:
+    def _run(
+        self, batch: Sequence[Envelope], hidden: dict[str, Hidden], replaced: dict[str, list[Replaced]]
+    ) -> list[Outcome]:
         out: list[Outcome] = []
         for env in batch:
-            gone = deleted[env.collection]
             try:
                 if env.kind == "ingest":
-                    out.append(self._skip(env) if env.payload["document_id"] in gone else self._index(env))
+                    if env.payload["document_id"] in hidden[env.collection].deleted:
+                        out.append(self._skip(env))
+                    else:
+                        out.append(self._index(env, replaced.get(env.job_id, [])))
                 elif env.kind == "delete":
                     out.append(self._delete(env))
                 else:
-                    out.append(self._search(env, gone))
+                    out.append(self._search(env, hidden[env.collection].all))
             except PermanentError as exc:
                 out.append(exc)
         return out
 
-    def _skip(self, env: Envelope) -> dict[str, object]:
+    def _skip(self, env: Envelope) -> Output:
         p = env.payload
         logger.info(
             "job_id=%s stage=retriever document %s was deleted; not indexed", env.job_id, p["document_id"]
         )
-        return {"document_id": p["document_id"], "filename": p["filename"], "chunks": 0, "deleted": True}
+        result = {"document_id": p["document_id"], "filename": p["filename"], "chunks": 0, "deleted": True}
+        return Output(result, parts=int(p.get("parts", 1)))
 
     def _delete(self, env: Envelope) -> dict[str, object]:
         self.store.delete_document(env.collection, env.payload["document_id"])
         return {"document_id": env.payload["document_id"], "deleted": True}
 
-    def _index(self, env: Envelope) -> Output:
+    def _index(self, env: Envelope, replaced: list[Replaced]) -> Output:
         p = env.payload
         items = p["chunks"]
         chunks = [Chunk.model_validate({k: v for k, v in c.items() if k != "vector"}) for c in items]
         vectors = [decode_vector(c["vector"]) for c in items]
         self.store.ensure_collection(env.collection, self.dim)
         self.store.upsert(env.collection, chunks, vectors)
+        parts = int(p.get("parts", 1))
         logger.info(
-            "job_id=%s stage=retriever indexed %d chunks of %s", env.job_id, len(chunks), p["filename"]
+            "job_id=%s stage=retriever indexed %d chunks of %s (part %d of %d)",
+            env.job_id,
+            len(chunks),
+            p["filename"],
+            int(p.get("part", 0)) + 1,
+            parts,
         )
-        n, pages = len(chunks), p.get("pages", 0)
-        result = {"document_id": p["document_id"], "filename": p["filename"], "pages": pages, "chunks": n}
-        # The document is ready with this commit (its vectors are already searchable).
+        total, pages = int(p.get("chunks_total", len(chunks))), p.get("pages", 0)
+        result = {"document_id": p["document_id"], "filename": p["filename"], "pages": pages, "chunks": total}
+        # With the last part's commit the document is ready and its vectors searchable.
         ready = {
             "status": "ready",
             "pages": str(pages),
-            "chunks": str(n),
-            "chunks_embedded": str(n),
+            "chunks": str(total),
+            "chunks_embedded": str(total),
             "error": "",
         }
-        return Output(result, updates={C.document_key(p["document_id"]): ready})
+        return Output(
+            result,
+            parts=parts,
+            updates={C.document_key(p["document_id"]): ready},
+            on_complete=self._completion(env, replaced),
+        )
 
-    def _search(self, env: Envelope, deleted: set[str]) -> dict[str, object]:
+    def _completion(self, env: Envelope, replaced: list[Replaced]) -> list[list[Any]]:
+        """Ops applied with the job's completion: unhide the document, retire what it replaces."""
+        doc_id = env.payload["document_id"]
+        ops: list[list[Any]] = [["SREM", C.collection_pending_key(env.collection), doc_id]]
+        if replaced:
+            # Unless the new document was deleted meanwhile, the old ones go in this same step.
+            ops.append(["IFEXISTS", C.document_key(doc_id)])
+            for old in replaced:
+                ops.extend(self._retire(env.collection, old))
+        return ops
+
+    def _retire(self, collection: str, old: Replaced) -> list[list[Any]]:
+        """Delete a replaced document as ``DELETE /v1/documents/{id}`` does: hidden at once,
+        unregistered, and its vectors removed by a delete job."""
+        delete = Envelope.new("delete", collection, {"document_id": old.document_id}, self.delete_timeout_s)
+        job = C.job_key(delete.job_id)
+        return [
+            ["SADD", C.deleted_documents_key(collection), old.document_id],
+            ["SREM", C.collection_documents_key(collection), old.document_id],
+            ["SREM", C.collection_pending_key(collection), old.document_id],
+            ["SREM", C.collection_filename_key(collection, old.filename), old.document_id],
+            ["HDELEQ", C.collection_hashes_key(collection), old.sha256, old.document_id],
+            ["DEL", C.document_key(old.document_id)],
+            ["DEL", C.blob_key(old.document_id)],
+            ["HSET", job, *[x for kv in job_fields(delete).items() for x in kv]],
+            ["EXPIRE", job, self.job_ttl_s],
+            ["XADD", C.stream_key(C.RETRIEVER), "*", C.ENVELOPE_FIELD, delete.dumps()],
+        ]
+
+    def _search(self, env: Envelope, hidden: frozenset[str]) -> dict[str, object]:
         p = env.payload
-        top_k = int(p["top_k"])
-        # Ask for a few more while deleted documents may still have vectors.
-        hits = self.store.search(env.collection, decode_vector(p["vector"]), top_k + min(len(deleted), 100))
-        hits = [h for h in hits if h.document_id not in deleted][:top_k]
+        hits = self.store.search(env.collection, decode_vector(p["vector"]), int(p["top_k"]), exclude=hidden)
         if env.kind == "search":
             keep = {"document_id", "filename", "page", "score", "text"}
             return {"hits": [h.model_dump(include=keep) for h in hits]}

@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 from libs.common import constants as C
 from libs.common.service import run_worker_service
 from libs.common.settings import RetrieverSettings
-from services.retriever.handler import RetrieveHandler, ValkeyTombstones
+from services.retriever.handler import RetrieveHandler, ValkeyRegistry
 from services.retriever.stores import build_store
 
 
@@ -15,7 +15,13 @@ def main() -> None:
     settings = RetrieverSettings()
 
     async def build(client: aioredis.Redis) -> RetrieveHandler:
-        return RetrieveHandler(build_store(settings), settings.embedding_dim, ValkeyTombstones(client))
+        return RetrieveHandler(
+            build_store(settings),
+            settings.embedding_dim,
+            ValkeyRegistry(client),
+            job_ttl_s=settings.job_ttl_s,
+            delete_timeout_s=settings.job_timeout_s,
+        )
 
     run_worker_service(C.RETRIEVER, settings, build)
 

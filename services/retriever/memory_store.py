@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,13 @@ class MemoryStore:
                     chunk_payload(chunk),
                 )
 
-    def search(self, collection: str, vector: Sequence[float] | np.ndarray, top_k: int) -> list[Hit]:
+    def search(
+        self,
+        collection: str,
+        vector: Sequence[float] | np.ndarray,
+        top_k: int,
+        exclude: Collection[str] = (),
+    ) -> list[Hit]:
         query = as_query(vector, collection)
         with self._lock:
             target = self._collections.get(collection)
@@ -62,7 +68,9 @@ class MemoryStore:
             check_dim(query.shape[0], target.dim, collection)
             if not target.points:
                 return []
-            entries = list(target.points.values())
+            entries = [e for e in target.points.values() if e[1]["document_id"] not in exclude]
+            if not entries:
+                return []
         matrix = np.stack([unit for unit, _ in entries])
         scores = matrix @ _unit(query)
         order = np.argsort(-scores, kind="stable")[:top_k]

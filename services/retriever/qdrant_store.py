@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,13 @@ class QdrantStore:
                     self._client.upsert(qname, points=points[start : start + UPSERT_BATCH], wait=True)
         logger.debug("qdrant: upserted %d points into %s", len(points), qname)
 
-    def search(self, collection: str, vector: Sequence[float] | np.ndarray, top_k: int) -> list[Hit]:
+    def search(
+        self,
+        collection: str,
+        vector: Sequence[float] | np.ndarray,
+        top_k: int,
+        exclude: Collection[str] = (),
+    ) -> list[Hit]:
         query = as_query(vector, collection)
         qname = _qname(collection)
         with self._lock:
@@ -124,7 +130,12 @@ class QdrantStore:
             try:
                 with self._forget_on_error(qname, collection):
                     response = self._client.query_points(
-                        qname, query=query.tolist(), limit=top_k, with_payload=True, with_vectors=False
+                        qname,
+                        query=query.tolist(),
+                        query_filter=_excluding(exclude),
+                        limit=top_k,
+                        with_payload=True,
+                        with_vectors=False,
                     )
             except PermanentError:
                 raise
@@ -228,3 +239,12 @@ class QdrantStore:
 
 def _qname(name: str) -> str:
     return COLLECTION_PREFIX + storage_name(name)
+
+
+def _excluding(document_ids: Collection[str]) -> models.Filter | None:
+    """A filter that drops the points of these documents, or None for no filter."""
+    if not document_ids:
+        return None
+    return models.Filter(
+        must_not=[models.FieldCondition(key="document_id", match=models.MatchAny(any=sorted(document_ids)))]
+    )

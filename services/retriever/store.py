@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from libs.common.models import Chunk, Hit
@@ -24,8 +24,14 @@ class VectorStore(Protocol):
     def upsert(self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         """Insert or overwrite one point per chunk, id = point_id(document_id, chunk_index)."""
 
-    def search(self, collection: str, vector: Sequence[float], top_k: int) -> list[Hit]:
-        """Nearest chunks by cosine similarity, best first; [] for an unknown collection."""
+    def search(
+        self, collection: str, vector: Sequence[float], top_k: int, exclude: Collection[str] = ()
+    ) -> list[Hit]:
+        """Nearest chunks by cosine similarity, best first; [] for an unknown collection.
+
+        Points of the documents in ``exclude`` (deleted, or not ready yet) are
+        filtered inside the engine, so they never take a place in the top k.
+        """
 
     def delete_document(self, collection: str, document_id: str) -> None:
         """Remove every point of one document."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from libs.common import constants as C
 from libs.common.valkey_server import ValkeyServer
 from tests.integration.harness import Stack
 
@@ -252,5 +254,106 @@ def test_deleting_a_collection_while_its_upload_is_queued_leaves_nothing(
             job = stack.wait_job(str(up["job_id"]))
             assert job["status"] == "failed"
             assert "expired before it could be parsed" in job["error"]
+    finally:
+        stack.stop()
+
+
+def delete_jobs_of(stack: Stack, collection: str) -> list[str]:
+    """The ids of the delete jobs queued for a collection (the job hashes say their kind)."""
+    found = []
+    for key in stack.r.scan_iter(match="documind:job:*", count=1000):
+        job = stack.r.hgetall(key)
+        if job.get(b"kind") == b"delete" and job.get(b"collection") == collection.encode():
+            found.append(job[b"job_id"].decode())
+    return found
+
+
+def test_replace_swaps_the_old_document_for_the_new_one(stack: Stack, client: httpx.Client) -> None:
+    old_text = b"The ferry to Inishmore leaves at nine from the west pier."
+    new_text = b"The ferry to Inishmore now leaves at ten from the east pier."
+    other = upload(client, "timetables", "other.txt", b"The bus to Galway leaves hourly.")
+    old = upload(client, "timetables", "ferry.txt", old_text)
+    for up in (other, old):
+        assert stack.wait_job(str(up["job_id"]))["status"] == "done"
+    resp = client.post(
+        "/v1/collections/timetables/documents?replace=true", files={"file": ("ferry.txt", new_text)}
+    )
+    assert resp.status_code == 202, resp.text
+    new = resp.json()
+    assert new["documents"][0]["replaces"] == [old["document_id"]]
+    assert stack.wait_job(new["job_id"])["status"] == "done"
+
+    resp = client.post(
+        "/v1/search", json={"query": "ferry Inishmore", "collection": "timetables", "top_k": 10}
+    )
+    hits = stack.wait_job(resp.json()["job_id"])["result"]["hits"]
+    assert {h["document_id"] for h in hits} == {new["document_id"], other["document_id"]}
+    assert client.get(f"/v1/documents/{old['document_id']}").status_code == 404
+    listed = client.get("/v1/collections/timetables/documents").json()["documents"]
+    assert sorted((d["filename"], d["document_id"]) for d in listed) == [
+        ("ferry.txt", new["document_id"]), ("other.txt", other["document_id"]),
+    ]  # fmt: skip
+    # The old document's vectors are removed by a delete job queued in the swap.
+    [delete_job] = delete_jobs_of(stack, "timetables")
+    assert stack.wait_job(delete_job)["result"] == {"document_id": old["document_id"], "deleted": True}
+    # The old content is no longer in the collection: uploading it again adds it anew.
+    again = upload(client, "timetables", "ferry-2019.txt", old_text)
+    assert again["duplicate"] is False
+    # Same content with replace: nothing changes, the existing document is returned.
+    same = client.post(
+        "/v1/collections/timetables/documents?replace=true", files={"file": ("ferry.txt", new_text)}
+    ).json()
+    assert (same["duplicate"], same["document_id"]) == (True, new["document_id"])
+
+
+def test_replace_is_atomic_for_searches_running_throughout(valkey_url: str, tmp_path: Path) -> None:
+    """Every search during the swap sees the old document or the new one, whole: never
+    both, never neither, never part of the new one."""
+    stack = Stack(
+        valkey_url,
+        tmp_path,
+        DOCUMIND_CHUNK_SIZE_WORDS="8",
+        DOCUMIND_CHUNK_OVERLAP_WORDS="0",
+        DOCUMIND_INGEST_PART_CHUNKS="1",
+        DOCUMIND_READ_COUNT="1",
+    )
+    sentences = [f"Harbour rule {n}: boats moor at berth {n} and pay the fee." for n in range(40)]
+    old_text = " ".join(sentences).encode()
+    new_text = " ".join(s.replace("pay", "settle") for s in sentences).encode()
+    try:
+        stack.start_all()
+        with httpx.Client(base_url=stack.url, timeout=30) as client:
+            old = upload(client, "rules", "rules.txt", old_text)
+            assert stack.wait_job(old["job_id"])["status"] == "done"
+            resp = client.post(
+                "/v1/collections/rules/documents?replace=true", files={"file": ("rules.txt", new_text)}
+            )
+            new = resp.json()
+            done = threading.Event()
+            seen: list[frozenset[str]] = []
+
+            def search_until_done() -> None:
+                with httpx.Client(base_url=stack.url, timeout=30) as c:
+                    while not done.is_set():
+                        query = {"query": "boats moor at berth", "collection": "rules", "top_k": 8}
+                        job = stack.wait_job(c.post("/v1/search", json=query).json()["job_id"])
+                        seen.append(frozenset(h["document_id"] for h in job["result"]["hits"]))
+
+            searcher = threading.Thread(target=search_until_done)
+            searcher.start()
+            try:
+                assert stack.wait_job(new["job_id"])["status"] == "done", stack.logs()
+                parts = int(stack.r.hget(C.document_key(new["document_id"]), "parts") or 0)
+            finally:
+                done.set()
+                searcher.join()
+            assert parts > 10  # the new document was indexed in many separate messages
+            versions = [{old["document_id"]}, {new["document_id"]}]
+            assert seen and all(s in versions for s in seen), seen
+            switched = [s == {new["document_id"]} for s in seen]
+            assert switched == sorted(switched)  # old, then new: never back
+            query = {"query": "boats moor at berth", "collection": "rules", "top_k": 8}
+            job = stack.wait_job(client.post("/v1/search", json=query).json()["job_id"])
+            assert {h["document_id"] for h in job["result"]["hits"]} == {new["document_id"]}
     finally:
         stack.stop()

@@ -15,7 +15,7 @@ from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError, RetryableError
 from libs.common.jobs import JobStore
 from libs.common.settings import WorkerSettings
-from libs.common.worker import Message, Outcome, Worker
+from libs.common.worker import Message, Outcome, Output, Worker
 
 
 def settings(**kw: Any) -> WorkerSettings:
@@ -335,5 +335,51 @@ def test_a_late_finisher_cannot_overwrite_an_expired_job(valkey_url: str) -> Non
         after = await store.get(env.job_id)
         assert after is not None and after["status"] == "expired" and "result" not in after
         assert await r.xlen(C.done_key(env.job_id)) == 1
+
+    run(body, valkey_url)
+
+
+def test_a_job_split_into_parts_completes_once_when_its_last_part_does(valkey_url: str) -> None:
+    """A stage continues a job as bounded parts; the job moves on and completes only with the last one."""
+    statuses: list[str] = []
+
+    async def body(r: aioredis.Redis) -> None:
+        def embed(e: Envelope) -> Outcome:
+            if "part" not in e.payload:
+                return Output({}, split=[{"part": n, "parts": 5} for n in range(5)])
+            return Output({"part": e.payload["part"]}, parts=5)
+
+        class Watching(Recorder):
+            async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+                statuses.append((await r.hget(C.job_key(batch[0].job_id), "status") or b"").decode())
+                return await super().__call__(batch)
+
+        # One message per read: every part is its own commit.
+        emb = Recorder(embed)
+        ret = Watching(
+            lambda e: Output({"last": e.payload["part"]}, parts=5, on_complete=[["SADD", "seen", "1"]])
+        )
+        workers = [
+            Worker(r, C.EMBEDDER, emb, settings(read_count=1)),
+            Worker(r, C.RETRIEVER, ret, settings(read_count=1)),
+        ]
+        env = await submit(r, kind="ingest", document_id="d1")
+
+        async def wait() -> dict[str, Any] | None:
+            return await JobStore(r).wait(env.job_id, 10)
+
+        job = await with_workers(workers, wait)
+        assert job is not None and job["status"] == "done"
+        assert len(emb.seen) == 6  # the upload, then its five parts
+        assert sorted(e.payload["part"] for e in ret.seen) == list(range(5))
+        assert job["result"]["last"] in range(5)
+        assert await r.xlen(C.done_key(env.job_id)) == 1  # completed once
+        assert await r.smembers("seen") == {b"1"}
+        assert await r.hget(C.job_key(env.job_id), "parts:done") == b"5"
+        # Its status moved on to "indexing" only with the last part forwarded.
+        assert await r.hget(C.job_key(env.job_id), "parts:embedder") == b"5"
+        assert set(statuses) <= {"embedding", "indexing"}
+        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
+        assert await r.xlen(C.stream_key(C.RETRIEVER)) == 0
 
     run(body, valkey_url)

@@ -53,7 +53,7 @@ def run_handler(
     return asyncio.run(main())
 
 
-def test_one_model_call_for_every_text_of_a_read(valkey_url: str) -> None:
+def test_questions_share_one_model_call_and_chunks_another(valkey_url: str) -> None:
     embedder = CountingEmbedder()
     text = (
         b"First paragraph about tides and harbours.\n\nSecond paragraph about lighthouses and granite cliffs."
@@ -61,14 +61,13 @@ def test_one_model_call_for_every_text_of_a_read(valkey_url: str) -> None:
     out = run_handler(
         valkey_url, embedder, {"d1": text}, [query("tides"), ingest("d1", "a.txt"), query("cliffs")]
     )
-    assert len(embedder.calls) == 1
     q1, doc, q2 = out
     assert isinstance(q1, dict) and len(decode_vector(q1["vector"])) == 16
     assert isinstance(q2, dict) and q2["query"] == "cliffs"
     assert isinstance(doc, Output)
     assert doc.delete_keys == [C.blob_key("d1")]
     chunks = doc.payload["chunks"]
-    assert embedder.calls == [2 + len(chunks)]
+    assert embedder.calls == [2, len(chunks)]
     assert [c["chunk_index"] for c in chunks] == list(range(len(chunks)))
     assert all(c["page"] == 1 and len(decode_vector(c["vector"])) == 16 for c in chunks)
 
@@ -108,5 +107,63 @@ def test_parsed_documents_record_pages_and_chunk_totals(valkey_url: str) -> None
     url = valkey_url
     recorded, untouched = asyncio.run(main())
     assert recorded[b"pages"] == b"1" and int(recorded[b"chunks"]) >= 1
-    assert recorded[b"chunks_embedded"] == b"0"  # the commit that hands the chunks on sets the rest
+    assert recorded[b"parts"] == b"1"
+    assert recorded[b"embedded:0"] == recorded[b"chunks"]  # the part is embedded: progress is complete
     assert untouched == {}  # never resurrects a deleted document
+
+
+def test_a_large_document_continues_as_bounded_parts_each_embedded_alone(valkey_url: str) -> None:
+    paragraphs = [f"Paragraph {n} tells of harbour number {n} and its granite lighthouse." for n in range(30)]
+    text = "\n\n".join(paragraphs).encode()
+    embedder = CountingEmbedder()
+
+    async def main() -> tuple[Output, list[object], list[dict[bytes, bytes]]]:
+        r = aioredis.Redis.from_url(valkey_url)
+        try:
+            await r.hset(C.document_key("big"), mapping={"document_id": "big"})
+            await r.set(C.blob_key("big"), text)
+            settings = EmbedderSettings(_env_file=None, chunk_size_words=10, ingest_part_chunks=4)
+            handler = EmbedHandler(r, embedder, settings)
+            env = ingest("big", "big.txt")
+            (split,) = await handler([env])
+            assert embedder.calls == []  # parsing only: the parts are embedded when read
+            assert isinstance(split, Output)
+            parts = [env.model_copy(update={"payload": p}) for p in split.split]
+            docs = [await r.hgetall(C.document_key("big"))]
+            embedded = list(await handler(parts[:2]))
+            docs.append(await r.hgetall(C.document_key("big")))
+            embedded += await handler(parts[2:])
+            docs.append(await r.hgetall(C.document_key("big")))
+            return split, embedded, docs
+        finally:
+            await r.aclose()
+
+    split, embedded, (parsed, halfway, done) = asyncio.run(main())
+    total = int(parsed[b"chunks"])
+    n = -(-total // 4)
+    assert total > 8
+    assert split.delete_keys == [C.blob_key("big")]
+    assert len(split.split) == int(parsed[b"parts"]) == n
+    assert [p["part"] for p in split.split] == list(range(n))
+    assert all(len(p["chunks"]) <= 4 and p["parts"] == n for p in split.split)
+    assert all("vector" not in c for p in split.split for c in p["chunks"])
+    # Every chunk exactly once, in order, across the parts.
+    assert [c["chunk_index"] for p in split.split for c in p["chunks"]] == list(range(total))
+    # One model call per part; progress per part on the document.
+    assert embedder.calls == [len(p["chunks"]) for p in split.split]
+    assert not any(k.startswith(b"embedded:") for k in parsed)
+    assert {k for k in halfway if k.startswith(b"embedded:")} == {b"embedded:0", b"embedded:1"}
+    assert sum(int(v) for k, v in done.items() if k.startswith(b"embedded:")) == total
+    # Each part goes on as its own index message.
+    for out, part in zip(embedded, split.split, strict=True):
+        assert isinstance(out, Output) and out.parts == n
+        assert [c["chunk_index"] for c in out.payload["chunks"]] == [c["chunk_index"] for c in part["chunks"]]
+        assert all(len(decode_vector(c["vector"])) == 16 for c in out.payload["chunks"])
+
+
+def test_small_documents_share_one_model_call(valkey_url: str) -> None:
+    embedder = CountingEmbedder()
+    blobs = {f"d{n}": f"Short note number {n} about tides.".encode() for n in range(5)}
+    out = run_handler(valkey_url, embedder, blobs, [ingest(f"d{n}", f"{n}.txt") for n in range(5)])
+    assert all(isinstance(o, Output) for o in out)
+    assert embedder.calls == [5]

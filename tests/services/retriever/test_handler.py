@@ -7,7 +7,7 @@ from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.vectors import encode_vector
 from libs.common.worker import Output
-from services.retriever.handler import RetrieveHandler
+from services.retriever.handler import Hidden, Replaced, RetrieveHandler
 from services.retriever.memory_store import MemoryStore
 
 
@@ -70,34 +70,46 @@ def test_wrong_dimension_fails_that_job_only() -> None:
     assert isinstance(good, dict) and good["hits"]
 
 
-class FixedTombstones:
-    def __init__(self, *rounds: set[str]) -> None:
-        self.rounds = list(rounds)
+class FixedRegistry:
+    """Deleted / pending ids per call (the last repeats), and older documents a replace retires."""
 
-    async def deleted(self, collections: set[str]) -> dict[str, set[str]]:
+    def __init__(
+        self,
+        *rounds: set[str],
+        pending: set[str] | None = None,
+        replaced: list[Replaced] | None = None,
+    ) -> None:
+        self.rounds = list(rounds) or [set()]
+        self.pending = frozenset(pending or ())
+        self.replaced = replaced or []
+
+    async def hidden(self, collections: set[str]) -> dict[str, Hidden]:
         ids = self.rounds.pop(0) if len(self.rounds) > 1 else self.rounds[0]
-        return {name: ids for name in collections}
+        return {name: Hidden(frozenset(ids), self.pending) for name in collections}
+
+    async def replaced_by(self, env: Envelope) -> list[Replaced]:
+        return self.replaced
 
 
 def test_searches_never_return_deleted_documents() -> None:
     store = MemoryStore()
     asyncio.run(RetrieveHandler(store, dim=4)([ingest_env()]))
-    handler = RetrieveHandler(store, dim=4, tombstones=FixedTombstones({"d1"}))
+    handler = RetrieveHandler(store, dim=4, registry=FixedRegistry({"d1"}))
     (found,) = asyncio.run(handler([query_env("search", [1, 0, 0, 0])]))
     assert isinstance(found, dict) and found["hits"] == []
 
 
 def test_a_deleted_document_is_not_indexed() -> None:
     store = MemoryStore()
-    (out,) = asyncio.run(RetrieveHandler(store, dim=4, tombstones=FixedTombstones({"d1"}))([ingest_env()]))
-    assert isinstance(out, dict) and out["deleted"] is True
+    (out,) = asyncio.run(RetrieveHandler(store, dim=4, registry=FixedRegistry({"d1"}))([ingest_env()]))
+    assert isinstance(out, Output) and out.payload["deleted"] is True
     assert store.count("docs") == 0
 
 
 def test_an_index_that_raced_a_delete_leaves_no_vectors() -> None:
     store = MemoryStore()
     # Not deleted when the batch starts, deleted by the time its chunks are in.
-    handler = RetrieveHandler(store, dim=4, tombstones=FixedTombstones(set(), {"d1"}))
+    handler = RetrieveHandler(store, dim=4, registry=FixedRegistry(set(), {"d1"}))
     (out,) = asyncio.run(handler([ingest_env()]))
     assert isinstance(out, Output)
     assert store.count("docs") == 0
@@ -111,3 +123,42 @@ def test_delete_job_removes_the_vectors() -> None:
     (out,) = asyncio.run(handler([delete]))
     assert out == {"document_id": "d1", "deleted": True}
     assert store.count("docs") == 0
+
+
+def test_pending_documents_are_not_searchable() -> None:
+    store = MemoryStore()
+    asyncio.run(RetrieveHandler(store, dim=4)([ingest_env()]))
+    handler = RetrieveHandler(store, dim=4, registry=FixedRegistry(pending={"d1"}))
+    (found,) = asyncio.run(handler([query_env("search", [1, 0, 0, 0])]))
+    assert isinstance(found, dict) and found["hits"] == []
+
+
+def test_the_last_part_completes_the_document_and_unhides_it() -> None:
+    env = ingest_env()
+    env.payload.update(part=2, parts=3, chunks_total=70)
+    (out,) = asyncio.run(RetrieveHandler(MemoryStore(), dim=4)([env]))
+    assert isinstance(out, Output)
+    assert out.parts == 3
+    assert out.payload["chunks"] == 70
+    assert out.updates[C.document_key("d1")]["chunks"] == "70"
+    assert out.on_complete == [["SREM", C.collection_pending_key("docs"), "d1"]]
+
+
+def test_a_replace_retires_the_older_documents_in_its_completing_commit() -> None:
+    env = ingest_env()
+    env.payload["replace"] = True
+    old = Replaced("old1", "sha-old", "f.pdf")
+    (out,) = asyncio.run(RetrieveHandler(MemoryStore(), dim=4, registry=FixedRegistry(replaced=[old]))([env]))
+    assert isinstance(out, Output)
+    ops = out.on_complete
+    assert ops[0] == ["SREM", C.collection_pending_key("docs"), "d1"]
+    # The new document must still exist for the swap to happen.
+    assert ops[1] == ["IFEXISTS", C.document_key("d1")]
+    assert ["SADD", C.deleted_documents_key("docs"), "old1"] in ops
+    assert ["SREM", C.collection_documents_key("docs"), "old1"] in ops
+    assert ["HDELEQ", C.collection_hashes_key("docs"), "sha-old", "old1"] in ops
+    assert ["DEL", C.document_key("old1")] in ops
+    [xadd] = [op for op in ops if op[0] == "XADD"]
+    delete = Envelope.loads(xadd[4])
+    assert xadd[1] == C.stream_key(C.RETRIEVER)
+    assert (delete.kind, delete.payload) == ("delete", {"document_id": "old1"})

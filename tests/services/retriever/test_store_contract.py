@@ -113,6 +113,16 @@ def test_search_returns_at_most_top_k(store: VectorStore) -> None:
     assert store.search("docs", basis(0), top_k=0) == []
 
 
+def test_excluded_documents_never_take_a_place_in_the_top_k(store: VectorStore) -> None:
+    index_docs(store)
+    # doc-a's three chunks are the nearest; excluded, the top 2 are doc-b's two.
+    query = mix({0: 1.0, 1: 0.9, 2: 0.8, 3: 0.2, 4: 0.1})
+    hits = store.search("docs", query, top_k=2, exclude={"doc-a"})
+    assert [(h.document_id, h.chunk_index) for h in hits] == [("doc-b", 0), ("doc-b", 1)]
+    assert store.search("docs", query, top_k=5, exclude={"doc-a", "doc-b"}) == []
+    assert [h.document_id for h in store.search("docs", query, top_k=1, exclude=set())] == ["doc-a"]
+
+
 def test_identical_vector_scores_one(store: VectorStore) -> None:
     index_docs(store)
     [hit] = store.search("docs", basis(4), top_k=1)
