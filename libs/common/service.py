@@ -61,8 +61,12 @@ async def _serve(stage: str, settings: WorkerSettings, build_handler: HandlerFac
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
         await worker.run()
+        # Release what the handler holds (model clients): async first, else sync.
+        aclose = getattr(handler, "aclose", None)
         close = getattr(handler, "close", None)
-        if close is not None:
+        if aclose is not None:
+            await aclose()
+        elif close is not None:
             close()
     finally:
         await client.aclose()

@@ -114,8 +114,21 @@ class GeneratorSettings(WorkerSettings):
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_model: str = "gpt-4o-mini"
+    # Longest wait for the LLM to start answering, or for the next piece of its stream.
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_tokens: int = Field(default=512, ge=1)
+    # Retries of one LLM call on 429, 5xx, timeouts and connection errors, made only
+    # before the first token and never past the job's deadline; Retry-After wins.
+    llm_max_retries: int = Field(default=2, ge=0)
+    llm_retry_backoff_s: float = Field(default=0.5, ge=0)
+    llm_retry_backoff_max_s: float = Field(default=8.0, ge=0)
+    # This many failed calls in a row open the circuit breaker: calls fail fast for
+    # llm_breaker_cooldown_s, then one probe call decides whether it closes again.
+    llm_breaker_failures: int = Field(default=5, ge=1)
+    llm_breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    # Estimated tokens the numbered sources may take in the prompt; the lowest-ranked
+    # sources that do not fit are left out.
+    llm_context_tokens: int = Field(default=4000, ge=64)
     # Hits scoring below this are not used as evidence.
     min_score: float = 0.2
     # Sentences the extractive answerer quotes.

@@ -6,14 +6,17 @@ import logging
 
 from libs.common.settings import GeneratorSettings
 from services.generator.backends import Answerer
+from services.generator.breaker import CircuitBreaker
 from services.generator.extractive import ExtractiveAnswerer
 from services.generator.llm import LLMAnswerer, OpenAIChat
+from services.generator.resilient import ResilientChat, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 
 def build_answerer(settings: GeneratorSettings) -> Answerer:
-    """``LLMAnswerer`` over ``OpenAIChat`` when ``llm_api_key`` is non-empty, else extractive.
+    """``LLMAnswerer`` over a resilient ``OpenAIChat`` when ``llm_api_key`` is non-empty,
+    else extractive.
 
     A local OpenAI-compatible server that needs no key still needs a dummy one here
     to select LLM mode.
@@ -28,6 +31,17 @@ def build_answerer(settings: GeneratorSettings) -> Answerer:
             timeout_s=settings.llm_timeout_s,
             max_tokens=settings.llm_max_tokens,
         )
-        return LLMAnswerer(chat, min_score=settings.min_score)
+        policy = RetryPolicy(
+            max_retries=settings.llm_max_retries,
+            backoff_s=settings.llm_retry_backoff_s,
+            backoff_max_s=settings.llm_retry_backoff_max_s,
+        )
+        # One breaker for the process: every job's calls count towards it.
+        breaker = CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown_s)
+        return LLMAnswerer(
+            ResilientChat(chat, policy, breaker),
+            min_score=settings.min_score,
+            context_tokens=settings.llm_context_tokens,
+        )
     logger.info("no LLM key configured: answering extractively")
     return ExtractiveAnswerer(min_score=settings.min_score, max_sentences=settings.extractive_sentences)

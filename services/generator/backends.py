@@ -1,13 +1,18 @@
-"""Answer backends: an LLM behind a protocol, and the answer shape."""
+"""Answer backends: a streaming LLM behind a protocol, answerers, and the answer shape."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Protocol
 
 from pydantic import BaseModel
 
 from libs.common.models import Citation, Hit
+from services.generator.text import word_pieces
+
+# Called with each piece of the answer as it is produced; the pieces join to the answer.
+OnToken = Callable[[str], Awaitable[None]]
 
 
 class Answer(BaseModel):
@@ -18,14 +23,43 @@ class Answer(BaseModel):
 
 
 class ChatLLM(Protocol):
-    """An OpenAI-style chat model: messages in, text out."""
+    """An OpenAI-style chat model: messages in, text deltas out as they are produced.
 
-    model: str
+    The deltas join to the answer (a leading ``<think>`` block and outer whitespace
+    removed). Failures raise ``RetryableError`` or ``PermanentError``; nothing waits
+    past ``deadline`` (unix time).
+    """
 
-    def complete(self, messages: Sequence[dict[str, str]]) -> str: ...
+    @property
+    def model(self) -> str: ...
+
+    def stream(self, messages: Sequence[dict[str, str]], *, deadline: float) -> AsyncIterator[str]: ...
 
 
 class Answerer(Protocol):
-    """Builds a cited answer to a question from retrieved hits."""
+    """Builds a cited answer to a question from retrieved hits.
 
-    def answer(self, question: str, hits: Sequence[Hit]) -> Answer: ...
+    ``on_token`` receives the answer piece by piece while it is produced; the pieces
+    join to ``Answer.answer``.
+    """
+
+    async def answer(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        *,
+        on_token: OnToken | None = None,
+        deadline: float,
+    ) -> Answer: ...
+
+
+# The job an answer is for, set by the handler for each job: log lines name it.
+JOB_ID: ContextVar[str] = ContextVar("job_id", default="-")
+
+
+async def emit_pieces(text: str, on_token: OnToken | None) -> None:
+    """Send ``text`` to ``on_token`` a word at a time (with its spaces), if there is one."""
+    if on_token is None:
+        return
+    for piece in word_pieces(text):
+        await on_token(piece)

@@ -7,6 +7,7 @@ source, ``"Refunds take 14 days [2]."``; sources are the hits scoring at least
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from libs.common.models import Citation, Hit
-from services.generator.backends import Answer
+from services.generator.backends import Answer, OnToken, emit_pieces
 from services.generator.prompt import NOTHING_RELEVANT, citation, number_sources, relevant_hits
 from services.generator.text import content_terms, split_sentences, words
 
@@ -71,7 +72,23 @@ class ExtractiveAnswerer:
         self.max_sentences = max_sentences
         self.per_source = per_source
 
-    def answer(self, question: str, hits: Sequence[Hit]) -> Answer:
+    async def answer(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        *,
+        on_token: OnToken | None = None,
+        deadline: float,
+    ) -> Answer:
+        """The answer, also sent to ``on_token`` a word at a time; ``deadline`` is not
+        needed (the work takes milliseconds)."""
+        # Off the event loop: scoring sentences is CPU work.
+        result = await asyncio.to_thread(self.compose, question, hits)
+        await emit_pieces(result.answer, on_token)
+        return result
+
+    def compose(self, question: str, hits: Sequence[Hit]) -> Answer:
+        """The whole answer at once."""
         evidence = relevant_hits(hits, self.min_score)
         wanted = frozenset(content_terms(question))
         if not evidence or not wanted:

@@ -1,106 +1,71 @@
-"""The LLM answerer and an OpenAI-compatible chat model behind ``ChatLLM``.
+"""The LLM answerer and an OpenAI-compatible streaming chat model behind ``ChatLLM``.
 
-The client never retries by itself (``max_retries=0``): failures become
-``RetryableError`` or ``PermanentError`` and the stream runtime decides.
+``OpenAIChat`` makes exactly one request per call (the SDK's own retries are off,
+``max_retries=0``); ``ResilientChat`` (resilient.py) adds retries, backoff and the
+circuit breaker around it. Failures become ``RetryableError`` or ``PermanentError``.
 """
 
 from __future__ import annotations
 
-import email.utils
+import asyncio
+import json
 import logging
-import math
-import re
 import time
-from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, cast
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import openai
 
 from libs.common.errors import DocuMindError, PermanentError, RetryableError
 from libs.common.models import Hit
-from services.generator.backends import Answer, ChatLLM
+from services.generator.backends import JOB_ID, Answer, ChatLLM, OnToken, emit_pieces
+from services.generator.budget import fit_sources
+from services.generator.llm_errors import LLMDeadlineError, map_openai_error
 from services.generator.prompt import NOTHING_RELEVANT, build_messages, make_citations, relevant_hits
+from services.generator.thinking import ThinkFilter
 
 if TYPE_CHECKING:
+    import httpx2
     from openai.types.chat import ChatCompletionMessageParam
 
 logger = logging.getLogger(__name__)
 
-# Reasoning models served through OpenAI-compatible servers may prefix their thoughts.
-_THINKING = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
-_DETAIL_MAX_CHARS = 300
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.time(), 0.0)
 
 
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            delay = float(value) / scale
-        except ValueError:
-            continue
-        if math.isfinite(delay):
-            return max(delay, 0.0)
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
+def _is_event_stream(response: httpx2.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
 
 
-def _detail(exc: openai.APIError) -> str:
-    """The server's own error message when it sent one, else the SDK's."""
-    body = exc.body
-    if isinstance(body, Mapping):
-        message = body.get("message") or body.get("detail") or body.get("error")
-        if isinstance(message, str) and message.strip():
-            return message.strip()[:_DETAIL_MAX_CHARS]
-    return str(exc.message)[:_DETAIL_MAX_CHARS]
+def _completion_text(data: Any) -> tuple[str, str | None]:
+    """Content and finish reason of a whole (not streamed) chat completion."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("choices"), list) or not data["choices"]:
+        raise ValueError("no choices in the completion")
+    choice = data["choices"][0]
+    message = choice.get("message") if isinstance(choice, Mapping) else None
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if content is not None and not isinstance(content, str):
+        raise ValueError("the message content is not text")
+    finish = choice.get("finish_reason")
+    return content or "", finish if isinstance(finish, str) else None
 
 
-def map_openai_error(exc: openai.OpenAIError, *, model: str, base_url: str | None) -> DocuMindError:
-    """A ``RetryableError`` for transient failures, a ``PermanentError`` for the rest."""
-    where = base_url or "the OpenAI API"
-    if isinstance(exc, openai.APITimeoutError):
-        return RetryableError(f"LLM request to {where} timed out")
-    if isinstance(exc, openai.APIConnectionError):
-        return RetryableError(f"cannot reach the LLM at {where}: {exc.message}")
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        detail = _detail(exc)
-        if isinstance(exc, openai.RateLimitError):
-            return RetryableError(
-                f"LLM rate limit or quota hit (429): {detail}", delay_s=retry_after_s(exc.response.headers)
-            )
-        if isinstance(exc, openai.InternalServerError) or status in (408, 409):
-            return RetryableError(
-                f"LLM server error ({status}): {detail}", delay_s=retry_after_s(exc.response.headers)
-            )
-        if isinstance(exc, openai.AuthenticationError):
-            return PermanentError(f"LLM authentication failed (401), check DOCUMIND_LLM_API_KEY: {detail}")
-        if isinstance(exc, openai.PermissionDeniedError):
-            return PermanentError(f"LLM access denied (403) for model {model!r}: {detail}")
-        if isinstance(exc, openai.NotFoundError):
-            return PermanentError(
-                f"LLM model {model!r} or endpoint not found (404) at {where}, "
-                f"check DOCUMIND_LLM_MODEL and DOCUMIND_LLM_BASE_URL: {detail}"
-            )
-        if isinstance(exc, openai.BadRequestError):
-            return PermanentError(f"LLM rejected the request (400): {detail}")
-        return PermanentError(f"LLM request failed ({status}): {detail}")
-    if isinstance(exc, openai.APIResponseValidationError):
-        return RetryableError(f"LLM returned an unexpected response: {exc.message}")
-    return PermanentError(f"LLM client error: {exc}")
+async def aclose(stream: AsyncIterator[str]) -> None:
+    """Close an async generator (and the HTTP response it holds) now, not at GC time."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 class OpenAIChat:
-    """``ChatLLM`` over any OpenAI-compatible chat completions endpoint."""
+    """``ChatLLM`` over any OpenAI-compatible chat completions endpoint, streamed.
+
+    ``timeout_s`` bounds each wait on the server: for the response to start and for
+    each next piece of the stream. A server that ignores ``stream=True`` and sends one
+    JSON completion is understood too.
+    """
 
     def __init__(
         self,
@@ -116,84 +81,155 @@ class OpenAIChat:
         self.base_url = base_url
         self.max_tokens = max_tokens
         self.temperature = temperature
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
+        self._where = base_url or "the OpenAI API"
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0
+        )
 
-    def complete(self, messages: Sequence[dict[str, str]]) -> str:
+    async def stream(self, messages: Sequence[dict[str, str]], *, deadline: float) -> AsyncIterator[str]:
+        if _left(deadline) <= 0:
+            raise LLMDeadlineError("LLM not asked: the job's deadline has passed")
         params = cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages])
         started = time.monotonic()
         try:
-            if self.temperature is None:
-                response = self._client.chat.completions.create(
-                    model=self.model, messages=params, max_tokens=self.max_tokens
-                )
-            else:
-                response = self._client.chat.completions.create(
+            async with asyncio.timeout(_left(deadline)):
+                response = await self._client.chat.completions.create(
                     model=self.model,
                     messages=params,
                     max_tokens=self.max_tokens,
-                    temperature=self.temperature,
+                    temperature=openai.omit if self.temperature is None else self.temperature,
+                    stream=True,
                 )
         except openai.OpenAIError as exc:
-            error = map_openai_error(exc, model=self.model, base_url=self.base_url)
-            logger.warning("LLM call to model %s failed: %s", self.model, error.message)
-            raise error from exc
-        if not response.choices:
-            raise RetryableError("LLM returned no choices")
-        choice = response.choices[0]
-        text = _THINKING.sub("", choice.message.content or "").strip()
-        if not text:
-            if choice.finish_reason == "content_filter":
+            raise self._error(exc) from exc
+        except TimeoutError as exc:
+            raise LLMDeadlineError(f"LLM at {self._where} had not answered by the job's deadline") from exc
+
+        cleaner = ThinkFilter()
+        produced = 0
+        finish: str | None = None
+        try:
+            if _is_event_stream(response.response):
+                while True:
+                    try:
+                        async with asyncio.timeout(_left(deadline)):
+                            chunk = await anext(response)
+                    except StopAsyncIteration:
+                        break
+                    for choice in getattr(chunk, "choices", None) or ():
+                        if getattr(choice, "index", 0) != 0:
+                            continue
+                        finish = getattr(choice, "finish_reason", None) or finish
+                        content = getattr(getattr(choice, "delta", None), "content", None)
+                        piece = cleaner.feed(content) if isinstance(content, str) else ""
+                        if piece:
+                            if not produced:
+                                logger.debug(
+                                    "LLM %s first token after %.2fs", self.model, time.monotonic() - started
+                                )
+                            produced += len(piece)
+                            yield piece
+            else:
+                # A server that ignored stream=True: one JSON completion.
+                async with asyncio.timeout(_left(deadline)):
+                    body = await response.response.aread()
+                content, finish = _completion_text(json.loads(body))
+                piece = cleaner.feed(content)
+                if piece:
+                    produced += len(piece)
+                    yield piece
+            tail = cleaner.finish()
+            if tail:
+                produced += len(tail)
+                yield tail
+        except openai.OpenAIError as exc:
+            raise self._error(exc, produced) from exc
+        except TimeoutError as exc:
+            raise LLMDeadlineError(
+                f"LLM still answering when the job's deadline came ({produced} characters in)"
+            ) from exc
+        except ValueError as exc:  # bad JSON, bad UTF-8, a chunk of the wrong shape
+            raise RetryableError(f"LLM sent a malformed response ({produced} characters in): {exc}") from exc
+        finally:
+            await response.close()
+
+        if not produced:
+            if finish == "content_filter":
                 raise PermanentError("LLM refused to answer (content filter)")
-            raise RetryableError(f"LLM returned an empty answer (finish reason {choice.finish_reason})")
-        usage = response.usage
+            if cleaner.in_thought:
+                raise RetryableError(
+                    f"LLM stopped while still reasoning, before any answer (finish reason {finish})"
+                )
+            raise RetryableError(f"LLM returned an empty answer (finish reason {finish})")
         logger.debug(
-            "LLM %s answered in %.2fs, finish %s, tokens %s+%s",
+            "LLM %s answered %d characters in %.2fs, finish %s",
             self.model,
+            produced,
             time.monotonic() - started,
-            choice.finish_reason,
-            usage.prompt_tokens if usage else "?",
-            usage.completion_tokens if usage else "?",
+            finish,
         )
-        return text
 
-    def close(self) -> None:
-        self._client.close()
+    def _error(self, exc: openai.OpenAIError, produced: int = 0) -> DocuMindError:
+        error = map_openai_error(exc, model=self.model, base_url=self.base_url)
+        logger.warning(
+            "job_id=%s LLM call to model %s failed (%d characters in): %s",
+            JOB_ID.get(),
+            self.model,
+            produced,
+            error.message,
+        )
+        return error
 
-    def __enter__(self) -> OpenAIChat:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    async def aclose(self) -> None:
+        await self._client.close()
 
 
 class LLMAnswerer:
-    """Asks a chat model to answer from the numbered evidence hits, citing them as [n]."""
+    """Asks a chat model to answer from the numbered evidence hits, citing them as [n].
 
-    def __init__(self, llm: ChatLLM, min_score: float) -> None:
+    The sources are the hits reaching ``min_score``, best first, as many as fit in
+    ``context_tokens`` (estimated); they are numbered 1..k in the prompt and the
+    answer's citations map back to them.
+    """
+
+    def __init__(self, llm: ChatLLM, min_score: float, context_tokens: int = 4000) -> None:
         self.llm = llm
         self.min_score = min_score
+        self.context_tokens = context_tokens
 
     @property
     def mode(self) -> str:
         return f"llm:{self.llm.model}"
 
-    def answer(self, question: str, hits: Sequence[Hit]) -> Answer:
-        evidence = relevant_hits(hits, self.min_score)
+    async def answer(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        *,
+        on_token: OnToken | None = None,
+        deadline: float,
+    ) -> Answer:
+        evidence = fit_sources(relevant_hits(hits, self.min_score), self.context_tokens)
         if not evidence:
             logger.info("nothing relevant: none of %d hits reach min_score %.3f", len(hits), self.min_score)
+            await emit_pieces(NOTHING_RELEVANT, on_token)
             return Answer(answer=NOTHING_RELEVANT, citations=[], mode=self.mode)
-        text = self.llm.complete(build_messages(question, evidence)).strip()
-        if not text:
+        parts: list[str] = []
+        stream = self.llm.stream(build_messages(question, evidence), deadline=deadline)
+        try:
+            async for delta in stream:
+                parts.append(delta)
+                if on_token is not None:
+                    await on_token(delta)
+        finally:
+            await aclose(stream)
+        text = "".join(parts)
+        if not text.strip():
             raise RetryableError("LLM returned an empty answer")
         return Answer(answer=text, citations=make_citations(text, evidence), mode=self.mode)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Closes the model's client when it has one."""
-        close = getattr(self.llm, "close", None)
-        if callable(close):
-            close()
+        close = getattr(self.llm, "aclose", None)
+        if close is not None:
+            await close()

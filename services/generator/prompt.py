@@ -56,11 +56,17 @@ def _pages(hit: Hit) -> str:
     return f"page {hit.page}"
 
 
+def format_source(n: int, hit: Hit) -> str:
+    """Source ``n`` as the prompt shows it: a header line, then the text."""
+    return f"[{n}] {hit.filename}, {_pages(hit)}\n{hit.text.strip()}"
+
+
+# Between two sources in the prompt.
+SOURCE_SEPARATOR = "\n\n"
+
+
 def format_sources(hits: Sequence[Hit]) -> str:
-    blocks = []
-    for n, hit in number_sources(hits):
-        blocks.append(f"[{n}] {hit.filename}, {_pages(hit)}\n{hit.text.strip()}")
-    return "\n\n".join(blocks)
+    return SOURCE_SEPARATOR.join(format_source(n, hit) for n, hit in number_sources(hits))
 
 
 def build_messages(question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:

@@ -32,6 +32,7 @@ _ABBREVIATION = re.compile(
 )
 _SOFT_BOUNDARY = re.compile(r"(?<=[;:])\s+")
 _SPACE = re.compile(r"\s+")
+_PIECE = re.compile(r"\s*\S+\s*|\s+")
 _VOWEL = re.compile(r"[aeiouy]")
 
 
@@ -147,3 +148,8 @@ def clip(text: str, max_chars: int) -> str:
     if space > max_chars // 2:
         cut = cut[:space]
     return cut.rstrip(" ,;:") + "\u2026"
+
+
+def word_pieces(text: str) -> list[str]:
+    """``text`` cut into words, each with the whitespace after it: the pieces join to ``text``."""
+    return _PIECE.findall(text)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from libs.common.models import Hit
@@ -38,7 +41,7 @@ HITS = [
 
 def test_picks_the_relevant_sentence_and_cites_its_source() -> None:
     answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=1)
-    result = answerer.answer("How long does it take to get a refund paid back to my card?", HITS)
+    result = answerer.compose("How long does it take to get a refund paid back to my card?", HITS)
     assert result.mode == "extractive"
     assert result.answer == "Refunds are paid back to the original payment card within 14 days [2]."
     assert len(result.citations) == 1
@@ -49,7 +52,7 @@ def test_picks_the_relevant_sentence_and_cites_its_source() -> None:
 
 def test_several_sentences_across_sources_each_cited() -> None:
     answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
-    result = answerer.answer("Can gift cards be exchanged for a refund in cash?", HITS)
+    result = answerer.compose("Can gift cards be exchanged for a refund in cash?", HITS)
     assert "They cannot be exchanged for cash [3]." in result.answer
     numbers = cited_numbers(result.answer)
     assert 3 in numbers
@@ -64,7 +67,7 @@ def test_several_sentences_across_sources_each_cited() -> None:
 
 def test_nothing_relevant_says_so_without_citations() -> None:
     answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
-    result = answerer.answer("What is the airspeed velocity of an unladen swallow?", HITS)
+    result = answerer.compose("What is the airspeed velocity of an unladen swallow?", HITS)
     assert result.answer == NOTHING_RELEVANT
     assert result.citations == []
     assert result.mode == "extractive"
@@ -72,13 +75,13 @@ def test_nothing_relevant_says_so_without_citations() -> None:
 
 @pytest.mark.parametrize("question", ["", "What is it?", "   "])
 def test_question_without_content_words_is_nothing_relevant(question: str) -> None:
-    result = ExtractiveAnswerer(min_score=0.0, max_sentences=3).answer(question, HITS)
+    result = ExtractiveAnswerer(min_score=0.0, max_sentences=3).compose(question, HITS)
     assert result.answer == NOTHING_RELEVANT
     assert result.citations == []
 
 
 def test_no_hits_is_nothing_relevant() -> None:
-    result = ExtractiveAnswerer(min_score=0.2, max_sentences=3).answer("refund policy", [])
+    result = ExtractiveAnswerer(min_score=0.2, max_sentences=3).compose("refund policy", [])
     assert result.answer == NOTHING_RELEVANT
     assert result.citations == []
 
@@ -86,12 +89,12 @@ def test_no_hits_is_nothing_relevant() -> None:
 def test_low_score_hits_are_ignored() -> None:
     answerer = ExtractiveAnswerer(min_score=0.5, max_sentences=3)
     # Only the gift card hit mentions cash, and it scores below min_score.
-    result = answerer.answer("Can a gift be exchanged for cash?", HITS)
+    result = answerer.compose("Can a gift be exchanged for cash?", HITS)
     assert result.answer == NOTHING_RELEVANT
     assert result.citations == []
 
     low_first = [_hit("Refunds take 14 days.", filename="old.pdf", page=1, score=0.1), *HITS]
-    result = answerer.answer("how many days do refunds take", low_first)
+    result = answerer.compose("how many days do refunds take", low_first)
     assert "old.pdf" not in {c.filename for c in result.citations}
     # Sources are numbered among the hits used as evidence.
     assert [c.filename for c in result.citations if c.n == 2] == ["terms.pdf"]
@@ -103,7 +106,7 @@ def test_duplicate_sentences_from_overlapping_chunks_are_quoted_once() -> None:
         _hit(text, filename="terms.pdf", page=7, score=0.6),
         _hit(text, filename="terms.pdf", page=7, score=0.59),
     ]
-    result = ExtractiveAnswerer(min_score=0.2, max_sentences=3).answer("refunds paid days", hits)
+    result = ExtractiveAnswerer(min_score=0.2, max_sentences=3).compose("refunds paid days", hits)
     assert result.answer.count("Refunds are paid within 14 days") == 1
 
 
@@ -114,13 +117,40 @@ def test_at_most_per_source_sentences_from_one_hit() -> None:
         page=1,
         score=0.9,
     )
-    result = ExtractiveAnswerer(min_score=0.2, max_sentences=5).answer("what do refunds need", [hit])
+    result = ExtractiveAnswerer(min_score=0.2, max_sentences=5).compose("what do refunds need", [hit])
     assert result.answer.count("[1]") == 2
     assert len(result.citations) == 1
 
 
 def test_deterministic() -> None:
     answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
-    first = answerer.answer("refund card days cash", HITS)
+    first = answerer.compose("refund card days cash", HITS)
     for _ in range(3):
-        assert answerer.answer("refund card days cash", HITS) == first
+        assert answerer.compose("refund card days cash", HITS) == first
+
+
+def test_the_answer_streams_word_by_word_through_on_token() -> None:
+    pieces: list[str] = []
+
+    async def on_token(token: str) -> None:
+        pieces.append(token)
+
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
+    question = "Can gift cards be exchanged for a refund in cash?"
+    result = asyncio.run(answerer.answer(question, HITS, on_token=on_token, deadline=time.time() + 30))
+    assert result == answerer.compose(question, HITS)
+    assert "".join(pieces) == result.answer
+    assert len(pieces) == len(result.answer.split())
+    assert pieces[0] == result.answer.split()[0] + " "
+
+
+def test_nothing_relevant_streams_too() -> None:
+    pieces: list[str] = []
+
+    async def on_token(token: str) -> None:
+        pieces.append(token)
+
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
+    result = asyncio.run(answerer.answer("swallow airspeed", HITS, on_token=on_token, deadline=time.time()))
+    assert result.answer == NOTHING_RELEVANT
+    assert "".join(pieces) == NOTHING_RELEVANT

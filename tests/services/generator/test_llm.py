@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import json
+import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TypeVar
 
 import pytest
 from pydantic import SecretStr
@@ -17,8 +16,13 @@ from libs.common.models import Hit
 from libs.common.settings import GeneratorSettings
 from services.generator.answerers import build_answerer
 from services.generator.extractive import ExtractiveAnswerer
-from services.generator.llm import LLMAnswerer, OpenAIChat, retry_after_s
+from services.generator.llm import LLMAnswerer, OpenAIChat
+from services.generator.llm_errors import LLMDeadlineError, LLMUnavailableError, retry_after_s
 from services.generator.prompt import NOTHING_RELEVANT
+from services.generator.resilient import ResilientChat
+from tests.fakes.openai_server import FakeOpenAI, hang, malformed_stream, ok, slow_tokens, status
+
+T = TypeVar("T")
 
 HITS = [
     Hit(document_id="d1", filename="about.pdf", page=1, score=0.7, text="The company was founded in 1998."),
@@ -31,25 +35,77 @@ HITS = [
     ),
     Hit(document_id="d3", filename="old.pdf", page=3, score=0.05, text="Refunds used to take 60 days."),
 ]
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Refunds?"}]
+
+
+def later(seconds: float = 30.0) -> float:
+    return time.time() + seconds
 
 
 @dataclass
 class FakeChat:
-    reply: str
+    """A ``ChatLLM`` replying with fixed deltas."""
+
+    deltas: list[str]
     model: str = "fake-model"
     calls: list[list[dict[str, str]]] = field(default_factory=list)
+    deadlines: list[float] = field(default_factory=list)
 
-    def complete(self, messages: Sequence[dict[str, str]]) -> str:
+    async def stream(self, messages: Sequence[dict[str, str]], *, deadline: float) -> AsyncIterator[str]:
         self.calls.append([dict(m) for m in messages])
-        return self.reply
+        self.deadlines.append(deadline)
+        for delta in self.deltas:
+            yield delta
+
+
+class Tokens:
+    """An ``on_token`` callback that records what it gets."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+
+    async def __call__(self, token: str) -> None:
+        self.pieces.append(token)
+
+
+def collect(chat: OpenAIChat, deadline: float | None = None) -> list[str]:
+    async def main() -> list[str]:
+        try:
+            return [d async for d in chat.stream(MESSAGES, deadline=deadline or later())]
+        finally:
+            await chat.aclose()
+
+    return asyncio.run(main())
+
+
+def failure(make: Callable[[], Awaitable[T]]) -> BaseException:
+    async def main() -> BaseException:
+        try:
+            await make()
+        except BaseException as exc:
+            return exc
+        raise AssertionError("no error raised")
+
+    return asyncio.run(main())
+
+
+# --- LLMAnswerer over a fake ChatLLM ---------------------------------------------------------
 
 
 def test_llm_answerer_cites_only_what_the_answer_cites() -> None:
-    chat = FakeChat("Refunds are paid within 14 days [2].")
-    result = LLMAnswerer(chat, min_score=0.2).answer("How long do refunds take?", HITS)
+    chat = FakeChat(["Refunds are paid", " within 14 days [2]."])
+    deadline = later()
+    tokens = Tokens()
+    result = asyncio.run(
+        LLMAnswerer(chat, min_score=0.2).answer(
+            "How long do refunds take?", HITS, on_token=tokens, deadline=deadline
+        )
+    )
 
     assert result.mode == "llm:fake-model"
     assert result.answer == "Refunds are paid within 14 days [2]."
+    assert tokens.pieces == ["Refunds are paid", " within 14 days [2]."]
+    assert chat.deadlines == [deadline]
     assert len(result.citations) == 1
     c = result.citations[0]
     assert (c.n, c.document_id, c.filename, c.page, c.score) == (2, "d2", "terms.pdf", 7, 0.6)
@@ -66,37 +122,62 @@ def test_llm_answerer_cites_only_what_the_answer_cites() -> None:
 
 
 def test_llm_answerer_without_citations_cites_nothing() -> None:
-    chat = FakeChat("I don't know based on the documents.")
-    result = LLMAnswerer(chat, min_score=0.2).answer("Who is the CEO?", HITS)
+    chat = FakeChat(["I don't know based on the documents."])
+    result = asyncio.run(LLMAnswerer(chat, min_score=0.2).answer("Who is the CEO?", HITS, deadline=later()))
     assert result.citations == []
     assert result.answer == "I don't know based on the documents."
 
 
-def test_llm_answerer_nothing_relevant_skips_the_llm() -> None:
-    chat = FakeChat("should not be used [1]")
-    result = LLMAnswerer(chat, min_score=0.9).answer("How long do refunds take?", HITS)
+def test_llm_answerer_nothing_relevant_skips_the_llm_and_still_streams() -> None:
+    chat = FakeChat(["should not be used [1]"])
+    tokens = Tokens()
+    answerer = LLMAnswerer(chat, min_score=0.9)
+    result = asyncio.run(answerer.answer("How long?", HITS, on_token=tokens, deadline=later()))
     assert result.answer == NOTHING_RELEVANT
+    assert "".join(tokens.pieces) == NOTHING_RELEVANT
+    assert len(tokens.pieces) > 1
     assert result.citations == []
     assert result.mode == "llm:fake-model"
     assert chat.calls == []
 
 
 def test_llm_answerer_empty_reply_is_retryable() -> None:
-    with pytest.raises(RetryableError):
-        LLMAnswerer(FakeChat("   "), min_score=0.2).answer("refunds?", HITS)
+    answerer = LLMAnswerer(FakeChat([]), min_score=0.2)
+    exc = failure(lambda: answerer.answer("refunds?", HITS, deadline=later()))
+    assert isinstance(exc, RetryableError)
 
 
-def test_build_answerer_picks_llm_when_a_key_is_set() -> None:
+def test_a_failing_token_sink_stops_the_answer() -> None:
+    async def broken(token: str) -> None:
+        raise ConnectionError("sink down")
+
+    answerer = LLMAnswerer(FakeChat(["a", "b"]), min_score=0.2)
+    exc = failure(lambda: answerer.answer("refunds?", HITS, on_token=broken, deadline=later()))
+    assert isinstance(exc, ConnectionError)
+
+
+# --- build_answerer ----------------------------------------------------------------------------
+
+
+def test_build_answerer_picks_a_resilient_llm_when_a_key_is_set() -> None:
     settings = GeneratorSettings(
         _env_file=None,  # type: ignore[call-arg]
         llm_api_key=SecretStr("dummy"),
         llm_base_url="http://127.0.0.1:9/v1",
         llm_model="local-model",
+        llm_max_retries=4,
+        llm_breaker_failures=7,
+        llm_breaker_cooldown_s=12,
+        llm_context_tokens=900,
     )
     answerer = build_answerer(settings)
     assert isinstance(answerer, LLMAnswerer)
     assert answerer.mode == "llm:local-model"
-    answerer.close()
+    assert answerer.context_tokens == 900
+    assert isinstance(answerer.llm, ResilientChat)
+    assert answerer.llm.policy.max_retries == 4
+    assert (answerer.llm.breaker.threshold, answerer.llm.breaker.cooldown_s) == (7, 12)
+    asyncio.run(answerer.aclose())
 
 
 @pytest.mark.parametrize("key", [None, "", "  "])
@@ -112,6 +193,18 @@ def test_build_answerer_is_extractive_without_a_key(key: str | None) -> None:
     assert (answerer.max_sentences, answerer.min_score) == (2, 0.3)
 
 
+def test_llm_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCUMIND_LLM_MAX_RETRIES", "5")
+    monkeypatch.setenv("DOCUMIND_LLM_RETRY_BACKOFF_S", "0.25")
+    monkeypatch.setenv("DOCUMIND_LLM_RETRY_BACKOFF_MAX_S", "4")
+    monkeypatch.setenv("DOCUMIND_LLM_BREAKER_FAILURES", "3")
+    monkeypatch.setenv("DOCUMIND_LLM_BREAKER_COOLDOWN_S", "9")
+    monkeypatch.setenv("DOCUMIND_LLM_CONTEXT_TOKENS", "2048")
+    s = GeneratorSettings(_env_file=None)  # type: ignore[call-arg]
+    assert (s.llm_max_retries, s.llm_retry_backoff_s, s.llm_retry_backoff_max_s) == (5, 0.25, 4.0)
+    assert (s.llm_breaker_failures, s.llm_breaker_cooldown_s, s.llm_context_tokens) == (3, 9.0, 2048)
+
+
 def test_retry_after_parsing() -> None:
     assert retry_after_s({"retry-after": "7"}) == 7.0
     assert retry_after_s({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
@@ -120,200 +213,151 @@ def test_retry_after_parsing() -> None:
     assert retry_after_s({}) is None
 
 
-# --- OpenAIChat against a tiny local OpenAI-compatible server -------------------------------
-
-COMPLETION = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 0,
-    "model": "ok",
-    "choices": [
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": "Refunds take 14 days [1]."},
-            "finish_reason": "stop",
-        }
-    ],
-    "usage": {"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16},
-}
-
-# model name -> (status, extra headers, body, seconds to wait first)
-ROUTES: dict[str, tuple[int, dict[str, str], dict[str, Any], float]] = {
-    "ok": (200, {}, COMPLETION, 0.0),
-    "thinking": (
-        200,
-        {},
-        {
-            **COMPLETION,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "<think>hmm</think>\nIt is 14 days [1]."},
-                    "finish_reason": "stop",
-                }
-            ],
-        },
-        0.0,
-    ),
-    "empty": (
-        200,
-        {},
-        {
-            **COMPLETION,
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "length"}
-            ],
-        },
-        0.0,
-    ),
-    "limited": (
-        429,
-        {"Retry-After": "7"},
-        {"error": {"message": "Rate limit reached", "type": "rate_limit_error"}},
-        0.0,
-    ),
-    "broken": (500, {}, {"error": {"message": "upstream exploded", "type": "server_error"}}, 0.0),
-    "busy": (503, {"Retry-After": "3"}, {"error": {"message": "overloaded"}}, 0.0),
-    "bad": (
-        400,
-        {},
-        {"error": {"message": "max_tokens is too large", "type": "invalid_request_error"}},
-        0.0,
-    ),
-    "unauthorized": (401, {}, {"error": {"message": "Incorrect API key provided"}}, 0.0),
-    "forbidden": (403, {}, {"error": {"message": "not allowed"}}, 0.0),
-    "missing": (404, {}, {"error": {"message": "The model `missing` does not exist"}}, 0.0),
-    "slow": (200, {}, COMPLETION, 0.5),
-}
+# --- OpenAIChat: one streamed request against the fake server --------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    # server_close() waits for handler threads, so none outlives its test.
-    daemon_threads = False
-    block_on_close = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        body = json.loads(self.rfile.read(length))
-        self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        status, headers, payload, wait = ROUTES[body["model"]]
-        time.sleep(wait)
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:  # the client gave up (timeout test)
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(timeout=5)
-
-
-def _chat(server: _Server, model: str, timeout_s: float = 5.0) -> OpenAIChat:
-    host, port = server.server_address[:2]
+def chat_at(server: FakeOpenAI, timeout_s: float = 5.0, model: str = "served-model") -> OpenAIChat:
     return OpenAIChat(
-        model=model,
-        base_url=f"http://{host!s}:{port}/v1",
-        api_key="sk-test",
-        timeout_s=timeout_s,
-        max_tokens=64,
+        model=model, base_url=server.base_url, api_key="sk-test", timeout_s=timeout_s, max_tokens=64
     )
 
 
-MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Refunds?"}]
+def test_openai_chat_streams_the_deltas_in_order(fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(slow_tokens(["Refunds", " take", " 14", " days [1]."], delay_s=0.01))
+    assert collect(chat_at(fake_llm)) == ["Refunds", " take", " 14", " days [1]."]
+    (request,) = fake_llm.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-test"
+    assert request.body["model"] == "served-model"
+    assert request.body["messages"] == MESSAGES
+    assert request.body["max_tokens"] == 64
+    assert request.body["stream"] is True
 
 
-def test_openai_chat_returns_the_completion(server: _Server) -> None:
-    with _chat(server, "ok") as chat:
-        assert chat.model == "ok"
-        assert chat.complete(MESSAGES) == "Refunds take 14 days [1]."
-    path, headers, body = server.requests[0]
-    assert path == "/v1/chat/completions"
-    assert headers["authorization"] == "Bearer sk-test"
-    assert body["model"] == "ok"
-    assert body["messages"] == MESSAGES
-    assert body["max_tokens"] == 64
+def test_tokens_reach_the_caller_while_the_server_is_still_writing(fake_llm: FakeOpenAI) -> None:
+    # The server holds the rest of its answer until the first token has reached on_token.
+    first_seen = threading.Event()
+    fake_llm.script(ok(chunks=["Refunds", " take 14 days", " [1]."], gate=first_seen))
+
+    async def on_token(token: str) -> None:
+        first_seen.set()
+
+    async def main() -> str:
+        chat = chat_at(fake_llm)
+        try:
+            result = await LLMAnswerer(chat, min_score=0.2).answer(
+                "refunds?", HITS, on_token=on_token, deadline=later()
+            )
+        finally:
+            await chat.aclose()
+        return result.answer
+
+    assert asyncio.run(main()) == "Refunds take 14 days [1]."
+    assert fake_llm.requests[0].gate_opened is True
 
 
-def test_openai_chat_strips_thinking(server: _Server) -> None:
-    with _chat(server, "thinking") as chat:
-        assert chat.complete(MESSAGES) == "It is 14 days [1]."
+def test_openai_chat_strips_thinking_split_across_deltas(fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(
+        ok(chunks=["  <th", "ink>the user wants", " refunds</th", "ink>\n\n", "It is", " 14 days [1].\n"])
+    )
+    assert "".join(collect(chat_at(fake_llm))) == "It is 14 days [1]."
 
 
-def test_llm_answerer_over_openai_chat(server: _Server) -> None:
-    with _chat(server, "ok") as chat:
-        result = LLMAnswerer(chat, min_score=0.2).answer("How long do refunds take?", HITS)
-    assert result.mode == "llm:ok"
-    assert [c.n for c in result.citations] == [1]
-
-
-def test_rate_limit_is_retryable_with_retry_after(server: _Server) -> None:
-    with _chat(server, "limited") as chat, pytest.raises(RetryableError) as info:
-        chat.complete(MESSAGES)
-    assert info.value.delay_s == 7.0
-    assert "429" in info.value.message
-    assert "Rate limit reached" in info.value.message
-    assert len(server.requests) == 1  # the SDK does not retry by itself
-
-
-@pytest.mark.parametrize(("model", "delay"), [("broken", None), ("busy", 3.0)])
-def test_server_errors_are_retryable(server: _Server, model: str, delay: float | None) -> None:
-    with _chat(server, model) as chat, pytest.raises(RetryableError) as info:
-        chat.complete(MESSAGES)
-    assert info.value.delay_s == delay
-    assert len(server.requests) == 1
+def test_openai_chat_understands_a_server_that_does_not_stream(fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(ok("<think>hmm</think>\nRefunds take 14 days [1].", as_json=True))
+    assert collect(chat_at(fake_llm)) == ["Refunds take 14 days [1]."]
 
 
 @pytest.mark.parametrize(
-    ("model", "words"),
+    ("behaviour", "delay", "words"),
     [
-        ("bad", ["400", "max_tokens is too large"]),
-        ("unauthorized", ["401", "DOCUMIND_LLM_API_KEY", "Incorrect API key"]),
-        ("forbidden", ["403", "not allowed"]),
-        ("missing", ["404", "'missing'", "does not exist"]),
+        (status(429, "Rate limit reached", retry_after=7), 7.0, ["429", "Rate limit reached"]),
+        (status(500, "upstream exploded"), None, ["500", "upstream exploded"]),
+        (status(503, "overloaded", retry_after_ms=1500), 1.5, ["503", "overloaded"]),
     ],
 )
-def test_client_errors_are_permanent(server: _Server, model: str, words: list[str]) -> None:
-    with _chat(server, model) as chat, pytest.raises(PermanentError) as info:
-        chat.complete(MESSAGES)
+def test_overload_and_server_errors_are_retryable(
+    fake_llm: FakeOpenAI, behaviour: object, delay: float | None, words: list[str]
+) -> None:
+    fake_llm.script(behaviour)  # type: ignore[arg-type]
+    exc = failure(lambda: _drain(chat_at(fake_llm)))
+    assert isinstance(exc, LLMUnavailableError)
+    assert exc.delay_s == delay
     for word in words:
-        assert word in info.value.message
+        assert word in exc.message
+    assert len(fake_llm.requests) == 1  # the SDK does not retry by itself
 
 
-def test_empty_completion_is_retryable(server: _Server) -> None:
-    with _chat(server, "empty") as chat, pytest.raises(RetryableError, match="empty"):
-        chat.complete(MESSAGES)
+@pytest.mark.parametrize(
+    ("code", "message", "words"),
+    [
+        (400, "max_tokens is too large", ["400", "max_tokens is too large"]),
+        (401, "Incorrect API key provided", ["401", "DOCUMIND_LLM_API_KEY", "Incorrect API key"]),
+        (403, "not allowed", ["403", "not allowed"]),
+        (404, "The model does not exist", ["404", "'served-model'", "does not exist"]),
+    ],
+)
+def test_client_errors_are_permanent(fake_llm: FakeOpenAI, code: int, message: str, words: list[str]) -> None:
+    fake_llm.script(status(code, message))
+    exc = failure(lambda: _drain(chat_at(fake_llm)))
+    assert isinstance(exc, PermanentError)
+    for word in words:
+        assert word in exc.message
 
 
-def test_timeout_is_retryable(server: _Server) -> None:
-    with _chat(server, "slow", timeout_s=0.1) as chat, pytest.raises(RetryableError, match="timed out"):
-        chat.complete(MESSAGES)
+@pytest.mark.parametrize(
+    ("behaviour", "error", "words"),
+    [
+        (malformed_stream("bad_json"), RetryableError, ["malformed"]),
+        (malformed_stream("no_content"), RetryableError, ["empty answer"]),
+        (ok(chunks=["<think>still going"], finish_reason="length"), RetryableError, ["reasoning", "length"]),
+        (ok(chunks=[""], finish_reason="content_filter"), PermanentError, ["content filter"]),
+        (malformed_stream("error_event"), LLMUnavailableError, ["upstream model crashed"]),
+        (malformed_stream("drop", after=["Refunds "]), LLMUnavailableError, ["cannot reach", "incomplete"]),
+    ],
+)
+def test_broken_streams_become_clear_errors(
+    fake_llm: FakeOpenAI, behaviour: object, error: type[Exception], words: list[str]
+) -> None:
+    fake_llm.script(behaviour)  # type: ignore[arg-type]
+    exc = failure(lambda: _drain(chat_at(fake_llm)))
+    assert type(exc) is error
+    for word in words:
+        assert word in str(exc)
+
+
+def test_timeout_is_retryable(fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(hang(5))
+    started = time.monotonic()
+    exc = failure(lambda: _drain(chat_at(fake_llm, timeout_s=0.2)))
+    assert isinstance(exc, LLMUnavailableError)
+    assert "timed out" in exc.message
+    assert time.monotonic() - started < 3
+
+
+def test_the_job_deadline_cuts_a_hanging_request_short(fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(hang(10))
+    started = time.time()
+    exc = failure(lambda: _drain(chat_at(fake_llm, timeout_s=30), deadline=started + 0.4))
+    assert isinstance(exc, LLMDeadlineError)
+    assert isinstance(exc, PermanentError)
+    assert "deadline" in exc.message
+    assert time.time() < started + 0.4 + 1.0
+
+
+def test_the_job_deadline_cuts_a_slow_stream_short(fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(slow_tokens(["a"] + [" b"] * 50, delay_s=0.1))
+    started = time.time()
+    exc = failure(lambda: _drain(chat_at(fake_llm, timeout_s=30), deadline=started + 0.5))
+    assert isinstance(exc, LLMDeadlineError)
+    assert "characters in" in exc.message
+    assert time.time() < started + 0.5 + 1.0
+
+
+def test_a_past_deadline_makes_no_request(fake_llm: FakeOpenAI) -> None:
+    exc = failure(lambda: _drain(chat_at(fake_llm), deadline=time.time() - 1))
+    assert isinstance(exc, LLMDeadlineError)
+    assert fake_llm.requests == []
 
 
 def test_connection_refused_is_retryable() -> None:
@@ -321,7 +365,15 @@ def test_connection_refused_is_retryable() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     chat = OpenAIChat(
-        model="ok", base_url=f"http://127.0.0.1:{port}/v1", api_key="k", timeout_s=2.0, max_tokens=8
+        model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key="k", timeout_s=2.0, max_tokens=8
     )
-    with chat, pytest.raises(RetryableError, match="cannot reach"):
-        chat.complete(MESSAGES)
+    exc = failure(lambda: _drain(chat))
+    assert isinstance(exc, LLMUnavailableError)
+    assert "cannot reach" in exc.message
+
+
+async def _drain(chat: OpenAIChat, deadline: float | None = None) -> list[str]:
+    try:
+        return [d async for d in chat.stream(MESSAGES, deadline=deadline or later())]
+    finally:
+        await chat.aclose()

@@ -1,0 +1,1 @@
+"""Small deterministic stand-ins for outside services, for tests."""
