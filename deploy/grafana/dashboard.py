@@ -1,0 +1,388 @@
+"""Writes deploy/grafana/dashboards/documind.json, the DocuMind Grafana dashboard.
+
+The dashboard is this file's ``ROWS``: a row is a title and its panels; a panel is
+a title, a description and its PromQL queries. To add a panel, add a ``Panel`` to
+a row (or a new row) and run::
+
+    python deploy/grafana/dashboard.py
+
+Layout, ids and the JSON boilerplate follow from the list. tests/test_dashboard.py
+fails when the committed JSON differs from what this script writes, when a query
+is not valid PromQL, or when it names a series that no service exposes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+OUTPUT = Path(__file__).parent / "dashboards" / "documind.json"
+UID = "documind"
+# The provisioned datasource (provisioning/datasources/datasources.yaml).
+PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
+GRID_WIDTH = 24
+# Columns of a graph's legend table.
+LEGEND_CALCS = ["mean", "max", "lastNotNull"]
+
+# Grafana fills these in before a query reaches Prometheus.
+RATE = "$__rate_interval"
+RANGE = "$__range"
+# The "stage" dashboard variable (see ``templating``): All or some stages.
+STAGE = 'stage=~"$stage"'
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    description: str
+    queries: tuple[Query, ...]
+    unit: str = "short"
+    # "timeseries" (a graph, 8 high) or "stat" (one number over the time range, 4 high).
+    kind: str = "timeseries"
+    width: int = 12
+    # A stat turns red at this value or above (e.g. 1 for "any dead letter").
+    red_at: float | None = None
+    # Draw bars instead of lines (counts per interval read better that way).
+    bars: bool = False
+
+
+def quantiles(metric: str, by: str, where: str = "") -> tuple[Query, ...]:
+    """p50 and p95 of a histogram, one series per ``by`` label value."""
+    selector = f"{metric}_bucket{{{where}}}" if where else f"{metric}_bucket"
+    return tuple(
+        Query(
+            f"histogram_quantile({q}, sum by (le, {by}) (rate({selector}[{RATE}])))",
+            f"{{{{{by}}}}} p{round(q * 100)}",
+        )
+        for q in (0.5, 0.95)
+    )
+
+
+ROWS: list[tuple[str, list[Panel]]] = [
+    (
+        "Overview (over the dashboard's time range)",
+        [
+            Panel(
+                "Jobs done",
+                "Jobs that reached status done (their last stage finished them).",
+                (Query(f'sum(increase(documind_messages_total{{outcome="done"}}[{RANGE}]))'),),
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Jobs failed or expired",
+                "Messages whose job ended failed (permanent error or retries exhausted) or expired "
+                "(deadline passed before a stage could start).",
+                (Query(f'sum(increase(documind_messages_total{{outcome=~"failed|expired"}}[{RANGE}]))'),),
+                kind="stat",
+                width=6,
+                red_at=1,
+            ),
+            Panel(
+                "Dead letters",
+                "Messages moved to the documind:dead stream. See docs/operations.md, 'Dead letters'.",
+                (Query(f"sum(increase(documind_dead_letters_total[{RANGE}]))"),),
+                kind="stat",
+                width=6,
+                red_at=1,
+            ),
+            Panel(
+                "HTTP 5xx",
+                "Gateway answers with a 5xx status (503 is backpressure or Valkey unavailable).",
+                (Query(f'sum(increase(documind_http_requests_total{{status=~"5.."}}[{RANGE}]))'),),
+                kind="stat",
+                width=6,
+                red_at=1,
+            ),
+        ],
+    ),
+    (
+        "Throughput",
+        [
+            Panel(
+                "Messages handled per stage",
+                "Stream messages each stage handled per second, whatever the outcome "
+                "(all replicas of a stage added up).",
+                (Query(f"sum by (stage) (rate(documind_messages_total{{{STAGE}}}[{RATE}]))", "{{stage}}"),),
+                unit="ops",
+            ),
+            Panel(
+                "Jobs finished per second",
+                "Jobs that ended done, failed or expired, per second.",
+                (
+                    Query(
+                        "sum by (outcome) (rate(documind_messages_total"
+                        f'{{outcome=~"done|failed|expired"}}[{RATE}]))',
+                        "{{outcome}}",
+                    ),
+                ),
+                unit="ops",
+            ),
+            Panel(
+                "Outcomes per stage",
+                "forwarded: handed to the next stage; split: continued as bounded parts; done: job "
+                "finished; retried: retryable error, backing off; failed: dead-lettered; expired: "
+                "deadline passed; stale/skipped: the job had already ended.",
+                (
+                    Query(
+                        f"sum by (stage, outcome) (rate(documind_messages_total{{{STAGE}}}[{RATE}]))",
+                        "{{stage}} {{outcome}}",
+                    ),
+                ),
+                unit="ops",
+            ),
+            Panel(
+                "Batch size (mean)",
+                "Messages per batch handed to a stage's handler (one XREADGROUP read). Close to "
+                "DOCUMIND_READ_COUNT means the stage is reading a backlog.",
+                (
+                    Query(
+                        f"sum by (stage) (rate(documind_batch_size_sum{{{STAGE}}}[{RATE}]))"
+                        f" / sum by (stage) (rate(documind_batch_size_count{{{STAGE}}}[{RATE}]))",
+                        "{{stage}}",
+                    ),
+                ),
+            ),
+        ],
+    ),
+    (
+        "Latency per stage",
+        [
+            Panel(
+                "Handler time per batch (p50, p95)",
+                "Time a stage's handler spent on one batch.",
+                quantiles("documind_stage_seconds", "stage", STAGE),
+                unit="s",
+            ),
+            Panel(
+                "Queue wait (p50, p95)",
+                "Time a message waited in its stream before a worker read it: the queue lag a job "
+                "sees at each stage. Rising wait with flat throughput means the stage needs replicas.",
+                quantiles("documind_queue_wait_seconds", "stage", STAGE),
+                unit="s",
+            ),
+        ],
+    ),
+    (
+        "LLM",
+        [
+            Panel(
+                "Generator batch time (p50, p95)",
+                "Time the generator spent on one batch, LLM calls included: with an LLM "
+                "configured this is the LLM latency plus prompt building.",
+                quantiles("documind_stage_seconds", "stage", 'stage="generator"'),
+                unit="s",
+            ),
+        ],
+    ),
+    (
+        "Failures",
+        [
+            Panel(
+                "Dead letters per stage",
+                "Messages moved to the documind:dead stream per interval, by the stage that gave up.",
+                (
+                    Query(
+                        f"sum by (stage) (increase(documind_dead_letters_total{{{STAGE}}}[{RATE}]))",
+                        "{{stage}}",
+                    ),
+                ),
+                bars=True,
+            ),
+            Panel(
+                "Retried, failed and expired messages",
+                "retried: a retryable error, the message waits out its backoff in the delayed set; "
+                "failed: dead-lettered; expired: the job's deadline passed.",
+                (
+                    Query(
+                        "sum by (stage, outcome) (rate(documind_messages_total"
+                        f'{{{STAGE}, outcome=~"retried|failed|expired"}}[{RATE}]))',
+                        "{{stage}} {{outcome}}",
+                    ),
+                ),
+                unit="ops",
+            ),
+            Panel(
+                "Reclaimed messages",
+                "Pending messages taken over from a consumer idle longer than "
+                "DOCUMIND_VISIBILITY_TIMEOUT_S (a crashed or stuck replica).",
+                (
+                    Query(
+                        f"sum by (stage) (increase(documind_reclaimed_total{{{STAGE}}}[{RATE}]))",
+                        "{{stage}}",
+                    ),
+                ),
+                bars=True,
+            ),
+            Panel(
+                "HTTP errors",
+                "Gateway 4xx and 5xx answers per second, by route and status.",
+                (
+                    Query(
+                        "sum by (route, status) (rate(documind_http_requests_total"
+                        f'{{status=~"[45].."}}[{RATE}]))',
+                        "{{route}} {{status}}",
+                    ),
+                ),
+                unit="reqps",
+            ),
+        ],
+    ),
+    (
+        "HTTP (gateway)",
+        [
+            Panel(
+                "Requests by route and status",
+                "Gateway requests per second (all gateway replicas added up).",
+                (
+                    Query(
+                        f"sum by (route, status) (rate(documind_http_requests_total[{RATE}]))",
+                        "{{route}} {{status}}",
+                    ),
+                ),
+                unit="reqps",
+            ),
+            Panel(
+                "Request time by route (p50, p95)",
+                "Time the gateway took to answer, by route. GET /v1/jobs/{job_id}?wait= blocks by design.",
+                quantiles("documind_http_request_seconds", "route"),
+                unit="s",
+            ),
+        ],
+    ),
+]
+
+
+def _panel_json(panel: Panel, panel_id: int, x: int, y: int, height: int) -> dict[str, Any]:
+    targets = [
+        {
+            "refId": chr(ord("A") + i),
+            "datasource": PROMETHEUS,
+            "expr": q.expr,
+            "legendFormat": q.legend or "__auto",
+            "range": True,
+        }
+        for i, q in enumerate(panel.queries)
+    ]
+    defaults: dict[str, Any] = {"unit": panel.unit}
+    if panel.kind == "stat":
+        steps: list[dict[str, Any]] = [{"color": "green", "value": None}]
+        if panel.red_at is not None:
+            steps.append({"color": "red", "value": panel.red_at})
+        defaults["thresholds"] = {"mode": "absolute", "steps": steps}
+        defaults["decimals"] = 0
+        options: dict[str, Any] = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "none",
+            "textMode": "value",
+        }
+    else:
+        defaults["custom"] = {
+            "drawStyle": "bars" if panel.bars else "line",
+            "lineWidth": 1,
+            "fillOpacity": 60 if panel.bars else 10,
+            "showPoints": "never",
+        }
+        options = {
+            "legend": {"displayMode": "table", "placement": "bottom", "calcs": LEGEND_CALCS},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    return {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": PROMETHEUS,
+        "gridPos": {"x": x, "y": y, "w": panel.width, "h": height},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+        "targets": targets,
+    }
+
+
+def panels() -> list[dict[str, Any]]:
+    """Every row and panel, laid out left to right, wrapping at the grid's width."""
+    out: list[dict[str, Any]] = []
+    y = 0
+    for title, row in ROWS:
+        out.append(
+            {
+                "id": len(out) + 1,
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "gridPos": {"x": 0, "y": y, "w": GRID_WIDTH, "h": 1},
+                "panels": [],
+            }
+        )
+        y += 1
+        x = 0
+        line_height = 0
+        for panel in row:
+            if x + panel.width > GRID_WIDTH:
+                x, y, line_height = 0, y + line_height, 0
+            height = 4 if panel.kind == "stat" else 8
+            out.append(_panel_json(panel, len(out) + 1, x, y, height))
+            x += panel.width
+            line_height = max(line_height, height)
+        y += line_height
+    return out
+
+
+def templating() -> list[dict[str, Any]]:
+    stage_query = "label_values(documind_messages_total, stage)"
+    return [
+        {
+            "name": "stage",
+            "label": "Stage",
+            "type": "query",
+            "datasource": PROMETHEUS,
+            "definition": stage_query,
+            "query": {"query": stage_query, "refId": "stage"},
+            "refresh": 2,
+            "sort": 1,
+            "multi": True,
+            "includeAll": True,
+            "allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        }
+    ]
+
+
+def dashboard() -> dict[str, Any]:
+    return {
+        "uid": UID,
+        "title": "DocuMind",
+        "description": "Throughput, latency per stage, queue wait, failures and HTTP of the DocuMind "
+        "pipeline. Generated by deploy/grafana/dashboard.py; docs/operations.md explains every series.",
+        "tags": ["documind"],
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "browser",
+        "annotations": {"list": []},
+        "links": [],
+        "templating": {"list": templating()},
+        "panels": panels(),
+    }
+
+
+def render() -> str:
+    return json.dumps(dashboard(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    OUTPUT.write_text(render())
+    print(f"wrote {OUTPUT}")
