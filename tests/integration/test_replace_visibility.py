@@ -72,7 +72,8 @@ def test_searches_see_the_old_document_until_the_new_ones_last_part_then_only_th
         jobs = JobStore(r)
         store = MemoryStore()
         handler = RetrieveHandler(store, 4, ValkeyRegistry(r), job_ttl_s=3600, delete_timeout_s=60)
-        worker = Worker(r, C.RETRIEVER, handler, WorkerSettings(read_count=1, concurrency=1, read_block_ms=50))
+        one_at_a_time = WorkerSettings(read_count=1, concurrency=1, read_block_ms=50)
+        worker = Worker(r, C.RETRIEVER, handler, one_at_a_time)
         stream = C.stream_key(C.RETRIEVER)
 
         async def queue(env: Envelope) -> Envelope:
