@@ -77,6 +77,22 @@ def job_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
 
 
+# Job statuses after which nothing changes.
+FINAL_STATUSES: Final = frozenset({"done", "failed", "expired", "cancelled"})
+# A job's events stream keeps about this many entries (answer tokens included).
+EVENTS_MAXLEN: Final = 10_000
+# Published with a job id when a client cancels that job.
+CANCEL_CHANNEL: Final = f"{PREFIX}:cancel"
+
+
+def events_key(job_id: str) -> str:
+    """Stream of a job's events, in order: stage changes, answer tokens, the final result.
+
+    Served as Server-Sent Events; an entry's id is the event's id.
+    """
+    return f"{PREFIX}:events:{job_id}"
+
+
 def done_key(job_id: str) -> str:
     """Stream that receives one entry when the job reaches a final status.
 

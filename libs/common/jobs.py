@@ -1,7 +1,7 @@
 """The job store: one hash per job with its status, stage, result and timings.
 
 Statuses: queued, embedding, retrieving, generating, indexing (in flight) and
-done, failed, expired (final). Every write refreshes the hash's TTL. When a job
+done, failed, expired, cancelled (final). Every write refreshes the hash's TTL. When a job
 reaches a final status one entry is added to its ``done`` stream, which waiters
 block on (see :meth:`JobStore.wait`).
 """
@@ -17,20 +17,26 @@ import redis.asyncio as aioredis
 
 from libs.common import constants as C
 from libs.common.envelope import Envelope
-from libs.common.scripts import EXPIRE_OVERDUE, SUBMIT
+from libs.common.scripts import CANCEL, EXPIRE_OVERDUE, SUBMIT
 
-FINAL_STATUSES = frozenset({"done", "failed", "expired"})
+FINAL_STATUSES = C.FINAL_STATUSES
 
 
 class JobStore:
     def __init__(
-        self, client: aioredis.Redis, ttl_s: int = C.JOB_TTL_S, overdue_grace_s: float = 5.0
+        self,
+        client: aioredis.Redis,
+        ttl_s: int = C.JOB_TTL_S,
+        overdue_grace_s: float = 5.0,
+        events_ttl_s: int = 3600,
     ) -> None:
         self._r = client
         self.ttl_s = ttl_s
+        self.events_ttl_s = events_ttl_s
         self.overdue_grace_s = overdue_grace_s
         self._submit = client.register_script(SUBMIT)
         self._expire_overdue = client.register_script(EXPIRE_OVERDUE)
+        self._cancel = client.register_script(CANCEL)
 
     async def submit(
         self,
@@ -71,19 +77,38 @@ class JobStore:
                 C.collection_hashes_key(name),
                 C.collection_pending_key(name) if document else "",
                 C.collection_filename_key(name, document.get("filename", "")) if document else "",
+                C.events_key(env.job_id),
             ],
             args=[max_backlog, env.dumps(), self.ttl_s, blob or b"", C.BLOB_TTL_S, name, collection,
-                  repr(env.created_at), sha256, document_id, len(job_items), *job_items, *doc_items],
+                  repr(env.created_at), sha256, document_id, self.events_ttl_s, len(job_items), *job_items,
+                  *doc_items],
         )  # fmt: skip
         return _text(answer)
+
+    async def cancel(self, job_id: str) -> str:
+        """Cancel a job not yet final; its status afterwards ('' for an unknown job).
+
+        "cancelled" when this call cancelled it, else the final status it already had.
+        """
+        raw = await self._r.hget(C.job_key(job_id), "document_id")
+        status = await self._cancel(
+            keys=[
+                C.job_key(job_id),
+                C.done_key(job_id),
+                C.events_key(job_id),
+                C.document_key(_text(raw)) if raw else "",
+            ],
+            args=[time.time(), C.DONE_TTL_S, self.events_ttl_s, C.EVENTS_MAXLEN, C.CANCEL_CHANNEL, job_id],
+        )
+        return _text(status)
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         raw = await self._r.hgetall(C.job_key(job_id))
         if not raw:
             return None
         if self._overdue(raw) and await self._expire_overdue(
-            keys=[C.job_key(job_id), C.done_key(job_id)],
-            args=[time.time(), self.overdue_grace_s, C.DONE_TTL_S],
+            keys=[C.job_key(job_id), C.done_key(job_id), C.events_key(job_id)],
+            args=[time.time(), self.overdue_grace_s, C.DONE_TTL_S, self.events_ttl_s, C.EVENTS_MAXLEN],
         ):
             raw = await self._r.hgetall(C.job_key(job_id))
         return decode_job(raw)

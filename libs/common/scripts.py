@@ -30,7 +30,7 @@ local group = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 local applied = {}
 local allowed = {XADD=true, HSET=true, EXPIRE=true, DEL=true, ZADD=true, HINCRBY=true, SADD=true, SREM=true}
-local final = {done=true, failed=true, expired=true}
+local final = {done=true, failed=true, expired=true, cancelled=true}
 for i, msg in ipairs(batch) do
   local acked = 1
   if msg.id ~= '' then
@@ -80,8 +80,9 @@ return applied
 # ARGV[4] = blob bytes, ARGV[5] = blob ttl, ARGV[6] = collection,
 # ARGV[7] = 'require' (the collection must exist) or 'create' (add it),
 # ARGV[8] = now, ARGV[9] = sha256 of the document ('' for none), ARGV[10] = document id,
-# ARGV[11] = number N of job hash field/value items, ARGV[12 .. 11+N] = those items,
-# ARGV[12+N ..] = document hash field/value pairs
+# KEYS[11] = the job's events stream, ARGV[11] = its ttl,
+# ARGV[12] = number N of job hash field/value items, ARGV[13 .. 12+N] = those items,
+# ARGV[13+N ..] = document hash field/value pairs
 # Returns 'ok', 'unknown' (no such collection), 'full' (backlog too long) or
 # 'duplicate:<document id>' (that content is already in the collection).
 SUBMIT = """
@@ -94,14 +95,14 @@ if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 'full' end
 if ARGV[7] == 'create' and redis.call('SADD', KEYS[4], ARGV[6]) == 1 then
   redis.call('HSET', KEYS[5], 'name', ARGV[6], 'description', '', 'created_at', ARGV[8])
 end
-local n = tonumber(ARGV[11])
+local n = tonumber(ARGV[12])
 local job = {}
-for i = 12, 11 + n do job[#job + 1] = ARGV[i] end
+for i = 13, 12 + n do job[#job + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(job))
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 if KEYS[6] ~= '' then
   local doc = {}
-  for i = 12 + n, #ARGV do doc[#doc + 1] = ARGV[i] end
+  for i = 13 + n, #ARGV do doc[#doc + 1] = ARGV[i] end
   redis.call('HSET', KEYS[6], unpack(doc))
   redis.call('SADD', KEYS[7], ARGV[10])
   redis.call('SADD', KEYS[9], ARGV[10])
@@ -110,6 +111,8 @@ if KEYS[6] ~= '' then
 end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
 redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+redis.call('XADD', KEYS[11], '*', 'type', 'queued', 'data', '{"status":"queued"}')
+redis.call('EXPIRE', KEYS[11], ARGV[11])
 return 'ok'
 """
 
@@ -131,7 +134,7 @@ return #due
 MARK_RUNNING = """
 for i, key in ipairs(KEYS) do
   local status = redis.call('HGET', key, 'status')
-  if status and status ~= 'done' and status ~= 'failed' and status ~= 'expired' then
+  if status and status ~= 'done' and status ~= 'failed' and status ~= 'expired' and status ~= 'cancelled' then
     redis.call('HSET', key, 'status', ARGV[3 + i], 'stage', ARGV[3], 'updated_at', ARGV[2])
     redis.call('EXPIRE', key, ARGV[1])
   end
@@ -141,20 +144,54 @@ return #KEYS
 
 # Expires a job whose deadline has passed while no stage finished it (its
 # worker may be down), so that nothing waits on it forever.
-# KEYS[1] = job hash, KEYS[2] = its done stream
-# ARGV[1] = now, ARGV[2] = grace seconds after the deadline, ARGV[3] = done ttl
+# KEYS[1] = job hash, KEYS[2] = its done stream, KEYS[3] = its events stream
+# ARGV[1] = now, ARGV[2] = grace seconds after the deadline, ARGV[3] = done ttl,
+# ARGV[4] = events ttl, ARGV[5] = events maxlen
 # Returns 1 when it expired the job.
 EXPIRE_OVERDUE = """
 local h = redis.call('HMGET', KEYS[1], 'status', 'deadline', 'timings')
 local status, deadline = h[1], tonumber(h[2])
-if not status or status == 'done' or status == 'failed' or status == 'expired' then return 0 end
+if not status or status == 'done' or status == 'failed' or status == 'expired' or status == 'cancelled' then
+  return 0
+end
 if not deadline or tonumber(ARGV[1]) <= deadline + tonumber(ARGV[2]) then return 0 end
 local err = 'deadline passed while ' .. status .. ': no worker finished the job in time'
 local final = {'status', 'expired', 'stage', '', 'error', err, 'updated_at', ARGV[1], 'timings', h[3] or '{}'}
 redis.call('HSET', KEYS[1], unpack(final))
 redis.call('XADD', KEYS[2], '*', unpack(final))
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'type', 'error',
+  'data', cjson.encode({status='expired', error=err}))
+redis.call('EXPIRE', KEYS[3], ARGV[4])
 return 1
+"""
+
+# Cancels a job that has not reached a final status: it becomes "cancelled"
+# (final, so every stage's commit skips it), waiters and event readers are told,
+# an ingest's document fails with the reason, and generators abandon it.
+# KEYS[1] = job hash, KEYS[2] = done stream, KEYS[3] = events stream,
+# KEYS[4] = document hash ('' for none)
+# ARGV[1] = now, ARGV[2] = done ttl, ARGV[3] = events ttl, ARGV[4] = events maxlen,
+# ARGV[5] = cancel channel, ARGV[6] = job id
+# Returns the job's status after the call ('' for an unknown job).
+CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return '' end
+local final_statuses = {done=true, failed=true, expired=true, cancelled=true}
+if final_statuses[status] then return status end
+local err = 'cancelled by the client while ' .. status
+local final = {'status', 'cancelled', 'stage', '', 'error', err, 'updated_at', ARGV[1]}
+redis.call('HSET', KEYS[1], unpack(final))
+redis.call('XADD', KEYS[2], '*', unpack(final))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'cancelled',
+  'data', cjson.encode({status='cancelled', error=err}))
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSET', KEYS[4], 'status', 'failed', 'error', err, 'updated_at', ARGV[1])
+end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 'cancelled'
 """
 
 # HSET only when the hash exists. KEYS[1] = hash, ARGV = field/value pairs.

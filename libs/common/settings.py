@@ -24,6 +24,8 @@ class CommonSettings(BaseSettings):
     # A job this long past its deadline without a final status is expired by
     # whoever reads it (its worker may be down): nothing waits forever.
     overdue_grace_s: float = Field(default=5.0, ge=0)
+    # How long a job's events stream is kept after its last event (replays, reconnects).
+    events_ttl_s: int = Field(default=3600, ge=10)
     log_level: str = "INFO"
     data_dir: Path = Path(".documind")
 
@@ -71,6 +73,8 @@ class GatewaySettings(CommonSettings):
     ingest_timeout_s: float = Field(default=3600.0, gt=0)
     # Longest a GET /v1/jobs/{id}?wait=... request may block.
     max_wait_s: float = Field(default=30.0, ge=0)
+    # An events stream with nothing new for this long sends a keep-alive comment.
+    sse_keepalive_s: float = Field(default=15.0, gt=0)
 
 
 class EmbedderSettings(WorkerSettings):

@@ -34,6 +34,7 @@ from libs.common import metrics as M
 from libs.common.constants import ROUTES
 from libs.common.envelope import Envelope, stage_status
 from libs.common.errors import DocuMindError, RetryableError, is_retryable
+from libs.common.events import event_ops
 from libs.common.scripts import COMMIT, MARK_RUNNING, MOVE_DUE
 from libs.common.settings import WorkerSettings
 from libs.common.telemetry import context_from, current_traceparent, tracer, tracing_enabled
@@ -64,6 +65,8 @@ class Output:
     # Raw commit ops applied only with the job's completion, after its final status
     # (see ``scripts.COMMIT`` for the commands and pseudo-commands allowed).
     on_complete: Sequence[list[Any]] = ()
+    # Data for the event that says this stage finished its part of the job (e.g. hits).
+    event: dict[str, Any] = field(default_factory=dict)
 
 
 Outcome = Output | dict[str, Any] | BaseException
@@ -448,6 +451,7 @@ class Worker:
                     parts=out.parts,
                     extra=_updates(out),
                     after=list(out.on_complete),
+                    result=out.payload,
                 )
                 self._count["done"].inc()
 
@@ -483,6 +487,7 @@ class Worker:
             "updated_at",
             repr(time.time()),
         ]
+        finished = stage_status(env.kind, self.stage)
         ops.add(
             m.id,
             [
@@ -492,6 +497,7 @@ class Worker:
                 *_updates(out),
                 *join,
                 status,
+                *event_ops(env.job_id, finished, {"stage": self.stage, **out.event}, self.s.events_ttl_s),
             ],
         )
         self._count["forwarded"].inc()
@@ -556,6 +562,17 @@ class Worker:
                     ["HINCRBY", job, "attempts", 1],
                     ["HSET", job, "last_error", reason, "updated_at", repr(time.time())],
                     ["EXPIRE", job, self.s.job_ttl_s],
+                    *event_ops(
+                        env.job_id,
+                        "retrying",
+                        {
+                            "stage": self.stage,
+                            "attempt": attempts,
+                            "error": reason,
+                            "delay_s": round(delay, 3),
+                        },
+                        self.s.events_ttl_s,
+                    ),
                 ],
             )
             self._count["retried"].inc()
@@ -637,6 +654,7 @@ class Worker:
         extra: list[list[Any]] | None = None,
         parts: int = 1,
         after: list[list[Any]] | None = None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         """Write a final status and notify waiters on the job's done stream.
 
@@ -657,6 +675,11 @@ class Worker:
                 ["DEL", C.blob_key(doc_id)],
             ]
         final = ["status", status, "stage", "", "timings", json.dumps(timings), "updated_at", now, *fields]
+        if result is not None:
+            event = event_ops(m.env.job_id, "done", result, self.s.events_ttl_s)
+        else:
+            error = fields[fields.index("error") + 1] if "error" in fields else status
+            event = event_ops(m.env.job_id, "error", {"status": status, "error": error}, self.s.events_ttl_s)
         ops.add(
             m.id,
             [
@@ -668,6 +691,7 @@ class Worker:
                 # Waiters get the final fields with the notification: no extra read.
                 ["XADD", done, "*", *final],
                 ["EXPIRE", done, C.DONE_TTL_S],
+                *event,
                 *(after or []),
             ],
         )

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
 from services.gateway.collections import router as collections_router
+from services.gateway.events import router as events_router
 from services.gateway.routes import router
 from services.gateway.submit import Submitter
 from services.gateway.uploads import router as uploads_router
@@ -30,7 +31,7 @@ HTTP_SECONDS = Histogram("documind_http_request_seconds", "HTTP request handling
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = connect(settings.valkey_url, settings.max_wait_s)
+        client = connect(settings.valkey_url, max(settings.max_wait_s, settings.sse_keepalive_s))
         app.state.settings = settings
         app.state.submitter = Submitter(client, settings)
         try:
@@ -41,6 +42,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="DocuMind", version="0.1.0", lifespan=lifespan)
     app.add_middleware(HttpMetrics)
     app.include_router(router)
+    app.include_router(events_router)
     app.include_router(collections_router)
     app.include_router(uploads_router)
     app.mount("/metrics", make_asgi_app())

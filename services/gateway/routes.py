@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 
 from libs.common import constants as C
 from libs.common.settings import GatewaySettings
+from services.gateway.chat import submit_chat
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
 from services.gateway.schemas import (
@@ -21,6 +22,10 @@ from services.gateway.schemas import (
 router = APIRouter()
 
 
+def events_url(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}/events"
+
+
 def _check_question(text: str, settings: GatewaySettings, field: str) -> None:
     if len(text) > settings.max_question_chars:
         raise HTTPException(422, f"{field} is longer than {settings.max_question_chars} characters")
@@ -30,12 +35,8 @@ def _check_question(text: str, settings: GatewaySettings, field: str) -> None:
 async def chat(body: ChatRequest, request: Request) -> JobAccepted:
     sub, settings = submitter(request), settings_of(request)
     _check_question(body.question, settings, "question")
-    env = await sub.submit(
-        "chat",
-        body.collection,
-        {"question": body.question, "query": body.question, "top_k": sub.top_k(body.top_k)},
-    )
-    return JobAccepted(job_id=env.job_id)
+    env = await submit_chat(sub, body.collection, body.question, top_k=body.top_k)
+    return JobAccepted(job_id=env.job_id, events_url=events_url(env.job_id))
 
 
 @router.post("/v1/search", status_code=202, response_model=JobAccepted)
@@ -43,7 +44,7 @@ async def search(body: SearchRequest, request: Request) -> JobAccepted:
     sub, settings = submitter(request), settings_of(request)
     _check_question(body.query, settings, "query")
     env = await sub.submit("search", body.collection, {"query": body.query, "top_k": sub.top_k(body.top_k)})
-    return JobAccepted(job_id=env.job_id)
+    return JobAccepted(job_id=env.job_id, events_url=events_url(env.job_id))
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobView, response_model_exclude_none=True)

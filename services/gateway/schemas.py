@@ -22,6 +22,9 @@ def _not_blank(value: str) -> str:
 
 class ChatRequest(_Query):
     question: str = Field(min_length=1)
+    # The answer is always written to the job's events; with stream the client
+    # says it will read them (the response carries the events URL either way).
+    stream: bool = False
 
     _strip = field_validator("question")(_not_blank)
 
@@ -34,6 +37,13 @@ class SearchRequest(_Query):
 
 class JobAccepted(BaseModel):
     job_id: str
+    # Server-Sent Events of the job: stage changes, answer tokens, the result.
+    events_url: str | None = None
+
+
+class JobCancelled(BaseModel):
+    job_id: str
+    status: str
 
 
 class UploadedDocument(BaseModel):

@@ -26,7 +26,7 @@ class Submitter:
     def __init__(self, client: aioredis.Redis, settings: GatewaySettings) -> None:
         self.r = client
         self.s = settings
-        self.jobs = JobStore(client, settings.job_ttl_s, settings.overdue_grace_s)
+        self.jobs = JobStore(client, settings.job_ttl_s, settings.overdue_grace_s, settings.events_ttl_s)
         self.docs = DocumentStore(client, self.jobs)
 
     def top_k(self, requested: int | None) -> int:

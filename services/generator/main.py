@@ -8,6 +8,7 @@ from libs.common import constants as C
 from libs.common.service import run_worker_service
 from libs.common.settings import GeneratorSettings
 from services.generator.answerers import build_answerer
+from services.generator.events import ValkeyAnswerStream
 from services.generator.handler import GenerateHandler
 
 
@@ -15,7 +16,8 @@ def main() -> None:
     settings = GeneratorSettings()
 
     async def build(client: aioredis.Redis) -> GenerateHandler:
-        return GenerateHandler(build_answerer(settings))
+        stream = ValkeyAnswerStream(client, settings.events_ttl_s)
+        return GenerateHandler(build_answerer(settings), stream, client)
 
     run_worker_service(C.GENERATOR, settings, build)
 

@@ -244,10 +244,13 @@ class RetrieveHandler:
             ["XADD", C.stream_key(C.RETRIEVER), "*", C.ENVELOPE_FIELD, delete.dumps()],
         ]
 
-    def _search(self, env: Envelope, hidden: frozenset[str]) -> dict[str, object]:
+    def _search(self, env: Envelope, hidden: frozenset[str]) -> Output:
         p = env.payload
         hits = self.store.search(env.collection, decode_vector(p["vector"]), int(p["top_k"]), exclude=hidden)
         if env.kind == "search":
             keep = {"document_id", "filename", "page", "score", "text"}
-            return {"hits": [h.model_dump(include=keep) for h in hits]}
-        return {"question": p["question"], "top_k": p["top_k"], "hits": [h.model_dump() for h in hits]}
+            return Output({"hits": [h.model_dump(include=keep) for h in hits]})
+        return Output(
+            {**{k: v for k, v in p.items() if k != "vector"}, "hits": [h.model_dump() for h in hits]},
+            event={"hits": len(hits)},
+        )

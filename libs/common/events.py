@@ -1,0 +1,96 @@
+"""A job's events: one capped stream per job, written by every stage, read as SSE.
+
+Event types, in the order a chat job writes them:
+
+- ``queued``: the job was accepted (written with it, atomically).
+- ``embedding``, ``indexing``, ``retrieving`` (with ``hits``), ``deleting``: a
+  stage finished its part of the job; ``retrying`` when a stage will try again
+  (a client discards any partial answer it has: the tokens start over).
+- ``generating``: the generator started the answer; then ``token`` events, each
+  with the next piece of the answer text.
+- one final event: ``done`` (the result: answer, citations, mode), ``error``
+  (status failed or expired, and the reason) or ``cancelled``.
+
+Each entry holds ``type`` and ``data`` (a JSON object); its stream id is the
+event's id, so a reader resumes after the last id it saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+
+from libs.common import constants as C
+
+TERMINAL: Final = frozenset({"done", "error", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    data: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL
+
+
+def event_ops(job_id: str, event: str, data: dict[str, Any], ttl_s: int) -> list[list[Any]]:
+    """Commit ops (see ``scripts.COMMIT``) appending one event to a job's stream."""
+    key = C.events_key(job_id)
+    return [
+        ["XADD", key, "MAXLEN", "~", C.EVENTS_MAXLEN, "*", "type", event, "data", json.dumps(data)],
+        ["EXPIRE", key, ttl_s],
+    ]
+
+
+async def append(r: aioredis.Redis, job_id: str, event: str, data: dict[str, Any], ttl_s: int) -> None:
+    """Append one event now (outside a commit: answer tokens, the start of generation)."""
+    key = C.events_key(job_id)
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.xadd(key, {"type": event, "data": json.dumps(data)}, maxlen=C.EVENTS_MAXLEN, approximate=True)
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _decode(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
+    f = {_text(k): _text(v) for k, v in fields.items()}
+    return Event(_text(entry_id), f.get("type", ""), json.loads(f.get("data") or "{}"))
+
+
+async def read(
+    r: aioredis.Redis, job_id: str, after: str = "0-0", *, block_ms: int = 15_000
+) -> AsyncIterator[Event | None]:
+    """The job's events after ``after``, as they come, up to its final event.
+
+    Yields None whenever ``block_ms`` passes without a new event (time for a
+    keep-alive, or for the caller to check the job).
+    """
+    key = C.events_key(job_id)
+    last = after
+    while True:
+        reply: Any = await r.xread({key: last}, count=500, block=block_ms)
+        if not reply:
+            yield None
+            continue
+        for entry_id, fields in reply[0][1]:
+            event = _decode(entry_id, fields)
+            last = event.id
+            yield event
+            if event.terminal:
+                return
+
+
+async def history(r: aioredis.Redis, job_id: str) -> list[Event]:
+    """Every event the job's stream still holds."""
+    entries: Any = await r.xrange(C.events_key(job_id))
+    return [_decode(i, f) for i, f in entries]

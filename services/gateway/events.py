@@ -1,0 +1,92 @@
+"""A job's events as Server-Sent Events, and cancelling a job."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+
+from libs.common import constants as C
+from libs.common import events
+from services.gateway.deps import settings as settings_of
+from services.gateway.deps import submitter
+from services.gateway.schemas import JobCancelled
+
+router = APIRouter()
+
+_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+# A final job whose events are no longer kept: its end, as the job hash has it.
+_FINAL_EVENT_ID = "0-1"
+
+
+def sse(event_id: str, event: str, data: dict[str, Any]) -> str:
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _final_event(job: dict[str, Any]) -> str:
+    status = job["status"]
+    if status == "done":
+        return sse(_FINAL_EVENT_ID, "done", job.get("result") or {})
+    kind = "cancelled" if status == "cancelled" else "error"
+    return sse(_FINAL_EVENT_ID, kind, {"status": status, "error": job.get("error") or status})
+
+
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "the job's events"}},
+)
+async def job_events(
+    job_id: str,
+    request: Request,
+    last_event_id: Annotated[str | None, Header(description="Resume after this event id")] = None,
+    after: Annotated[str | None, Query(description="Resume after this event id (as Last-Event-ID)")] = None,
+) -> StreamingResponse:
+    """The job's events from the start (or after ``Last-Event-ID``) up to its final one."""
+    sub, settings = submitter(request), settings_of(request)
+    start = last_event_id or after or "0-0"
+    if not _EVENT_ID.fullmatch(start):
+        raise HTTPException(422, f"Last-Event-ID must be an event id like 1732440000000-0, not {start!r}")
+    job = await sub.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"job '{job_id}' not found")
+    kept = await sub.r.exists(C.events_key(job_id))
+
+    async def stream() -> AsyncIterator[str]:
+        if not kept and job["status"] in C.FINAL_STATUSES:
+            if start == "0-0":
+                yield _final_event(job)
+            return
+        block_ms = int(settings.sse_keepalive_s * 1000)
+        async for event in events.read(sub.r, job_id, start, block_ms=block_ms):
+            if event is not None:
+                yield sse(event.id, event.type, event.data)
+                continue
+            if await request.is_disconnected():
+                return
+            # Quiet for a while: is the job still there? (A job past its deadline is
+            # expired by this read, which writes its final event.)
+            if await sub.jobs.get(job_id) is None:
+                return
+            yield ": keep-alive\n\n"
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobCancelled)
+async def cancel_job(job_id: str, request: Request) -> JobCancelled:
+    """Cancel a queued or running job: stages skip it, its LLM call is abandoned."""
+    status = await submitter(request).jobs.cancel(job_id)
+    if not status:
+        raise HTTPException(404, f"job '{job_id}' not found")
+    if status != "cancelled":
+        raise HTTPException(409, f"job '{job_id}' already ended: {status}")
+    return JobCancelled(job_id=job_id, status=status)

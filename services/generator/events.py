@@ -1,0 +1,134 @@
+"""The generator's side of a job's events: the answer as it is written, and cancellation.
+
+``ValkeyAnswerStream`` appends ``generating`` when an answer starts, then the
+answer's text as ``token`` events: pieces that arrive close together are sent
+as one event (at most one per ``flush_interval_s``), the rest is flushed when
+the answer is complete, before the job's ``done`` event is committed.
+
+``CancelWatch`` listens on the cancel channel and cancels the task answering a
+cancelled job, which abandons its LLM call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from libs.common import constants as C
+from libs.common import events
+from libs.common.envelope import Envelope
+
+logger = logging.getLogger(__name__)
+
+
+class AnswerStream(Protocol):
+    """Where a job's answer goes while it is written."""
+
+    async def started(self, env: Envelope) -> None: ...
+
+    async def token(self, env: Envelope, text: str) -> None: ...
+
+    async def finished(self, env: Envelope) -> None: ...
+
+
+class ValkeyAnswerStream:
+    def __init__(self, client: aioredis.Redis, ttl_s: int, flush_interval_s: float = 0.05) -> None:
+        self.r = client
+        self.ttl_s = ttl_s
+        self.flush_interval_s = flush_interval_s
+        self._buffers: dict[str, list[str]] = {}
+        self._flushed_at: dict[str, float] = {}
+
+    async def started(self, env: Envelope) -> None:
+        self._buffers[env.job_id] = []
+        self._flushed_at[env.job_id] = 0.0
+        await events.append(self.r, env.job_id, "generating", {"stage": C.GENERATOR}, self.ttl_s)
+
+    async def token(self, env: Envelope, text: str) -> None:
+        buffer = self._buffers.setdefault(env.job_id, [])
+        buffer.append(text)
+        if time.monotonic() - self._flushed_at.get(env.job_id, 0.0) >= self.flush_interval_s:
+            await self._flush(env.job_id)
+
+    async def finished(self, env: Envelope) -> None:
+        try:
+            await self._flush(env.job_id)
+        finally:
+            self._buffers.pop(env.job_id, None)
+            self._flushed_at.pop(env.job_id, None)
+
+    async def _flush(self, job_id: str) -> None:
+        buffer = self._buffers.get(job_id)
+        if not buffer:
+            return
+        text = "".join(buffer)
+        buffer.clear()
+        self._flushed_at[job_id] = time.monotonic()
+        await events.append(self.r, job_id, "token", {"text": text}, self.ttl_s)
+
+
+class CancelWatch:
+    """Cancels the registered task of a job when the job is cancelled."""
+
+    def __init__(self, client: aioredis.Redis, *, remember: int = 1000) -> None:
+        self.r = client
+        self._tasks: dict[str, asyncio.Task[object]] = {}
+        # Recently cancelled ids: a job cancelled just before its task registers is caught too.
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
+        self._listener: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self.subscribed = asyncio.Event()
+
+    def start(self) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen())
+
+    def register(self, job_id: str, task: asyncio.Task[object]) -> None:
+        if job_id in self._recent:
+            task.cancel()
+            return
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+
+    def _cancelled(self, job_id: str) -> None:
+        self._recent[job_id] = None
+        while len(self._recent) > self._remember:
+            self._recent.popitem(last=False)
+        task = self._tasks.get(job_id)
+        if task is not None and not task.done():
+            logger.info("job_id=%s stage=generator cancelled by the client: abandoning its answer", job_id)
+            task.cancel()
+
+    async def _listen(self) -> None:
+        while not self._closed.is_set():
+            pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(C.CANCEL_CHANNEL)
+                self.subscribed.set()
+                while not self._closed.is_set():
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") == "message":
+                        data = message["data"]
+                        self._cancelled(data.decode() if isinstance(data, bytes) else str(data))
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                logger.warning("stage=generator cancel channel unavailable: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), timeout=1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def aclose(self) -> None:
+        self._closed.set()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener, timeout=5)
