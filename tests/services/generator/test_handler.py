@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 from pydantic import SecretStr
 
@@ -31,13 +32,23 @@ HIT = {
 
 
 class Sink:
-    """A ``TokenSink`` recording each job's pieces."""
+    """An ``AnswerStream`` recording each job's pieces, and when it started and finished."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_token: Callable[[str], None] | None = None) -> None:
         self.pieces: dict[str, list[str]] = defaultdict(list)
+        self.calls: list[tuple[str, str]] = []
+        self.on_token = on_token
 
-    async def __call__(self, env: Envelope, token: str) -> None:
-        self.pieces[env.job_id].append(token)
+    async def started(self, env: Envelope) -> None:
+        self.calls.append(("started", env.job_id))
+
+    async def token(self, env: Envelope, text: str) -> None:
+        self.pieces[env.job_id].append(text)
+        if self.on_token is not None:
+            self.on_token(text)
+
+    async def finished(self, env: Envelope) -> None:
+        self.calls.append(("finished", env.job_id))
 
 
 def llm_settings(server: FakeOpenAI, **extra: object) -> GeneratorSettings:
@@ -74,13 +85,14 @@ def test_a_broken_job_does_not_sink_the_batch() -> None:
 
 def test_the_token_sink_gets_each_jobs_answer_piece_by_piece() -> None:
     sink = Sink()
-    handler = GenerateHandler(ExtractiveAnswerer(min_score=0.2, max_sentences=2), token_sink=sink)
+    handler = GenerateHandler(ExtractiveAnswerer(min_score=0.2, max_sentences=2), sink)
     jobs = [env("Where is the reset button?", [HIT]), env("How long do I hold it?", [HIT])]
     results = asyncio.run(handler(jobs))
     for job, result in zip(jobs, results, strict=True):
         assert isinstance(result, dict)
         assert "".join(sink.pieces[job.job_id]) == result["answer"]
         assert len(sink.pieces[job.job_id]) > 1
+        assert sink.calls.index(("started", job.job_id)) < sink.calls.index(("finished", job.job_id))
 
 
 def test_llm_jobs_stream_side_by_side(fake_llm: FakeOpenAI) -> None:
@@ -91,16 +103,11 @@ def test_llm_jobs_stream_side_by_side(fake_llm: FakeOpenAI) -> None:
         ok(chunks=["The reset button", " is behind the cover [1]."], gate=other_done),
         ok("Hold it for ten seconds [1]."),
     )
-    sink = Sink()
+    sink = Sink(on_token=lambda token: other_done.set() if token.endswith("[1].") else None)
     jobs = [env("Where is the reset button?", [HIT]), env("How long do I hold it?", [HIT])]
 
-    async def on_token(env: Envelope, token: str) -> None:
-        await sink(env, token)
-        if token.endswith("[1]."):
-            other_done.set()
-
     async def main() -> list[object]:
-        handler = GenerateHandler(build_answerer(llm_settings(fake_llm)), token_sink=on_token)
+        handler = GenerateHandler(build_answerer(llm_settings(fake_llm)), sink)
         try:
             return list(await handler(jobs))
         finally:

@@ -49,9 +49,12 @@ def test_indexes_then_searches_in_one_batch_order() -> None:
     # The document turns ready in the same commit that completes the job.
     assert indexed.updates[C.document_key("d1")]["status"] == "ready"
     assert indexed.updates[C.document_key("d1")]["chunks"] == "2"
-    assert isinstance(found, dict) and found["hits"][0]["page"] == 2
-    assert set(found["hits"][0]) == {"document_id", "filename", "page", "score", "text"}
-    assert isinstance(chat, dict) and chat["question"] == "q" and chat["hits"][0]["text"] == "chunk 0"
+    assert isinstance(found, Output) and found.payload["hits"][0]["page"] == 2
+    assert set(found.payload["hits"][0]) == {"document_id", "filename", "page", "score", "text"}
+    assert isinstance(chat, Output) and chat.payload["question"] == "q"
+    assert chat.payload["hits"][0]["text"] == "chunk 0"
+    assert "vector" not in chat.payload
+    assert chat.event == {"hits": 1}  # the "retrieving" event says how many
 
 
 def test_replayed_index_message_adds_nothing() -> None:
@@ -67,7 +70,7 @@ def test_wrong_dimension_fails_that_job_only() -> None:
     asyncio.run(handler([ingest_env()]))
     bad, good = asyncio.run(handler([query_env("search", [1, 0, 0]), query_env("search", [1, 0, 0, 0])]))
     assert isinstance(bad, PermanentError)
-    assert isinstance(good, dict) and good["hits"]
+    assert isinstance(good, Output) and good.payload["hits"]
 
 
 class FixedRegistry:
@@ -96,7 +99,7 @@ def test_searches_never_return_deleted_documents() -> None:
     asyncio.run(RetrieveHandler(store, dim=4)([ingest_env()]))
     handler = RetrieveHandler(store, dim=4, registry=FixedRegistry({"d1"}))
     (found,) = asyncio.run(handler([query_env("search", [1, 0, 0, 0])]))
-    assert isinstance(found, dict) and found["hits"] == []
+    assert isinstance(found, Output) and found.payload["hits"] == []
 
 
 def test_a_deleted_document_is_not_indexed() -> None:
@@ -130,7 +133,7 @@ def test_pending_documents_are_not_searchable() -> None:
     asyncio.run(RetrieveHandler(store, dim=4)([ingest_env()]))
     handler = RetrieveHandler(store, dim=4, registry=FixedRegistry(pending={"d1"}))
     (found,) = asyncio.run(handler([query_env("search", [1, 0, 0, 0])]))
-    assert isinstance(found, dict) and found["hits"] == []
+    assert isinstance(found, Output) and found.payload["hits"] == []
 
 
 def test_the_last_part_completes_the_document_and_unhides_it() -> None:
