@@ -258,6 +258,36 @@ ROWS: list[tuple[str, list[Panel]]] = [
             ),
         ],
     ),
+    (
+        "Caches",
+        [
+            Panel(
+                "Cache hit ratio",
+                "Share of lookups answered from a cache: embedding (distinct texts of each model call, "
+                "the embedder) and answer (chat requests, the gateway; a bypassed lookup is a miss). "
+                "The answer cache's ratio drops after every change to a collection.",
+                (
+                    Query(
+                        f'sum by (cache) (rate(documind_cache_requests_total{{result="hit"}}[{RATE}])) '
+                        f"/ sum by (cache) (rate(documind_cache_requests_total[{RATE}]))",
+                        "{{cache}}",
+                    ),
+                ),
+                unit="percentunit",
+            ),
+            Panel(
+                "Cache lookups by result",
+                "Cache lookups per second by cache and result (hit, miss).",
+                (
+                    Query(
+                        f"sum by (cache, result) (rate(documind_cache_requests_total[{RATE}]))",
+                        "{{cache}} {{result}}",
+                    ),
+                ),
+                unit="ops",
+            ),
+        ],
+    ),
 ]
 
 

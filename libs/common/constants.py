@@ -25,6 +25,9 @@ ROUTES: Final[dict[str, tuple[str, ...]]] = {
     # Removes a deleted document's vectors; the document is hidden before it runs.
     "delete": (RETRIEVER,),
 }
+# A chat whose question follows earlier turns: a first generator step rewrites it as a
+# standalone question (it is what gets embedded and retrieved), the last one answers it.
+CHAT_WITH_HISTORY_ROUTE: Final = (GENERATOR, EMBEDDER, RETRIEVER, GENERATOR)
 
 # Dead letters: one stream for all stages; entries carry the stage and reason.
 DEAD_LETTER_STREAM: Final = f"{PREFIX}:dead"
@@ -55,6 +58,37 @@ BLOB_TTL_S: Final = 6 * 3600
 # serves waiters that arrive while the job is young; later ones read the job
 # hash. Short, because Valkey preallocates ~4 KB for every new stream.
 DONE_TTL_S: Final = 600
+
+
+# --- caches -------------------------------------------------------------------
+# A text's embedding is the same for as long as its model is: kept a week by
+# default (DOCUMIND_EMBEDDING_CACHE_TTL_S), refreshed only by a new miss.
+EMBEDDING_CACHE_TTL_S: Final = 7 * 24 * 3600
+# A cached answer is keyed by its collection's version, so a change to the
+# collection never serves it again; the TTL bounds what a change of the
+# generator's configuration (another LLM, say) leaves behind.
+ANSWER_CACHE_TTL_S: Final = 3600
+# The collection hash's counter of changes to what the collection answers: a
+# document ready, deleted or retired by a replace (the Lua scripts spell it too).
+COLLECTION_VERSION_FIELD: Final = "version"
+# The chat payload field that names the answer cache entry a job that missed is to
+# fill: {"key": answer_cache_key(...), "ttl_s": seconds}.
+ANSWER_CACHE_PAYLOAD_FIELD: Final = "answer_cache"
+
+
+def embedding_cache_key(model: str, text_sha256: str) -> str:
+    """A text's vector from one model: float32 little-endian bytes."""
+    return f"{PREFIX}:cache:embedding:{model}:{text_sha256}"
+
+
+def answer_cache_key(collection: str, epoch: str, version: str, digest: str) -> str:
+    """A finished chat result (JSON) for one collection state and one normalised request.
+
+    ``epoch`` is the collection's ``created_at`` (a dropped and re-created
+    collection never meets its predecessor's answers), ``version`` its change
+    counter, ``digest`` the sha256 of the normalised question and parameters.
+    """
+    return f"{PREFIX}:cache:answer:{collection}:{epoch}:{version}:{digest}"
 
 
 def stream_key(stage: str) -> str:
@@ -107,7 +141,7 @@ def blob_key(document_id: str) -> str:
 
 
 def collection_key(name: str) -> str:
-    """Hash of metadata for one collection (name, description, created_at)."""
+    """Hash of metadata for one collection (name, description, created_at, version)."""
     return f"{PREFIX}:collection:{name}"
 
 

@@ -107,6 +107,7 @@ class DocumentStore:
 
         When this returns, searches no longer return the document: its id is a
         tombstone that the retriever filters on until, and after, the vectors go.
+        The collection's version moves on in the same step (cached answers go stale).
         """
         filename = await self._r.hget(C.document_key(document_id), "filename")
         if filename is None:
@@ -124,6 +125,7 @@ class DocumentStore:
                 C.job_key(env.job_id),
                 C.collection_pending_key(collection),
                 C.collection_filename_key(collection, _text(filename)),
+                C.collection_key(collection),
             ],
             args=[document_id, env.dumps(), self.jobs.ttl_s, *job],
         )

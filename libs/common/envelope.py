@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
@@ -51,13 +52,15 @@ class Envelope(BaseModel):
         traceparent: str | None = None,
         job_id: str | None = None,
         now: float | None = None,
+        route: Sequence[str] | None = None,
     ) -> Envelope:
+        """A job just submitted; ``route`` defaults to ``ROUTES[kind]``."""
         now = time.time() if now is None else now
         return cls(
             job_id=job_id or uuid.uuid4().hex,
             kind=kind,
             collection=collection,
-            route=list(ROUTES[kind]),
+            route=list(route or ROUTES[kind]),
             created_at=now,
             deadline=now + timeout_s,
             traceparent=traceparent,
@@ -77,12 +80,16 @@ class Envelope(BaseModel):
         return cls.model_validate_json(raw)
 
 
-def stage_status(kind: str, stage: str) -> str:
-    """The user-visible status of a job while ``stage`` works on it."""
+def stage_status(kind: str, stage: str, last: bool = True) -> str:
+    """The user-visible status of a job while ``stage`` works on it.
+
+    ``last``: whether ``stage`` is the last of the job's route. A generator step
+    before the end (a chat with history) condenses the question, it does not answer.
+    """
     if stage == "embedder":
         return "embedding"
     if stage == "retriever":
         return {"ingest": "indexing", "delete": "deleting"}.get(kind, "retrieving")
     if stage == "generator":
-        return "generating"
+        return "generating" if last else "condensing"
     return stage

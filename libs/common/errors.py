@@ -5,8 +5,10 @@
     DocuMindError
     ├── RetryableError      transient: the message is retried with backoff
     │                       (``delay_s`` overrides the backoff when set)
-    └── PermanentError      the input is at fault: the job fails at once,
-                            the message goes to the dead-letter stream
+    ├── PermanentError      the input is at fault: the job fails at once,
+    │                       the message goes to the dead-letter stream
+    └── JobEnded            the job already has a final status (cancelled,
+                            expired): the message is acknowledged, nothing more
 
 An exception of any other type raised by a handler counts as retryable: a bug
 that always fails still ends in the dead-letter stream after the maximum
@@ -38,5 +40,9 @@ class PermanentError(DocuMindError):
     retryable = False
 
 
+class JobEnded(DocuMindError):
+    """Raised only for a job known to be final: its message is simply acknowledged."""
+
+
 def is_retryable(exc: BaseException) -> bool:
-    return not isinstance(exc, PermanentError)
+    return not isinstance(exc, PermanentError | JobEnded)

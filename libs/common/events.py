@@ -3,6 +3,8 @@
 Event types, in the order a chat job writes them:
 
 - ``queued``: the job was accepted (written with it, atomically).
+- ``condensing`` (a chat with earlier turns): the generator rewrote the question as a
+  standalone one (``standalone_question``), the one retrieved and answered.
 - ``embedding``, ``indexing``, ``retrieving`` (with ``hits``), ``deleting``: a
   stage finished its part of the job; ``retrying`` when a stage will try again
   (a client discards any partial answer it has: the tokens start over).
@@ -90,7 +92,7 @@ async def read(
                 return
 
 
-async def history(r: aioredis.Redis, job_id: str) -> list[Event]:
-    """Every event the job's stream still holds."""
-    entries: Any = await r.xrange(C.events_key(job_id))
+async def history(r: aioredis.Redis, job_id: str, after: str = "0-0") -> list[Event]:
+    """The events the job's stream still holds after ``after``."""
+    entries: Any = await r.xrange(C.events_key(job_id), min=f"({after}")
     return [_decode(i, f) for i, f in entries]

@@ -86,10 +86,8 @@ class JobStore:
         return _text(answer)
 
     async def cancel(self, job_id: str) -> str:
-        """Cancel a job not yet final; its status afterwards ('' for an unknown job).
-
-        "cancelled" when this call cancelled it, else the final status it already had.
-        """
+        """Cancel a job not yet final: 'cancelled' when this call cancelled it,
+        'ended:<status>' when it was already final, '' for an unknown job."""
         raw = await self._r.hget(C.job_key(job_id), "document_id")
         status = await self._cancel(
             keys=[

@@ -1,4 +1,4 @@
-"""Prometheus series shared by the worker runtime. Labels never carry job ids."""
+"""Prometheus series shared by the worker runtime and the caches. Labels never carry ids."""
 
 from __future__ import annotations
 
@@ -31,3 +31,9 @@ BATCH_SIZE = Histogram(
 )
 RECLAIMED = Counter("documind_reclaimed_total", "Pending messages reclaimed from idle consumers.", ["stage"])
 DEAD_LETTERS = Counter("documind_dead_letters_total", "Messages sent to the dead-letter stream.", ["stage"])
+CACHE_REQUESTS = Counter(
+    "documind_cache_requests_total",
+    "Cache lookups by cache and result: the embedding cache counts each distinct text of a "
+    "model call, the answer cache each chat request (a request that bypasses it is a miss).",
+    ["cache", "result"],
+)

@@ -23,13 +23,17 @@ from __future__ import annotations
 #   ["IFEXISTS", key]             skip the remaining ops when the key is gone;
 #   ["HSETXX", key, f, v, ...]    HSET applied only when the hash exists;
 #   ["HDELEQ", key, f, v]         HDEL f only while its value is still v.
+# Plain commands allowed (key first, then arguments): XADD, HSET, EXPIRE, DEL,
+# ZADD, HINCRBY, SADD, SREM, and SET (an answer cache entry, with EX).
 # Returns per message: 1 applied, 0 stale (already acknowledged), 2 acknowledged
 # but skipped by its guard.
 COMMIT = """
 local group = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 local applied = {}
-local allowed = {XADD=true, HSET=true, EXPIRE=true, DEL=true, ZADD=true, HINCRBY=true, SADD=true, SREM=true}
+local allowed = {
+  XADD=true, HSET=true, EXPIRE=true, DEL=true, ZADD=true, HINCRBY=true, SADD=true, SREM=true, SET=true,
+}
 local final = {done=true, failed=true, expired=true, cancelled=true}
 for i, msg in ipairs(batch) do
   local acked = 1
@@ -173,12 +177,12 @@ return 1
 # KEYS[4] = document hash ('' for none)
 # ARGV[1] = now, ARGV[2] = done ttl, ARGV[3] = events ttl, ARGV[4] = events maxlen,
 # ARGV[5] = cancel channel, ARGV[6] = job id
-# Returns the job's status after the call ('' for an unknown job).
+# Returns 'cancelled', 'ended:<status>' for a job already final, '' for an unknown job.
 CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return '' end
 local final_statuses = {done=true, failed=true, expired=true, cancelled=true}
-if final_statuses[status] then return status end
+if final_statuses[status] then return 'ended:' .. status end
 local err = 'cancelled by the client while ' .. status
 local final = {'status', 'cancelled', 'stage', '', 'error', err, 'updated_at', ARGV[1]}
 redis.call('HSET', KEYS[1], unpack(final))
@@ -214,7 +218,9 @@ return 1
 # collection's document set, KEYS[3] = its sha256 map, KEYS[4] = its tombstones,
 # KEYS[5] = the upload blob, KEYS[6] = the retriever's stream, KEYS[7] = the
 # delete job's hash, KEYS[8] = the collection's documents not ready yet, KEYS[9] =
-# its documents under this document's filename. ARGV[1] = document id, ARGV[2] = envelope JSON, ARGV[3] =
+# its documents under this document's filename, KEYS[10] = the collection's hash (its
+# version moves on: cached answers of the collection are no longer served, unless the
+# collection itself is gone). ARGV[1] = document id, ARGV[2] = envelope JSON, ARGV[3] =
 # job ttl, ARGV[4..] = job hash field/value pairs. Returns 0 for an unknown document.
 DELETE_DOCUMENT = """
 local sha = redis.call('HGET', KEYS[1], 'sha256')
@@ -225,6 +231,7 @@ redis.call('SREM', KEYS[8], ARGV[1])
 redis.call('SREM', KEYS[9], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[1], KEYS[5])
+if redis.call('EXISTS', KEYS[10]) == 1 then redis.call('HINCRBY', KEYS[10], 'version', 1) end
 local job = {}
 for i = 4, #ARGV do job[#job + 1] = ARGV[i] end
 redis.call('HSET', KEYS[7], unpack(job))
@@ -240,5 +247,33 @@ return 1
 DROP_COLLECTION = """
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[2])
+return 1
+"""
+
+# Answers a chat job from the answer cache: when the entry exists, the job is
+# created already done with it, as a worker's last commit would leave it (job
+# hash, done-stream entry, events "queued" then "done"), in one step.
+# KEYS[1] = the answer cache entry, KEYS[2] = job hash, KEYS[3] = its done stream,
+# KEYS[4] = its events stream
+# ARGV[1] = job ttl, ARGV[2] = done ttl, ARGV[3] = events ttl, ARGV[4] = events maxlen,
+# ARGV[5] = number N of final field/value items (without the result),
+# ARGV[6 .. 5+N] = those items, ARGV[6+N ..] = the job's other field/value pairs.
+# Returns 1 when it answered the job, 0 on a miss (nothing written).
+SERVE_CACHED_ANSWER = """
+local result = redis.call('GET', KEYS[1])
+if not result then return 0 end
+local n = tonumber(ARGV[5])
+local final = {'result', result}
+for i = 6, 5 + n do final[#final + 1] = ARGV[i] end
+local job = {}
+for i = 6 + n, #ARGV do job[#job + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(job))
+redis.call('HSET', KEYS[2], unpack(final))
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[3], '*', unpack(final))
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'type', 'queued', 'data', '{"status":"queued"}')
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'type', 'done', 'data', result)
+redis.call('EXPIRE', KEYS[4], ARGV[3])
 return 1
 """

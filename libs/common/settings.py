@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from libs.common import constants as C
+
 
 class CommonSettings(BaseSettings):
     """Settings every process shares."""
@@ -75,6 +77,9 @@ class GatewaySettings(CommonSettings):
     max_wait_s: float = Field(default=30.0, ge=0)
     # An events stream with nothing new for this long sends a keep-alive comment.
     sse_keepalive_s: float = Field(default=15.0, gt=0)
+    # How long a finished answer is reused for the same normalised question and
+    # parameters while its collection is unchanged; 0 turns the answer cache off.
+    answer_cache_ttl_s: int = Field(default=C.ANSWER_CACHE_TTL_S, ge=0)
 
 
 class EmbedderSettings(WorkerSettings):
@@ -102,6 +107,9 @@ class EmbedderSettings(WorkerSettings):
     # A DOCX (a ZIP archive) claiming to unpack to more than this is refused as a
     # likely zip bomb before anything is unpacked.
     max_unpacked_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    # How long a text's vector is kept for reuse (per model and text); 0 turns the
+    # embedding cache off.
+    embedding_cache_ttl_s: int = Field(default=C.EMBEDDING_CACHE_TTL_S, ge=0)
 
 
 class RetrieverSettings(WorkerSettings):

@@ -33,7 +33,7 @@ from libs.common import constants as C
 from libs.common import metrics as M
 from libs.common.constants import ROUTES
 from libs.common.envelope import Envelope, stage_status
-from libs.common.errors import DocuMindError, RetryableError, is_retryable
+from libs.common.errors import DocuMindError, JobEnded, RetryableError, is_retryable
 from libs.common.events import event_ops
 from libs.common.scripts import COMMIT, MARK_RUNNING, MOVE_DUE
 from libs.common.settings import WorkerSettings
@@ -377,7 +377,8 @@ class Worker:
         work = asyncio.ensure_future(self._call_handler(envs))
         done, _ = await asyncio.wait({work}, timeout=self.s.status_delay_s)
         if not done:
-            first = [e for e in envs if len(e.route) == len(ROUTES[e.kind])]
+            # (A chat with history starts with one stage more than its kind's route.)
+            first = [e for e in envs if len(e.route) >= len(ROUTES[e.kind])]
             if first:
                 await asyncio.gather(self._mark_running(first), asyncio.shield(work))
         outcomes = await work
@@ -401,7 +402,7 @@ class Worker:
                 self.s.job_ttl_s,
                 time.time(),
                 self.stage,
-                *[stage_status(e.kind, self.stage) for e in envs],
+                *[stage_status(e.kind, self.stage, last=len(e.route) == 1) for e in envs],
             ],
         )
 
@@ -431,6 +432,10 @@ class Worker:
         timings[f"{self.stage}.wait"] = round(max(0.0, m.read_at - env.enqueued_at), 6)
         self._queue_wait.observe(timings[f"{self.stage}.wait"])
         with trace.use_span(span, end_on_exit=True) if span else contextlib.nullcontext():
+            if isinstance(outcome, JobEnded):
+                # Cancelled or expired meanwhile: acknowledge; the guard reports it as skipped.
+                ops.add(m.id, [["GUARD", C.job_key(env.job_id)]])
+                return
             if isinstance(outcome, BaseException):
                 if span:
                     span.record_exception(outcome)
@@ -479,7 +484,7 @@ class Worker:
             "HSET",
             job,
             "status",
-            stage_status(env.kind, nxt[0]),
+            stage_status(env.kind, nxt[0], last=len(nxt) == 1),
             "stage",
             nxt[0],
             "timings",
@@ -487,7 +492,7 @@ class Worker:
             "updated_at",
             repr(time.time()),
         ]
-        finished = stage_status(env.kind, self.stage)
+        finished = stage_status(env.kind, self.stage, last=False)
         ops.add(
             m.id,
             [
@@ -521,7 +526,7 @@ class Worker:
                     "HSET",
                     job,
                     "status",
-                    stage_status(env.kind, self.stage),
+                    stage_status(env.kind, self.stage, last=len(env.route) == 1),
                     "stage",
                     self.stage,
                     "timings",

@@ -18,6 +18,7 @@ from libs.common.settings import EmbedderSettings
 from libs.common.vectors import encode_vector
 from libs.common.worker import Outcome, Output
 from services.embedder.backends import Embedder
+from services.embedder.cache import EmbeddingCache
 from services.embedder.chunking import chunk_pages
 from services.embedder.parsing import Page, parse_document
 
@@ -39,6 +40,8 @@ class EmbedHandler:
         self.r = client
         self.embedder = embedder
         self.s = settings
+        # Every model call goes through the cache: only texts it lacks reach the model.
+        self.cache = EmbeddingCache(client, embedder, settings.embedding_cache_ttl_s)
         self._hset_if_exists = client.register_script(HSET_IF_EXISTS)
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
@@ -75,14 +78,12 @@ class EmbedHandler:
         pending = [i for i in sorted(parts_of) if outcomes[i] is None]
         try:
             if queries:
-                vectors = await asyncio.to_thread(
-                    self.embedder.embed, [batch[i].payload["query"] for i in queries]
-                )
+                vectors = await self.cache.embed([batch[i].payload["query"] for i in queries])
                 for i, vector in zip(queries, vectors, strict=True):
                     outcomes[i] = {**batch[i].payload, "vector": encode_vector(vector)}
             for group in _groups(pending, parts_of, self.s.ingest_part_chunks):
                 texts = [c["text"] for i in group for c in parts_of[i]["chunks"]]
-                vectors = await asyncio.to_thread(self.embedder.embed, texts)
+                vectors = await self.cache.embed(texts)
                 pos = 0
                 for i in group:
                     p = parts_of[i]

@@ -18,6 +18,7 @@ from libs.common.service import connect
 from libs.common.settings import GatewaySettings
 from services.gateway.collections import router as collections_router
 from services.gateway.events import router as events_router
+from services.gateway.openai_compat import router as openai_router
 from services.gateway.routes import router
 from services.gateway.submit import Submitter
 from services.gateway.uploads import router as uploads_router
@@ -45,6 +46,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(events_router)
     app.include_router(collections_router)
     app.include_router(uploads_router)
+    app.include_router(openai_router)
     app.mount("/metrics", make_asgi_app())
 
     @app.exception_handler(RequestValidationError)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from libs.common import constants as C
 from libs.common.envelope import Envelope
 from services.gateway.submit import Submitter
 
@@ -14,7 +15,23 @@ async def submit_chat(
     question: str,
     *,
     top_k: int | None = None,
+    history: list[dict[str, str]] | None = None,
+    bypass_cache: bool = False,
 ) -> Envelope:
-    """Queue a chat job for ``question`` in ``collection`` (404/422/503 as HTTPException)."""
+    """Queue a chat job for ``question`` in ``collection`` (404/422/503 as HTTPException).
+
+    ``history``: earlier turns (``{"role", "content"}``, oldest first). With any, the
+    job first goes to the generator, which rewrites ``question`` as a standalone one.
+
+    A question asked before of the collection as it is now is answered from the
+    answer cache: the job comes back already done. ``bypass_cache`` skips that
+    lookup (the fresh answer still refreshes the cache).
+    """
     payload: dict[str, Any] = {"question": question, "query": question, "top_k": sub.top_k(top_k)}
-    return await sub.submit("chat", collection, payload)
+    if history:
+        payload["history"] = history
+    cached = await sub.answers.lookup(collection, payload, bypass=bypass_cache)
+    if cached is not None:
+        return cached
+    route = C.CHAT_WITH_HISTORY_ROUTE if history else None
+    return await sub.submit("chat", collection, payload, route=route)

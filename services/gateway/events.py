@@ -57,9 +57,14 @@ async def job_events(
     kept = await sub.r.exists(C.events_key(job_id))
 
     async def stream() -> AsyncIterator[str]:
-        if not kept and job["status"] in C.FINAL_STATUSES:
-            if start == "0-0":
-                yield _final_event(job)
+        if job["status"] in C.FINAL_STATUSES:
+            # Nothing more will come: replay what is kept after ``start``, and end.
+            if not kept:
+                if start == "0-0":
+                    yield _final_event(job)
+                return
+            for kept_event in await events.history(sub.r, job_id, after=start):
+                yield sse(kept_event.id, kept_event.type, kept_event.data)
             return
         block_ms = int(settings.sse_keepalive_s * 1000)
         async for event in events.read(sub.r, job_id, start, block_ms=block_ms):
@@ -88,5 +93,5 @@ async def cancel_job(job_id: str, request: Request) -> JobCancelled:
     if not status:
         raise HTTPException(404, f"job '{job_id}' not found")
     if status != "cancelled":
-        raise HTTPException(409, f"job '{job_id}' already ended: {status}")
+        raise HTTPException(409, f"job '{job_id}' already ended: {status.removeprefix('ended:')}")
     return JobCancelled(job_id=job_id, status=status)

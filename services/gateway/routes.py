@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 
 from libs.common import constants as C
 from libs.common.settings import GatewaySettings
+from services.gateway.answer_cache import bypass_requested
 from services.gateway.chat import submit_chat
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
@@ -35,7 +36,9 @@ def _check_question(text: str, settings: GatewaySettings, field: str) -> None:
 async def chat(body: ChatRequest, request: Request) -> JobAccepted:
     sub, settings = submitter(request), settings_of(request)
     _check_question(body.question, settings, "question")
-    env = await submit_chat(sub, body.collection, body.question, top_k=body.top_k)
+    env = await submit_chat(
+        sub, body.collection, body.question, top_k=body.top_k, bypass_cache=bypass_requested(request.headers)
+    )
     return JobAccepted(job_id=env.job_id, events_url=events_url(env.job_id))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -12,6 +13,7 @@ from libs.common.envelope import Envelope, JobKind
 from libs.common.jobs import JobStore
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import current_traceparent, tracer
+from services.gateway.answer_cache import AnswerCache
 
 
 class DuplicateDocument(Exception):
@@ -28,6 +30,7 @@ class Submitter:
         self.s = settings
         self.jobs = JobStore(client, settings.job_ttl_s, settings.overdue_grace_s, settings.events_ttl_s)
         self.docs = DocumentStore(client, self.jobs)
+        self.answers = AnswerCache(client, settings)
 
     def top_k(self, requested: int | None) -> int:
         k = requested or self.s.default_top_k
@@ -47,9 +50,12 @@ class Submitter:
         collection_must_exist: bool = True,
         document: dict[str, str] | None = None,
         sha256: str = "",
+        route: Sequence[str] | None = None,
     ) -> Envelope:
         """Queue a job: 404 for an unknown collection (unless this job creates it),
-        503 with Retry-After when the first stage is too far behind."""
+        503 with Retry-After when the first stage is too far behind.
+
+        ``route`` overrides the stages of ``kind`` (``ROUTES[kind]``)."""
         with tracer.start_as_current_span(f"submit {kind}"):
             env = Envelope.new(
                 kind,
@@ -57,6 +63,7 @@ class Submitter:
                 payload,
                 timeout_s or self.s.job_timeout_s,
                 traceparent=current_traceparent(),
+                route=route,
             )
             if document is not None:
                 document = {**document, "job_id": env.job_id}

@@ -10,10 +10,18 @@ import redis.asyncio as aioredis
 
 from libs.common import constants as C
 from libs.common.envelope import Envelope
-from libs.common.errors import PermanentError
+from libs.common.errors import JobEnded
 from libs.common.models import Hit
 from libs.common.worker import Outcome
 from services.generator.backends import JOB_ID, Answerer, OnToken
+from services.generator.cache import with_cache_entry
+from services.generator.condense import (
+    Condenser,
+    answered_question,
+    condense_step,
+    condenser_for,
+    needs_condensing,
+)
 from services.generator.events import AnswerStream, CancelWatch
 
 
@@ -31,8 +39,11 @@ class GenerateHandler:
         answerer: Answerer,
         stream: AnswerStream | None = None,
         client: aioredis.Redis | None = None,
+        condenser: Condenser | None = None,
     ) -> None:
         self.answerer = answerer
+        # Rewrites a follow-up as a standalone question (a chat with history, see condense.py).
+        self.condenser = condenser or condenser_for(answerer)
         self.stream = stream
         self.r = client
         self.cancels = CancelWatch(client) if client is not None else None
@@ -48,7 +59,7 @@ class GenerateHandler:
         # Answers are independent (LLM calls are I/O): run them side by side.
         results = await asyncio.gather(*tasks, return_exceptions=True)
         return [
-            PermanentError("cancelled by the client") if isinstance(r, asyncio.CancelledError) else r
+            JobEnded("cancelled by the client") if isinstance(r, asyncio.CancelledError) else r
             for r in results
         ]
 
@@ -75,10 +86,13 @@ class GenerateHandler:
         if close is not None:
             await close()
 
-    async def _answer(self, env: Envelope, ended: str | None) -> dict[str, object]:
+    async def _answer(self, env: Envelope, ended: str | None) -> Outcome:
         JOB_ID.set(env.job_id)  # this task's own context: log lines below name the job
         if ended is not None:
-            raise PermanentError(f"the job was {ended} before its answer started")
+            raise JobEnded(f"the job was {ended} before its answer started")
+        if needs_condensing(env):
+            # The first of a chat's two generator steps: the question to retrieve with.
+            return await condense_step(self.condenser, env)
         hits = [Hit.model_validate(h) for h in env.payload["hits"]]
         stream = self.stream
         on_token: OnToken | None = None
@@ -95,4 +109,4 @@ class GenerateHandler:
         finally:
             if stream is not None:
                 await stream.finished(env)
-        return answer.model_dump()
+        return with_cache_entry(env.payload, {**answer.model_dump(), **answered_question(env.payload)})

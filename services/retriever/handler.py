@@ -216,7 +216,8 @@ class RetrieveHandler:
         )
 
     def _completion(self, env: Envelope, replaced: list[Replaced]) -> list[list[Any]]:
-        """Ops applied with the job's completion: unhide the document, retire what it replaces."""
+        """Ops applied with the job's completion: unhide the document, retire what it replaces,
+        and move the collection's version on (its cached answers are no longer served)."""
         doc_id = env.payload["document_id"]
         ops: list[list[Any]] = [["SREM", C.collection_pending_key(env.collection), doc_id]]
         if replaced:
@@ -224,6 +225,10 @@ class RetrieveHandler:
             ops.append(["IFEXISTS", C.document_key(doc_id)])
             for old in replaced:
                 ops.extend(self._retire(env.collection, old))
+        # Last: IFEXISTS skips what follows it, and a dropped collection's hash must not
+        # come back as a bare version counter.
+        collection = C.collection_key(env.collection)
+        ops.extend([["IFEXISTS", collection], ["HINCRBY", collection, C.COLLECTION_VERSION_FIELD, 1]])
         return ops
 
     def _retire(self, collection: str, old: Replaced) -> list[list[Any]]:

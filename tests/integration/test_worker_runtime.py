@@ -383,3 +383,32 @@ def test_a_job_split_into_parts_completes_once_when_its_last_part_does(valkey_ur
         assert await r.xlen(C.stream_key(C.RETRIEVER)) == 0
 
     run(body, valkey_url)
+
+
+def test_a_chat_with_history_is_condensing_at_its_first_generator_step(valkey_url: str) -> None:
+    async def body(r: aioredis.Redis) -> None:
+        payload = {"question": "when?", "query": "when?", "history": [{"role": "user", "content": "ferry"}]}
+        env = Envelope.new("chat", "c1", payload, 60, route=C.CHAT_WITH_HISTORY_ROUTE)
+        store = JobStore(r)
+        assert await store.submit(env, max_backlog=10) == "ok"
+        condensed = {**payload, "question": "ferry when?", "condensed": True}
+        handler = Recorder(lambda e: Output(condensed, event={"standalone_question": "ferry when?"}))
+        w = Worker(r, C.GENERATOR, handler, settings())
+        await w.ensure_group()
+        # What a slow batch at its first stage shows while it works.
+        await w._mark_running([env])
+        assert (await store.get(env.job_id) or {})["status"] == "condensing"
+        await w.process(await w._read())
+        job = await store.get(env.job_id)
+        assert job is not None and (job["status"], job["stage"]) == ("embedding", C.EMBEDDER)
+        events: Any = await r.xrange(C.events_key(env.job_id))
+        assert [f[b"type"] for _id, f in events] == [b"queued", b"condensing"]
+        data = json.loads(events[1][1][b"data"])
+        assert data == {"stage": C.GENERATOR, "standalone_question": "ferry when?"}
+        queued: Any = await r.xrange(C.stream_key(C.EMBEDDER))
+        ((_id, fields),) = queued
+        forwarded = Envelope.loads(fields[C.ENVELOPE_FIELD.encode()])
+        assert forwarded.route == [C.EMBEDDER, C.RETRIEVER, C.GENERATOR]
+        assert forwarded.payload == condensed
+
+    run(body, valkey_url)

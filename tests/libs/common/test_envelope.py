@@ -49,6 +49,17 @@ def test_stage_status(kind: str, stage: str, status: str) -> None:
     assert stage_status(kind, stage) == status
 
 
+def test_a_generator_step_before_the_last_condenses() -> None:
+    assert stage_status("chat", "generator", last=False) == "condensing"
+    assert stage_status("chat", "embedder", last=False) == "embedding"
+
+
+def test_a_route_can_be_given() -> None:
+    env = Envelope.new("chat", "docs", {}, 1, route=("generator", "embedder", "retriever", "generator"))
+    assert env.route == ["generator", "embedder", "retriever", "generator"]
+    assert env.stage == "generator"
+
+
 def test_vectors_survive_transport_as_float32() -> None:
     vec = [0.1, -2.5, 3.25, 0.0]
     assert decode_vector(encode_vector(vec)) == pytest.approx(vec, rel=1e-6)

@@ -144,7 +144,12 @@ def test_the_last_part_completes_the_document_and_unhides_it() -> None:
     assert out.parts == 3
     assert out.payload["chunks"] == 70
     assert out.updates[C.document_key("d1")]["chunks"] == "70"
-    assert out.on_complete == [["SREM", C.collection_pending_key("docs"), "d1"]]
+    # The collection's version moves on (its cached answers go stale), unless it was dropped.
+    assert out.on_complete == [
+        ["SREM", C.collection_pending_key("docs"), "d1"],
+        ["IFEXISTS", C.collection_key("docs")],
+        ["HINCRBY", C.collection_key("docs"), C.COLLECTION_VERSION_FIELD, 1],
+    ]
 
 
 def test_a_replace_retires_the_older_documents_in_its_completing_commit() -> None:
@@ -165,3 +170,8 @@ def test_a_replace_retires_the_older_documents_in_its_completing_commit() -> Non
     delete = Envelope.loads(xadd[4])
     assert xadd[1] == C.stream_key(C.RETRIEVER)
     assert (delete.kind, delete.payload) == ("delete", {"document_id": "old1"})
+    # One version step for the swap, last, after the retirements.
+    assert ops[-2:] == [
+        ["IFEXISTS", C.collection_key("docs")],
+        ["HINCRBY", C.collection_key("docs"), C.COLLECTION_VERSION_FIELD, 1],
+    ]

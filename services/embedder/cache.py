@@ -1,0 +1,76 @@
+"""The embedding cache: a text embedded once by a model is not embedded again.
+
+Each vector is kept in Valkey under the model's identity and the sha256 of the
+text (``constants.embedding_cache_key``) as float32 little-endian bytes. A
+model call looks up all its texts with one MGET, sends only the misses to the
+model and stores their vectors with one pipelined ``SET ... EX``. Questions and
+document chunks share it: a re-uploaded document, or a question asked again,
+skips the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from libs.common import constants as C
+from libs.common import metrics as M
+from services.embedder.backends import Embedder
+
+logger = logging.getLogger(__name__)
+
+
+def model_id(embedder: Embedder) -> str:
+    """What a cached vector depends on: the model's name and its vector size."""
+    return f"{embedder.name}:{embedder.dim}"
+
+
+def text_key(model: str, text: str) -> str:
+    return C.embedding_cache_key(model, hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+class EmbeddingCache:
+    """Embeds texts through ``embedder``, reusing the vectors Valkey already holds.
+
+    With ``ttl_s`` 0 every text goes to the model and nothing is stored.
+    Hits and misses are counted per distinct text of a call.
+    """
+
+    def __init__(self, client: aioredis.Redis, embedder: Embedder, ttl_s: int) -> None:
+        self.r = client
+        self.embedder = embedder
+        self.ttl_s = ttl_s
+        self.model = model_id(embedder)
+        self._hits = M.CACHE_REQUESTS.labels("embedding", "hit")
+        self._misses = M.CACHE_REQUESTS.labels("embedding", "miss")
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of ``texts``, in order, shape (len(texts), dim)."""
+        if self.ttl_s <= 0 or not texts:
+            return await asyncio.to_thread(self.embedder.embed, texts)
+        distinct = list(dict.fromkeys(texts))
+        keys = [text_key(self.model, t) for t in distinct]
+        found: list[Any] = await self.r.mget(keys)
+        width = self.embedder.dim * 4
+        vectors: dict[str, np.ndarray] = {}
+        for text, raw in zip(distinct, found, strict=True):
+            # A value of another size (written by a differently configured model) is a miss.
+            if raw is not None and len(raw) == width:
+                vectors[text] = np.frombuffer(raw, dtype="<f4")
+        misses = [t for t in distinct if t not in vectors]
+        self._hits.inc(len(distinct) - len(misses))
+        self._misses.inc(len(misses))
+        if misses:
+            fresh = await asyncio.to_thread(self.embedder.embed, misses)
+            async with self.r.pipeline(transaction=False) as pipe:
+                for text, vector in zip(misses, fresh, strict=True):
+                    vectors[text] = np.asarray(vector, dtype="<f4")
+                    pipe.set(text_key(self.model, text), vectors[text].tobytes(), ex=self.ttl_s)
+                await pipe.execute()
+        return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)

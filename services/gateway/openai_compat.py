@@ -1,0 +1,311 @@
+"""The OpenAI-compatible facade: collections as models, answers as chat completions.
+
+- ``GET /v1/models`` lists the collections as models (``GET /v1/models/{model}``: one).
+- ``POST /v1/chat/completions`` with ``model`` = a collection and OpenAI ``messages``
+  queues a chat job through ``submit_chat`` (the path ``POST /v1/chat`` takes) for the
+  last user message. Earlier user and assistant messages go with it as ``history``: the
+  generator first rewrites the question as a standalone one, which is what is retrieved
+  and answered. System messages are ignored (DocuMind's own prompt governs answers).
+  Plain, the request blocks on the job's done stream until it is final (the job's
+  deadline bounds it) and answers ``chat.completion``; with ``stream: true`` the job's
+  events become ``chat.completion.chunk`` frames (see ``openai_stream``). Nothing runs in
+  the request itself: the gateway submits, then waits on the job or reads its events.
+- DocuMind's own data (job id, mode, citations, the standalone question) rides in the
+  extra top-level field ``documind`` (``openai_schemas.DocuMindExtra``).
+- Errors come in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``:
+  an unknown model is 404 ``model_not_found``; bad messages 400
+  ``invalid_request_error``; a full queue 503 with ``Retry-After``; a job that failed,
+  expired or was cancelled 500, 504 or 409 (with ``x-should-retry: false``: the
+  pipeline already retried).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from libs.common import constants as C
+from libs.common import events
+from libs.common.envelope import Envelope
+from libs.common.settings import GatewaySettings
+from services.gateway.answer_cache import bypass_requested
+from services.gateway.chat import submit_chat
+from services.gateway.deps import settings as settings_of
+from services.gateway.deps import submitter
+from services.gateway.openai_schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessage,
+    ErrorBody,
+    ModelCard,
+    ModelList,
+)
+from services.gateway.openai_stream import (
+    ChunkStream,
+    documind_extra,
+    error_body,
+    estimate_tokens,
+    job_error,
+)
+from services.gateway.submit import Submitter
+
+# Earlier messages sent with a question as its history: the latest this many.
+MAX_HISTORY_MESSAGES = 8
+# HTTP status of a job that ended without an answer.
+_JOB_STATUS = {"failed": 500, "expired": 504, "cancelled": 409}
+_ROLES = frozenset({"system", "developer", "user", "assistant"})
+_COLLECTION_NAME = re.compile(C.COLLECTION_NAME_PATTERN)
+_UNAVAILABLE = "the job queue is unavailable; retry later"
+
+
+class OpenAIError(Exception):
+    """Answered as ``{"error": {...}}`` with ``status``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, type_, code, param)
+        self.headers = headers
+
+
+def _from_http(exc: HTTPException) -> OpenAIError:
+    """The gateway's own HTTP errors (from ``submit_chat``), in OpenAI's shape."""
+    detail = str(exc.detail)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        return OpenAIError(404, detail, code="model_not_found", param="model")
+    if exc.status_code == 503:
+        return OpenAIError(503, detail, "server_error", "overloaded", headers=headers)
+    if exc.status_code < 500:
+        return OpenAIError(400, detail, headers=headers)
+    return OpenAIError(exc.status_code, detail, "server_error", headers=headers)
+
+
+class OpenAIRoute(APIRoute):
+    """Every error of the facade's routes in OpenAI's shape, validation errors included."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def openai_errors(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as exc:
+                err = _invalid(exc)
+            except HTTPException as exc:
+                err = _from_http(exc)
+            except (RedisConnectionError, RedisTimeoutError):
+                retry = {"Retry-After": str(settings_of(request).retry_after_s)}
+                err = OpenAIError(503, _UNAVAILABLE, "server_error", headers=retry)
+            except OpenAIError as exc:
+                err = exc
+            return JSONResponse(err.body, status_code=err.status, headers=err.headers)
+
+        return openai_errors
+
+
+def _invalid(exc: RequestValidationError) -> OpenAIError:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    message = f"{where}: {first.get('msg')}" if where else str(first.get("msg", "invalid request"))
+    return OpenAIError(400, message, param=where or None)
+
+
+router = APIRouter(route_class=OpenAIRoute, tags=["openai"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": why}
+    for code, why in ((400, "bad messages"), (404, "unknown model (collection)"), (503, "queue full"))
+}
+
+
+def _unknown_model(model: str) -> OpenAIError:
+    return OpenAIError(
+        404, f"The model '{model}' does not exist: no such collection", code="model_not_found", param="model"
+    )
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(request: Request) -> ModelList:
+    """The collections, as OpenAI models."""
+    found = await submitter(request).docs.collections()
+    return ModelList(data=[ModelCard(id=c["name"], created=int(c["created_at"])) for c in found])
+
+
+@router.get("/v1/models/{model}", response_model=ModelCard, responses=_ERRORS)
+async def get_model(model: str, request: Request) -> ModelCard:
+    found = await submitter(request).docs.collection(model) if _COLLECTION_NAME.match(model) else None
+    if found is None:
+        raise _unknown_model(model)
+    return ModelCard(id=found["name"], created=int(found["created_at"]))
+
+
+def _text(message: ChatMessage, index: int) -> str:
+    """A message's text: its string content, or its text parts joined."""
+    content = message.content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content.strip()
+    texts = []
+    for part in content:
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise OpenAIError(400, "only text content is supported", param=f"messages.{index}.content")
+        texts.append(part["text"])
+    return "".join(texts).strip()
+
+
+def split_messages(messages: list[ChatMessage], max_chars: int) -> tuple[str, list[dict[str, str]]]:
+    """The question (the last message, the user's) and the earlier turns as history.
+
+    System and developer messages are left out; the history keeps the latest
+    ``MAX_HISTORY_MESSAGES`` user and assistant messages, each cut to ``max_chars``.
+    """
+    turns: list[dict[str, str]] = []
+    for i, message in enumerate(messages):
+        if message.role not in _ROLES:
+            raise OpenAIError(
+                400,
+                f"messages.{i}.role: '{message.role}' is not supported (system, user or assistant)",
+                param=f"messages.{i}.role",
+            )
+        text = _text(message, i)
+        if message.role == "user" and not text:
+            raise OpenAIError(400, f"messages.{i}.content: must not be empty", param=f"messages.{i}.content")
+        if message.role in ("user", "assistant") and text:
+            turns.append({"role": message.role, "content": text})
+    if not turns or turns[-1]["role"] != "user" or messages[-1].role != "user":
+        raise OpenAIError(400, "messages must end with the user's question", param="messages")
+    question = turns[-1]["content"]
+    if len(question) > max_chars:
+        raise OpenAIError(
+            400, f"the question is longer than {max_chars} characters", param=f"messages.{len(messages) - 1}"
+        )
+    history = [{**t, "content": t["content"][:max_chars]} for t in turns[:-1][-MAX_HISTORY_MESSAGES:]]
+    return question, history
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        **_ERRORS,
+        200: {
+            "description": "a chat.completion, or with stream: true chat.completion.chunk events",
+            "content": {"text/event-stream": {}},
+        },
+    },
+)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    """Answer the last user message from the collection named by ``model``."""
+    sub, settings = submitter(request), settings_of(request)
+    if not _COLLECTION_NAME.match(body.model):
+        raise _unknown_model(body.model)
+    question, history = split_messages(body.messages, settings.max_question_chars)
+    env = await submit_chat(
+        sub,
+        body.model,
+        question,
+        top_k=body.top_k,
+        history=history or None,
+        bypass_cache=bypass_requested(request.headers),
+    )
+    prompt_tokens = sum(estimate_tokens(_text(m, i)) for i, m in enumerate(body.messages))
+    if body.stream:
+        chunks = ChunkStream(
+            job_id=env.job_id,
+            model=body.model,
+            created=int(env.created_at),
+            prompt_tokens=prompt_tokens,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        )
+        return StreamingResponse(
+            _stream(request, sub, settings, env.job_id, chunks),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    job = await _wait_final(sub, settings, env)
+    if job is None or job["status"] != "done":
+        return _no_answer(job)
+    result: dict[str, Any] = job.get("result") or {}
+    answer = str(result.get("answer", ""))
+    completion_tokens = estimate_tokens(answer)
+    completion = ChatCompletion.model_validate(
+        {
+            "id": f"chatcmpl-{env.job_id}",
+            "created": int(env.created_at),
+            "model": body.model,
+            "choices": [{"message": {"content": answer}}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "documind": documind_extra(env.job_id, result),
+        }
+    )
+    return JSONResponse(completion.model_dump(mode="json", exclude_none=True))
+
+
+def _no_answer(job: dict[str, Any] | None) -> JSONResponse:
+    """The error for a job that ended without an answer (or did not end in time)."""
+    status = job["status"] if job else "failed"
+    if status not in _JOB_STATUS:  # still in flight past its deadline and grace
+        status = "expired"
+    reason = (job or {}).get("error") or ("it did not finish in time" if job else "it was lost")
+    # The pipeline has retried already: the client should not submit it again.
+    headers = {"x-should-retry": "false"}
+    return JSONResponse(job_error(status, reason), status_code=_JOB_STATUS[status], headers=headers)
+
+
+async def _wait_final(sub: Submitter, settings: GatewaySettings, env: Envelope) -> dict[str, Any] | None:
+    """The job once final: blocking reads of its done stream, each shorter than the
+    client's socket timeout; the job's deadline (plus grace, when a read expires it)
+    bounds the whole wait."""
+    step = max(settings.max_wait_s, settings.sse_keepalive_s)
+    give_up = env.deadline + settings.overdue_grace_s + step
+    job = await sub.jobs.wait(env.job_id, step)
+    while job is not None and job["status"] not in C.FINAL_STATUSES and time.time() < give_up:
+        job = await sub.jobs.wait(env.job_id, step)
+    return job
+
+
+async def _stream(
+    request: Request, sub: Submitter, settings: GatewaySettings, job_id: str, chunks: ChunkStream
+) -> AsyncIterator[str]:
+    """The completion's frames, from the job's events as they come."""
+    yield chunks.start()
+    block_ms = int(settings.sse_keepalive_s * 1000)
+    async for event in events.read(sub.r, job_id, block_ms=block_ms):
+        if event is not None:
+            for out in chunks.feed(event):
+                yield out
+            if chunks.ended:
+                return
+            continue
+        if await request.is_disconnected():
+            return
+        # Quiet for a while: is the job still there? (A job past its deadline is
+        # expired by this read, which writes its final event.)
+        if await sub.jobs.get(job_id) is None:
+            for out in chunks.fail(job_error("failed", "the job is gone")):
+                yield out
+            return
+        yield ": keep-alive\n\n"

@@ -1,0 +1,113 @@
+"""Request and response bodies of the OpenAI-compatible facade (``openai_compat.py``).
+
+The shapes are OpenAI's (``chat.completion``, ``chat.completion.chunk``, ``model``,
+``list``, ``{"error": ...}``); DocuMind's own data rides in one extra top-level field,
+``documind``, which OpenAI clients keep as an unknown field (the ``openai`` Python
+client: ``completion.model_extra["documind"]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.common.models import Citation
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str
+    # A string, or OpenAI's content parts ([{"type": "text", "text": ...}, ...]).
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    # Send a last chunk with ``usage`` (and no choices) before ``[DONE]``.
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    # OpenAI's sampling and output parameters (temperature, max_tokens, n, user, ...)
+    # are accepted and ignored: the pipeline's settings decide.
+    model_config = ConfigDict(extra="ignore")
+
+    # The collection to answer from.
+    model: str
+    messages: list[ChatMessage]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    # DocuMind extension: chunks to retrieve (default DOCUMIND_DEFAULT_TOP_K).
+    top_k: int | None = Field(default=None, ge=1)
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "documind"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class DocuMindExtra(BaseModel):
+    """The ``documind`` field of a completion (and of a stream's final chunk)."""
+
+    # The pipeline job that answered: GET /v1/jobs/{job_id} shows its result and timings.
+    job_id: str
+    # "extractive" or "llm:<model>".
+    mode: str
+    # The sources the answer cites as [n].
+    citations: list[Citation]
+    # With earlier turns in ``messages``: the standalone question retrieved and answered.
+    standalone_question: str | None = None
+    # Streams only, and only when the streamed content is not the final answer (a
+    # retried LLM attempt began differently from what was already sent): the answer.
+    answer: str | None = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+    logprobs: None = None
+
+
+class Usage(BaseModel):
+    # Estimated (about four characters a token): the pipeline does not count tokens.
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    # The collection that answered.
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    documind: DocuMindExtra
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
