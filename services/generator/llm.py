@@ -20,7 +20,7 @@ from libs.common.errors import DocuMindError, PermanentError, RetryableError
 from libs.common.models import Hit
 from services.generator.backends import JOB_ID, Answer, ChatLLM, OnToken, emit_pieces
 from services.generator.budget import fit_sources
-from services.generator.llm_errors import LLMDeadlineError, map_openai_error
+from services.generator.llm_errors import LLMDeadlineError, LLMUnavailableError, map_openai_error
 from services.generator.prompt import NOTHING_RELEVANT, build_messages, make_citations, relevant_hits
 from services.generator.thinking import ThinkFilter
 
@@ -160,7 +160,17 @@ class OpenAIChat:
                 raise RetryableError(
                     f"LLM stopped while still reasoning, before any answer (finish reason {finish})"
                 )
+            if finish is None:
+                # The server ended the stream before answering (llama.cpp's server does when
+                # another request interrupts this one): worth trying again within the call.
+                raise LLMUnavailableError("LLM closed the stream before answering (no finish reason)")
             raise RetryableError(f"LLM returned an empty answer (finish reason {finish})")
+        if finish is None:
+            logger.warning(
+                "LLM %s stream ended without a finish reason after %d characters: maybe cut short",
+                self.model,
+                produced,
+            )
         logger.debug(
             "LLM %s answered %d characters in %.2fs, finish %s",
             self.model,

@@ -309,7 +309,7 @@ def test_client_errors_are_permanent(fake_llm: FakeOpenAI, code: int, message: s
     ("behaviour", "error", "words"),
     [
         (malformed_stream("bad_json"), RetryableError, ["malformed"]),
-        (malformed_stream("no_content"), RetryableError, ["empty answer"]),
+        (malformed_stream("no_content"), LLMUnavailableError, ["closed the stream before answering"]),
         (ok(chunks=["<think>still going"], finish_reason="length"), RetryableError, ["reasoning", "length"]),
         (ok(chunks=[""], finish_reason="content_filter"), PermanentError, ["content filter"]),
         (malformed_stream("error_event"), LLMUnavailableError, ["upstream model crashed"]),
