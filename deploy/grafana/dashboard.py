@@ -175,11 +175,79 @@ ROWS: list[tuple[str, list[Panel]]] = [
         "LLM",
         [
             Panel(
+                "LLM time to first token (p50, p95)",
+                "From sending an LLM request to the first piece of its answer.",
+                tuple(
+                    Query(
+                        f"histogram_quantile({q}, sum by (le) "
+                        f"(rate(documind_llm_time_to_first_token_seconds_bucket[{RATE}])))",
+                        f"p{round(q * 100)}",
+                    )
+                    for q in (0.5, 0.95)
+                ),
+                unit="s",
+            ),
+            Panel(
+                "LLM request time (p50, p95)",
+                "Whole LLM requests, to the end of the answer.",
+                (
+                    *(
+                        Query(
+                            f"histogram_quantile({q}, sum by (le) "
+                            f"(rate(documind_llm_request_seconds_bucket[{RATE}])))",
+                            f"request p{round(q * 100)}",
+                        )
+                        for q in (0.5, 0.95)
+                    ),
+                ),
+                unit="s",
+            ),
+            Panel(
                 "Generator batch time (p50, p95)",
-                "Time the generator spent on one batch, LLM calls included: with an LLM "
-                "configured this is the LLM latency plus prompt building.",
+                "Time the generator spent on one batch, LLM calls included.",
                 quantiles("documind_stage_seconds", "stage", 'stage="generator"'),
                 unit="s",
+            ),
+            Panel(
+                "LLM tokens/s",
+                "Answer pieces (about one token each) streamed by the LLM per second.",
+                (Query(f"sum(rate(documind_llm_completion_tokens_total[{RATE}]))", "tokens/s"),),
+                unit="ops",
+            ),
+        ],
+    ),
+    (
+        "Backlog",
+        [
+            Panel(
+                "Stream length, group lag and pending per stage",
+                "length: the stage's live backlog; lag: entries its group has not read yet; pending: "
+                "read and not yet acknowledged (in flight, or held by a crashed worker until reclaimed).",
+                (
+                    Query(f"max by (stage) (documind_stream_length{{{STAGE}}})", "{{stage}} length"),
+                    Query(f"max by (stage) (documind_consumer_group_lag{{{STAGE}}})", "{{stage}} lag"),
+                    Query(f"max by (stage) (documind_pending_messages{{{STAGE}}})", "{{stage}} pending"),
+                ),
+            ),
+            Panel(
+                "Delayed retries and dead-letter stream",
+                "Messages waiting out a retry backoff per stage, and entries kept in documind:dead.",
+                (
+                    Query(f"max by (stage) (documind_delayed_retries{{{STAGE}}})", "{{stage}} delayed"),
+                    Query("max(documind_dead_letter_stream_length)", "dead letters"),
+                ),
+            ),
+            Panel(
+                "Embedding texts/s and batch size",
+                "Texts the model embedded per second (cache misses), and texts per model call (p50).",
+                (
+                    Query(f"sum(rate(documind_embedding_texts_total[{RATE}]))", "texts/s"),
+                    Query(
+                        "histogram_quantile(0.5, sum by (le) "
+                        f"(rate(documind_embedding_batch_texts_bucket[{RATE}])))",
+                        "batch p50",
+                    ),
+                ),
             ),
         ],
     ),

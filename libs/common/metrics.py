@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
     "documind_messages_total",
@@ -36,4 +36,38 @@ CACHE_REQUESTS = Counter(
     "Cache lookups by cache and result: the embedding cache counts each distinct text of a "
     "model call, the answer cache each chat request (a request that bypasses it is a miss).",
     ["cache", "result"],
+)
+STREAM_LENGTH = Gauge(
+    "documind_stream_length",
+    "Entries in a stage's stream: its live backlog (acknowledged ones are deleted).",
+    ["stage"],
+)
+GROUP_LAG = Gauge(
+    "documind_consumer_group_lag", "Entries in a stage's stream not yet read by its group.", ["stage"]
+)
+PENDING = Gauge(
+    "documind_pending_messages", "Messages a stage's workers have read and not yet acknowledged.", ["stage"]
+)
+DELAYED = Gauge("documind_delayed_retries", "A stage's messages waiting out a retry backoff.", ["stage"])
+DEAD_LETTER_SIZE = Gauge("documind_dead_letter_stream_length", "Entries in the dead-letter stream.")
+EMBEDDED_TEXTS = Counter(
+    "documind_embedding_texts_total", "Texts the embedding model embedded (cache misses); rate() is texts/s."
+)
+EMBEDDING_BATCH = Histogram(
+    "documind_embedding_batch_texts",
+    "Texts per embedding model call.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+LLM_FIRST_TOKEN_SECONDS = Histogram(
+    "documind_llm_time_to_first_token_seconds",
+    "From sending an LLM request to its first answer text.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)
+LLM_SECONDS = Histogram(
+    "documind_llm_request_seconds",
+    "Whole LLM requests, to the end of the answer.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
+)
+LLM_TOKENS = Counter(
+    "documind_llm_completion_tokens_total", "Answer pieces (about one token each) streamed by the LLM."
 )

@@ -5,25 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 import uvloop
 from prometheus_client import start_http_server
 
+from libs.common.logs import configure_logging
 from libs.common.settings import WorkerSettings
+from libs.common.telemetry import setup_tracing
 from libs.common.worker import Handler, Worker
 
 logger = logging.getLogger(__name__)
-
-
-def configure_logging(level: str, service: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def connect(url: str, longest_block_s: float) -> aioredis.Redis:
@@ -45,7 +38,8 @@ HandlerFactory = Callable[[aioredis.Redis], Awaitable[Handler]]
 
 def run_worker_service(stage: str, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
     """Run one worker process until SIGTERM/SIGINT; exits 0 after a graceful stop."""
-    configure_logging(settings.log_level, stage)
+    configure_logging(settings.log_level, stage, settings.log_format)
+    setup_tracing(f"documind-{stage}", settings.traces_exporter)
     server, _thread = start_http_server(settings.metrics_port, addr="0.0.0.0")
     # Printed so operators (and `documind up`) can find this replica's metrics.
     print(f"{stage}: metrics on :{server.server_port}/metrics", flush=True)

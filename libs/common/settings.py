@@ -6,6 +6,7 @@ Each service builds its settings once at start-up and passes them down.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,7 +30,20 @@ class CommonSettings(BaseSettings):
     # How long a job's events stream is kept after its last event (replays, reconnects).
     events_ttl_s: int = Field(default=3600, ge=10)
     log_level: str = "INFO"
+    # "json": one JSON object per line, with job_id, stage and trace_id on job lines; "text": plain.
+    log_format: Literal["json", "text"] = "json"
     data_dir: Path = Path(".documind")
+    # Tracing is configured by the standard OpenTelemetry variables (the SDK reads the
+    # rest: OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _HEADERS, OTEL_TRACES_SAMPLER, ...).
+    # Exporters: otlp, console or none; unset, otlp when an OTLP endpoint is set, else none.
+    otel_traces_exporter: str = Field(default="", validation_alias="OTEL_TRACES_EXPORTER")
+    otel_exporter_otlp_endpoint: str = Field(default="", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+
+    @property
+    def traces_exporter(self) -> str:
+        if self.otel_traces_exporter:
+            return self.otel_traces_exporter
+        return "otlp" if self.otel_exporter_otlp_endpoint else "none"
 
 
 class WorkerSettings(CommonSettings):

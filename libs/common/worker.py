@@ -35,9 +35,10 @@ from libs.common.constants import ROUTES
 from libs.common.envelope import Envelope, stage_status
 from libs.common.errors import DocuMindError, JobEnded, RetryableError, is_retryable
 from libs.common.events import event_ops
+from libs.common.logs import job_log
 from libs.common.scripts import COMMIT, MARK_RUNNING, MOVE_DUE
 from libs.common.settings import WorkerSettings
-from libs.common.telemetry import context_from, current_traceparent, tracer, tracing_enabled
+from libs.common.telemetry import context_from, current_traceparent, trace_id_of, tracer, tracing_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,18 @@ def _updates(out: Output) -> list[list[Any]]:
         *[["DEL", k] for k in out.delete_keys],
         *[["HSETXX", key, *[x for kv in fields.items() for x in kv]] for key, fields in out.updates.items()],
     ]
+
+
+def _trace(env: Envelope | None) -> dict[str, str]:
+    return {"trace_id": trace_id_of(env.traceparent)} if env is not None else {}
+
+
+# Seconds between refreshes of the backlog gauges.
+GAUGE_REFRESH_S = 5.0
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def default_consumer_name() -> str:
@@ -272,11 +285,15 @@ class Worker:
 
     async def _maintenance_loop(self) -> None:
         last_heartbeat = time.monotonic()
+        last_gauges = 0.0
         while not self._closed.is_set():
             await self._pause(self.s.maintenance_interval_s, until=self._closed)
             if self._closed.is_set():
                 return
             try:
+                if time.monotonic() - last_gauges >= GAUGE_REFRESH_S:
+                    await self._refresh_gauges()
+                    last_gauges = time.monotonic()
                 await self._move_due(keys=[C.delayed_key(self.stage), self.stream], args=[time.time(), 1000])
                 if time.monotonic() - last_heartbeat >= self.s.visibility_timeout_s / 3:
                     await self._heartbeat()
@@ -285,6 +302,25 @@ class Worker:
                     await self.reclaim()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 logger.warning("stage=%s maintenance skipped, valkey unavailable: %s", self.stage, exc)
+
+    async def _refresh_gauges(self) -> None:
+        """Backlog gauges of this stage (and the dead letters), read in one round trip."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.stream)
+            pipe.xinfo_groups(self.stream)
+            pipe.zcard(C.delayed_key(self.stage))
+            pipe.xlen(C.DEAD_LETTER_STREAM)
+            length, groups, delayed, dead = await pipe.execute(raise_on_error=False)
+        mine = [g for g in (groups if isinstance(groups, list) else []) if _text(g.get("name")) == self.group]
+        if isinstance(length, int):
+            M.STREAM_LENGTH.labels(self.stage).set(length)
+        if mine:
+            M.PENDING.labels(self.stage).set(int(mine[0].get("pending") or 0))
+            M.GROUP_LAG.labels(self.stage).set(int(mine[0].get("lag") or 0))
+        if isinstance(delayed, int):
+            M.DELAYED.labels(self.stage).set(delayed)
+        if isinstance(dead, int):
+            M.DEAD_LETTER_SIZE.set(dead)
 
     async def _heartbeat(self) -> None:
         """Reset the idle time of messages still being worked on, so they are not reclaimed."""
@@ -582,12 +618,11 @@ class Worker:
             )
             self._count["retried"].inc()
             logger.warning(
-                "job_id=%s stage=%s attempt %d failed, retrying in %.2fs: %s",
-                env.job_id,
-                self.stage,
+                "attempt %d failed, retrying in %.2fs: %s",
                 attempts,
                 delay,
                 reason,
+                extra=job_log(env, self.stage),
             )
             return
         if is_retryable(exc):
@@ -627,7 +662,9 @@ class Worker:
         ]
         M.DEAD_LETTERS.labels(self.stage).inc()
         self._count["failed"].inc()
-        logger.error("job_id=%s stage=%s dead-lettered: %s", job_id, self.stage, reason)
+        logger.error(
+            "dead-lettered: %s", reason, extra={"job_id": job_id, "stage": self.stage, **_trace(m.env)}
+        )
         if m.env is None:
             ops.add(m.id, [dead])
             return
@@ -645,7 +682,7 @@ class Worker:
         late = time.time() - m.env.deadline
         reason = f"deadline passed {late:.1f}s before {self.stage} could start"
         self._count["expired"].inc()
-        logger.warning("job_id=%s stage=%s expired: %s", m.env.job_id, self.stage, reason)
+        logger.warning("expired: %s", reason, extra=job_log(m.env, self.stage))
         self._finish(ops, m, "expired", m.env.timings, fields=["error", reason, "attempts", m.env.failures])
 
     def _finish(

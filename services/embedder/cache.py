@@ -53,7 +53,7 @@ class EmbeddingCache:
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of ``texts``, in order, shape (len(texts), dim)."""
         if self.ttl_s <= 0 or not texts:
-            return await asyncio.to_thread(self.embedder.embed, texts)
+            return await self._model(texts)
         distinct = list(dict.fromkeys(texts))
         keys = [text_key(self.model, t) for t in distinct]
         found: list[Any] = await self.r.mget(keys)
@@ -67,10 +67,17 @@ class EmbeddingCache:
         self._hits.inc(len(distinct) - len(misses))
         self._misses.inc(len(misses))
         if misses:
-            fresh = await asyncio.to_thread(self.embedder.embed, misses)
+            fresh = await self._model(misses)
             async with self.r.pipeline(transaction=False) as pipe:
                 for text, vector in zip(misses, fresh, strict=True):
                     vectors[text] = np.asarray(vector, dtype="<f4")
                     pipe.set(text_key(self.model, text), vectors[text].tobytes(), ex=self.ttl_s)
                 await pipe.execute()
         return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
+
+    async def _model(self, texts: Sequence[str]) -> np.ndarray:
+        """One call of the model itself, counted (documind_embedding_texts_total, batch size)."""
+        if texts:
+            M.EMBEDDED_TEXTS.inc(len(texts))
+            M.EMBEDDING_BATCH.observe(len(texts))
+        return await asyncio.to_thread(self.embedder.embed, texts)

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from libs.common import constants as C
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
+from libs.common.logs import job_log
 from libs.common.models import Chunk
 from libs.common.scripts import HSET_IF_EXISTS
 from libs.common.settings import EmbedderSettings
@@ -170,11 +171,11 @@ class EmbedHandler:
         if not chunks:
             raise PermanentError("no extractable text")
         logger.info(
-            "job_id=%s stage=embedder parsed %s: %d pages, %d chunks",
-            env.job_id,
+            "parsed %s: %d pages, %d chunks",
             filename,
             len(pages),
             len(chunks),
+            extra=job_log(env, C.EMBEDDER),
         )
         return len(pages), chunks
 

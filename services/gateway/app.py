@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import Counter, Histogram, make_asgi_app
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
+from libs.common.telemetry import tracing_enabled
 from services.gateway.collections import router as collections_router
 from services.gateway.events import router as events_router
 from services.gateway.openai_compat import router as openai_router
@@ -48,6 +50,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(uploads_router)
     app.include_router(openai_router)
     app.mount("/metrics", make_asgi_app())
+    if tracing_enabled():
+        # A server span per request: the trace every stage of its job joins.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import uvicorn
 
-from libs.common.service import configure_logging
+from libs.common.logs import configure_logging
 from libs.common.settings import GatewaySettings
+from libs.common.telemetry import setup_tracing
 from services.gateway.app import create_app
 
 
 def main() -> None:
     settings = GatewaySettings()
-    configure_logging(settings.log_level, "gateway")
+    configure_logging(settings.log_level, "gateway", settings.log_format)
+    setup_tracing("documind-gateway", settings.traces_exporter)
     uvicorn.run(
         create_app(settings),
+        log_config=None,  # uvicorn's lines go through the process's (JSON) logging
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

@@ -114,6 +114,8 @@ class JobView(BaseModel):
     result: Any | None = None
     error: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    # The job's trace (when the request was traced): look it up in the trace viewer.
+    trace_id: str | None = None
 
 
 class DocumentDeleted(BaseModel):

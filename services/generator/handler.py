@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from libs.common import constants as C
 from libs.common.envelope import Envelope
 from libs.common.errors import JobEnded
+from libs.common.logs import bind, job_log
 from libs.common.models import Hit
 from libs.common.worker import Outcome
 from services.generator.backends import JOB_ID, Answerer, OnToken
@@ -88,6 +89,7 @@ class GenerateHandler:
 
     async def _answer(self, env: Envelope, ended: str | None) -> Outcome:
         JOB_ID.set(env.job_id)  # this task's own context: log lines below name the job
+        bind(**job_log(env, C.GENERATOR))
         if ended is not None:
             raise JobEnded(f"the job was {ended} before its answer started")
         if needs_condensing(env):

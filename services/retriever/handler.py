@@ -21,6 +21,7 @@ from libs.common import constants as C
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.jobs import job_fields
+from libs.common.logs import job_log
 from libs.common.models import Chunk
 from libs.common.vectors import decode_vector
 from libs.common.worker import Outcome, Output
@@ -172,9 +173,7 @@ class RetrieveHandler:
 
     def _skip(self, env: Envelope) -> Output:
         p = env.payload
-        logger.info(
-            "job_id=%s stage=retriever document %s was deleted; not indexed", env.job_id, p["document_id"]
-        )
+        logger.info("document %s was deleted; not indexed", p["document_id"], extra=job_log(env, C.RETRIEVER))
         result = {"document_id": p["document_id"], "filename": p["filename"], "chunks": 0, "deleted": True}
         return Output(result, parts=int(p.get("parts", 1)))
 
@@ -191,12 +190,12 @@ class RetrieveHandler:
         self.store.upsert(env.collection, chunks, vectors)
         parts = int(p.get("parts", 1))
         logger.info(
-            "job_id=%s stage=retriever indexed %d chunks of %s (part %d of %d)",
-            env.job_id,
+            "indexed %d chunks of %s (part %d of %d)",
             len(chunks),
             p["filename"],
             int(p.get("part", 0)) + 1,
             parts,
+            extra=job_log(env, C.RETRIEVER),
         )
         total, pages = int(p.get("chunks_total", len(chunks))), p.get("pages", 0)
         result = {"document_id": p["document_id"], "filename": p["filename"], "pages": pages, "chunks": total}
