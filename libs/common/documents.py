@@ -14,15 +14,12 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from libs.common import constants as C
+from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.jobs import JobStore, job_fields
 from libs.common.scripts import CREATE_COLLECTION, DELETE_DOCUMENT, DROP_COLLECTION
 
 FINAL = frozenset({"ready", "failed"})
-
-
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def _int(h: dict[str, str], key: str) -> int | None:
@@ -60,12 +57,12 @@ class DocumentStore:
     async def collection_of(self, document_id: str) -> str | None:
         """The collection a document belongs to; None for an unknown document."""
         found = await self._r.hget(C.document_key(document_id), "collection")
-        return _text(found) if found else None
+        return as_text(found) if found else None
 
     async def collection(self, name: str) -> dict[str, Any] | None:
         if not await self.collection_exists(name):
             return None
-        meta = {_text(k): _text(v) for k, v in (await self._r.hgetall(C.collection_key(name))).items()}
+        meta = {as_text(k): as_text(v) for k, v in (await self._r.hgetall(C.collection_key(name))).items()}
         docs = await self.documents(name)
         return {
             "name": name,
@@ -76,7 +73,7 @@ class DocumentStore:
         }
 
     async def collections(self) -> list[dict[str, Any]]:
-        names = sorted(_text(n) for n in await self._r.smembers(C.COLLECTIONS_KEY))
+        names = sorted(as_text(n) for n in await self._r.smembers(C.COLLECTIONS_KEY))
         found = [await self.collection(name) for name in names]
         return [c for c in found if c is not None]
 
@@ -85,21 +82,21 @@ class DocumentStore:
     async def under_filename(self, collection: str, filename: str) -> list[str]:
         """The ids of the collection's documents uploaded under ``filename``."""
         ids = await self._r.smembers(C.collection_filename_key(collection, filename))
-        return sorted(_text(i) for i in ids)
+        return sorted(as_text(i) for i in ids)
 
     async def get(self, document_id: str) -> dict[str, Any] | None:
         raw = await self._r.hgetall(C.document_key(document_id))
         if not raw:
             return None
-        return await self._view({_text(k): _text(v) for k, v in raw.items()})
+        return await self._view({as_text(k): as_text(v) for k, v in raw.items()})
 
     async def documents(self, collection: str) -> list[dict[str, Any]]:
-        ids = sorted(_text(i) for i in await self._r.smembers(C.collection_documents_key(collection)))
+        ids = sorted(as_text(i) for i in await self._r.smembers(C.collection_documents_key(collection)))
         async with self._r.pipeline(transaction=False) as pipe:
             for doc_id in ids:
                 pipe.hgetall(C.document_key(doc_id))
             raws = await pipe.execute()
-        views = [await self._view({_text(k): _text(v) for k, v in raw.items()}) for raw in raws if raw]
+        views = [await self._view({as_text(k): as_text(v) for k, v in raw.items()}) for raw in raws if raw]
         return sorted(views, key=lambda d: d["created_at"])
 
     async def delete(self, document_id: str, collection: str, timeout_s: float) -> str | None:
@@ -124,7 +121,7 @@ class DocumentStore:
                 C.stream_key(env.stage),
                 C.job_key(env.job_id),
                 C.collection_pending_key(collection),
-                C.collection_filename_key(collection, _text(filename)),
+                C.collection_filename_key(collection, as_text(filename)),
                 C.collection_key(collection),
             ],
             args=[document_id, env.dumps(), self.jobs.ttl_s, *job],
@@ -141,7 +138,7 @@ class DocumentStore:
         """
         if not await self._drop(keys=[C.COLLECTIONS_KEY, C.collection_key(name)], args=[name]):
             return None
-        ids = sorted(_text(i) for i in await self._r.smembers(C.collection_documents_key(name)))
+        ids = sorted(as_text(i) for i in await self._r.smembers(C.collection_documents_key(name)))
         jobs = [await self.delete(doc_id, name, timeout_s) for doc_id in ids]
         return [j for j in jobs if j is not None]
 

@@ -27,6 +27,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 
 from libs.common import constants as C
+from libs.common.decode import as_text
 
 TERMINAL: Final = frozenset({"done", "error", "cancelled"})
 
@@ -60,13 +61,9 @@ async def append(r: aioredis.Redis, job_id: str, event: str, data: dict[str, Any
         await pipe.execute()
 
 
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def _decode(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
-    f = {_text(k): _text(v) for k, v in fields.items()}
-    return Event(_text(entry_id), f.get("type", ""), json.loads(f.get("data") or "{}"))
+    f = {as_text(k): as_text(v) for k, v in fields.items()}
+    return Event(as_text(entry_id), f.get("type", ""), json.loads(f.get("data") or "{}"))
 
 
 async def read(

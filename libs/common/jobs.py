@@ -16,6 +16,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 
 from libs.common import constants as C
+from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.scripts import CANCEL, EXPIRE_OVERDUE, SUBMIT
 from libs.common.telemetry import trace_id_of
@@ -84,7 +85,7 @@ class JobStore:
                   repr(env.created_at), sha256, document_id, self.events_ttl_s, len(job_items), *job_items,
                   *doc_items],
         )  # fmt: skip
-        return _text(answer)
+        return as_text(answer)
 
     async def cancel(self, job_id: str) -> str:
         """Cancel a job not yet final: 'cancelled' when this call cancelled it,
@@ -95,11 +96,11 @@ class JobStore:
                 C.job_key(job_id),
                 C.done_key(job_id),
                 C.events_key(job_id),
-                C.document_key(_text(raw)) if raw else "",
+                C.document_key(as_text(raw)) if raw else "",
             ],
             args=[time.time(), C.DONE_TTL_S, self.events_ttl_s, C.EVENTS_MAXLEN, C.CANCEL_CHANNEL, job_id],
         )
-        return _text(status)
+        return as_text(status)
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         raw = await self._r.hgetall(C.job_key(job_id))
@@ -114,7 +115,7 @@ class JobStore:
 
     def _overdue(self, raw: dict[Any, Any]) -> bool:
         """Still in flight though past its deadline and the grace after it."""
-        if _text(raw.get(b"status", b"")) in FINAL_STATUSES:
+        if as_text(raw.get(b"status", b"")) in FINAL_STATUSES:
             return False
         deadline = float(raw.get(b"deadline") or "inf")
         return time.time() > deadline + self.overdue_grace_s
@@ -137,7 +138,7 @@ class JobStore:
         except BaseException:
             notified.cancel()
             raise
-        final = bool(raw) and _text(raw.get(b"status", b"")) in FINAL_STATUSES
+        final = bool(raw) and as_text(raw.get(b"status", b"")) in FINAL_STATUSES
         if not raw or final or self._overdue(raw):
             if final:
                 # A recently finished job's notification is already there: let the
@@ -182,12 +183,8 @@ def job_fields(env: Envelope) -> dict[str, str]:
     }
 
 
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def decode_job(raw: dict[Any, Any]) -> dict[str, Any]:
-    h = {_text(k): _text(v) for k, v in raw.items()}
+    h = {as_text(k): as_text(v) for k, v in raw.items()}
     job: dict[str, Any] = {
         "job_id": h.get("job_id", ""),
         "kind": h.get("kind", ""),

@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from libs.common import constants as C
 from libs.common import metrics as M
 from libs.common.constants import ROUTES
+from libs.common.decode import as_text
 from libs.common.envelope import Envelope, stage_status
 from libs.common.errors import DocuMindError, JobEnded, RetryableError, is_retryable
 from libs.common.events import event_ops
@@ -120,10 +121,6 @@ def _trace(env: Envelope | None) -> dict[str, str]:
 
 # Seconds between refreshes of the backlog gauges.
 GAUGE_REFRESH_S = 5.0
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def default_consumer_name() -> str:
@@ -311,7 +308,9 @@ class Worker:
             pipe.zcard(C.delayed_key(self.stage))
             pipe.xlen(C.DEAD_LETTER_STREAM)
             length, groups, delayed, dead = await pipe.execute(raise_on_error=False)
-        mine = [g for g in (groups if isinstance(groups, list) else []) if _text(g.get("name")) == self.group]
+        mine = [
+            g for g in (groups if isinstance(groups, list) else []) if as_text(g.get("name")) == self.group
+        ]
         if isinstance(length, int):
             M.STREAM_LENGTH.labels(self.stage).set(length)
         if mine:

@@ -29,6 +29,7 @@ from starlette.datastructures import Headers
 
 from libs.common import constants as C
 from libs.common import metrics as M
+from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.jobs import job_fields
 from libs.common.scripts import SERVE_CACHED_ANSWER
@@ -66,10 +67,6 @@ def bypass_requested(headers: Headers) -> bool:
     """``Cache-Control: no-cache`` or ``X-DocuMind-Cache: bypass``: answer afresh."""
     directives = {d.strip().lower() for d in headers.get("cache-control", "").split(",")}
     return "no-cache" in directives or headers.get("x-documind-cache", "").strip().lower() == "bypass"
-
-
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 class AnswerCache:
@@ -118,7 +115,9 @@ class AnswerCache:
         )
         if epoch is None:
             return None
-        return C.answer_cache_key(collection, _text(epoch), _text(version or "0"), request_digest(payload))
+        return C.answer_cache_key(
+            collection, as_text(epoch), as_text(version or "0"), request_digest(payload)
+        )
 
     async def serve(self, key: str, env: Envelope, started: float) -> bool:
         """Create ``env``'s job already done with the entry's result; False on a miss."""

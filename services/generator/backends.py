@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -51,10 +50,6 @@ class Answerer(Protocol):
         on_token: OnToken | None = None,
         deadline: float,
     ) -> Answer: ...
-
-
-# The job an answer is for, set by the handler for each job: log lines name it.
-JOB_ID: ContextVar[str] = ContextVar("job_id", default="-")
 
 
 async def emit_pieces(text: str, on_token: OnToken | None) -> None:

@@ -9,12 +9,13 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from libs.common import constants as C
+from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.errors import JobEnded
 from libs.common.logs import bind, job_log
 from libs.common.models import Hit
 from libs.common.worker import Outcome
-from services.generator.backends import JOB_ID, Answerer, OnToken
+from services.generator.backends import Answerer, OnToken
 from services.generator.cache import with_cache_entry
 from services.generator.condense import (
     Condenser,
@@ -50,6 +51,8 @@ class GenerateHandler:
         self.cancels = CancelWatch(client) if client is not None else None
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        if self.cancels is not None:
+            self.cancels.start()  # once: needs the running loop
         ended = await self._ended(batch)
         tasks: list[asyncio.Task[Any]] = []
         for env in batch:
@@ -66,18 +69,17 @@ class GenerateHandler:
 
     async def _ended(self, batch: Sequence[Envelope]) -> dict[str, str]:
         """Jobs of the batch that already reached a final status (cancelled while queued)."""
-        if self.r is None or self.cancels is None:
+        if self.r is None:
             return {}
-        self.cancels.start()
         async with self.r.pipeline(transaction=False) as pipe:
             for env in batch:
                 pipe.hget(C.job_key(env.job_id), "status")
             statuses = await pipe.execute()
-        found = {
-            env.job_id: (s.decode() if isinstance(s, bytes) else s)
-            for env, s in zip(batch, statuses, strict=True)
+        return {
+            env.job_id: as_text(status)
+            for env, status in zip(batch, statuses, strict=True)
+            if status is not None and as_text(status) in C.FINAL_STATUSES
         }
-        return {job: status for job, status in found.items() if status in C.FINAL_STATUSES}
 
     async def aclose(self) -> None:
         """Release the answerer's HTTP client, if it has one, and the cancel listener."""
@@ -88,8 +90,7 @@ class GenerateHandler:
             await close()
 
     async def _answer(self, env: Envelope, ended: str | None) -> Outcome:
-        JOB_ID.set(env.job_id)  # this task's own context: log lines below name the job
-        bind(**job_log(env, C.GENERATOR))
+        bind(**job_log(env, C.GENERATOR))  # this task's context: its log lines name the job
         if ended is not None:
             raise JobEnded(f"the job was {ended} before its answer started")
         if needs_condensing(env):

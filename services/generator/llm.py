@@ -19,7 +19,7 @@ import openai
 from libs.common import metrics as M
 from libs.common.errors import DocuMindError, PermanentError, RetryableError
 from libs.common.models import Hit
-from services.generator.backends import JOB_ID, Answer, ChatLLM, OnToken, emit_pieces
+from services.generator.backends import Answer, ChatLLM, OnToken, emit_pieces
 from services.generator.budget import fit_sources
 from services.generator.llm_errors import LLMDeadlineError, LLMUnavailableError, map_openai_error
 from services.generator.prompt import NOTHING_RELEVANT, build_messages, make_citations, relevant_hits
@@ -183,8 +183,7 @@ class OpenAIChat:
     def _error(self, exc: openai.OpenAIError, produced: int = 0) -> DocuMindError:
         error = map_openai_error(exc, model=self.model, base_url=self.base_url)
         logger.warning(
-            "job_id=%s LLM call to model %s failed (%d characters in): %s",
-            JOB_ID.get(),
+            "LLM call to model %s failed (%d characters in): %s",
             self.model,
             produced,
             error.message,

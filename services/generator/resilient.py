@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from libs.common.errors import DocuMindError, PermanentError, RetryableError
-from services.generator.backends import JOB_ID, ChatLLM
+from services.generator.backends import ChatLLM
 from services.generator.breaker import CircuitBreaker, CircuitOpenError, Permit
 from services.generator.llm import aclose
 from services.generator.llm_errors import LLMDeadlineError, LLMUnavailableError
@@ -73,8 +73,7 @@ class ResilientChat:
                 last = exc
                 delay = self._wait_before(retry, exc, deadline)
                 logger.warning(
-                    "job_id=%s LLM try %d failed, retrying in %.2fs: %s",
-                    JOB_ID.get(),
+                    "LLM try %d failed, retrying in %.2fs: %s",
                     retry,
                     delay,
                     exc.message,

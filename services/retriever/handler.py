@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Protocol
 import redis.asyncio as aioredis
 
 from libs.common import constants as C
+from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.jobs import job_fields
@@ -28,10 +29,6 @@ from libs.common.worker import Outcome, Output
 from services.retriever.store import VectorStore
 
 logger = logging.getLogger(__name__)
-
-
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 class Hidden(NamedTuple):
@@ -75,7 +72,7 @@ class ValkeyRegistry:
             found = await pipe.execute()
         return {
             name: Hidden(
-                frozenset(_text(m) for m in found[2 * k]), frozenset(_text(m) for m in found[2 * k + 1])
+                frozenset(as_text(m) for m in found[2 * k]), frozenset(as_text(m) for m in found[2 * k + 1])
             )
             for k, name in enumerate(names)
         }
@@ -84,7 +81,7 @@ class ValkeyRegistry:
         """The collection's documents under the same filename, uploaded before this one."""
         p = env.payload
         found = await self.r.smembers(C.collection_filename_key(env.collection, p["filename"]))
-        ids = [_text(i) for i in found]
+        ids = [as_text(i) for i in found]
         others = sorted(i for i in ids if i != p["document_id"])
         async with self.r.pipeline(transaction=False) as pipe:
             pipe.hget(C.document_key(p["document_id"]), "created_at")
@@ -93,11 +90,11 @@ class ValkeyRegistry:
             mine, *theirs = await pipe.execute()
         if mine is None:
             return []  # the new document itself was deleted
-        created = float(_text(mine))
+        created = float(as_text(mine))
         return [
-            Replaced(doc_id, _text(sha or b""), p["filename"])
+            Replaced(doc_id, as_text(sha or b""), p["filename"])
             for doc_id, (at, sha) in zip(others, theirs, strict=True)
-            if at is not None and float(_text(at)) < created
+            if at is not None and float(as_text(at)) < created
         ]
 
 
@@ -129,11 +126,9 @@ class RetrieveHandler:
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
         hidden = await self.registry.hidden({e.collection for e in batch})
-        replaced = {
-            e.job_id: await self.registry.replaced_by(e)
-            for e in batch
-            if e.kind == "ingest" and e.payload.get("replace")
-        }
+        # Once per replacing document, however many of its parts this batch holds.
+        replacing = {e.job_id: e for e in batch if e.kind == "ingest" and e.payload.get("replace")}
+        replaced = {job_id: await self.registry.replaced_by(e) for job_id, e in replacing.items()}
         # The store's calls block; the whole batch runs in one worker thread.
         outcomes = await asyncio.to_thread(self._run, batch, hidden, replaced)
         # A document deleted while its chunks were being indexed: remove them again,
