@@ -43,13 +43,20 @@ class Event:
         return self.type in TERMINAL
 
 
-def event_ops(job_id: str, event: str, data: dict[str, Any], ttl_s: int) -> list[list[Any]]:
-    """Commit ops (see ``scripts.COMMIT``) appending one event to a job's stream."""
+def event_ops(job_id: str, event: str, data: dict[str, Any], ttl_s: int | None = None) -> list[list[Any]]:
+    """Commit ops (see ``scripts.COMMIT``) appending one event to a job's stream.
+
+    ``ttl_s`` is given with a job's final event. Events before it need none: the
+    stream's TTL, set when the job was queued, outlasts the job's deadline.
+    """
     key = C.events_key(job_id)
-    return [
-        ["XADD", key, "MAXLEN", "~", C.EVENTS_MAXLEN, "*", "type", event, "data", json.dumps(data)],
-        ["EXPIRE", key, ttl_s],
-    ]
+    xadd = ["XADD", key, "MAXLEN", "~", C.EVENTS_MAXLEN, "*", "type", event, "data", json.dumps(data)]
+    return [xadd] if ttl_s is None else [xadd, ["EXPIRE", key, ttl_s]]
+
+
+def queued_ttl_s(events_ttl_s: int, timeout_s: float) -> int:
+    """The TTL of a job's events stream when the job is queued: past its deadline."""
+    return events_ttl_s + int(timeout_s) + 1
 
 
 async def append(r: aioredis.Redis, job_id: str, event: str, data: dict[str, Any], ttl_s: int) -> None:

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from libs.common import constants as C
 from libs.common.decode import as_text
 from libs.common.envelope import Envelope
+from libs.common.events import queued_ttl_s
 from libs.common.scripts import CANCEL, EXPIRE_OVERDUE, SUBMIT
 from libs.common.telemetry import trace_id_of
 
@@ -67,6 +68,7 @@ class JobStore:
         job_items = [x for kv in fields.items() for x in kv]
         doc_items = [x for kv in (document or {}).items() for x in kv]
         name = env.collection
+        events_ttl = queued_ttl_s(self.events_ttl_s, env.deadline - env.created_at)
         answer = await self._submit(
             keys=[
                 C.stream_key(env.stage),
@@ -82,7 +84,7 @@ class JobStore:
                 C.events_key(env.job_id),
             ],
             args=[max_backlog, env.dumps(), self.ttl_s, blob or b"", C.BLOB_TTL_S, name, collection,
-                  repr(env.created_at), sha256, document_id, self.events_ttl_s, len(job_items), *job_items,
+                  repr(env.created_at), sha256, document_id, events_ttl, len(job_items), *job_items,
                   *doc_items],
         )  # fmt: skip
         return as_text(answer)

@@ -537,7 +537,7 @@ class Worker:
                 *_updates(out),
                 *join,
                 status,
-                *event_ops(env.job_id, finished, {"stage": self.stage, **out.event}, self.s.events_ttl_s),
+                *event_ops(env.job_id, finished, {"stage": self.stage, **out.event}),
             ],
         )
         self._count["forwarded"].inc()
@@ -611,7 +611,6 @@ class Worker:
                             "error": reason,
                             "delay_s": round(delay, 3),
                         },
-                        self.s.events_ttl_s,
                     ),
                 ],
             )
