@@ -116,12 +116,13 @@ ROWS: list[tuple[str, list[Panel]]] = [
             ),
             Panel(
                 "Jobs finished per second",
-                "Jobs that ended done, failed or expired, per second.",
+                "Jobs that ended done, failed or expired, per second, by kind (chat, search, "
+                "ingest, delete).",
                 (
                     Query(
-                        "sum by (outcome) (rate(documind_messages_total"
+                        "sum by (kind, outcome) (rate(documind_messages_total"
                         f'{{outcome=~"done|failed|expired"}}[{RATE}]))',
-                        "{{outcome}}",
+                        "{{kind}} {{outcome}}",
                     ),
                 ),
                 unit="ops",
@@ -224,16 +225,28 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "length: the stage's live backlog; lag: entries its group has not read yet; pending: "
                 "read and not yet acknowledged (in flight, or held by a crashed worker until reclaimed).",
                 (
-                    Query(f"max by (stage) (documind_stream_length{{{STAGE}}})", "{{stage}} length"),
-                    Query(f"max by (stage) (documind_consumer_group_lag{{{STAGE}}})", "{{stage}} lag"),
-                    Query(f"max by (stage) (documind_pending_messages{{{STAGE}}})", "{{stage}} pending"),
+                    Query(
+                        f"max by (stage, lane) (documind_stream_length{{{STAGE}}})",
+                        "{{stage}} {{lane}} length",
+                    ),
+                    Query(
+                        f"max by (stage, lane) (documind_consumer_group_lag{{{STAGE}}})",
+                        "{{stage}} {{lane}} lag",
+                    ),
+                    Query(
+                        f"max by (stage, lane) (documind_pending_messages{{{STAGE}}})",
+                        "{{stage}} {{lane}} pending",
+                    ),
                 ),
             ),
             Panel(
                 "Delayed retries and dead-letter stream",
                 "Messages waiting out a retry backoff per stage, and entries kept in documind:dead.",
                 (
-                    Query(f"max by (stage) (documind_delayed_retries{{{STAGE}}})", "{{stage}} delayed"),
+                    Query(
+                        f"max by (stage, lane) (documind_delayed_retries{{{STAGE}}})",
+                        "{{stage}} {{lane}} delayed",
+                    ),
                     Query("max(documind_dead_letter_stream_length)", "dead letters"),
                 ),
             ),

@@ -91,9 +91,39 @@ def answer_cache_key(collection: str, epoch: str, version: str, digest: str) -> 
     return f"{PREFIX}:cache:answer:{collection}:{epoch}:{version}:{digest}"
 
 
-def stream_key(stage: str) -> str:
-    """The input stream of ``stage``."""
-    return f"{PREFIX}:stream:{stage}"
+# --- lanes: interactive work never queues behind bulk work ---------------------
+# A stage that serves both reads two streams, each through its own consumer group
+# and read loop: questions (chat, search) on the interactive lane, document work
+# (ingest, delete) on the bulk lane. A question is read the moment it arrives, even
+# behind thousands of queued ingest parts.
+INTERACTIVE: Final = "interactive"
+BULK: Final = "bulk"
+BULK_KINDS: Final = frozenset({"ingest", "delete"})
+STAGE_LANES: Final[dict[str, tuple[str, ...]]] = {
+    EMBEDDER: (INTERACTIVE, BULK),
+    RETRIEVER: (INTERACTIVE, BULK),
+    GENERATOR: (INTERACTIVE,),
+}
+
+
+def lane_of(kind: str) -> str:
+    """The lane a job of ``kind`` travels in."""
+    return BULK if kind in BULK_KINDS else INTERACTIVE
+
+
+def stream_key(stage: str, lane: str = INTERACTIVE) -> str:
+    """The input stream of ``stage`` for one lane (the interactive one by default)."""
+    return f"{PREFIX}:stream:{stage}" if lane == INTERACTIVE else f"{PREFIX}:stream:{stage}:{lane}"
+
+
+def job_stream(stage: str, kind: str) -> str:
+    """The stream a job of ``kind`` is queued on at ``stage``."""
+    return stream_key(stage, lane_of(kind))
+
+
+def stage_streams(stage: str) -> list[str]:
+    """Every input stream of ``stage``, one per lane."""
+    return [stream_key(stage, lane) for lane in STAGE_LANES[stage]]
 
 
 def group_name(stage: str) -> str:
@@ -101,9 +131,9 @@ def group_name(stage: str) -> str:
     return f"{PREFIX}:{stage}"
 
 
-def delayed_key(stage: str) -> str:
-    """Sorted set of ``stage``'s messages waiting out a retry backoff (score = due time)."""
-    return f"{PREFIX}:delayed:{stage}"
+def delayed_key(stage: str, lane: str = INTERACTIVE) -> str:
+    """Sorted set of ``stage``'s messages of one lane waiting out a retry backoff (score = due time)."""
+    return f"{PREFIX}:delayed:{stage}" if lane == INTERACTIVE else f"{PREFIX}:delayed:{stage}:{lane}"
 
 
 def job_key(job_id: str) -> str:

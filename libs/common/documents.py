@@ -118,7 +118,7 @@ class DocumentStore:
                 C.collection_hashes_key(collection),
                 C.deleted_documents_key(collection),
                 C.blob_key(document_id),
-                C.stream_key(env.stage),
+                C.job_stream(env.stage, env.kind),
                 C.job_key(env.job_id),
                 C.collection_pending_key(collection),
                 C.collection_filename_key(collection, as_text(filename)),

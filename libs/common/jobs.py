@@ -71,7 +71,7 @@ class JobStore:
         events_ttl = queued_ttl_s(self.events_ttl_s, env.deadline - env.created_at)
         answer = await self._submit(
             keys=[
-                C.stream_key(env.stage),
+                C.job_stream(env.stage, env.kind),
                 C.job_key(env.job_id),
                 blob_key,
                 C.COLLECTIONS_KEY,

@@ -22,8 +22,11 @@ JOB_FIELDS = ("job_id", "stage", "trace_id")
 _CONTEXT: ContextVar[dict[str, str]] = ContextVar("documind_log_context", default={})  # noqa: B039
 
 
-def job_log(env: Envelope, stage: str) -> dict[str, str]:
-    """The fields that identify a job in a log line (as ``extra=``)."""
+def job_log(env: Envelope | None, stage: str) -> dict[str, str]:
+    """The fields that identify a job in a log line (as ``extra=``); just the stage
+    for a message whose envelope could not be read."""
+    if env is None:
+        return {"stage": stage}
     return {"job_id": env.job_id, "stage": stage, "trace_id": trace_id_of(env.traceparent)}
 
 

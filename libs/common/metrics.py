@@ -6,10 +6,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
     "documind_messages_total",
-    "Stream messages handled, by stage and outcome "
+    "Stream messages handled, by job kind (chat, search, ingest, delete), stage and outcome "
     "(forwarded, split: continued as bounded parts, done, retried, failed, expired, stale, "
     "skipped: the job had already ended).",
-    ["stage", "outcome"],
+    ["kind", "stage", "outcome"],
 )
 STAGE_SECONDS = Histogram(
     "documind_stage_seconds",
@@ -39,16 +39,25 @@ CACHE_REQUESTS = Counter(
 )
 STREAM_LENGTH = Gauge(
     "documind_stream_length",
-    "Entries in a stage's stream: its live backlog (acknowledged ones are deleted).",
-    ["stage"],
+    "Entries in a stage's stream of one lane (interactive: chat and search; bulk: ingest and "
+    "delete): its live backlog (acknowledged ones are deleted).",
+    ["stage", "lane"],
 )
 GROUP_LAG = Gauge(
-    "documind_consumer_group_lag", "Entries in a stage's stream not yet read by its group.", ["stage"]
+    "documind_consumer_group_lag",
+    "Entries in a stage's stream of one lane not yet read by its group.",
+    ["stage", "lane"],
 )
 PENDING = Gauge(
-    "documind_pending_messages", "Messages a stage's workers have read and not yet acknowledged.", ["stage"]
+    "documind_pending_messages",
+    "Messages of one lane a stage's workers have read and not yet acknowledged.",
+    ["stage", "lane"],
 )
-DELAYED = Gauge("documind_delayed_retries", "A stage's messages waiting out a retry backoff.", ["stage"])
+DELAYED = Gauge(
+    "documind_delayed_retries",
+    "A stage's messages of one lane waiting out a retry backoff.",
+    ["stage", "lane"],
+)
 DEAD_LETTER_SIZE = Gauge("documind_dead_letter_stream_length", "Entries in the dead-letter stream.")
 EMBEDDED_TEXTS = Counter(
     "documind_embedding_texts_total", "Texts the embedding model embedded (cache misses); rate() is texts/s."

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 import uvloop
 from prometheus_client import start_http_server
 
+from libs.common import constants as C
 from libs.common.logs import configure_logging
 from libs.common.settings import WorkerSettings
 from libs.common.telemetry import setup_tracing
@@ -50,11 +51,17 @@ async def _serve(stage: str, settings: WorkerSettings, build_handler: HandlerFac
     client = connect(settings.valkey_url, settings.read_block_ms / 1000)
     try:
         handler = await build_handler(client)
-        worker = Worker(client, stage, handler, settings)
+        # One worker per lane, sharing the handler: a question is read at once even
+        # while the bulk lane's stream holds thousands of ingest parts.
+        workers = [Worker(client, stage, handler, settings, lane) for lane in C.STAGE_LANES[stage]]
+        def stop() -> None:
+            for w in workers:
+                w.stop()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stop)
-        await worker.run()
+            loop.add_signal_handler(sig, stop)
+        await asyncio.gather(*(w.run() for w in workers))
         # Release what the handler holds (model clients): async first, else sync.
         aclose = getattr(handler, "aclose", None)
         close = getattr(handler, "close", None)

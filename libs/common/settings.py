@@ -124,6 +124,11 @@ class EmbedderSettings(WorkerSettings):
     # How long a text's vector is kept for reuse (per model and text); 0 turns the
     # embedding cache off.
     embedding_cache_ttl_s: int = Field(default=C.EMBEDDING_CACHE_TTL_S, ge=0)
+    # Dynamic batching: texts of concurrent jobs share model calls of at most this
+    # many texts, question texts first. A call of document chunks only that is not
+    # full waits up to embed_batch_wait_ms for more; one with a question never waits.
+    embed_batch_max_texts: int = Field(default=64, ge=1)
+    embed_batch_wait_ms: float = Field(default=2.0, ge=0)
 
 
 class RetrieverSettings(WorkerSettings):

@@ -39,7 +39,7 @@ from libs.common.events import event_ops
 from libs.common.logs import job_log
 from libs.common.scripts import COMMIT, MARK_RUNNING, MOVE_DUE
 from libs.common.settings import WorkerSettings
-from libs.common.telemetry import context_from, current_traceparent, trace_id_of, tracer, tracing_enabled
+from libs.common.telemetry import context_from, current_traceparent, tracer, tracing_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +115,6 @@ def _updates(out: Output) -> list[list[Any]]:
     ]
 
 
-def _trace(env: Envelope | None) -> dict[str, str]:
-    return {"trace_id": trace_id_of(env.traceparent)} if env is not None else {}
-
-
 # Seconds between refreshes of the backlog gauges.
 GAUGE_REFRESH_S = 5.0
 
@@ -134,12 +130,15 @@ class Worker:
         stage: str,
         handler: Handler,
         settings: WorkerSettings,
+        lane: str = C.INTERACTIVE,
     ) -> None:
         self.r = client
         self.stage = stage
+        self.lane = lane
         self.handler = handler
         self.s = settings
-        self.stream = C.stream_key(stage)
+        self.stream = C.stream_key(stage, lane)
+        self.delayed = C.delayed_key(stage, lane)
         self.group = C.group_name(stage)
         self.consumer = settings.consumer or default_consumer_name()
         self._commit = client.register_script(COMMIT)
@@ -152,11 +151,8 @@ class Worker:
         self._inflight: set[str] = set()
         self.ready = asyncio.Event()
         self._tracing = tracing_enabled()
-        # Label children resolved once, not per message.
-        self._count = {
-            outcome: M.MESSAGES.labels(stage, outcome)
-            for outcome in ("forwarded", "split", "done", "retried", "failed", "expired", "stale", "skipped")
-        }
+        # Label children resolved once per kind and outcome, not per message.
+        self._counters: dict[tuple[str, str], Any] = {}
         self._batch_size = M.BATCH_SIZE.labels(stage)
         self._stage_seconds = M.STAGE_SECONDS.labels(stage)
         self._queue_wait = M.QUEUE_WAIT_SECONDS.labels(stage)
@@ -182,7 +178,9 @@ class Worker:
         await self.ensure_group()
         maintenance = asyncio.create_task(self._maintenance_loop())
         self.ready.set()
-        logger.info("stage=%s consumer=%s reading %s", self.stage, self.consumer, self.stream)
+        logger.info(
+            "stage=%s lane=%s consumer=%s reading %s", self.stage, self.lane, self.consumer, self.stream
+        )
         try:
             await self._read_loop()
         finally:
@@ -291,7 +289,7 @@ class Worker:
                 if time.monotonic() - last_gauges >= GAUGE_REFRESH_S:
                     await self._refresh_gauges()
                     last_gauges = time.monotonic()
-                await self._move_due(keys=[C.delayed_key(self.stage), self.stream], args=[time.time(), 1000])
+                await self._move_due(keys=[self.delayed, self.stream], args=[time.time(), 1000])
                 if time.monotonic() - last_heartbeat >= self.s.visibility_timeout_s / 3:
                     await self._heartbeat()
                     last_heartbeat = time.monotonic()
@@ -305,19 +303,19 @@ class Worker:
         async with self.r.pipeline(transaction=False) as pipe:
             pipe.xlen(self.stream)
             pipe.xinfo_groups(self.stream)
-            pipe.zcard(C.delayed_key(self.stage))
+            pipe.zcard(self.delayed)
             pipe.xlen(C.DEAD_LETTER_STREAM)
             length, groups, delayed, dead = await pipe.execute(raise_on_error=False)
         mine = [
             g for g in (groups if isinstance(groups, list) else []) if as_text(g.get("name")) == self.group
         ]
         if isinstance(length, int):
-            M.STREAM_LENGTH.labels(self.stage).set(length)
+            M.STREAM_LENGTH.labels(self.stage, self.lane).set(length)
         if mine:
-            M.PENDING.labels(self.stage).set(int(mine[0].get("pending") or 0))
-            M.GROUP_LAG.labels(self.stage).set(int(mine[0].get("lag") or 0))
+            M.PENDING.labels(self.stage, self.lane).set(int(mine[0].get("pending") or 0))
+            M.GROUP_LAG.labels(self.stage, self.lane).set(int(mine[0].get("lag") or 0))
         if isinstance(delayed, int):
-            M.DELAYED.labels(self.stage).set(delayed)
+            M.DELAYED.labels(self.stage, self.lane).set(delayed)
         if isinstance(dead, int):
             M.DEAD_LETTER_SIZE.set(dead)
 
@@ -391,13 +389,24 @@ class Worker:
             for m, outcome, span in zip(live, outcomes, spans, strict=True):
                 self._settle(ops, m, outcome, elapsed=elapsed, span=span)
         applied = await self._commit(keys=ops.keys, args=[self.group, json.dumps(ops.batch)])
+        by_id = {m.id: m for m in messages}
         for entry, ok in zip(ops.batch, applied, strict=True):
+            m = by_id[entry["id"]]
             if ok == 2:
-                self._count["skipped"].inc()
-                logger.info("stage=%s message %s: its job had already ended", self.stage, entry["id"])
+                self._count(m.env, "skipped")
+                logger.info("message %s: its job had already ended", m.id, extra=job_log(m.env, self.stage))
             elif not ok:
-                self._count["stale"].inc()
-                logger.info("stage=%s message %s was already handled elsewhere", self.stage, entry["id"])
+                self._count(m.env, "stale")
+                logger.info(
+                    "message %s was already handled elsewhere", m.id, extra=job_log(m.env, self.stage)
+                )
+
+    def _count(self, env: Envelope | None, outcome: str) -> None:
+        kind = env.kind if env is not None else "unknown"
+        counter = self._counters.get((kind, outcome))
+        if counter is None:
+            counter = self._counters[(kind, outcome)] = M.MESSAGES.labels(kind, self.stage, outcome)
+        counter.inc()
 
     async def _handle_and_mark(self, envs: list[Envelope]) -> tuple[Sequence[Outcome], float]:
         """Run the handler; show the stage's status on jobs whose batch takes a while.
@@ -493,7 +502,7 @@ class Worker:
                     after=list(out.on_complete),
                     result=out.payload,
                 )
-                self._count["done"].inc()
+                self._count(env, "done")
 
     def _forward(
         self, ops: _Ops, m: Message, out: Output, timings: dict[str, float], span: trace.Span | None
@@ -532,7 +541,7 @@ class Worker:
             m.id,
             [
                 ["GUARD", job],
-                ["XADD", C.stream_key(nxt[0]), "*", C.ENVELOPE_FIELD, forwarded.dumps()],
+                ["XADD", C.job_stream(nxt[0], env.kind), "*", C.ENVELOPE_FIELD, forwarded.dumps()],
                 ["EXPIRE", job, self.s.job_ttl_s],
                 *_updates(out),
                 *join,
@@ -540,7 +549,7 @@ class Worker:
                 *event_ops(env.job_id, finished, {"stage": self.stage, **out.event}),
             ],
         )
-        self._count["forwarded"].inc()
+        self._count(env, "forwarded")
 
     def _split(self, ops: _Ops, m: Message, out: Output, timings: dict[str, float]) -> None:
         """Continue the job at this stage as several bounded messages."""
@@ -556,7 +565,10 @@ class Worker:
             m.id,
             [
                 ["GUARD", job],
-                *[["XADD", C.stream_key(env.stage), "*", C.ENVELOPE_FIELD, p.dumps()] for p in parts],
+                *[
+                    ["XADD", C.job_stream(env.stage, env.kind), "*", C.ENVELOPE_FIELD, p.dumps()]
+                    for p in parts
+                ],
                 [
                     "HSET",
                     job,
@@ -573,7 +585,7 @@ class Worker:
                 *_updates(out),
             ],
         )
-        self._count["split"].inc()
+        self._count(env, "split")
 
     def _fail_or_retry(self, ops: _Ops, m: Message, exc: BaseException, timings: dict[str, float]) -> None:
         env = m.env
@@ -598,7 +610,7 @@ class Worker:
                 m.id,
                 [
                     ["GUARD", job],
-                    ["ZADD", C.delayed_key(self.stage), time.time() + delay, retry.dumps()],
+                    ["ZADD", self.delayed, time.time() + delay, retry.dumps()],
                     ["HINCRBY", job, "attempts", 1],
                     ["HSET", job, "last_error", reason, "updated_at", repr(time.time())],
                     ["EXPIRE", job, self.s.job_ttl_s],
@@ -614,7 +626,7 @@ class Worker:
                     ),
                 ],
             )
-            self._count["retried"].inc()
+            self._count(env, "retried")
             logger.warning(
                 "attempt %d failed, retrying in %.2fs: %s",
                 attempts,
@@ -659,10 +671,8 @@ class Worker:
             m.raw.decode(errors="replace"),
         ]
         M.DEAD_LETTERS.labels(self.stage).inc()
-        self._count["failed"].inc()
-        logger.error(
-            "dead-lettered: %s", reason, extra={"job_id": job_id, "stage": self.stage, **_trace(m.env)}
-        )
+        self._count(m.env, "failed")
+        logger.error("dead-lettered: %s", reason, extra=job_log(m.env, self.stage))
         if m.env is None:
             ops.add(m.id, [dead])
             return
@@ -679,7 +689,7 @@ class Worker:
         assert m.env is not None
         late = time.time() - m.env.deadline
         reason = f"deadline passed {late:.1f}s before {self.stage} could start"
-        self._count["expired"].inc()
+        self._count(m.env, "expired")
         logger.warning("expired: %s", reason, extra=job_log(m.env, self.stage))
         self._finish(ops, m, "expired", m.env.timings, fields=["error", reason, "attempts", m.env.failures])
 

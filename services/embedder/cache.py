@@ -10,7 +10,6 @@ skips the model.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import redis.asyncio as aioredis
 from libs.common import constants as C
 from libs.common import metrics as M
 from services.embedder.backends import Embedder
+from services.embedder.batcher import EmbeddingBatcher, Priority
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +42,22 @@ class EmbeddingCache:
     Hits and misses are counted per distinct text of a call.
     """
 
-    def __init__(self, client: aioredis.Redis, embedder: Embedder, ttl_s: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, embedder: Embedder, ttl_s: int, batcher: EmbeddingBatcher | None = None
+    ) -> None:
         self.r = client
         self.embedder = embedder
+        # Misses go to the model through the batcher: coalesced with other jobs' texts.
+        self.batcher = batcher or EmbeddingBatcher(embedder.embed, embedder.dim)
         self.ttl_s = ttl_s
         self.model = model_id(embedder)
         self._hits = M.CACHE_REQUESTS.labels("embedding", "hit")
         self._misses = M.CACHE_REQUESTS.labels("embedding", "miss")
 
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+    async def embed(self, texts: Sequence[str], priority: Priority = Priority.BULK) -> np.ndarray:
         """Vectors of ``texts``, in order, shape (len(texts), dim)."""
         if self.ttl_s <= 0 or not texts:
-            return await self._model(texts)
+            return await self.batcher.embed(texts, priority)
         distinct = list(dict.fromkeys(texts))
         keys = [text_key(self.model, t) for t in distinct]
         found: list[Any] = await self.r.mget(keys)
@@ -67,17 +71,10 @@ class EmbeddingCache:
         self._hits.inc(len(distinct) - len(misses))
         self._misses.inc(len(misses))
         if misses:
-            fresh = await self._model(misses)
+            fresh = await self.batcher.embed(misses, priority)
             async with self.r.pipeline(transaction=False) as pipe:
                 for text, vector in zip(misses, fresh, strict=True):
                     vectors[text] = np.asarray(vector, dtype="<f4")
                     pipe.set(text_key(self.model, text), vectors[text].tobytes(), ex=self.ttl_s)
                 await pipe.execute()
         return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
-
-    async def _model(self, texts: Sequence[str]) -> np.ndarray:
-        """One call of the model itself, counted (documind_embedding_texts_total, batch size)."""
-        if texts:
-            M.EMBEDDED_TEXTS.inc(len(texts))
-            M.EMBEDDING_BATCH.observe(len(texts))
-        return await asyncio.to_thread(self.embedder.embed, texts)

@@ -19,6 +19,7 @@ from libs.common.settings import EmbedderSettings
 from libs.common.vectors import encode_vector
 from libs.common.worker import Outcome, Output
 from services.embedder.backends import Embedder
+from services.embedder.batcher import EmbeddingBatcher, Priority
 from services.embedder.cache import EmbeddingCache
 from services.embedder.chunking import chunk_pages
 from services.embedder.parsing import Page, parse_document
@@ -41,8 +42,15 @@ class EmbedHandler:
         self.r = client
         self.embedder = embedder
         self.s = settings
-        # Every model call goes through the cache: only texts it lacks reach the model.
-        self.cache = EmbeddingCache(client, embedder, settings.embedding_cache_ttl_s)
+        # Every text goes through the cache (only texts it lacks reach the model) and
+        # the batcher (model calls shared by the texts of concurrent batches, questions first).
+        self.batcher = EmbeddingBatcher(
+            embedder.embed,
+            embedder.dim,
+            max_texts=settings.embed_batch_max_texts,
+            max_wait_s=settings.embed_batch_wait_ms / 1000,
+        )
+        self.cache = EmbeddingCache(client, embedder, settings.embedding_cache_ttl_s, self.batcher)
         self._hset_if_exists = client.register_script(HSET_IF_EXISTS)
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
@@ -79,7 +87,7 @@ class EmbedHandler:
         pending = [i for i in sorted(parts_of) if outcomes[i] is None]
         try:
             if queries:
-                vectors = await self.cache.embed([batch[i].payload["query"] for i in queries])
+                vectors = await self.cache.embed([batch[i].payload["query"] for i in queries], Priority.QUERY)
                 for i, vector in zip(queries, vectors, strict=True):
                     outcomes[i] = {**batch[i].payload, "vector": encode_vector(vector)}
             for group in _groups(pending, parts_of, self.s.ingest_part_chunks):
@@ -100,6 +108,9 @@ class EmbedHandler:
         except Exception as exc:  # the backend's typed errors decide retry vs. fail
             return [o if o is not None else exc for o in outcomes]
         return [o for o in outcomes if o is not None]
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()
 
     async def _record_embedded(self, parts: list[dict[str, Any]]) -> None:
         """Each part's chunk count on its document, by part number: a replayed part

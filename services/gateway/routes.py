@@ -95,13 +95,14 @@ async def readyz(request: Request, response: Response) -> dict[str, object]:
     try:
         await r.ping()
         for stage in C.STAGES:
-            try:
-                groups = await r.xinfo_groups(C.stream_key(stage))
-            except RedisError:
-                groups = []
-            names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in groups}
-            if C.group_name(stage) not in names:
-                missing.append(stage)
+            for stream in C.stage_streams(stage):
+                try:
+                    groups = await r.xinfo_groups(stream)
+                except RedisError:
+                    groups = []
+                names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in groups}
+                if C.group_name(stage) not in names:
+                    missing.append(stream.removeprefix(f"{C.PREFIX}:stream:"))
     except RedisError as exc:
         response.status_code = 503
         return {"status": "unavailable", "reason": f"valkey: {exc}"}

@@ -240,7 +240,7 @@ class RetrieveHandler:
             ["DEL", C.blob_key(old.document_id)],
             ["HSET", job, *[x for kv in job_fields(delete).items() for x in kv]],
             ["EXPIRE", job, self.job_ttl_s],
-            ["XADD", C.stream_key(C.RETRIEVER), "*", C.ENVELOPE_FIELD, delete.dumps()],
+            ["XADD", C.job_stream(C.RETRIEVER, delete.kind), "*", C.ENVELOPE_FIELD, delete.dumps()],
         ]
 
     def _search(self, env: Envelope, hidden: frozenset[str]) -> Output:

@@ -105,7 +105,7 @@ class Stack:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                if self.r.xinfo_groups(C.stream_key(stage)):
+                if all(self.r.xinfo_groups(stream) for stream in C.stage_streams(stage)):
                     return
             except redis.ResponseError:
                 pass

@@ -141,7 +141,7 @@ def check_large_pdf(stack: Stack, client: httpx.Client, big_pdf: bytes) -> None:
     assert stack.r.exists(C.blob_key(doc_id)) == 0
 
     # No retriever yet: the index messages wait in its stream, each one bounded.
-    entries = stack.r.xrange(C.stream_key(C.RETRIEVER))
+    entries = stack.r.xrange(C.stream_key(C.RETRIEVER, C.BULK))
     mine = [Envelope.loads(fields[b"data"]) for _id, fields in entries]
     assert {e.job_id for e in mine} <= {job_id, small["job_id"]}, stack.logs()
     mine = [e for e in mine if e.job_id == job_id]

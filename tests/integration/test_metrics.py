@@ -8,6 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from libs.common import constants as C
 from libs.common.valkey_server import free_port
 from tests.fakes.openai_server import FakeOpenAI, ok
 from tests.integration.harness import Stack
@@ -60,16 +61,19 @@ def test_each_service_exposes_its_series_and_they_move(valkey_url: str, tmp_path
 
     emb, ret, gen, gw = metrics["embedder"], metrics["retriever"], metrics["generator"], metrics["gateway"]
     assert value(emb, "documind_messages_total", stage="embedder", outcome="forwarded") >= 3
-    assert value(ret, "documind_messages_total", stage="retriever", outcome="done") >= 1  # the ingest
-    assert value(ret, "documind_messages_total", stage="retriever", outcome="forwarded") >= 2
-    assert value(gen, "documind_messages_total", stage="generator", outcome="done") >= 2
+    # Jobs by kind, stage and outcome.
+    assert value(ret, "documind_messages_total", kind="ingest", stage="retriever", outcome="done") >= 1
+    assert value(ret, "documind_messages_total", kind="chat", stage="retriever", outcome="forwarded") >= 2
+    assert value(gen, "documind_messages_total", kind="chat", stage="generator", outcome="done") >= 2
+    assert value(gen, "documind_messages_total", kind="ingest") == -1  # no such series
     for stage, samples in (("embedder", emb), ("retriever", ret), ("generator", gen)):
         assert value(samples, "documind_stage_seconds_count", stage=stage) >= 1
         assert value(samples, "documind_queue_wait_seconds_count", stage=stage) >= 1
         assert value(samples, "documind_batch_size_count", stage=stage) >= 1
         # Backlog gauges are refreshed by every worker's maintenance loop.
         for gauge in ("documind_stream_length", "documind_consumer_group_lag", "documind_pending_messages"):
-            assert value(samples, gauge, stage=stage) >= 0, gauge
+            for lane in C.STAGE_LANES[stage]:
+                assert value(samples, gauge, stage=stage, lane=lane) >= 0, (gauge, lane)
         assert value(samples, "documind_dead_letter_stream_length") == 0
     assert value(emb, "documind_embedding_texts_total") >= 3
     assert value(emb, "documind_embedding_batch_texts_count") >= 2

@@ -73,8 +73,12 @@ def test_searches_see_the_old_document_until_the_new_ones_last_part_then_only_th
         store = MemoryStore()
         handler = RetrieveHandler(store, 4, ValkeyRegistry(r), job_ttl_s=3600, delete_timeout_s=60)
         one_at_a_time = WorkerSettings(read_count=1, concurrency=1, read_block_ms=50)
+        # Index parts normally travel the bulk lane; here they share one stream with the
+        # searches, so that the stream's order sets which search lands between which parts.
         worker = Worker(r, C.RETRIEVER, handler, one_at_a_time)
         stream = C.stream_key(C.RETRIEVER)
+        # The replace's delete job takes the bulk lane.
+        bulk = Worker(r, C.RETRIEVER, handler, one_at_a_time, C.BULK)
 
         async def queue(env: Envelope) -> Envelope:
             if env.kind == "search":
@@ -95,7 +99,7 @@ def test_searches_see_the_old_document_until_the_new_ones_last_part_then_only_th
         await queue(part(new, 3, [1.0, 0.0, 0.1, 0.0]))
         after = await queue(search())
 
-        task = asyncio.create_task(worker.run())
+        tasks = [asyncio.create_task(w.run()) for w in (worker, bulk)]
         try:
             results = {}
             for name, env in (("before", before), ("between", between), ("after", after)):
@@ -124,7 +128,8 @@ def test_searches_see_the_old_document_until_the_new_ones_last_part_then_only_th
             assert store.count(COLLECTION) == 2 * PARTS
         finally:
             worker.stop()
-            await task
+            bulk.stop()
+            await asyncio.gather(*tasks)
 
     async def main() -> None:
         r = aioredis.Redis.from_url(valkey_url)

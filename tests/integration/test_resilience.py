@@ -53,8 +53,8 @@ def submit_chats(stack: Stack, n: int, collection: str = "docs") -> list[str]:
     return ids
 
 
-def pending_of(stack: Stack, stage: str) -> dict[str, int]:
-    info = stack.r.xpending(C.stream_key(stage), C.group_name(stage))
+def pending_of(stack: Stack, stage: str, lane: str = C.INTERACTIVE) -> dict[str, int]:
+    info = stack.r.xpending(C.stream_key(stage, lane), C.group_name(stage))
     return {c["name"].decode(): int(c["pending"]) for c in info["consumers"]}
 
 
@@ -125,7 +125,9 @@ def test_backpressure_refuses_new_jobs_and_keeps_accepted_ones(stack: Stack) -> 
         up = client.post(f"{stack.url}/v1/collections/docs/documents", files={"file": ("notes.txt", DOC)})
         assert up.status_code == 202
         accepted = [up.json()["job_id"]]
-        for i in range(4):
+        # The backlog limit is per lane: the upload waits on the bulk lane, questions
+        # fill the interactive one.
+        for i in range(5):
             resp = client.post(f"{stack.url}/v1/chat", json={"question": f"ships? {i}", "collection": "docs"})
             assert resp.status_code == 202
             accepted.append(resp.json()["job_id"])
@@ -133,6 +135,10 @@ def test_backpressure_refuses_new_jobs_and_keeps_accepted_ones(stack: Stack) -> 
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "3"
         assert "retry" in refused.json()["detail"]
+        # A full question lane does not turn uploads away.
+        up2 = client.post(f"{stack.url}/v1/collections/docs/documents", files={"file": ("more.txt", DOC)})
+        assert up2.status_code == 202, up2.text
+        accepted.append(up2.json()["job_id"])
         # A long wait on a job nobody works on yet answers with its status, not an error.
         waited = client.get(f"{stack.url}/v1/jobs/{accepted[1]}", params={"wait": 6})
         assert waited.status_code == 200
@@ -140,7 +146,7 @@ def test_backpressure_refuses_new_jobs_and_keeps_accepted_ones(stack: Stack) -> 
         for name in ("embedder", "retriever", "generator"):
             stack.start(name)
         jobs = [stack.wait_job(job_id) for job_id in accepted]
-        assert [j["status"] for j in jobs] == ["done"] * 5
+        assert [j["status"] for j in jobs] == ["done"] * 7
         # With the backlog drained, new jobs are accepted again.
         again = client.post(f"{stack.url}/v1/chat", json={"question": "ships?", "collection": "docs"})
         assert again.status_code == 202
@@ -179,7 +185,7 @@ def test_kill_9_of_the_retriever_mid_ingest_leaves_one_copy_of_each_chunk(stack:
         ]
         ids = [u.json()["job_id"] for u in ups]
         # Its one blocked read is served with the first index message(s); the rest wait in the stream.
-        while pending_of(stack, C.RETRIEVER).get("doomed", 0) == 0:
+        while pending_of(stack, C.RETRIEVER, C.BULK).get("doomed", 0) == 0:
             time.sleep(0.05)  # the embedder hands the messages on; the server assigns them
         doomed.kill()
         doomed.wait()

@@ -360,8 +360,8 @@ def test_a_job_split_into_parts_completes_once_when_its_last_part_does(valkey_ur
             lambda e: Output({"last": e.payload["part"]}, parts=5, on_complete=[["SADD", "seen", "1"]])
         )
         workers = [
-            Worker(r, C.EMBEDDER, emb, settings(read_count=1)),
-            Worker(r, C.RETRIEVER, ret, settings(read_count=1)),
+            Worker(r, C.EMBEDDER, emb, settings(read_count=1), C.BULK),
+            Worker(r, C.RETRIEVER, ret, settings(read_count=1), C.BULK),
         ]
         env = await submit(r, kind="ingest", document_id="d1")
 
@@ -379,8 +379,8 @@ def test_a_job_split_into_parts_completes_once_when_its_last_part_does(valkey_ur
         # Its status moved on to "indexing" only with the last part forwarded.
         assert await r.hget(C.job_key(env.job_id), "parts:embedder") == b"5"
         assert set(statuses) <= {"embedding", "indexing"}
-        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
-        assert await r.xlen(C.stream_key(C.RETRIEVER)) == 0
+        assert await r.xlen(C.stream_key(C.EMBEDDER, C.BULK)) == 0
+        assert await r.xlen(C.stream_key(C.RETRIEVER, C.BULK)) == 0
 
     run(body, valkey_url)
 
@@ -410,5 +410,52 @@ def test_a_chat_with_history_is_condensing_at_its_first_generator_step(valkey_ur
         forwarded = Envelope.loads(fields[C.ENVELOPE_FIELD.encode()])
         assert forwarded.route == [C.EMBEDDER, C.RETRIEVER, C.GENERATOR]
         assert forwarded.payload == condensed
+
+    run(body, valkey_url)
+
+
+def test_a_question_is_read_at_once_while_the_bulk_lane_holds_a_backlog(valkey_url: str) -> None:
+    """Ingest work queues on the bulk lane; a search submitted behind 200 queued
+    ingest messages is read and answered while they still wait."""
+
+    async def body(r: aioredis.Redis) -> None:
+        release = asyncio.Event()
+        bulk_seen: list[str] = []
+
+        async def slow_bulk(e: Envelope) -> dict[str, Any]:
+            bulk_seen.append(e.job_id)
+            await release.wait()  # the bulk lane is stuck until the question is answered
+            return {**e.payload, "vector": "v"}
+
+        class Lanes(Recorder):
+            async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
+                self.seen.extend(batch)
+                return [
+                    await slow_bulk(e) if e.kind == "ingest" else {**e.payload, "vector": "q"} for e in batch
+                ]
+
+        handler = Lanes(lambda e: e.payload)
+        backlog = [await submit(r, kind="ingest", document_id=f"d{i}") for i in range(200)]
+        assert await r.xlen(C.stream_key(C.EMBEDDER, C.BULK)) == 200
+        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
+        question = await submit(r, kind="search", query="q")
+        workers = [
+            Worker(r, C.EMBEDDER, handler, settings(read_count=4, concurrency=1), lane)
+            for lane in C.STAGE_LANES[C.EMBEDDER]
+        ]
+
+        async def answered() -> None:
+            # The question moved on to the retriever's interactive stream with its vector.
+            entries = await r.xread({C.stream_key(C.RETRIEVER): "0-0"}, block=10_000)
+            assert entries, "the question was not forwarded"
+            forwarded = Envelope.loads(entries[0][1][0][1][C.ENVELOPE_FIELD.encode()])
+            assert forwarded.job_id == question.job_id and forwarded.payload["vector"] == "q"
+            # ... while the bulk lane had read at most one batch of its backlog.
+            assert len(bulk_seen) <= 4
+            assert await r.xlen(C.stream_key(C.EMBEDDER, C.BULK)) == 200
+            release.set()
+
+        await with_workers(workers, answered)
+        assert len(backlog) == 200
 
     run(body, valkey_url)

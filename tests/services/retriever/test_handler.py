@@ -168,7 +168,7 @@ def test_a_replace_retires_the_older_documents_in_its_completing_commit() -> Non
     assert ["DEL", C.document_key("old1")] in ops
     [xadd] = [op for op in ops if op[0] == "XADD"]
     delete = Envelope.loads(xadd[4])
-    assert xadd[1] == C.stream_key(C.RETRIEVER)
+    assert xadd[1] == C.stream_key(C.RETRIEVER, C.BULK)
     assert (delete.kind, delete.payload) == ("delete", {"document_id": "old1"})
     # One version step for the swap, last, after the retirements.
     assert ops[-2:] == [
