@@ -1,6 +1,6 @@
 """DocuMind's four stages with no-op handlers against the seed's RQ queue, in one run.
 
-    .venv/bin/python -m bench.pipeline [--jobs N] [--rounds M] [--repeat R] [--aof] [--quick]
+    .venv/bin/python -m bench.pipeline [--jobs N] [--rounds M] [--repeat R] [--replicas K] [--aof] [--quick]
 
 ``--help`` lists every option.
 
@@ -20,6 +20,9 @@ with a handler that hands every payload on unchanged (``bench.noop_stage``).
   connections, timed to the last job's final write.
 * round trip: ``POST /v1/chat`` + ``GET /v1/jobs/{id}?wait=5`` on one keep-alive
   connection, sequential, through all four stages.
+* replicas: the end-to-end throughput again with ``--replicas`` processes per
+  stage (one consumer group, distinct consumer names) against one process per
+  stage, the two alternated.
 
 RQ: ``rq.SimpleWorker`` (``bench.rq_worker``) running a module-level function
 that does nothing.
@@ -48,13 +51,11 @@ import platform
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ import redis.asyncio as aioredis
 from rq import Queue
 from rq.results import Result
 
+from bench.common import Latency, loadavg, sigterm_as_interrupt
 from bench.rq_worker import RESULT_PREFIX, noop
 from libs.common import constants as C
 from libs.common.envelope import Envelope
@@ -82,19 +84,6 @@ BLOCK = 50  # round trips per alternating block
 
 
 # --- figures ------------------------------------------------------------------------
-
-
-@dataclass
-class Latency:
-    rounds: int
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> Latency:
-        q = statistics.quantiles(seconds, n=100, method="inclusive")
-        return cls(len(seconds), q[49] * 1000, q[98] * 1000, statistics.fmean(seconds) * 1000)
 
 
 @dataclass
@@ -240,28 +229,47 @@ def _cpu_us_per_job(before: dict[str, float], after: dict[str, float], jobs: int
 
 
 class DocuMind:
-    """The gateway and one no-op worker per stage, against ``url``."""
+    """The gateway and no-op workers (one per stage, or ``replicas``), against ``url``."""
 
     def __init__(self, children: Children, url: str) -> None:
         self.children = children
         self.url = url
         self.r = redis.Redis.from_url(url)
         self.port = 0
+        self.replicas = 1
 
     def start_gateway(self) -> None:
         self.port = free_port()
         argv = [sys.executable, "-m", "services.gateway"]
         self.children.start("gateway", argv, DOCUMIND_PORT=str(self.port))
 
-    def start_workers(self, profile_dir: Path | None = None, **env: str) -> None:
+    def replica_names(self, stage: str) -> list[str]:
+        """The processes of a stage: ``embedder``, then ``embedder-2``, ... for more replicas."""
+        return [stage if n == 1 else f"{stage}-{n}" for n in range(1, self.replicas + 1)]
+
+    @property
+    def workers(self) -> list[str]:
+        return [name for stage in C.STAGES for name in self.replica_names(stage)]
+
+    def start_workers(self, profile_dir: Path | None = None, replicas: int = 1, **env: str) -> None:
+        """Start ``replicas`` processes per stage.
+
+        Replicas read the stage's stream through its one consumer group; each
+        needs its own consumer name, and gets ``bench-<process name>``. (The
+        default name, hostname-pid, is distinct per process too; explicit
+        names make the group's consumers readable in XINFO.)
+        """
+        self.replicas = replicas
         for stage in C.STAGES:
-            argv = [sys.executable, "-m", "bench.noop_stage", stage]
-            if profile_dir is not None:
-                argv += ["--profile", str(profile_dir / f"{stage}.prof")]
-            self.children.start(stage, argv, **env)
+            for name in self.replica_names(stage):
+                argv = [sys.executable, "-m", "bench.noop_stage", stage]
+                if profile_dir is not None:
+                    argv += ["--profile", str(profile_dir / f"{name}.prof")]
+                consumer = {"DOCUMIND_CONSUMER": f"bench-{name}"} if replicas > 1 else {}
+                self.children.start(name, argv, **consumer, **env)
 
     def stop_workers(self) -> None:
-        self.children.stop(C.STAGES)
+        self.children.stop(self.workers)
 
     def reset(self) -> None:
         """Forget DocuMind's jobs and streams (workers must be stopped); keep the collection."""
@@ -271,7 +279,7 @@ class DocuMind:
         self.r.sadd(C.COLLECTIONS_KEY, COLLECTION)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Until every stage's group has a consumer reading and the gateway answers /readyz."""
+        """Until every stage's group has its consumers reading and the gateway answers /readyz."""
         deadline = time.monotonic() + timeout_s
         while not (self._consumers_ready() and self._gateway_ready()):
             self.children.check()
@@ -285,7 +293,7 @@ class DocuMind:
                 groups = self.r.xinfo_groups(C.stream_key(stage))
             except redis.ResponseError:
                 return False
-            if not any(int(g["consumers"]) >= 1 for g in groups):
+            if not any(int(g["consumers"]) >= self.replicas for g in groups):
                 return False
         return True
 
@@ -300,20 +308,24 @@ class DocuMind:
             conn.close()
 
     def _batch_totals(self) -> dict[str, tuple[float, float]]:
-        """(messages, batches) handled so far by each stage, from its /metrics."""
+        """(messages, batches) handled so far by each stage (all its replicas), from their /metrics."""
         out = {}
         for stage in C.STAGES:
-            log = (self.children.logdir / f"{stage}.log").read_text()
-            ports = re.findall(r"metrics on :(\d+)/metrics", log)
-            conn = http.client.HTTPConnection("127.0.0.1", int(ports[-1]), timeout=5)
-            try:
-                conn.request("GET", "/metrics")
-                text = conn.getresponse().read().decode()
-            finally:
-                conn.close()
-            pattern = rf'^documind_batch_size_(sum|count){{stage="{stage}"}} (\S+)$'
-            series = {m[0]: float(m[1]) for m in re.findall(pattern, text, re.M)}
-            out[stage] = (series.get("sum", 0.0), series.get("count", 0.0))
+            messages = batches = 0.0
+            for name in self.replica_names(stage):
+                log = (self.children.logdir / f"{name}.log").read_text()
+                ports = re.findall(r"metrics on :(\d+)/metrics", log)
+                conn = http.client.HTTPConnection("127.0.0.1", int(ports[-1]), timeout=5)
+                try:
+                    conn.request("GET", "/metrics")
+                    text = conn.getresponse().read().decode()
+                finally:
+                    conn.close()
+                pattern = rf'^documind_batch_size_(sum|count){{stage="{stage}"}} (\S+)$'
+                series = {m[0]: float(m[1]) for m in re.findall(pattern, text, re.M)}
+                messages += series.get("sum", 0.0)
+                batches += series.get("count", 0.0)
+            out[stage] = (messages, batches)
         return out
 
     # -- throughput --
@@ -322,23 +334,23 @@ class DocuMind:
         return asyncio.run(self._throughput(jobs, batch, drain))
 
     async def _throughput(self, jobs: int, batch: int, drain: bool) -> Throughput:
-        names = ["valkey", *C.STAGES]
+        names = ["valkey", *self.workers]
         r = aioredis.Redis.from_url(self.url)
         try:
             b0 = self._batch_totals()
             if drain:
-                self.children.signal(C.STAGES, signal.SIGSTOP)
+                self.children.signal(self.workers, signal.SIGSTOP)
             cpu0 = self.children.cpu(names)
             start, ids = await _submit_pipelined(r, jobs, batch)
             if drain:
                 cpu0 = self.children.cpu(names)
                 start = time.time()
-                self.children.signal(C.STAGES, signal.SIGCONT)
+                self.children.signal(self.workers, signal.SIGCONT)
             end = await self._wait_all(r, ids)
             cpu1 = self.children.cpu(names)
         finally:
             if drain:
-                self.children.signal(C.STAGES, signal.SIGCONT)
+                self.children.signal(self.workers, signal.SIGCONT)
             await r.aclose()
         cpu = _cpu_us_per_job(cpu0, cpu1, jobs)
         if drain:
@@ -355,7 +367,7 @@ class DocuMind:
         return asyncio.run(self._throughput_http(jobs, concurrency))
 
     async def _throughput_http(self, jobs: int, concurrency: int) -> Throughput:
-        names = ["valkey", "gateway", *C.STAGES]
+        names = ["valkey", "gateway", *self.workers]
         r = aioredis.Redis.from_url(self.url)
         ids: list[str] = []
         try:
@@ -602,6 +614,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-variants", action="store_true", help="measure the default worker settings only")
     p.add_argument("--http-jobs", type=int, default=5000, help="jobs of the HTTP-ingress run (0: skip it)")
     p.add_argument("--http-concurrency", type=int, default=16, help="connections of the HTTP-ingress run")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="also measure end-to-end throughput with this many processes per stage against one, "
+        "alternated --repeat times (default 2; 0 or 1: skip)",
+    )
     p.add_argument("--aof", action="store_true", help="valkey with appendonly yes (appendfsync everysec)")
     p.add_argument("--rq-log-level", default="WARNING", help="RQ worker logging (RQ's own default is INFO)")
     p.add_argument("--profile", metavar="DIR", help="cProfile each stage of the default settings into DIR")
@@ -619,27 +638,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every child is stopped on the way out."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
 def run(args: argparse.Namespace) -> Report:
     report = Report(
         config={
@@ -650,9 +648,10 @@ def run(args: argparse.Namespace) -> Report:
             "rq_jobs": args.rq_jobs,
             "rounds": args.rounds,
             "repeat": args.repeat,
+            "replicas": args.replicas,
             "valkey_appendonly": "yes (appendfsync everysec)" if args.aof else "no",
             "rq_log_level": args.rq_log_level,
-            "loadavg_1m_start": _loadavg(),
+            "loadavg_1m_start": loadavg(),
         }
     )
     tmp = Path(tempfile.mkdtemp(prefix="documind-bench-"))
@@ -708,6 +707,8 @@ def run(args: argparse.Namespace) -> Report:
             else:
                 report.add(label, tput=dm.throughput(args.jobs, args.submit_batch))
             dm.stop_workers()
+        if args.replicas > 1:
+            measure_replicas(dm, report, args)
         children.stop(["gateway", "rq-worker"])
         dm.reset()
         # RQ's round trips alternated with the default settings' give the headline p50.
@@ -716,10 +717,29 @@ def run(args: argparse.Namespace) -> Report:
     finally:
         children.stop_all()
         server.stop()
-        report.config["loadavg_1m_end"] = _loadavg()
+        report.config["loadavg_1m_end"] = loadavg()
         if ok and not args.profile:
             shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+def measure_replicas(dm: DocuMind, report: Report, args: argparse.Namespace) -> None:
+    """End-to-end throughput with one and with ``--replicas`` processes per stage (default
+    settings), the two alternated ``--repeat`` times; each start is warmed up first."""
+    print(f"DocuMind, 1 and {args.replicas} processes per stage, alternated", flush=True)
+    runs: dict[int, list[Throughput]] = {1: [], args.replicas: []}
+    for _ in range(args.repeat):
+        for count, done in runs.items():
+            dm.reset()
+            dm.start_workers(replicas=count)
+            try:
+                dm.wait_ready()
+                dm.throughput(args.warmup * 20, args.submit_batch)
+                done.append(dm.throughput(args.jobs, args.submit_batch))
+            finally:
+                dm.stop_workers()
+    for count, done in runs.items():
+        report.add(f"documind replicas={count}", tput=median_run(done), runs=done)
 
 
 def summary(report: Report) -> str:
@@ -746,6 +766,11 @@ def summary(report: Report) -> str:
         if name in rows:
             ratios[f"throughput_{key}"] = round(rows[name]["jobs_per_s"] / rq["jobs_per_s"], 2)
             lines.append(f"  {name} / RQ = {ratios[f'throughput_{key}']:.1f}x")
+    replicas = [n for n in rows if n.startswith("documind replicas=") and n != "documind replicas=1"]
+    for name in replicas:
+        ratio = rows[name]["jobs_per_s"] / rows["documind replicas=1"]["jobs_per_s"]
+        ratios[f"throughput_{name.split()[-1]}_vs_1"] = round(ratio, 2)
+        lines.append(f"  {name} / replicas=1 = {ratio:.2f}x (per-stage processes on the same cores)")
     report.config["ratios"] = ratios
     load = (report.config.get("loadavg_1m_start"), report.config.get("loadavg_1m_end"))
     lines.append(f"1-minute load average at start / end: {load[0]} / {load[1]} (other work skews figures)")
@@ -755,7 +780,7 @@ def summary(report: Report) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             report = run(args)
     except KeyboardInterrupt:
         print("interrupted; child processes stopped", file=sys.stderr)
