@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import threading
 
 from opentelemetry import context, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -60,7 +63,11 @@ def setup_tracing(service: str, exporters: str, *, instrument_redis: bool = True
     resource = Resource.create({SERVICE_NAME: service})
     if os.environ.get("OTEL_SERVICE_NAME"):  # the standard variable wins (Resource.create reads it)
         resource = Resource.create()
-    provider = TracerProvider(resource=resource)
+    # At exit, spans still queued get a bounded flush instead of the SDK's shutdown, which
+    # waits out the exporter's timeout and retries: with the collector gone, a stopping
+    # service would outlast its grace period and be killed.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    atexit.register(_flush_at_exit, provider)
     for name in names:
         if name == "console":
             # One JSON object per line, to stdout (logs go to stderr).
@@ -76,6 +83,29 @@ def setup_tracing(service: str, exporters: str, *, instrument_redis: bool = True
 
         RedisInstrumentor().instrument(tracer_provider=provider)
     return provider
+
+
+# How long a stopping process waits for its last spans to reach the collector.
+EXIT_FLUSH_TIMEOUT_MS = 2000
+
+
+def _flush_at_exit(provider: TracerProvider) -> None:
+    """Export what is queued, for at most EXIT_FLUSH_TIMEOUT_MS; then drop the rest.
+
+    The export threads are daemons: one still waiting on a dead collector does not
+    hold the process.
+    """
+    # force_flush exports in the calling thread, each attempt bounded only by the
+    # exporter's own timeout (10 s by default), so it runs in a daemon thread of its own.
+    flushing = threading.Thread(
+        target=provider.force_flush, args=(EXIT_FLUSH_TIMEOUT_MS,), name="otel-exit-flush", daemon=True
+    )
+    flushing.start()
+    flushing.join(EXIT_FLUSH_TIMEOUT_MS / 1000)
+    if flushing.is_alive():
+        logging.getLogger(__name__).warning(
+            "exit: spans not exported within %d ms were dropped", EXIT_FLUSH_TIMEOUT_MS
+        )
 
 
 def _otlp_exporter() -> SpanExporter:
