@@ -58,6 +58,11 @@ DELAYED = Gauge(
     "A stage's messages of one lane waiting out a retry backoff.",
     ["stage", "lane"],
 )
+HEARTBEAT = Gauge(
+    "documind_worker_heartbeat_timestamp_seconds",
+    "When a worker's maintenance loop last ran (Unix time): the healthcheck's liveness signal.",
+    ["stage", "lane"],
+)
 DEAD_LETTER_SIZE = Gauge("documind_dead_letter_stream_length", "Entries in the dead-letter stream.")
 EMBEDDED_TEXTS = Counter(
     "documind_embedding_texts_total", "Texts the embedding model embedded (cache misses); rate() is texts/s."

@@ -156,6 +156,8 @@ class Worker:
         self._batch_size = M.BATCH_SIZE.labels(stage)
         self._stage_seconds = M.STAGE_SECONDS.labels(stage)
         self._queue_wait = M.QUEUE_WAIT_SECONDS.labels(stage)
+        self._heartbeat_gauge = M.HEARTBEAT.labels(stage, lane)
+        self._heartbeat_gauge.set(time.time())
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -285,6 +287,7 @@ class Worker:
             await self._pause(self.s.maintenance_interval_s, until=self._closed)
             if self._closed.is_set():
                 return
+            self._heartbeat_gauge.set(time.time())
             try:
                 if time.monotonic() - last_gauges >= GAUGE_REFRESH_S:
                     await self._refresh_gauges()

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from libs.common import constants as C
+from libs.common.healthcheck import main as healthcheck_main
 from libs.common.valkey_server import free_port
 from tests.fakes.openai_server import FakeOpenAI, ok
 from tests.integration.harness import Stack
@@ -56,6 +57,9 @@ def test_each_service_exposes_its_series_and_they_move(valkey_url: str, tmp_path
                     assert stack.wait_job(job_id)["status"] == "done", stack.logs()
             metrics = {name: scrape(f"http://127.0.0.1:{port}/metrics") for name, port in ports.items()}
             metrics["gateway"] = scrape(f"{stack.url}/metrics")
+            # The container healthcheck passes for every live worker process.
+            for name, port in ports.items():
+                assert healthcheck_main([str(port)]) == 0, name
         finally:
             stack.stop()
 
@@ -75,6 +79,10 @@ def test_each_service_exposes_its_series_and_they_move(valkey_url: str, tmp_path
             for lane in C.STAGE_LANES[stage]:
                 assert value(samples, gauge, stage=stage, lane=lane) >= 0, (gauge, lane)
         assert value(samples, "documind_dead_letter_stream_length") == 0
+        # One heartbeat per worker loop (lane), which the container healthcheck reads.
+        for lane in C.STAGE_LANES[stage]:
+            assert value(samples, "documind_worker_heartbeat_timestamp_seconds", stage=stage, lane=lane) > 0
+
     assert value(emb, "documind_embedding_texts_total") >= 3
     assert value(emb, "documind_embedding_batch_texts_count") >= 2
     assert value(gen, "documind_llm_time_to_first_token_seconds_count") >= 2
