@@ -20,7 +20,7 @@ event's id, so a reader resumes after the last id it saw.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -61,9 +61,19 @@ def queued_ttl_s(events_ttl_s: int, timeout_s: float) -> int:
 
 async def append(r: aioredis.Redis, job_id: str, event: str, data: dict[str, Any], ttl_s: int) -> None:
     """Append one event now (outside a commit: answer tokens, the start of generation)."""
+    await append_many(r, job_id, [(event, data)], ttl_s)
+
+
+async def append_many(
+    r: aioredis.Redis, job_id: str, items: Sequence[tuple[str, dict[str, Any]]], ttl_s: int
+) -> None:
+    """Append events now, in order, in one round trip."""
     key = C.events_key(job_id)
     async with r.pipeline(transaction=False) as pipe:
-        pipe.xadd(key, {"type": event, "data": json.dumps(data)}, maxlen=C.EVENTS_MAXLEN, approximate=True)
+        for event, data in items:
+            pipe.xadd(
+                key, {"type": event, "data": json.dumps(data)}, maxlen=C.EVENTS_MAXLEN, approximate=True
+            )
         pipe.expire(key, ttl_s)
         await pipe.execute()
 

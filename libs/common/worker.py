@@ -69,6 +69,9 @@ class Output:
     on_complete: Sequence[list[Any]] = ()
     # Data for the event that says this stage finished its part of the job (e.g. hits).
     event: dict[str, Any] = field(default_factory=dict)
+    # More events for the job's stream, (type, data), appended with the commit ahead
+    # of the stage's own event (e.g. the last answer tokens, with the final "done").
+    events: Sequence[tuple[str, dict[str, Any]]] = ()
 
 
 Outcome = Output | dict[str, Any] | BaseException
@@ -113,6 +116,11 @@ def _updates(out: Output) -> list[list[Any]]:
         *[["DEL", k] for k in out.delete_keys],
         *[["HSETXX", key, *[x for kv in fields.items() for x in kv]] for key, fields in out.updates.items()],
     ]
+
+
+def _events(job_id: str, out: Output) -> list[list[Any]]:
+    """The output's extra events, as commit ops."""
+    return [op for kind, data in out.events for op in event_ops(job_id, kind, data)]
 
 
 # Seconds between refreshes of the backlog gauges.
@@ -504,6 +512,7 @@ class Worker:
                     extra=_updates(out),
                     after=list(out.on_complete),
                     result=out.payload,
+                    events=_events(env.job_id, out),
                 )
                 self._count(env, "done")
 
@@ -549,6 +558,7 @@ class Worker:
                 *_updates(out),
                 *join,
                 status,
+                *_events(env.job_id, out),
                 *event_ops(env.job_id, finished, {"stage": self.stage, **out.event}),
             ],
         )
@@ -708,6 +718,7 @@ class Worker:
         parts: int = 1,
         after: list[list[Any]] | None = None,
         result: dict[str, Any] | None = None,
+        events: list[list[Any]] | None = None,
     ) -> None:
         """Write a final status and notify waiters on the job's done stream.
 
@@ -744,6 +755,7 @@ class Worker:
                 # Waiters get the final fields with the notification: no extra read.
                 ["XADD", done, "*", *final],
                 ["EXPIRE", done, C.DONE_TTL_S],
+                *(events or []),
                 *event,
                 *(after or []),
             ],

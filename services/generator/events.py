@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,21 +36,33 @@ class AnswerStream(Protocol):
 
     async def token(self, env: Envelope, text: str) -> None: ...
 
-    async def finished(self, env: Envelope) -> None: ...
+    async def finished(self, env: Envelope) -> list[tuple[str, dict[str, Any]]]:
+        """The job's events not written yet: they go with the job's final commit."""
+        ...
 
 
 class ValkeyAnswerStream:
+    """Answer tokens on the job's events stream, at most one write per ``flush_interval_s``.
+
+    Nothing is written when generation starts: the ``generating`` event goes with
+    the first flush of tokens, which happens once ``flush_interval_s`` has passed
+    since the start. An answer that is complete sooner (an extractive one, or a very
+    fast LLM) costs no round trip of its own: ``finished`` hands its ``generating``
+    and ``token`` events to the job's final commit.
+    """
+
     def __init__(self, client: aioredis.Redis, ttl_s: int, flush_interval_s: float = 0.05) -> None:
         self.r = client
         self.ttl_s = ttl_s
         self.flush_interval_s = flush_interval_s
         self._buffers: dict[str, list[str]] = {}
         self._flushed_at: dict[str, float] = {}
+        self._unannounced: set[str] = set()
 
     async def started(self, env: Envelope) -> None:
         self._buffers[env.job_id] = []
-        self._flushed_at[env.job_id] = 0.0
-        await events.append(self.r, env.job_id, "generating", {"stage": C.GENERATOR}, self.ttl_s)
+        self._flushed_at[env.job_id] = time.monotonic()
+        self._unannounced.add(env.job_id)
 
     async def token(self, env: Envelope, text: str) -> None:
         buffer = self._buffers.setdefault(env.job_id, [])
@@ -58,21 +70,30 @@ class ValkeyAnswerStream:
         if time.monotonic() - self._flushed_at.get(env.job_id, 0.0) >= self.flush_interval_s:
             await self._flush(env.job_id)
 
-    async def finished(self, env: Envelope) -> None:
-        try:
-            await self._flush(env.job_id)
-        finally:
-            self._buffers.pop(env.job_id, None)
-            self._flushed_at.pop(env.job_id, None)
+    async def finished(self, env: Envelope) -> list[tuple[str, dict[str, Any]]]:
+        pending = self._pending(env.job_id)
+        self._buffers.pop(env.job_id, None)
+        self._flushed_at.pop(env.job_id, None)
+        self._unannounced.discard(env.job_id)
+        return pending
+
+    def _pending(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The events owed so far (``generating`` first, if not yet written), buffers emptied."""
+        buffer = self._buffers.get(job_id)
+        pending: list[tuple[str, dict[str, Any]]] = []
+        if job_id in self._unannounced:
+            self._unannounced.discard(job_id)
+            pending.append(("generating", {"stage": C.GENERATOR}))
+        if buffer:
+            pending.append(("token", {"text": "".join(buffer)}))
+            buffer.clear()
+        return pending
 
     async def _flush(self, job_id: str) -> None:
-        buffer = self._buffers.get(job_id)
-        if not buffer:
-            return
-        text = "".join(buffer)
-        buffer.clear()
+        pending = self._pending(job_id)
         self._flushed_at[job_id] = time.monotonic()
-        await events.append(self.r, job_id, "token", {"text": text}, self.ttl_s)
+        if pending:
+            await events.append_many(self.r, job_id, pending, self.ttl_s)
 
 
 class CancelWatch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from libs.common.envelope import Envelope
 from libs.common.errors import JobEnded
 from libs.common.logs import bind, job_log
 from libs.common.models import Hit
-from libs.common.worker import Outcome
+from libs.common.worker import Outcome, Output
 from services.generator.backends import Answerer, OnToken
 from services.generator.cache import with_cache_entry
 from services.generator.condense import (
@@ -110,6 +111,12 @@ class GenerateHandler:
                 env.payload["question"], hits, on_token=on_token, deadline=env.deadline
             )
         finally:
-            if stream is not None:
-                await stream.finished(env)
-        return with_cache_entry(env.payload, {**answer.model_dump(), **answered_question(env.payload)})
+            # Events not written yet go with the final commit (a failed answer drops them).
+            pending = await stream.finished(env) if stream is not None else []
+        outcome = with_cache_entry(env.payload, {**answer.model_dump(), **answered_question(env.payload)})
+        if not pending:
+            return outcome
+        if isinstance(outcome, Output):
+            return dataclasses.replace(outcome, events=pending)
+        assert isinstance(outcome, dict)
+        return Output(outcome, events=pending)

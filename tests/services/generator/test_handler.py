@@ -4,6 +4,7 @@ import asyncio
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -47,8 +48,9 @@ class Sink:
         if self.on_token is not None:
             self.on_token(text)
 
-    async def finished(self, env: Envelope) -> None:
+    async def finished(self, env: Envelope) -> list[tuple[str, dict[str, Any]]]:
         self.calls.append(("finished", env.job_id))
+        return []
 
 
 def llm_settings(server: FakeOpenAI, **extra: object) -> GeneratorSettings:
