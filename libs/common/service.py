@@ -54,6 +54,7 @@ async def _serve(stage: str, settings: WorkerSettings, build_handler: HandlerFac
         # One worker per lane, sharing the handler: a question is read at once even
         # while the bulk lane's stream holds thousands of ingest parts.
         workers = [Worker(client, stage, handler, settings, lane) for lane in C.STAGE_LANES[stage]]
+
         def stop() -> None:
             for w in workers:
                 w.stop()
