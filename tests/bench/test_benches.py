@@ -1,0 +1,90 @@
+"""Smoke runs of the benchmarks in their smallest modes, so that the bench code cannot rot.
+
+Each runs as its own command (the way it is documented) with ``--json``, and
+the figures it writes are checked for sanity, not for speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCIFACT = ROOT.parent / "shared" / "data" / "scifact-subset"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def run_bench(module: str, out: Path, *args: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+@pytest.mark.skipif(not SCIFACT.exists(), reason=f"no SciFact subset at {SCIFACT}")
+def test_scifact_benches_on_one_stack(tmp_path: Path) -> None:
+    args = ("--docs", "30", "--concurrency", "4", "--passes", "1")
+    fig = run_bench("bench.scifact", tmp_path / "scifact.json", *args)
+
+    assert fig["config"]["documents"] == 30
+    ingest = fig["ingest"]
+    assert ingest["docs"] == 30
+    assert ingest["chunks"] >= 30
+    assert ingest["texts_embedded"] >= ingest["chunks"]
+    assert ingest["raw_docs_per_s"] > 0 and ingest["stack_docs_per_s"] > 0
+    assert ingest["ratio"] == pytest.approx(ingest["stack_docs_per_s"] / ingest["raw_docs_per_s"], rel=0.01)
+    assert set(ingest["cpu_s"]) == {"gateway", "embedder", "retriever", "generator", "valkey", "bench"}
+
+    latency = fig["latency"]
+    rows = latency["rows"]
+    questions = fig["config"]["judged_queries"]
+    for name in ("chat, sequential", "search, sequential", "chat, 4 concurrent clients"):
+        assert rows[name]["n"] == questions
+        assert 0 < rows[name]["p50_ms"] <= rows[name]["p99_ms"]
+        assert rows[name]["answer_cache_hits"] == 0  # Cache-Control: no-cache
+    assert rows["chat, answer cache hit, sequential"]["answer_cache_hits"] == questions
+    assert latency["answer_modes"] == ["extractive"]
+    assert latency["chat_sequential_median_ms"]["embedder"] > 0
+
+    quality = fig["quality"]
+    assert quality["queries"] == questions > 0
+    for name, scores in quality["rows"].items():
+        assert 0.0 <= scores["ndcg@10"] <= 1.0, name
+        assert 0.0 <= scores["recall@10"] <= 1.0, name
+    # Judged documents among 30: any working retrieval finds most of them.
+    assert all(scores["ndcg@10"] > 0.5 for scores in quality["rows"].values()), quality["rows"]
+
+    memory = fig["memory"]
+    assert list(memory)[:3] == ["idle after start", "peak during ingestion", "idle after ingestion"]
+    for phase, sizes in memory.items():
+        assert set(sizes) == {"gateway", "embedder", "retriever", "generator", "valkey", "total"}, phase
+        assert all(size > 0 for size in sizes.values()), phase
+    assert memory["peak during ingestion"]["embedder"] >= memory["idle after start"]["embedder"] * 0.9
+
+
+def test_pipeline_bench_with_replicas(tmp_path: Path) -> None:
+    fig = run_bench(
+        "bench.pipeline",
+        tmp_path / "pipeline.json",
+        "--jobs", "400", "--rounds", "20", "--repeat", "1", "--warmup", "5", "--no-variants",
+        "--http-jobs", "100", "--replicas", "2",
+    )  # fmt: skip
+    rows = fig["rows"]
+    for name in ("documind", "documind drain", "documind http-ingress", "rq", "documind replicas=2"):
+        assert rows[name]["jobs_per_s"] > 0, name
+    assert rows["documind replicas=2"]["jobs"] == 400
+    assert "embedder-2" in rows["documind replicas=2"]["cpu_us_per_job"]
+    assert fig["config"]["ratios"]["throughput_replicas=2_vs_1"] > 0
