@@ -139,6 +139,27 @@ class RetrieverSettings(WorkerSettings):
     # Where the embedded store keeps its shards; defaults under data_dir.
     edge_path: Path | None = None
     embedding_dim: int = Field(default=384, ge=1)
+    # Hybrid search: the dense (embedding) ranking's weight against BM25's in the
+    # reciprocal rank fusion; 1.0 searches by dense vectors alone, 0.0 by BM25 alone.
+    hybrid_dense_weight: float = Field(default=0.5, ge=0, le=1)
+    # RRF's k: each ranking adds weight / (k + rank); a larger k flattens the ranks.
+    rrf_k: int = Field(default=60, ge=1)
+    # Points each ranking brings to the fusion (at least a search's top_k).
+    hybrid_candidates: int = Field(default=50, ge=1)
+    # BM25's document side, for chunks indexed from now on (re-index to apply to others):
+    # term-frequency saturation, length normalisation, and a chunk's typical length in terms.
+    bm25_k1: float = Field(default=1.2, ge=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    bm25_avgdl: float = Field(default=100.0, gt=0)
+    # Embedded store's HNSW graph (new collections): links per node, build candidates;
+    # and the candidates a search keeps.
+    edge_hnsw_m: int = Field(default=16, ge=4)
+    edge_hnsw_ef_construct: int = Field(default=128, ge=4)
+    edge_hnsw_ef: int = Field(default=128, ge=1)
+    # Embedded store: optimise (merge, HNSW-index, vacuum) a collection once this many points
+    # came in since the last time, and once it has gone this long without a write (0: never).
+    edge_optimize_points: int = Field(default=20_000, ge=0)
+    edge_optimize_idle_s: float = Field(default=5.0, ge=0)
 
 
 class GeneratorSettings(WorkerSettings):

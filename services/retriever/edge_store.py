@@ -10,13 +10,27 @@ A shard is created in a temporary directory and renamed into place, and dropped
 by renaming it away before deleting it, so a collection directory is always
 either complete or absent, whatever moment the process dies.
 
+Vectors: the unnamed dense one (cosine, HNSW) and, in collections created since
+hybrid search, the sparse ``bm25`` one with the IDF modifier. A hybrid search is
+one ``query_batch`` of three filtered queries (dense ranking, sparse ranking, the
+sparse candidates' cosines) merged by :func:`.fusion.fuse`, then one
+``retrieve`` of the top k's payloads. Older collections are searched dense only.
+
 Durability: every update goes to the shard's write-ahead log before ``update``
-returns, and each write is followed by ``flush()``, so an upsert that returned
-survives the process being killed. qdrant-edge runs no background threads:
-optimisation (building the HNSW index once a segment passes the indexing
-threshold, vacuuming deleted points) happens only when ``optimize()`` is called,
-which this store does after each write. ``optimize()`` holds the GIL while it
-works, which stalls the whole process for as long as an index build takes.
+returns, so an upsert that returned survives the process being killed (the WAL
+is replayed when the shard is loaded). ``flush()`` (segments written out, the
+WAL trimmed) costs about 0.1 s, more than the update itself: the maintenance
+thread flushes a shard within ``FLUSH_S`` of its first unflushed write instead
+of after every write, as does ``close()``; a power cut may lose that last second.
+
+Optimisation: qdrant-edge runs no background threads, so segments are merged,
+HNSW-indexed and vacuumed only when ``optimize()`` is called, and it holds the
+GIL while it works (the whole process stalls for an index build). This store
+calls it when a collection has taken ``optimize_points`` points since its last
+run (a bulk load is indexed in steps, each stall bounded), and once a collection
+has had no write for ``optimize_idle_s`` seconds (from the maintenance thread),
+so what a load leaves behind is indexed when nobody is writing. Until then new
+points sit in plain segments that searches scan in full: correct, only slower.
 
 Only one EdgeStore may have a directory open at a time (the engine holds a lock
 on each shard's WAL), so several retriever replicas need the ``qdrant`` backend.
@@ -30,6 +44,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,27 +57,38 @@ from qdrant_edge import (
     CountRequest,
     Distance,
     EdgeConfig,
+    EdgeOptimizersConfig,
     EdgeShard,
+    EdgeSparseVectorParams,
     EdgeVectorParams,
     FieldCondition,
     Filter,
     HnswIndexConfig,
     MatchAny,
     MatchValue,
+    Modifier,
     PayloadSchemaType,
     Point,
+    Prefetch,
     Query,
+    QueryBatchRequest,
     QueryRequest,
+    SearchParams,
     UpdateOperation,
 )
+from qdrant_edge import SparseVector as EdgeSparseVector
 
 from libs.common.errors import PermanentError, RetryableError
 from libs.common.models import Chunk, Hit
+from services.retriever.fusion import Fusion, Ranked, fuse
+from services.retriever.sparse import SparseVector
 from services.retriever.store import point_id
 from services.retriever.stores import (
+    SPARSE_VECTOR,
     as_matrix,
     as_query,
     check_dim,
+    check_sparse,
     chunk_payload,
     payload_hit,
     storage_name,
@@ -79,31 +105,84 @@ _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 
 
+# HNSW graph: 16 links per node and 128 candidates while building keep recall@10 at
+# 0.99 on 100k 384-d vectors (bench/edge_scale.py); search candidates are hnsw_ef.
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 128
+HNSW_EF = 128
+# Below this many KB of vectors a filtered search scans instead of walking the graph.
+FULL_SCAN_THRESHOLD_KB = 10_000
+# Segments a shard may keep before the optimizer merges the smallest. The engine's
+# default (about one per CPU) merges every newly indexed segment into the big one,
+# rebuilding the whole HNSW graph on each optimisation: a load's indexing time grows
+# with the square of its size (bench/RESULTS.md). With 8, each step indexes what it
+# brings and merges happen only among the smallest segments.
+SEGMENTS = 8
+# Written points that trigger an optimisation inside the write, and how long a
+# collection must go unwritten before the timer thread optimises what is left.
+OPTIMIZE_POINTS = 20_000
+OPTIMIZE_IDLE_S = 5.0
+# A shard is flushed this long after its first unflushed write, at the latest.
+FLUSH_S = 1.0
+
+
 @dataclass
 class _Open:
     shard: EdgeShard
     # Vector size, read from the shard's config; None if it could not be read
     # (the engine's own dimension check still applies then).
     dim: int | None
+    # Whether the shard has the sparse vector (False: created before hybrid search).
+    sparse: bool = True
+    # Points written since the last optimisation, and when the last write was.
+    unoptimized: int = 0
+    last_write: float = 0.0
+    # When the first write since the last flush was; None when flushed.
+    dirty_since: float | None = None
+    told_dense_only: bool = False
 
 
 class EdgeStore:
-    """One qdrant-edge shard per collection under ``path``; thread-safe."""
+    """One qdrant-edge shard per collection under ``path``; thread-safe.
 
-    def __init__(self, path: Path, dim_default: int = 384, *, optimize: bool = True) -> None:
+    ``optimize``: False leaves optimisation to :meth:`optimize` calls (benchmarks);
+    ``optimize_points`` / ``optimize_idle_s``: see the module docstring (0 turns
+    either off). ``hnsw_ef``: candidates a dense search keeps while walking the graph.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        dim_default: int = 384,
+        *,
+        optimize: bool = True,
+        optimize_points: int = OPTIMIZE_POINTS,
+        optimize_idle_s: float = OPTIMIZE_IDLE_S,
+        hnsw_m: int = HNSW_M,
+        hnsw_ef_construct: int = HNSW_EF_CONSTRUCT,
+        hnsw_ef: int = HNSW_EF,
+    ) -> None:
         if dim_default < 1:
             raise ValueError(f"dim_default must be positive, got {dim_default}")
         self._root = Path(path)
         self._root.mkdir(parents=True, exist_ok=True)
         self._dir_lock = _lock_directory(self._root)
         self._dim_default = dim_default
-        self._optimize = optimize
+        self._optimize_points = optimize_points if optimize else 0
+        self._optimize_idle_s = optimize_idle_s if optimize else 0.0
+        self._hnsw = HnswIndexConfig(
+            m=hnsw_m, ef_construct=hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+        )
+        self._params = SearchParams(hnsw_ef=hnsw_ef)
         # One lock for everything: shards are opened, closed and deleted under
         # it, so no call can meet a shard that another thread just closed.
         self._lock = threading.Lock()
         self._shards: dict[str, _Open] = {}
         self._closed = False
+        self._wake = threading.Condition(self._lock)
         self._sweep()
+        self._maintenance = threading.Thread(target=self._maintain, name="edge-maintenance", daemon=True)
+        self._maintenance.start()
 
     def ensure_collection(self, name: str, dim: int) -> None:
         with self._lock:
@@ -112,15 +191,16 @@ class EdgeStore:
                 check_dim(dim, opened.dim, name)
 
     def upsert(
-        self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]] | np.ndarray
+        self,
+        collection: str,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]] | np.ndarray,
+        sparse: Sequence[SparseVector] | None = None,
     ) -> None:
         matrix = as_matrix(vectors, len(chunks), collection)
+        check_sparse(sparse, len(chunks), collection)
         if not chunks:
             return
-        points = [
-            Point(point_id(chunk.document_id, chunk.chunk_index), row.tolist(), chunk_payload(chunk))
-            for chunk, row in zip(chunks, matrix, strict=True)
-        ]
         with self._lock:
             opened = self._get(collection)
             if opened is None:
@@ -130,9 +210,18 @@ class EdgeStore:
             assert opened is not None
             if opened.dim is not None:
                 check_dim(matrix.shape[1], opened.dim, collection)
+            with_sparse = sparse if opened.sparse else None
+            points = [
+                Point(
+                    point_id(chunk.document_id, chunk.chunk_index),
+                    _vectors(row, with_sparse[i] if with_sparse is not None else None),
+                    chunk_payload(chunk),
+                )
+                for i, (chunk, row) in enumerate(zip(chunks, matrix, strict=True))
+            ]
             with _dimension_errors(collection):
                 opened.shard.update(UpdateOperation.upsert_points(points))
-            self._persist(opened)
+            self._persist(collection, opened, len(points))
         logger.debug("edge: upserted %d points into %r", len(points), collection)
 
     def search(
@@ -141,6 +230,9 @@ class EdgeStore:
         vector: Sequence[float] | np.ndarray,
         top_k: int,
         exclude: Collection[str] = (),
+        *,
+        sparse: SparseVector | None = None,
+        fusion: Fusion | None = None,
     ) -> list[Hit]:
         query = as_query(vector, collection)
         with self._lock:
@@ -149,16 +241,31 @@ class EdgeStore:
                 return []
             if opened.dim is not None:
                 check_dim(query.shape[0], opened.dim, collection)
+            if (
+                sparse
+                and fusion is not None
+                and not fusion.dense_only
+                and self._has_sparse(collection, opened)
+            ):
+                with _dimension_errors(collection):
+                    return self._hybrid(opened, query, sparse, fusion=fusion, top_k=top_k, exclude=exclude)
             request = QueryRequest(
                 limit=top_k,
                 query=Query.Nearest(query.tolist()),
                 filter=_excluding(exclude),
+                params=self._params,
                 with_payload=True,
                 with_vector=False,
             )
             with _dimension_errors(collection):
                 scored = opened.shard.query(request)
         return [payload_hit(point.payload, point.score) for point in scored]
+
+    def optimize(self, collection: str) -> bool:
+        """Optimise one collection now (merge, index, vacuum); True if anything changed."""
+        with self._lock:
+            opened = self._get(collection)
+            return opened is not None and self._run_optimize(collection, opened)
 
     def delete_document(self, collection: str, document_id: str) -> None:
         with self._lock:
@@ -167,7 +274,8 @@ class EdgeStore:
                 return
             match = Filter(must=[FieldCondition(key="document_id", match=MatchValue(document_id))])
             opened.shard.update(UpdateOperation.delete_points_by_filter(match))
-            self._persist(opened)
+            # A delete counts as one write: vacuuming waits for an idle moment.
+            self._persist(collection, opened, 1)
         logger.debug("edge: deleted document %r from %r", document_id, collection)
 
     def delete_collection(self, name: str) -> None:
@@ -196,6 +304,9 @@ class EdgeStore:
             if self._closed:
                 return
             self._closed = True
+            self._wake.notify_all()
+        self._maintenance.join()
+        with self._lock:
             shards, self._shards = self._shards, {}
             for slug, opened in shards.items():
                 try:
@@ -214,7 +325,8 @@ class EdgeStore:
             return opened
         directory = self._root / slug
         if (directory / _CONFIG_FILE).is_file():
-            opened = _Open(EdgeShard.load(str(directory)), _read_dim(directory))
+            dim, sparse = _read_config(directory)
+            opened = _Open(EdgeShard.load(str(directory)), dim, sparse)
         elif create_dim is None:
             return None
         else:
@@ -223,13 +335,62 @@ class EdgeStore:
         self._shards[slug] = opened
         return opened
 
+    def _hybrid(
+        self,
+        opened: _Open,
+        query: np.ndarray,
+        sparse: SparseVector,
+        *,
+        fusion: Fusion,
+        top_k: int,
+        exclude: Collection[str],
+    ) -> list[Hit]:
+        limit = fusion.limit(top_k)
+        where = _excluding(exclude)
+        dense = Query.Nearest(query.tolist())
+        terms = Query.Nearest(
+            EdgeSparseVector(list(sparse.indices), list(sparse.values)), using=SPARSE_VECTOR
+        )
+        by_terms = Prefetch(limit=limit, query=terms, filter=where)
+        nearest, matching, cosines = (
+            [Ranked(str(point.id), point.score) for point in ranking]
+            for ranking in opened.shard.query_batch(
+                QueryBatchRequest(
+                    [
+                        QueryRequest(limit=limit, query=dense, filter=where, params=self._params),
+                        QueryRequest(limit=limit, query=terms, filter=where),
+                        # The sparse candidates' cosines, for the hits' scores.
+                        QueryRequest(limit=limit, prefetches=[by_terms], query=dense),
+                    ]
+                )
+            )
+        )
+        fused = fuse(nearest, matching, fusion, top_k, {r.id: r.score for r in cosines})
+        if not fused:
+            return []
+        records = opened.shard.retrieve([pid for pid, _ in fused], with_payload=True, with_vector=False)
+        payloads = {str(record.id): record.payload for record in records}
+        return [payload_hit(payloads[pid], cosine) for pid, cosine in fused if pid in payloads]
+
+    def _has_sparse(self, collection: str, opened: _Open) -> bool:
+        if not opened.sparse and not opened.told_dense_only:
+            opened.told_dense_only = True
+            logger.info(
+                "edge: collection %r was created before hybrid search (no sparse vectors): searched by "
+                "dense vectors only; index its documents into a new collection for hybrid search",
+                collection,
+            )
+        return opened.sparse
+
     def _create(self, name: str, directory: Path, dim: int) -> None:
         if dim < 1:
             raise PermanentError(f"collection {name!r}: dimension must be positive, got {dim}")
         staging = self._root / f"{_TMP_PREFIX}{directory.name}-{uuid.uuid4().hex}"
         config = EdgeConfig(
             vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
-            hnsw_config=HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000),
+            sparse_vectors={SPARSE_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+            hnsw_config=self._hnsw,
+            optimizers=EdgeOptimizersConfig(default_segment_number=SEGMENTS),
         )
         shard = EdgeShard.create(str(staging), config)
         try:
@@ -241,10 +402,55 @@ class EdgeStore:
         _fsync_directory(self._root)
         logger.info("edge: created collection %r (dim %d) at %s", name, dim, directory)
 
-    def _persist(self, opened: _Open) -> None:
+    def _persist(self, collection: str, opened: _Open, written: int) -> None:
+        """Note a write (the maintenance thread flushes it); optimise once enough points came in."""
+        now = time.monotonic()
+        opened.unoptimized += written
+        opened.last_write = now
+        if opened.dirty_since is None:
+            opened.dirty_since = now
+            self._wake.notify_all()
+        if self._optimize_points and opened.unoptimized >= self._optimize_points:
+            self._run_optimize(collection, opened)
+
+    def _run_optimize(self, collection: str, opened: _Open) -> bool:
+        started = time.monotonic()
+        pending, opened.unoptimized = opened.unoptimized, 0
+        changed = opened.shard.optimize()
         opened.shard.flush()
-        if self._optimize and opened.shard.optimize():
-            opened.shard.flush()
+        opened.dirty_since = None
+        if changed:
+            logger.info(
+                "edge: optimised %s (%d points written since the last time) in %.1f s",
+                collection,
+                pending,
+                time.monotonic() - started,
+            )
+        return changed
+
+    def _maintain(self) -> None:
+        """Maintenance thread: flush each shard FLUSH_S after its first unflushed write, and
+        optimise it once it has gone optimize_idle_s without a write (if that is on)."""
+        with self._lock:
+            while not self._closed:
+                now = time.monotonic()
+                wake: list[float] = []
+                for slug, opened in self._shards.items():
+                    try:
+                        if self._optimize_idle_s and opened.unoptimized:
+                            if now - opened.last_write >= self._optimize_idle_s:
+                                self._run_optimize(slug, opened)
+                            else:
+                                wake.append(opened.last_write + self._optimize_idle_s)
+                        if opened.dirty_since is not None:
+                            if now - opened.dirty_since >= FLUSH_S:
+                                opened.shard.flush()
+                                opened.dirty_since = None
+                            else:
+                                wake.append(opened.dirty_since + FLUSH_S)
+                    except Exception:
+                        logger.exception("edge: flushing or optimising %s failed", slug)
+                self._wake.wait(timeout=max(min(wake) - now, 0.01) if wake else None)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -270,13 +476,28 @@ def _dimension_errors(collection: str) -> Iterator[None]:
         raise
 
 
-def _read_dim(directory: Path) -> int | None:
+def _read_config(directory: Path) -> tuple[int | None, bool]:
+    """The shard's vector size (None if unreadable) and whether it has the sparse vector."""
     try:
         config = json.loads((directory / _CONFIG_FILE).read_text(encoding="utf-8"))
-        return int(config["vectors"][""]["size"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        logger.warning("edge: cannot read %s", directory / _CONFIG_FILE)
+        return None, False
+    sparse = isinstance(config, dict) and SPARSE_VECTOR in (config.get("sparse_vectors") or {})
+    try:
+        return int(config["vectors"][""]["size"]), sparse
+    except (KeyError, TypeError, ValueError):
         logger.warning("edge: cannot read the vector size from %s", directory / _CONFIG_FILE)
-        return None
+        return None, sparse
+
+
+def _vectors(
+    row: np.ndarray, sparse: SparseVector | None
+) -> list[float] | dict[str, list[float] | EdgeSparseVector | list[list[float]]]:
+    """A point's vectors: the dense one alone, or with its (non-empty) sparse one."""
+    if not sparse:
+        return row.tolist()
+    return {"": row.tolist(), SPARSE_VECTOR: EdgeSparseVector(list(sparse.indices), list(sparse.values))}
 
 
 def _lock_directory(root: Path) -> IO[str]:

@@ -6,6 +6,11 @@ completes its last index part, and deleted documents' ids stay in the
 "deleted" set. Searches read both sets in one transaction and filter them
 inside the vector store, so a document appears whole, at once, and an upload
 with ``replace`` swaps the old document for the new one in that same commit.
+
+Hybrid search: the retriever computes the BM25 sparse vectors itself, from each
+chunk's heading and text when it indexes it and from the question's text (the
+payload's ``query``, the standalone question for a follow-up) when it searches;
+the store merges the dense and the sparse rankings as ``fusion`` says.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from libs.common.logs import job_log
 from libs.common.models import Chunk
 from libs.common.vectors import decode_vector
 from libs.common.worker import Outcome, Output
+from services.retriever.fusion import Fusion
+from services.retriever.sparse import Bm25
 from services.retriever.store import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -117,12 +124,17 @@ class RetrieveHandler:
         *,
         job_ttl_s: int = 86400,
         delete_timeout_s: float = 3600.0,
+        bm25: Bm25 | None = None,
+        fusion: Fusion | None = None,
     ) -> None:
         self.store = store
         self.dim = dim
         self.registry = registry or NoRegistry()
         self.job_ttl_s = job_ttl_s
         self.delete_timeout_s = delete_timeout_s
+        self.bm25 = bm25 or Bm25()
+        # Sparse vectors are indexed whatever this says, so hybrid search can be turned on later.
+        self.fusion = fusion or Fusion()
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
         hidden = await self.registry.hidden({e.collection for e in batch})
@@ -181,8 +193,9 @@ class RetrieveHandler:
         items = p["chunks"]
         chunks = [Chunk.model_validate({k: v for k, v in c.items() if k != "vector"}) for c in items]
         vectors = [decode_vector(c["vector"]) for c in items]
+        sparse = [self.bm25.document(sparse_text(chunk)) for chunk in chunks]
         self.store.ensure_collection(env.collection, self.dim)
-        self.store.upsert(env.collection, chunks, vectors)
+        self.store.upsert(env.collection, chunks, vectors, sparse)
         parts = int(p.get("parts", 1))
         logger.info(
             "indexed %d chunks of %s (part %d of %d)",
@@ -245,7 +258,14 @@ class RetrieveHandler:
 
     def _search(self, env: Envelope, hidden: frozenset[str]) -> Output:
         p = env.payload
-        hits = self.store.search(env.collection, decode_vector(p["vector"]), int(p["top_k"]), exclude=hidden)
+        hits = self.store.search(
+            env.collection,
+            decode_vector(p["vector"]),
+            int(p["top_k"]),
+            exclude=hidden,
+            sparse=self.bm25.query(str(p.get("query") or p.get("question") or "")),
+            fusion=self.fusion,
+        )
         if env.kind == "search":
             keep = {"document_id", "filename", "page", "score", "text"}
             return Output({"hits": [h.model_dump(include=keep) for h in hits]})
@@ -253,3 +273,9 @@ class RetrieveHandler:
             {**{k: v for k, v in p.items() if k != "vector"}, "hits": [h.model_dump() for h in hits]},
             event={"hits": len(hits)},
         )
+
+
+def sparse_text(chunk: Chunk) -> str:
+    """What BM25 indexes of a chunk: its heading path (a document's title, a section's
+    name) and its text, so a chunk deep in a section still matches the section's words."""
+    return f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text

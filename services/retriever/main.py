@@ -8,7 +8,7 @@ from libs.common import constants as C
 from libs.common.service import run_worker_service
 from libs.common.settings import RetrieverSettings
 from services.retriever.handler import RetrieveHandler, ValkeyRegistry
-from services.retriever.stores import build_store
+from services.retriever.stores import build_bm25, build_fusion, build_store
 
 
 def main() -> None:
@@ -21,6 +21,8 @@ def main() -> None:
             ValkeyRegistry(client),
             job_ttl_s=settings.job_ttl_s,
             delete_timeout_s=settings.job_timeout_s,
+            bm25=build_bm25(settings),
+            fusion=build_fusion(settings),
         )
 
     run_worker_service(C.RETRIEVER, settings, build)

@@ -1,9 +1,16 @@
 """VectorStore on qdrant-client: a Qdrant server, or the client's local mode.
 
 Each DocuMind collection is one Qdrant collection named ``documind_<name>``
-(odd names are hashed, see ``storage_name``), cosine distance, with a keyword
+(odd names are hashed, see ``storage_name``): the unnamed dense vector (cosine
+distance) and the sparse vector ``bm25`` with the IDF modifier, with a keyword
 payload index on ``document_id`` so deleting a document is one filter delete.
 Writes use ``wait=True``: when ``upsert`` returns, the points are searchable.
+
+A hybrid search is one batch of three queries, each filtered: the dense ranking,
+the sparse ranking, and the sparse candidates scored by the dense query (their
+cosine, for the hits' scores); :func:`.fusion.fuse` merges them and one
+``retrieve`` brings the payloads of the top k. Collections created before hybrid
+search have no sparse vector and are searched by the dense one alone.
 
 Several retriever replicas may share one server. Vector sizes are cached per
 process; a collection dropped by another process is noticed on the next error.
@@ -23,11 +30,15 @@ from qdrant_client import QdrantClient, models
 
 from libs.common.errors import PermanentError
 from libs.common.models import Chunk, Hit
+from services.retriever.fusion import Fusion, Ranked, fuse
+from services.retriever.sparse import SparseVector
 from services.retriever.store import point_id
 from services.retriever.stores import (
+    SPARSE_VECTOR,
     as_matrix,
     as_query,
     check_dim,
+    check_sparse,
     chunk_payload,
     payload_hit,
     storage_name,
@@ -56,6 +67,9 @@ class QdrantStore:
         )
         # Qdrant collection name -> vector size, for collections known to exist.
         self._dims: dict[str, int] = {}
+        # Qdrant collection name -> whether it has the sparse vector (False: made before hybrid search).
+        self._sparse: dict[str, bool] = {}
+        self._told_dense_only: set[str] = set()
 
     @classmethod
     def from_url(
@@ -88,26 +102,32 @@ class QdrantStore:
                 check_dim(dim, existing, name)
 
     def upsert(
-        self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]] | np.ndarray
+        self,
+        collection: str,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]] | np.ndarray,
+        sparse: Sequence[SparseVector] | None = None,
     ) -> None:
         matrix = as_matrix(vectors, len(chunks), collection)
+        check_sparse(sparse, len(chunks), collection)
         if not chunks:
             return
         qname = _qname(collection)
-        points = [
-            models.PointStruct(
-                id=point_id(chunk.document_id, chunk.chunk_index),
-                vector=row.tolist(),
-                payload=chunk_payload(chunk),
-            )
-            for chunk, row in zip(chunks, matrix, strict=True)
-        ]
         with self._lock:
             dim = self._dim(qname)
             if dim is None:
                 check_dim(matrix.shape[1], self._dim_default, collection)
                 dim = self._create(collection, self._dim_default)
             check_dim(matrix.shape[1], dim, collection)
+            with_sparse = sparse if self._sparse.get(qname) else None
+            points = [
+                models.PointStruct(
+                    id=point_id(chunk.document_id, chunk.chunk_index),
+                    vector=_vectors(row, with_sparse[i] if with_sparse is not None else None),
+                    payload=chunk_payload(chunk),
+                )
+                for i, (chunk, row) in enumerate(zip(chunks, matrix, strict=True))
+            ]
             with self._forget_on_error(qname, collection):
                 for start in range(0, len(points), UPSERT_BATCH):
                     self._client.upsert(qname, points=points[start : start + UPSERT_BATCH], wait=True)
@@ -119,6 +139,9 @@ class QdrantStore:
         vector: Sequence[float] | np.ndarray,
         top_k: int,
         exclude: Collection[str] = (),
+        *,
+        sparse: SparseVector | None = None,
+        fusion: Fusion | None = None,
     ) -> list[Hit]:
         query = as_query(vector, collection)
         qname = _qname(collection)
@@ -127,8 +150,12 @@ class QdrantStore:
             if dim is None or top_k <= 0:
                 return []
             check_dim(query.shape[0], dim, collection)
+            hybrid = sparse and fusion is not None and not fusion.dense_only and self._has_sparse(qname)
             try:
                 with self._forget_on_error(qname, collection):
+                    if hybrid:
+                        assert sparse is not None and fusion is not None
+                        return self._hybrid(qname, query, sparse, fusion=fusion, top_k=top_k, exclude=exclude)
                     response = self._client.query_points(
                         qname,
                         query=query.tolist(),
@@ -189,6 +216,51 @@ class QdrantStore:
             self._dims.clear()
             self._client.close()
 
+    def _hybrid(
+        self,
+        qname: str,
+        query: np.ndarray,
+        sparse: SparseVector,
+        *,
+        fusion: Fusion,
+        top_k: int,
+        exclude: Collection[str],
+    ) -> list[Hit]:
+        limit = fusion.limit(top_k)
+        where = _excluding(exclude)
+        dense = query.tolist()
+        terms = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+        by_terms = models.Prefetch(query=terms, using=SPARSE_VECTOR, filter=where, limit=limit)
+        rankings = self._client.query_batch_points(
+            qname,
+            [
+                models.QueryRequest(query=dense, filter=where, limit=limit),
+                models.QueryRequest(query=terms, using=SPARSE_VECTOR, filter=where, limit=limit),
+                # The sparse candidates' cosines, for the hits' scores.
+                models.QueryRequest(prefetch=by_terms, query=dense, limit=limit),
+            ],
+        )
+        nearest, matching, cosines = ([Ranked(str(p.id), p.score) for p in r.points] for r in rankings)
+        fused = fuse(nearest, matching, fusion, top_k, {r.id: r.score for r in cosines})
+        if not fused:
+            return []
+        records = self._client.retrieve(qname, ids=[pid for pid, _ in fused], with_payload=True)
+        payloads = {str(record.id): record.payload for record in records}
+        # A point deleted between the two calls is left out.
+        return [payload_hit(payloads[pid], cosine) for pid, cosine in fused if pid in payloads]
+
+    def _has_sparse(self, qname: str) -> bool:
+        if self._sparse.get(qname):
+            return True
+        if qname not in self._told_dense_only:
+            self._told_dense_only.add(qname)
+            logger.info(
+                "qdrant: collection %s was created before hybrid search (no sparse vectors): "
+                "searched by dense vectors only; index its documents into a new collection for hybrid",
+                qname,
+            )
+        return False
+
     def _dim(self, qname: str) -> int | None:
         """Vector size of an existing collection; None if it does not exist."""
         dim = self._dims.get(qname)
@@ -196,10 +268,12 @@ class QdrantStore:
             return dim
         if not self._client.collection_exists(qname):
             return None
-        vectors = self._client.get_collection(qname).config.params.vectors
+        params = self._client.get_collection(qname).config.params
+        vectors = params.vectors
         if not isinstance(vectors, models.VectorParams):
             raise PermanentError(f"Qdrant collection {qname} is not a single unnamed-vector collection")
         self._dims[qname] = vectors.size
+        self._sparse[qname] = SPARSE_VECTOR in (params.sparse_vectors or {})
         return vectors.size
 
     def _create(self, name: str, dim: int) -> int:
@@ -208,7 +282,11 @@ class QdrantStore:
         qname = _qname(name)
         try:
             self._client.create_collection(
-                qname, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                qname,
+                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                sparse_vectors_config={
+                    SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
             )
         except Exception:
             # Another replica may have created it first; anything else is re-raised.
@@ -222,7 +300,8 @@ class QdrantStore:
                 qname, field_name="document_id", field_schema=models.PayloadSchemaType.KEYWORD, wait=True
             )
         self._dims[qname] = dim
-        logger.info("qdrant: created collection %s (dim %d)", qname, dim)
+        self._sparse[qname] = True
+        logger.info("qdrant: created collection %s (dim %d, with sparse vectors)", qname, dim)
         return dim
 
     @contextlib.contextmanager
@@ -239,6 +318,14 @@ class QdrantStore:
 
 def _qname(name: str) -> str:
     return COLLECTION_PREFIX + storage_name(name)
+
+
+def _vectors(row: np.ndarray, sparse: SparseVector | None) -> list[float] | dict[str, Any]:
+    """A point's vectors: the dense one alone, or with its (non-empty) sparse one."""
+    if not sparse:
+        return row.tolist()
+    terms = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+    return {"": row.tolist(), SPARSE_VECTOR: terms}
 
 
 def _excluding(document_ids: Collection[str]) -> models.Filter | None:

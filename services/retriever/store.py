@@ -7,6 +7,8 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from libs.common.models import Chunk, Hit
+from services.retriever.fusion import Fusion
+from services.retriever.sparse import SparseVector
 
 # Namespace for deterministic point ids: the same chunk always maps to the same
 # point, so a replayed index message overwrites instead of duplicating.
@@ -19,18 +21,47 @@ def point_id(document_id: str, chunk_index: int) -> str:
 
 class VectorStore(Protocol):
     def ensure_collection(self, name: str, dim: int) -> None:
-        """Create the collection if it does not exist (idempotent)."""
+        """Create the collection if it does not exist (idempotent).
 
-    def upsert(self, collection: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-        """Insert or overwrite one point per chunk, id = point_id(document_id, chunk_index)."""
+        New collections hold a dense vector and a sparse one (BM25, IDF applied
+        by the engine); collections created before hybrid search hold the dense
+        vector only, and are searched by it alone.
+        """
+
+    def upsert(
+        self,
+        collection: str,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]],
+        sparse: Sequence[SparseVector] | None = None,
+    ) -> None:
+        """Insert or overwrite one point per chunk, id = point_id(document_id, chunk_index).
+
+        ``sparse``: one BM25 vector per chunk (see :mod:`.sparse`); left out for a
+        dense-only collection, and for empty vectors.
+        """
 
     def search(
-        self, collection: str, vector: Sequence[float], top_k: int, exclude: Collection[str] = ()
+        self,
+        collection: str,
+        vector: Sequence[float],
+        top_k: int,
+        exclude: Collection[str] = (),
+        *,
+        sparse: SparseVector | None = None,
+        fusion: Fusion | None = None,
     ) -> list[Hit]:
-        """Nearest chunks by cosine similarity, best first; [] for an unknown collection.
+        """The top_k chunks, best first; [] for an unknown collection.
+
+        Dense only (nearest by cosine) unless ``sparse`` (the question's BM25
+        vector, see :mod:`.sparse`) and a ``fusion`` that is not dense-only are
+        given and the collection has sparse vectors: then the dense and the
+        sparse rankings are merged by weighted RRF (:mod:`.fusion`). A hit's
+        ``score`` is its cosine similarity either way.
 
         Points of the documents in ``exclude`` (deleted, or not ready yet) are
-        filtered inside the engine, so they never take a place in the top k.
+        filtered inside the engine, in both rankings, so they never take a place
+        in the top k.
         """
 
     def delete_document(self, collection: str, document_id: str) -> None:

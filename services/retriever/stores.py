@@ -18,11 +18,16 @@ import numpy as np
 from libs.common.errors import PermanentError
 from libs.common.models import Chunk, Hit
 from libs.common.settings import RetrieverSettings
+from services.retriever.fusion import Fusion
+from services.retriever.sparse import Bm25, SparseVector
 from services.retriever.store import VectorStore
 
 logger = logging.getLogger(__name__)
 
 VECTOR_STORES = ("edge", "qdrant", "memory")
+# The named sparse vector (BM25) of collections created with hybrid search; the dense
+# vector keeps the unnamed slot, so collections created before it read as they were.
+SPARSE_VECTOR = "bm25"
 
 # Names used as they are for directories and Qdrant collections: lower case so
 # that case-insensitive filesystems cannot merge two collections, no dots or
@@ -96,12 +101,32 @@ def as_query(vector: Sequence[float] | np.ndarray, collection: str) -> np.ndarra
     return query
 
 
+def check_sparse(sparse: Sequence[SparseVector] | None, rows: int, collection: str) -> None:
+    """One sparse vector per chunk, or none at all."""
+    if sparse is not None and len(sparse) != rows:
+        raise PermanentError(
+            f"collection {collection!r}: expected {rows} sparse vectors (one per chunk), got {len(sparse)}"
+        )
+
+
 def check_dim(got: int, expected: int, collection: str) -> None:
     if got != expected:
         raise PermanentError(
             f"collection {collection!r} takes {expected}-d vectors, got {got}-d "
             "(does the embedding model match the collection?)"
         )
+
+
+def build_fusion(settings: RetrieverSettings) -> Fusion:
+    """How searches merge the dense and BM25 rankings."""
+    return Fusion(
+        dense_weight=settings.hybrid_dense_weight, k=settings.rrf_k, candidates=settings.hybrid_candidates
+    )
+
+
+def build_bm25(settings: RetrieverSettings) -> Bm25:
+    """The BM25 sparse vectors' parameters."""
+    return Bm25(k1=settings.bm25_k1, b=settings.bm25_b, avgdl=settings.bm25_avgdl)
 
 
 def build_store(settings: RetrieverSettings) -> VectorStore:
@@ -112,7 +137,15 @@ def build_store(settings: RetrieverSettings) -> VectorStore:
 
         path = settings.edge_path or settings.data_dir / "qdrant"
         logger.info("vector store: qdrant-edge at %s", path)
-        return EdgeStore(path, dim_default=settings.embedding_dim)
+        return EdgeStore(
+            path,
+            dim_default=settings.embedding_dim,
+            optimize_points=settings.edge_optimize_points,
+            optimize_idle_s=settings.edge_optimize_idle_s,
+            hnsw_m=settings.edge_hnsw_m,
+            hnsw_ef_construct=settings.edge_hnsw_ef_construct,
+            hnsw_ef=settings.edge_hnsw_ef,
+        )
     if kind == "qdrant":
         from services.retriever.qdrant_store import QdrantStore
 

@@ -7,6 +7,7 @@ from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.vectors import encode_vector
 from libs.common.worker import Output
+from services.retriever.fusion import DENSE_ONLY, Fusion
 from services.retriever.handler import Hidden, Replaced, RetrieveHandler
 from services.retriever.memory_store import MemoryStore
 
@@ -175,3 +176,43 @@ def test_a_replace_retires_the_older_documents_in_its_completing_commit() -> Non
         ["IFEXISTS", C.collection_key("docs")],
         ["HINCRBY", C.collection_key("docs"), C.COLLECTION_VERSION_FIELD, 1],
     ]
+
+
+def hybrid_ingest() -> Envelope:
+    texts = [f"Printer {i}: replace the toner cartridge." for i in range(6)] + ["Code ZX81: the fan failed."]
+    chunks = []
+    for i, text in enumerate(texts):
+        item = chunk(i, [1, 0.1 * i, 0, 0] if i < 6 else [0, 0, 1, 0])
+        chunks.append({**item, "text": text})
+    payload = {"document_id": "d1", "filename": "f.pdf", "pages": 1, "chunks": chunks}
+    return Envelope.new("ingest", "docs", payload, 60).model_copy(update={"route": ["retriever"]})
+
+
+def ask(kind: str, question: str, top_k: int = 2) -> Envelope:
+    payload = {"question": question, "query": question, "top_k": top_k, "vector": encode_vector([1, 0, 0, 0])}
+    return Envelope.new(kind, "docs", payload, 60)  # type: ignore[arg-type]
+
+
+def test_the_question_text_finds_a_rare_term_with_hybrid_search() -> None:
+    store = MemoryStore()
+    asyncio.run(RetrieveHandler(store, dim=4)([hybrid_ingest()]))
+    hybrid = RetrieveHandler(store, dim=4, fusion=Fusion(dense_weight=0.5))
+    dense = RetrieveHandler(store, dim=4, fusion=DENSE_ONLY)
+    for kind in ("search", "chat"):
+        (found,) = asyncio.run(hybrid([ask(kind, "What does code ZX81 mean?")]))
+        assert isinstance(found, Output)
+        assert "Code ZX81: the fan failed." in [h["text"] for h in found.payload["hits"]]
+        (plain,) = asyncio.run(dense([ask(kind, "What does code ZX81 mean?")]))
+        assert isinstance(plain, Output)
+        assert "Code ZX81: the fan failed." not in [h["text"] for h in plain.payload["hits"]]
+
+
+def test_chunks_are_indexed_with_their_heading_for_bm25() -> None:
+    store = MemoryStore()
+    env = ingest_env()
+    env.payload["chunks"][1]["heading"] = "Zeolite catalysts"
+    asyncio.run(RetrieveHandler(store, dim=4)([env]))
+    handler = RetrieveHandler(store, dim=4, fusion=Fusion(dense_weight=0.0))
+    (found,) = asyncio.run(handler([ask("search", "zeolite", top_k=5)]))
+    assert isinstance(found, Output)
+    assert [h["text"] for h in found.payload["hits"]] == ["chunk 1"]

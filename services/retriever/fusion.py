@@ -1,0 +1,117 @@
+"""Hybrid search: a dense and a sparse (BM25) ranking merged by weighted reciprocal rank fusion.
+
+Every backend runs the same two searches, each with the search's filter, then
+hands both rankings to :func:`fuse`, so a collection gives the same hits in
+whichever engine holds it. A point's fused score is::
+
+    dense_weight / (k + dense rank) + (1 - dense_weight) / (k + sparse rank)
+
+(ranks from 1; a ranking a point is missing from adds nothing). Only the ratio of
+the two weights moves the order, and ``dense_weight = 0.5`` is plain RRF.
+
+The fusion is done here rather than with Qdrant's own ``Fusion.Rrf(k, weights)``,
+which both qdrant-edge and qdrant-client speak: a Qdrant server takes ``k`` from
+v1.16 and ``weights`` from v1.17 (the compose file runs v1.15), the engines'
+weighted formula ties the weights to ``k``, and their order among equal scores
+is their own. Here, equal branch scores (to 5 decimals, so float32 and float64
+engines agree) are ordered by point id, and equal fused scores by best rank,
+then point id.
+
+The hits' ``score`` stays the dense cosine similarity, whatever the order: RRF
+scores are all near ``1/k`` and say nothing about how close a chunk is, while
+the generator's ``min_score`` expects a cosine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+# Decimals that branch scores are compared to: an engine working in float32 and one
+# in float64 then order the same points the same way.
+SCORE_DECIMALS = 5
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a search merges its two rankings.
+
+    ``dense_weight`` 1.0 is a dense-only search (no sparse search is run), 0.0 a
+    BM25-only one. ``candidates``: how many points each ranking brings (at least
+    the search's ``top_k``).
+    """
+
+    dense_weight: float = 0.5
+    k: int = 60
+    candidates: int = 50
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ValueError(f"dense_weight must be within [0, 1], got {self.dense_weight}")
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {self.candidates}")
+
+    @property
+    def dense_only(self) -> bool:
+        return self.dense_weight >= 1.0
+
+    def limit(self, top_k: int) -> int:
+        """Points each ranking brings for a search of ``top_k``."""
+        return max(self.candidates, top_k)
+
+
+DENSE_ONLY = Fusion(dense_weight=1.0)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A point of one ranking: its id (as a string) and its score there."""
+
+    id: str
+    score: float
+
+
+def ordered(ranking: Sequence[Ranked]) -> list[str]:
+    """A ranking's ids, best first, equal scores (to SCORE_DECIMALS) by id."""
+    return [r.id for r in sorted(ranking, key=lambda r: (-round(r.score, SCORE_DECIMALS), r.id))]
+
+
+def weighted_rrf(
+    rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int
+) -> list[tuple[str, float]]:
+    """Ids by fused score ``sum(weight / (k + rank))``, best first, with that score.
+
+    Rankings with a weight of 0 take no part. Equal scores: the best rank in any
+    ranking first, then the id.
+    """
+    if len(rankings) != len(weights):
+        raise ValueError(f"{len(rankings)} rankings but {len(weights)} weights")
+    scores: dict[str, float] = {}
+    best: dict[str, int] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        if weight <= 0:
+            continue
+        for rank, point in enumerate(ranking, start=1):
+            scores[point] = scores.get(point, 0.0) + weight / (k + rank)
+            best[point] = min(best.get(point, rank), rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], best[item[0]], item[0]))
+
+
+def fuse(
+    dense: Sequence[Ranked],
+    sparse: Sequence[Ranked],
+    fusion: Fusion,
+    top_k: int,
+    cosines: Mapping[str, float] | None = None,
+) -> list[tuple[str, float]]:
+    """The ``top_k`` fused ids, each with its dense cosine.
+
+    The cosine comes from ``dense``, else from ``cosines`` (the sparse candidates
+    scored by the dense query), else 0.0.
+    """
+    weights = (fusion.dense_weight, 1.0 - fusion.dense_weight)
+    fused = weighted_rrf((ordered(dense), ordered(sparse)), weights, fusion.k)[:top_k]
+    known = {**(cosines or {}), **{r.id: r.score for r in dense}}
+    return [(point, known.get(point, 0.0)) for point, _ in fused]
