@@ -157,7 +157,8 @@ class RetrieverSettings(WorkerSettings):
     edge_hnsw_ef_construct: int = Field(default=128, ge=4)
     edge_hnsw_ef: int = Field(default=128, ge=1)
     # Embedded store: optimise (merge, HNSW-index, vacuum) a collection once this many points
-    # came in since the last time, and once it has gone this long without a write (0: never).
+    # came in since the last time, and once the store has gone this long without a write or a
+    # search (0: never). An optimisation stalls the retriever process while it runs.
     edge_optimize_points: int = Field(default=20_000, ge=0)
     edge_optimize_idle_s: float = Field(default=5.0, ge=0)
 

@@ -136,6 +136,10 @@ class RetrieveHandler:
         # Sparse vectors are indexed whatever this says, so hybrid search can be turned on later.
         self.fusion = fusion or Fusion()
 
+    def close(self) -> None:
+        """Release the vector store once the workers have stopped (the edge store flushes)."""
+        self.store.close()
+
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
         hidden = await self.registry.hidden({e.collection for e in batch})
         # Once per replacing document, however many of its parts this batch holds.

@@ -234,10 +234,12 @@ class QdrantStore:
         rankings = self._client.query_batch_points(
             qname,
             [
-                models.QueryRequest(query=dense, filter=where, limit=limit),
-                models.QueryRequest(query=terms, using=SPARSE_VECTOR, filter=where, limit=limit),
+                models.QueryRequest(query=dense, filter=where, limit=limit, with_payload=False),
+                models.QueryRequest(
+                    query=terms, using=SPARSE_VECTOR, filter=where, limit=limit, with_payload=False
+                ),
                 # The sparse candidates' cosines, for the hits' scores.
-                models.QueryRequest(prefetch=by_terms, query=dense, limit=limit),
+                models.QueryRequest(prefetch=by_terms, query=dense, limit=limit, with_payload=False),
             ],
         )
         nearest, matching, cosines = ([Ranked(str(p.id), p.score) for p in r.points] for r in rankings)

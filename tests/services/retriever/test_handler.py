@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from libs.common import constants as C
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.vectors import encode_vector
 from libs.common.worker import Output
+from services.retriever.edge_store import EdgeStore
 from services.retriever.fusion import DENSE_ONLY, Fusion
 from services.retriever.handler import Hidden, Replaced, RetrieveHandler
 from services.retriever.memory_store import MemoryStore
@@ -216,3 +218,15 @@ def test_chunks_are_indexed_with_their_heading_for_bm25() -> None:
     (found,) = asyncio.run(handler([ask("search", "zeolite", top_k=5)]))
     assert isinstance(found, Output)
     assert [h["text"] for h in found.payload["hits"]] == ["chunk 1"]
+
+
+def test_closing_the_handler_closes_the_store(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path, dim_default=4)
+    handler = RetrieveHandler(store, dim=4)
+    asyncio.run(handler([ingest_env()]))
+    handler.close()
+    reopened = EdgeStore(tmp_path, dim_default=4)  # the directory lock was released
+    try:
+        assert reopened.count("docs") == 2
+    finally:
+        reopened.close()
