@@ -58,7 +58,8 @@ def run_context(module: str) -> dict[str, Any]:
 def context_line(config: dict[str, Any]) -> str:
     """When, where, under what load and with which command a run's figures were taken."""
     return (
-        f"{config['date']}, {config['machine']}, embeddings={config.get('embeddings')}; 1-minute load "
+        f"{config['date']}, {config['machine']}, DOCUMIND_EMBEDDINGS={config.get('embeddings')} "
+        f"({config.get('embedder') or 'its log says nothing'}); 1-minute load "
         f"average {config['loadavg_1m_start']} at start, {config.get('loadavg_1m_end')} at end; "
         f"command: `{config['command']}`"
     )

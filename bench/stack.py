@@ -239,6 +239,18 @@ class BenchStack:
         out["bench"] = time.process_time()
         return out
 
+    def embedder_model(self) -> str:
+        """What the embedder says it loaded (its "loaded ..." log line, the file path left out)."""
+        log = next(c.log_path for c in self.stack.children if c.name == "embedder")
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                message = str(json.loads(line).get("message", ""))
+            except (ValueError, AttributeError):
+                message = line
+            if message.startswith("loaded "):
+                return re.sub(r" from \S+", "", message)
+        return ""
+
     def metrics(self) -> dict[str, str]:
         """Each service's Prometheus text: the gateway's /metrics and each worker's own port."""
         urls = {"gateway": f"http://127.0.0.1:{self.port}/metrics"}
@@ -326,7 +338,9 @@ async def ingest(
     finally:
         await conn.close()
     ready = [d for d in listing["documents"] if d["status"] == "ready"]
-    failed = {d["filename"]: d.get("error") or d["status"] for d in listing["documents"] if d not in ready}
+    failed = {
+        d["filename"]: d.get("error") or d["status"] for d in listing["documents"] if d["status"] != "ready"
+    }
     chunks = sum(int(d["chunks"] or 0) for d in ready)
     return Ingest(len(jobs), seconds, uploaded, chunks, len(ready), failed)
 
@@ -425,6 +439,7 @@ def open_session(args: argparse.Namespace, module: str) -> Iterator[Session]:
     )
     with BenchStack(keep=args.keep_logs) as stack:
         config["stack_start_s"] = round(stack.start_s, 1)
+        config["embedder"] = stack.embedder_model()
         try:
             yield Session(stack, corpus, config)
         finally:
