@@ -141,9 +141,10 @@ class RetrieverSettings(WorkerSettings):
     embedding_dim: int = Field(default=384, ge=1)
     # Hybrid search: the dense (embedding) ranking's weight against BM25's in the
     # reciprocal rank fusion; 1.0 searches by dense vectors alone, 0.0 by BM25 alone.
+    # Defaults tuned on SciFact (bench/tune_retrieval.py; bench/RESULTS.md).
     hybrid_dense_weight: float = Field(default=0.5, ge=0, le=1)
     # RRF's k: each ranking adds weight / (k + rank); a larger k flattens the ranks.
-    rrf_k: int = Field(default=60, ge=1)
+    rrf_k: int = Field(default=10, ge=1)
     # Points each ranking brings to the fusion (at least a search's top_k).
     hybrid_candidates: int = Field(default=50, ge=1)
     # BM25's document side, for chunks indexed from now on (re-index to apply to others):

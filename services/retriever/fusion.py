@@ -41,8 +41,9 @@ class Fusion:
     the search's ``top_k``).
     """
 
+    # RetrieverSettings' defaults (tuned on SciFact, bench/RESULTS.md).
     dense_weight: float = 0.5
-    k: int = 60
+    k: int = 10
     candidates: int = 50
 
     def __post_init__(self) -> None:
