@@ -13,16 +13,16 @@ with ``--concurrency`` clients (16), alternated within each of ``--passes``
 passes. One more sequential chat run without the header then measures answers
 served from the answer cache.
 
-Baselines in the same run:
+Baselines in the same run, after the HTTP runs of each pass:
 
-* the floor the pipeline adds to: in this process, the raw model's ``encode``
-  of the one question plus a brute-force top-k over as many unit vectors as
-  the collection has chunks, with torch's default threads (one per core) and
-  with one thread (on a loaded 2-core machine, one thread is several times
-  faster for a single short text: the second waits for a core at every step).
-  Each question's floors are taken right after its sequential chat request,
-  so that the two alternate: a process that runs the model back to back
-  competes for the cores differently from one that wakes for each request;
+* the floor the pipeline adds to: in this process, the embedding of each
+  question by the stack's own embedder (built from the same settings: the
+  same model and runtime) and a brute-force top-k over as many unit vectors as
+  the collection has chunks. (Not interleaved with the HTTP requests: the
+  model runtime's threads spin for a while after each call and would slow
+  the stack's next request.) A process that runs the model back to back meets
+  other load differently from one that wakes per request, so on a busy
+  machine the floor can exceed the stack's own embedder stage time;
 * the HTTP floor: ``GET /healthz`` on the same kind of connection, 100 per pass.
 
 For the sequential chat run, the job's own timings say where the time went:
@@ -37,19 +37,18 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from bench.common import Latency, context_line, markdown_table, sigterm_as_interrupt, write_json
-from bench.stack import Http, Session, add_common_args, encode, flush_cache, open_session
+from bench.stack import Http, Session, add_common_args, flush_cache, open_session
 
 TARGET_CHAT_P50_MS = 30.0
 NO_CACHE = {"Cache-Control": "no-cache"}
-RAW_FLOOR = "floor: raw model embed + brute-force top-k, in process"
-RAW_FLOOR_1 = "floor: the same with 1 torch thread"
+FLOOR = "floor: the stack's embedder + brute-force top-k, in process"
 HTTP_FLOOR = "floor: HTTP GET /healthz"
 STAGE_TIMINGS = ("embedder.wait", "embedder", "retriever.wait", "retriever", "generator.wait", "generator")
 
@@ -60,6 +59,7 @@ class Run:
     timings: list[dict[str, float]] = field(default_factory=list)
     cached: int = 0
     wall_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds of each process over the run
     modes: set[str] = field(default_factory=set)
 
 
@@ -71,10 +71,8 @@ async def requests(
     clients: int,
     *,
     no_cache: bool = True,
-    after: Callable[[str], None] | None = None,
 ) -> Run:
-    """Each text once, as ``kind`` ("chat" or "search") jobs, from ``clients`` connections;
-    ``after`` is called with each text once its job is done (blocking its client)."""
+    """Each text once, as ``kind`` ("chat" or "search") jobs, from ``clients`` connections."""
     run = Run()
     todo = iter(texts)
     path, field_name = ("/v1/chat", "question") if kind == "chat" else ("/v1/search", "query")
@@ -99,8 +97,6 @@ async def requests(
                 run.cached += bool(result.get("cached"))
                 if "mode" in result:
                     run.modes.add(result["mode"])
-                if after is not None:
-                    after(text)
         finally:
             await conn.close()
 
@@ -126,62 +122,57 @@ async def http_floor(port: int, rounds: int) -> list[float]:
 
 
 class Floor:
-    """The in-process floor of one question: the raw model's embedding of it and a brute-force
-    top-k over as many unit vectors as the collection has chunks."""
+    """The in-process floor of a question: its embedding by the stack's own embedder (built
+    from the same settings, so the same model and runtime) and a brute-force top-k over as
+    many unit vectors as the collection has chunks."""
 
-    def __init__(self, model: Any, chunks: int, top_k: int = 5) -> None:
-        import torch
+    def __init__(self, chunks: int, top_k: int = 5) -> None:
+        from libs.common.settings import EmbedderSettings
+        from services.embedder.backends import build_embedder
 
-        self.torch = torch
-        self.model = model
+        self.embedder = build_embedder(EmbedderSettings())
         matrix = np.random.default_rng(0).standard_normal((max(1, chunks), 384)).astype(np.float32)
         self.matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
         self.k = min(top_k, len(matrix))
-        self.default_threads = torch.get_num_threads()
 
-    def __call__(self, text: str, threads: int = 0) -> float:
-        """Seconds for ``text`` with ``threads`` torch threads (0: torch's default, one per core)."""
-        self.torch.set_num_threads(threads or self.default_threads)
-        try:
+    def __call__(self, texts: Sequence[str]) -> list[float]:
+        """Seconds per text, one text at a time."""
+        seconds = []
+        for text in texts:
             started = time.perf_counter()
-            scores = self.matrix @ encode(self.model, [text])[0]
+            scores = self.matrix @ self.embedder.embed([text])[0]
             top = np.argpartition(-scores, self.k - 1)[: self.k]
             top = top[np.argsort(-scores[top])]
-            return time.perf_counter() - started
-        finally:
-            self.torch.set_num_threads(self.default_threads)
+            seconds.append(time.perf_counter() - started)
+        return seconds
 
 
 def measure(session: Session, passes: int = 2, concurrency: int = 16) -> dict[str, Any]:
     ingested = session.ensure_ingested()
     port, collection, valkey = session.stack.port, session.collection, session.stack.valkey_url
     texts = list(session.corpus.queries.values())
-    model = session.model
-    encode(model, texts[:2])  # warm-up
+    floor = Floor(ingested.chunks)
+    floor(texts[:2])  # warm-up
     # Warm-up of the stack: questions that none of the measured runs asks.
     warm = [f"warm-up question {n} about cells" for n in range(10)]
     for kind in ("chat", "search"):
         asyncio.run(requests(port, kind, warm, collection, 2))
     runs: dict[str, list[Run]] = {}
-    floors: dict[str, list[float]] = {RAW_FLOOR: [], RAW_FLOOR_1: [], HTTP_FLOOR: []}
-    floor = Floor(model, ingested.chunks)
-
-    def after_chat(text: str) -> None:
-        """The floors of each question right after its sequential chat: they alternate with the
-        stack's requests, so both meet the same load and the same idle gaps."""
-        floors[RAW_FLOOR].append(floor(text))
-        floors[RAW_FLOOR_1].append(floor(text, threads=1))
+    floors: dict[str, list[float]] = {FLOOR: [], HTTP_FLOOR: []}
 
     for n in range(passes):
         print(f"  pass {n + 1} of {passes}: {len(texts)} questions per run", flush=True)
         for clients in (1, concurrency):
             for kind in ("chat", "search"):
                 flush_cache(valkey, "embedding")
-                after = after_chat if (kind, clients) == ("chat", 1) else None
-                run = asyncio.run(requests(port, kind, texts, collection, clients, after=after))
+                cpu0 = session.stack.cpu_seconds()
+                run = asyncio.run(requests(port, kind, texts, collection, clients))
+                cpu1 = session.stack.cpu_seconds()
+                run.cpu_s = {k: cpu1[k] - cpu0[k] for k in cpu1}
                 runs.setdefault(f"{kind}|{clients}", []).append(run)
                 lat = Latency.of(run.seconds)
                 print(f"    {kind}, {clients} client(s): p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms")
+        floors[FLOOR] += floor(texts)
         floors[HTTP_FLOOR] += asyncio.run(http_floor(port, 100))
     cached = asyncio.run(requests(port, "chat", texts, collection, 1, no_cache=False))
     rows: dict[str, dict[str, Any]] = {}
@@ -193,6 +184,9 @@ def measure(session: Session, passes: int = 2, concurrency: int = 16) -> dict[st
             **Latency.of(seconds).row(),
             "req_per_s": round(len(seconds) / sum(r.wall_s for r in done), 1),
             "answer_cache_hits": sum(r.cached for r in done),
+            "cpu_ms_per_request": {
+                k: round(sum(r.cpu_s[k] for r in done) / len(seconds) * 1000, 2) for k in done[0].cpu_s
+            },
         }
     rows["chat, answer cache hit, sequential"] = {
         **Latency.of(cached.seconds).row(),
@@ -204,7 +198,7 @@ def measure(session: Session, passes: int = 2, concurrency: int = 16) -> dict[st
     breakdown = {k: round(statistics.median(t.get(k, 0.0) for t in chat) * 1000, 2) for k in STAGE_TIMINGS}
     p50 = rows["chat, sequential"]["p50_ms"]
     breakdown["rest (HTTP, gateway, hand-off to the waiting GET)"] = round(p50 - sum(breakdown.values()), 2)
-    lowest = min(rows[RAW_FLOOR]["p50_ms"], rows[RAW_FLOOR_1]["p50_ms"])
+    lowest = rows[FLOOR]["p50_ms"]
     return {
         "questions": len(texts),
         "passes": passes,
@@ -214,6 +208,7 @@ def measure(session: Session, passes: int = 2, concurrency: int = 16) -> dict[st
         "chat_p50_ms": p50,
         "target_chat_p50_ms": TARGET_CHAT_P50_MS,
         "chat_p50_over_floor": round(p50 / lowest, 2),
+        "stack_embedder": floor.embedder.name,
         "chat_sequential_median_ms": breakdown,
         "answer_modes": sorted({m for done in runs.values() for r in done for m in r.modes}),
     }
@@ -225,18 +220,25 @@ def table(fig: dict[str, Any]) -> str:
         [name, r["n"], r["p50_ms"], r["p99_ms"], r["mean_ms"], r.get("req_per_s"), r.get("answer_cache_hits")]
         for name, r in fig["rows"].items()
     ]
+    measured = {name: r["cpu_ms_per_request"] for name, r in fig["rows"].items() if "cpu_ms_per_request" in r}
+    cpu_names = list(next(iter(measured.values())))
+    cpu_rows = [[name, *(cpu[k] for k in cpu_names)] for name, cpu in measured.items()]
     return "\n".join(
         [
             markdown_table(["", "n", "p50 ms", "p99 ms", "mean ms", "req/s", "cache hits"], rows),
             "",
             f"chat p50 (sequential) **{fig['chat_p50_ms']:.1f} ms** (target < "
             f"{fig['target_chat_p50_ms']:.0f} ms: {met}), {fig['chat_p50_over_floor']:.1f}x the in-process "
-            f"floor (the lower of its two p50s); {fig['questions']} distinct questions x "
-            f"{fig['passes']} passes, "
+            f"floor with the stack's embedder ({fig['stack_embedder']}); {fig['questions']} distinct "
+            f"questions x {fig['passes']} passes, "
             f"{fig['chunks']:,} chunks in the collection, answer modes: {', '.join(fig['answer_modes'])}.",
             "",
             "Sequential chat, median per job (ms): "
             + ", ".join(f"{k} {v}" for k, v in fig["chat_sequential_median_ms"].items()),
+            "",
+            "CPU ms per request of each process (the client is this process, `bench`):",
+            "",
+            markdown_table(["", *cpu_names], cpu_rows),
         ]
     )
 

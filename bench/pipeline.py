@@ -328,6 +328,11 @@ class DocuMind:
             out[stage] = (messages, batches)
         return out
 
+    def _blocking_client(self) -> aioredis.Redis:
+        """A client whose reads may block as long as :meth:`_wait_all` does (redis-py's default
+        socket timeout, 5 s, would cut off the wait for a run that a busy machine slows)."""
+        return aioredis.Redis.from_url(self.url, socket_timeout=JOB_TIMEOUT_S + 10)
+
     # -- throughput --
 
     def throughput(self, jobs: int, batch: int, *, drain: bool = False) -> Throughput:
@@ -335,7 +340,7 @@ class DocuMind:
 
     async def _throughput(self, jobs: int, batch: int, drain: bool) -> Throughput:
         names = ["valkey", *self.workers]
-        r = aioredis.Redis.from_url(self.url)
+        r = self._blocking_client()
         try:
             b0 = self._batch_totals()
             if drain:
@@ -368,7 +373,7 @@ class DocuMind:
 
     async def _throughput_http(self, jobs: int, concurrency: int) -> Throughput:
         names = ["valkey", "gateway", *self.workers]
-        r = aioredis.Redis.from_url(self.url)
+        r = self._blocking_client()
         ids: list[str] = []
         try:
             b0 = self._batch_totals()
