@@ -55,9 +55,11 @@ def test_scifact_benches_on_one_stack(tmp_path: Path) -> None:
         assert rows[name]["n"] == questions
         assert 0 < rows[name]["p50_ms"] <= rows[name]["p99_ms"]
         assert rows[name]["answer_cache_hits"] == 0  # Cache-Control: no-cache
+        assert rows[name]["cpu_ms_per_request"]["embedder"] > 0
     assert rows["chat, answer cache hit, sequential"]["answer_cache_hits"] == questions
     assert latency["answer_modes"] == ["extractive"]
     assert latency["chat_sequential_median_ms"]["embedder"] > 0
+    assert rows["floor: the stack's embedder + brute-force top-k, in process"]["p50_ms"] > 0
 
     quality = fig["quality"]
     assert quality["queries"] == questions > 0
