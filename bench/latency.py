@@ -43,8 +43,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.client import Http
 from bench.common import Latency, context_line, markdown_table, sigterm_as_interrupt, write_json
-from bench.stack import Http, Session, add_common_args, flush_cache, open_session
+from bench.stack import Session, add_common_args, flush_cache, open_session
 
 TARGET_CHAT_P50_MS = 30.0
 NO_CACHE = {"Cache-Control": "no-cache"}

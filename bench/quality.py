@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.client import Http
 from bench.common import context_line, markdown_table, sigterm_as_interrupt, write_json
-from bench.stack import Corpus, Http, Session, add_common_args, encode, open_session
+from bench.stack import Corpus, Session, add_common_args, encode, open_session
 from libs.common.settings import GatewaySettings
 
 K = 10
