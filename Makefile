@@ -19,13 +19,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Re-install only when the dependency list changes.
+# Re-install only when the dependency list changes. Each install also exports the
+# embedder's int8 ONNX model (.documind/models/, or DOCUMIND_ONNX_MODEL_PATH): under a
+# minute once, a no-op while the file is current.
+EXPORT_ONNX = $(BIN)/python -m services.embedder.export_onnx
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[local]"
+	$(EXPORT_ONNX)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local,test]'
+	$(EXPORT_ONNX)
 	touch $(VENV)/.installed $@
 
 venv install: $(VENV)/.installed
