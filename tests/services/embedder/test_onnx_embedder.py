@@ -193,9 +193,24 @@ def test_stale_model_without_torch_names_the_command(
         build_embedder(settings(onnx_model_path=stale))
 
 
+def test_unloadable_model_without_torch_names_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(onnx_embedder, "can_export", lambda: False)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(OnnxModelMissingError, match=r"not a model ONNX Runtime can load.*export_onnx"):
+        build_embedder(settings(onnx_model_path=garbage))
+
+
 @pytest.mark.slow
-def test_missing_model_is_exported_at_start_when_torch_is_there(
-    onnx_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("present", [False, True])
+def test_missing_or_broken_model_is_exported_at_start_when_torch_is_there(
+    present: bool,
+    onnx_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from services.embedder import export_onnx
 
@@ -210,6 +225,8 @@ def test_missing_model_is_exported_at_start_when_torch_is_there(
     monkeypatch.setattr(export_onnx, "export_model", fake_export)
     target = tmp_path / "models" / "m.onnx"
     target.parent.mkdir()
+    if present:
+        target.write_bytes(b"half a model")
     e = build_embedder(settings(onnx_model_path=target, onnx_threads=1))
     assert exported == [target]
     assert isinstance(e, OnnxEmbedder) and e.path == target
