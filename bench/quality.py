@@ -76,7 +76,8 @@ async def search_all(
                 job = await conn.wait_job(accepted["job_id"], 60.0)
                 if job["status"] != "done":
                     raise RuntimeError(f"search {qid} ended {job['status']}: {job}")
-                hits = sorted(job["result"]["hits"], key=lambda h: -h["score"])
+                # The API's order is the ranking (hybrid: fused); a hit's score is only its cosine.
+                hits = job["result"]["hits"]
                 docs = list(dict.fromkeys(Corpus.doc_id(h["filename"]) for h in hits))
                 ranked[qid] = docs
                 distinct.append(len(docs))

@@ -90,3 +90,18 @@ def test_pipeline_bench_with_replicas(tmp_path: Path) -> None:
     assert rows["documind replicas=2"]["jobs"] == 400
     assert "embedder-2" in rows["documind replicas=2"]["cpu_us_per_job"]
     assert fig["config"]["ratios"]["throughput_replicas=2_vs_1"] > 0
+
+
+def test_edge_scale_bench_in_its_smallest_mode(tmp_path: Path) -> None:
+    fig = run_bench(
+        "bench.edge_scale", tmp_path / "edge.json", "--chunks", "3000", "--queries", "20", "--ef", "64"
+    )
+    assert fig["chunks"] == 3000
+    assert fig["raw_load_chunks_per_s"] > 0 and fig["optimize_s"] >= 0
+    assert set(fig["search_ms"]) == {"unoptimised", "optimised", "policy"}
+    for shard, searches in fig["search_ms"].items():
+        assert {"dense", "hybrid", "dense + exclude 200 docs", "hybrid + exclude 200 docs"} <= set(searches)
+        for name, (p50, p99) in searches.items():
+            assert 0 < p50 <= p99, (shard, name)
+    assert 0.9 <= fig["hnsw_ef"]["64"]["recall@10"] <= 1.0
+    assert 0.9 <= fig["policy_recall@10"] <= 1.0
