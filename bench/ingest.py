@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.common import context_line, markdown_table, sigterm_as_interrupt, write_json
+from bench.common import markdown_table
 from bench.stack import (
     Session,
     add_common_args,
@@ -40,7 +40,7 @@ from bench.stack import (
     flush_cache,
     ingest,
     metric,
-    open_session,
+    run_one,
 )
 from libs.common import constants as C
 
@@ -166,15 +166,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        with sigterm_as_interrupt(), open_session(args, "bench.ingest") as session:
-            fig = measure(session, args.repeat)
-    except KeyboardInterrupt:
-        print("interrupted; the stack was stopped", file=sys.stderr)
-        return 130
-    print("\n" + table(fig) + "\n\n" + context_line(session.config))
-    write_json(args.json, {"config": session.config, "ingest": fig})
-    return 0
+    return run_one(args, "bench.ingest", "ingest", lambda session: measure(session, args.repeat), table)
 
 
 if __name__ == "__main__":

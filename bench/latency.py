@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from bench.client import Http
-from bench.common import Latency, context_line, markdown_table, sigterm_as_interrupt, write_json
-from bench.stack import Session, add_common_args, flush_cache, open_session
+from bench.common import Latency, markdown_table
+from bench.stack import Session, add_common_args, flush_cache, run_one
 
 TARGET_CHAT_P50_MS = 30.0
 NO_CACHE = {"Cache-Control": "no-cache"}
@@ -259,15 +259,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        with sigterm_as_interrupt(), open_session(args, "bench.latency") as session:
-            fig = measure(session, args.passes, args.concurrency)
-    except KeyboardInterrupt:
-        print("interrupted; the stack was stopped", file=sys.stderr)
-        return 130
-    print("\n" + table(fig) + "\n\n" + context_line(session.config))
-    write_json(args.json, {"config": session.config, "latency": fig})
-    return 0
+    return run_one(
+        args,
+        "bench.latency",
+        "latency",
+        lambda session: measure(session, args.passes, args.concurrency),
+        table,
+    )
 
 
 if __name__ == "__main__":

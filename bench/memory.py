@@ -28,9 +28,9 @@ from typing import Any
 
 import psutil
 
-from bench.common import context_line, markdown_table, sigterm_as_interrupt, write_json
+from bench.common import markdown_table
 from bench.latency import requests
-from bench.stack import Session, add_common_args, open_session
+from bench.stack import Session, add_common_args, run_one
 
 IDLE = "idle after start"
 INGEST = "peak during ingestion"
@@ -108,15 +108,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        with sigterm_as_interrupt(), open_session(args, "bench.memory") as session:
-            fig = measure(session, args.concurrency)
-    except KeyboardInterrupt:
-        print("interrupted; the stack was stopped", file=sys.stderr)
-        return 130
-    print("\n" + table(fig) + "\n\n" + context_line(session.config))
-    write_json(args.json, {"config": session.config, "memory": fig})
-    return 0
+    return run_one(args, "bench.memory", "memory", lambda session: measure(session, args.concurrency), table)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from bench.client import Http
-from bench.common import context_line, markdown_table, sigterm_as_interrupt, write_json
-from bench.stack import Corpus, Session, add_common_args, encode, open_session
+from bench.common import markdown_table
+from bench.stack import Corpus, Session, add_common_args, encode, run_one
 from libs.common.settings import GatewaySettings
 
 K = 10
@@ -162,15 +162,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        with sigterm_as_interrupt(), open_session(args, "bench.quality") as session:
-            fig = measure(session)
-    except KeyboardInterrupt:
-        print("interrupted; the stack was stopped", file=sys.stderr)
-        return 130
-    print("\n" + table(fig) + "\n\n" + context_line(session.config))
-    write_json(args.json, {"config": session.config, "quality": fig})
-    return 0
+    return run_one(args, "bench.quality", "quality", measure, table)
 
 
 if __name__ == "__main__":

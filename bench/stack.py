@@ -20,9 +20,10 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ import numpy as np
 import psutil
 
 from bench.client import Http, multipart
-from bench.common import loadavg, run_context
+from bench.common import context_line, loadavg, run_context, sigterm_as_interrupt, write_json
 from libs.common.settings import EmbedderSettings, GatewaySettings
 from libs.common.supervisor import Stack
 from libs.common.valkey_server import free_port
@@ -366,6 +367,28 @@ def open_session(args: argparse.Namespace, module: str) -> Iterator[Session]:
             yield Session(stack, corpus, config)
         finally:
             config["loadavg_1m_end"] = loadavg()
+
+
+def run_one(
+    args: argparse.Namespace,
+    module: str,
+    key: str,
+    measure: Callable[[Session], dict[str, Any]],
+    table: Callable[[dict[str, Any]], str],
+) -> int:
+    """A bench's whole run on its own stack: measure, print the table, write the JSON.
+
+    Returns the exit status (130 when interrupted; the stack is stopped either way).
+    """
+    try:
+        with sigterm_as_interrupt(), open_session(args, module) as session:
+            fig = measure(session)
+    except KeyboardInterrupt:
+        print("interrupted; the stack was stopped", file=sys.stderr)
+        return 130
+    print("\n" + table(fig) + "\n\n" + context_line(session.config))
+    write_json(args.json, {"config": session.config, key: fig})
+    return 0
 
 
 def flush_cache(valkey_url: str, cache: str) -> int:

@@ -59,15 +59,10 @@ def queued_ttl_s(events_ttl_s: int, timeout_s: float) -> int:
     return events_ttl_s + int(timeout_s) + 1
 
 
-async def append(r: aioredis.Redis, job_id: str, event: str, data: dict[str, Any], ttl_s: int) -> None:
-    """Append one event now (outside a commit: answer tokens, the start of generation)."""
-    await append_many(r, job_id, [(event, data)], ttl_s)
-
-
-async def append_many(
+async def append(
     r: aioredis.Redis, job_id: str, items: Sequence[tuple[str, dict[str, Any]]], ttl_s: int
 ) -> None:
-    """Append events now, in order, in one round trip."""
+    """Append events now, in order, in one round trip (outside a commit: answer tokens)."""
     key = C.events_key(job_id)
     async with r.pipeline(transaction=False) as pipe:
         for event, data in items:

@@ -93,7 +93,7 @@ class ValkeyAnswerStream:
         pending = self._pending(job_id)
         self._flushed_at[job_id] = time.monotonic()
         if pending:
-            await events.append_many(self.r, job_id, pending, self.ttl_s)
+            await events.append(self.r, job_id, pending, self.ttl_s)
 
 
 class CancelWatch:

@@ -267,7 +267,9 @@ class RetrieveHandler:
             decode_vector(p["vector"]),
             int(p["top_k"]),
             exclude=hidden,
-            sparse=self.bm25.query(str(p.get("query") or p.get("question") or "")),
+            sparse=None
+            if self.fusion.dense_only
+            else self.bm25.query(str(p.get("query") or p.get("question") or "")),
             fusion=self.fusion,
         )
         if env.kind == "search":
