@@ -19,8 +19,15 @@ from libs.common.errors import PermanentError
 from libs.common.models import Chunk, Hit
 from services.retriever.fusion import Fusion, Ranked, fuse
 from services.retriever.sparse import SparseVector
-from services.retriever.store import point_id
-from services.retriever.stores import as_matrix, as_query, check_dim, check_sparse, chunk_payload, payload_hit
+from services.retriever.store import (
+    as_matrix,
+    as_query,
+    check_dim,
+    check_sparse,
+    chunk_payload,
+    payload_hit,
+    point_id,
+)
 
 logger = logging.getLogger(__name__)
 

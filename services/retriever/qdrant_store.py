@@ -32,8 +32,7 @@ from libs.common.errors import PermanentError
 from libs.common.models import Chunk, Hit
 from services.retriever.fusion import Fusion, Ranked, fuse
 from services.retriever.sparse import SparseVector
-from services.retriever.store import point_id
-from services.retriever.stores import (
+from services.retriever.store import (
     SPARSE_VECTOR,
     as_matrix,
     as_query,
@@ -41,6 +40,7 @@ from services.retriever.stores import (
     check_sparse,
     chunk_payload,
     payload_hit,
+    point_id,
     storage_name,
 )
 

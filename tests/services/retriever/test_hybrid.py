@@ -28,8 +28,7 @@ from services.retriever.fusion import DENSE_ONLY, Fusion
 from services.retriever.memory_store import MemoryStore
 from services.retriever.qdrant_store import QdrantStore
 from services.retriever.sparse import Bm25
-from services.retriever.store import VectorStore, point_id
-from services.retriever.stores import chunk_payload
+from services.retriever.store import VectorStore, chunk_payload, point_id
 
 DIM = 16
 BM25 = Bm25(avgdl=10.0)

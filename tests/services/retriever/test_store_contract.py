@@ -22,8 +22,8 @@ from libs.common.settings import RetrieverSettings
 from services.retriever.edge_store import EdgeStore
 from services.retriever.memory_store import MemoryStore
 from services.retriever.qdrant_store import QdrantStore
-from services.retriever.store import VectorStore, point_id
-from services.retriever.stores import build_store, storage_name
+from services.retriever.store import VectorStore, point_id, storage_name
+from services.retriever.stores import build_store
 
 DIM = 8
 REPO_ROOT = Path(__file__).resolve().parents[3]
