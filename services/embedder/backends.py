@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from libs.common.errors import PermanentError, RetryableError
+from services.embedder.normalise import l2_normalise
+from services.embedder.onnx_embedder import load_onnx_embedder
 
 if TYPE_CHECKING:
     from libs.common.settings import EmbedderSettings
@@ -42,16 +44,6 @@ class Embedder(Protocol):
     dim: int
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length, as float32; all-zero rows stay zero."""
-    out = np.asarray(vectors, dtype=np.float32)
-    if out.ndim != 2:
-        raise ValueError(f"expected a 2-D array, got shape {out.shape}")
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    norms[norms == 0.0] = 1.0
-    return (out / norms).astype(np.float32, copy=False)
 
 
 def _empty(dim: int) -> np.ndarray:
@@ -290,8 +282,6 @@ def build_embedder(settings: EmbedderSettings) -> Embedder:
             )
         if kind == "local-torch":
             return LocalEmbedder(threads=settings.torch_threads)
-        from services.embedder.onnx_embedder import load_onnx_embedder
-
         return load_onnx_embedder(settings)
     if kind == "hash":
         return HashEmbedder(dim=settings.embedding_dim)

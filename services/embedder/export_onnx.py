@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from services.embedder.onnx_embedder import (
+from services.embedder.onnx_file import (
     META_DIM,
     META_MAX_SEQ_LENGTH,
     META_RECIPE,

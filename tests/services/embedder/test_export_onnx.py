@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.embedder import export_onnx, onnx_embedder
+from services.embedder import export_onnx, onnx_file
 from services.embedder.export_onnx import export_model, is_current
 from services.embedder.onnx_embedder import OnnxEmbedder
 
@@ -65,8 +65,8 @@ def test_a_current_model_is_left_alone(onnx_model: Path, tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_stale_models_are_not_current(onnx_model: Path, tmp_path: Path) -> None:
-    recipe = with_metadata(onnx_model, tmp_path / "a.onnx", {onnx_embedder.META_RECIPE: "old"})
-    source = with_metadata(onnx_model, tmp_path / "b.onnx", {onnx_embedder.META_SOURCE: "x==0"})
+    recipe = with_metadata(onnx_model, tmp_path / "a.onnx", {onnx_file.META_RECIPE: "old"})
+    source = with_metadata(onnx_model, tmp_path / "b.onnx", {onnx_file.META_SOURCE: "x==0"})
     assert not is_current(recipe)
     assert not is_current(source)
 

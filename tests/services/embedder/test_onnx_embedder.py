@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from libs.common.settings import EmbedderSettings
-from services.embedder import onnx_embedder
+from services.embedder import onnx_embedder, onnx_file
 from services.embedder.backends import LOCAL_MODEL_NAME, build_embedder
 from services.embedder.cache import model_id
 from services.embedder.onnx_embedder import (
-    EXPORT_COMMAND,
     ONNX_MODEL_NAME,
     OnnxEmbedder,
     OnnxModelMissingError,
@@ -63,8 +62,8 @@ def test_local_torch_with_wrong_dim() -> None:
 
 def test_default_model_path_is_in_the_checkout_not_the_data_dir() -> None:
     root = Path(__file__).resolve().parents[3]
-    assert onnx_embedder.default_model_path() == root / ".documind" / "models" / onnx_embedder.MODEL_FILENAME
-    assert onnx_embedder.model_path(settings(onnx_model_path=Path("/m.onnx"))) == Path("/m.onnx")
+    assert onnx_file.default_model_path() == root / ".documind" / "models" / onnx_file.MODEL_FILENAME
+    assert onnx_file.model_path(settings(onnx_model_path=Path("/m.onnx"))) == Path("/m.onnx")
 
 
 def test_length_batches_sort_and_bound() -> None:
@@ -91,7 +90,7 @@ def test_missing_model_without_torch_names_the_command(
         build_embedder(settings(onnx_model_path=missing))
     message = str(info.value)
     assert str(missing) in message
-    assert EXPORT_COMMAND in message
+    assert onnx_file.EXPORT_COMMAND in message
     assert "DOCUMIND_ONNX_MODEL_PATH" in message
 
 
@@ -187,7 +186,7 @@ def test_stale_model_without_torch_names_the_command(
 ) -> None:
     from tests.services.embedder.test_export_onnx import with_metadata
 
-    stale = with_metadata(onnx_model, tmp_path / "stale.onnx", {onnx_embedder.META_RECIPE: "old"})
+    stale = with_metadata(onnx_model, tmp_path / "stale.onnx", {onnx_file.META_RECIPE: "old"})
     monkeypatch.setattr(onnx_embedder, "can_export", lambda: False)
     with pytest.raises(OnnxModelMissingError, match=r"another export recipe.*python -m services\."):
         build_embedder(settings(onnx_model_path=stale))
