@@ -1,4 +1,4 @@
-"""Typed errors that say whether a job should be retried.
+"""DocuMind's errors: whether a job should be retried, and why a request is refused.
 
 ::
 
@@ -7,15 +7,42 @@
     │                       (``delay_s`` overrides the backoff when set)
     ├── PermanentError      the input is at fault: the job fails at once,
     │                       the message goes to the dead-letter stream
-    └── JobEnded            the job already has a final status (cancelled,
-                            expired): the message is acknowledged, nothing more
+    ├── JobEnded            the job already has a final status (cancelled,
+    │                       expired): the message is acknowledged, nothing more
+    ├── RequestRefused      a request is not carried out; the message says why
+    │   ├── NotFound        what it names does not exist (``name``)
+    │   │   ├── CollectionNotFound
+    │   │   ├── DocumentNotFound
+    │   │   └── JobNotFound
+    │   ├── Conflict        it clashes with what exists
+    │   │   ├── CollectionExists
+    │   │   ├── JobAlreadyEnded       (``status``: how it ended)
+    │   │   └── DuplicateDocument     the same content is in the collection
+    │   │                             (``document_id``)
+    │   ├── InvalidRequest  a value no schema caught (``param``: which, if known)
+    │   ├── PayloadTooLarge
+    │   ├── UnsupportedMediaType
+    │   └── Unavailable     try again in ``retry_after_s`` seconds
+    │       ├── QueueFull           the first stage is too far behind
+    │       └── QueueUnavailable    Valkey does not answer
+    └── JobUnanswered       a job ended without an answer (``status``, ``reason``)
+        ├── JobFailed
+        ├── JobExpired
+        └── JobCancelled
 
-An exception of any other type raised by a handler counts as retryable: a bug
-that always fails still ends in the dead-letter stream after the maximum
-attempts, with its message as the reason.
+Workers raise the first three. An exception of any other type raised by a
+handler counts as retryable (``is_retryable``): a bug that always fails still ends
+in the dead-letter stream after the maximum attempts, with its message as the
+reason.
+
+The gateway raises the rest, and only two of its modules turn them into answers:
+``services/gateway/errors.py`` into HTTP responses, ``services/gateway/openai_errors.py``
+into OpenAI's error shape. Nothing here knows HTTP.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class DocuMindError(Exception):
@@ -46,3 +73,138 @@ class JobEnded(DocuMindError):
 
 def is_retryable(exc: BaseException) -> bool:
     return not isinstance(exc, PermanentError | JobEnded)
+
+
+# --- requests -------------------------------------------------------------------
+
+
+class RequestRefused(DocuMindError):
+    """A request DocuMind does not carry out; ``message`` tells the client why."""
+
+
+class NotFound(RequestRefused):
+    # What is missing, as the message names it.
+    kind: ClassVar[str] = "resource"
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"{self.kind} '{name}' not found")
+        self.name = name
+
+
+class CollectionNotFound(NotFound):
+    kind = "collection"
+
+
+class DocumentNotFound(NotFound):
+    kind = "document"
+
+
+class JobNotFound(NotFound):
+    kind = "job"
+
+
+class Conflict(RequestRefused):
+    """The request clashes with what exists already."""
+
+
+class CollectionExists(Conflict):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"collection '{name}' already exists")
+        self.name = name
+
+
+class JobAlreadyEnded(Conflict):
+    """The job is final already (``status``): too late to cancel it."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job '{job_id}' already ended: {status}")
+        self.job_id = job_id
+        self.status = status
+
+
+class DuplicateDocument(Conflict):
+    """The uploaded content is already in ``collection`` as ``document_id``.
+
+    An upload takes it as success (the existing document, nothing added)."""
+
+    def __init__(self, collection: str, document_id: str) -> None:
+        super().__init__(
+            f"the same content is already in collection '{collection}' as document '{document_id}'"
+        )
+        self.collection = collection
+        self.document_id = document_id
+
+
+class InvalidRequest(RequestRefused):
+    """A value the request schemas let through but DocuMind refuses."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        # The field at fault (e.g. ``messages.2.content``), when one is known.
+        self.param = param
+
+
+class PayloadTooLarge(RequestRefused):
+    """Too many files, or a file over the size limit."""
+
+
+class UnsupportedMediaType(RequestRefused):
+    """A file of a type DocuMind cannot read."""
+
+
+class Unavailable(RequestRefused):
+    """Nothing is wrong with the request: send it again after ``retry_after_s``."""
+
+    default_message: ClassVar[str] = "unavailable; retry later"
+
+    def __init__(self, retry_after_s: int, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFull(Unavailable):
+    """The first stage's backlog is over its limit: no job was queued."""
+
+    default_message = "too many jobs queued; retry later"
+
+
+class QueueUnavailable(Unavailable):
+    """Valkey, which holds the queues and the jobs, does not answer."""
+
+    default_message = "the job queue is unavailable; retry later"
+
+
+# --- job outcomes -----------------------------------------------------------------
+
+
+class JobUnanswered(DocuMindError):
+    """A job ended (``status``) without an answer, because of ``reason``."""
+
+    # The final status this class stands for.
+    ended: ClassVar[str] = "failed"
+
+    def __init__(self, reason: str, status: str | None = None) -> None:
+        self.status = status or self.ended
+        super().__init__(f"the job {self.status}: {reason}")
+        self.reason = reason
+
+
+class JobFailed(JobUnanswered):
+    ended = "failed"
+
+
+class JobExpired(JobUnanswered):
+    ended = "expired"
+
+
+class JobCancelled(JobUnanswered):
+    ended = "cancelled"
+
+
+# Final statuses other than done, and the error each is.
+JOB_OUTCOMES: dict[str, type[JobUnanswered]] = {c.ended: c for c in (JobFailed, JobExpired, JobCancelled)}
+
+
+def job_unanswered(status: str, reason: str) -> JobUnanswered:
+    """The error for a job that ended ``status`` (not done); an unknown status counts as failed."""
+    return JOB_OUTCOMES.get(status, JobFailed)(reason, status)
