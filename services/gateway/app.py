@@ -6,18 +6,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import Counter, Histogram, make_asgi_app
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import tracing_enabled
+from services.gateway import errors
 from services.gateway.collections import router as collections_router
 from services.gateway.events import router as events_router
 from services.gateway.openai_compat import router as openai_router
@@ -54,28 +51,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # A server span per request: the trace every stage of its job joins.
         FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # One readable sentence first, the structured details after it.
-        errors = exc.errors()
-        parts = []
-        for err in errors:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-        return JSONResponse(
-            status_code=422,
-            content={"detail": "; ".join(parts) or "invalid request", "errors": _jsonable(errors)},
-        )
-
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    async def valkey_down(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(
-            status_code=503,
-            content={"detail": "the job queue is unavailable; retry later"},
-            headers={"Retry-After": str(settings.retry_after_s)},
-        )
-
+    errors.install(app, settings.retry_after_s)
     return app
 
 
@@ -108,16 +84,3 @@ class HttpMetrics:
             method = scope["method"]
             HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - start)
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
-
-
-def _jsonable(errors: object) -> object:
-    """Validation errors may hold exceptions or bytes; keep what JSON can carry."""
-    if isinstance(errors, dict):
-        return {k: _jsonable(v) for k, v in errors.items() if k != "ctx"}
-    if isinstance(errors, list | tuple):
-        return [_jsonable(e) for e in errors]
-    if isinstance(errors, bytes):
-        return errors.decode(errors="replace")
-    if errors is None or isinstance(errors, str | int | float | bool):
-        return errors
-    return str(errors)

@@ -1,0 +1,117 @@
+"""Errors as HTTP responses: the one place that knows their status codes.
+
+Routes and the service layer raise ``libs.common.errors`` classes; the handlers
+:func:`install` puts on the app answer them as ``{"detail": message}`` with the
+status in :data:`HTTP_STATUS` (``Retry-After`` when the error has a delay,
+``x-should-retry: false`` for a job that ended without an answer). A Valkey that
+does not answer is :class:`QueueUnavailable`, and a body that fails validation
+is 422 with its errors listed. The OpenAI routes answer in OpenAI's shape
+instead (``openai_errors``).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from libs.common.errors import (
+    Conflict,
+    DocuMindError,
+    InvalidRequest,
+    JobCancelled,
+    JobExpired,
+    JobFailed,
+    JobUnanswered,
+    NotFound,
+    PayloadTooLarge,
+    QueueUnavailable,
+    RequestRefused,
+    Unavailable,
+    UnsupportedMediaType,
+)
+
+# The status of each error class (and its subclasses, unless listed themselves).
+HTTP_STATUS: dict[type[DocuMindError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidRequest: 422,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    Unavailable: 503,
+    RequestRefused: 400,
+    JobUnanswered: 500,
+    JobFailed: 500,
+    JobExpired: 504,
+    JobCancelled: 409,
+}
+# Any other error of ours that reaches a client (none is meant to).
+DEFAULT_STATUS = 500
+# Valkey errors that mean "not now" rather than a bug.
+VALKEY_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+def status_of(exc: DocuMindError) -> int:
+    """The status of ``exc``'s class, or of its nearest listed base."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return DEFAULT_STATUS
+
+
+def headers_of(exc: DocuMindError) -> dict[str, str] | None:
+    """What a client should do next, as headers: wait, or not send it again."""
+    if isinstance(exc, Unavailable):
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, JobUnanswered):
+        # The pipeline has retried already: the client should not submit it again.
+        return {"x-should-retry": "false"}
+    return None
+
+
+def error_response(exc: DocuMindError) -> JSONResponse:
+    return JSONResponse({"detail": exc.message}, status_code=status_of(exc), headers=headers_of(exc))
+
+
+def install(app: FastAPI, retry_after_s: int) -> None:
+    """Answer our errors, Valkey outages and invalid bodies on every route of ``app``."""
+
+    async def documind_error(request: Request, exc: DocuMindError) -> JSONResponse:
+        return error_response(exc)
+
+    async def valkey_down(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(QueueUnavailable(retry_after_s))
+
+    for cls in HTTP_STATUS:
+        app.exception_handler(cls)(documind_error)
+    for down in VALKEY_DOWN:
+        app.exception_handler(down)(valkey_down)
+    app.exception_handler(RequestValidationError)(invalid_request)
+
+
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with one readable sentence first, the structured details after it."""
+    errors = exc.errors()
+    parts = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return JSONResponse(
+        status_code=422,
+        content={"detail": "; ".join(parts) or "invalid request", "errors": _jsonable(errors)},
+    )
+
+
+def _jsonable(errors: object) -> object:
+    """Validation errors may hold exceptions or bytes; keep what JSON can carry."""
+    if isinstance(errors, dict):
+        return {k: _jsonable(v) for k, v in errors.items() if k != "ctx"}
+    if isinstance(errors, list | tuple):
+        return [_jsonable(e) for e in errors]
+    if isinstance(errors, bytes):
+        return errors.decode(errors="replace")
+    if errors is None or isinstance(errors, str | int | float | bool):
+        return errors
+    return str(errors)
