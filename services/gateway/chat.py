@@ -18,7 +18,9 @@ async def submit_chat(
     history: list[dict[str, str]] | None = None,
     bypass_cache: bool = False,
 ) -> Envelope:
-    """Queue a chat job for ``question`` in ``collection`` (404/422/503 as HTTPException).
+    """Queue a chat job for ``question`` in ``collection``.
+
+    Raises ``CollectionNotFound``, ``InvalidRequest`` (``top_k``) or ``QueueFull``.
 
     ``history``: earlier turns (``{"role", "content"}``, oldest first). With any, the
     job first goes to the generator, which rewrites ``question`` as a standalone one.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
+from libs.common.errors import CollectionExists, CollectionNotFound, DocumentNotFound
 from services.gateway.deps import submitter
 from services.gateway.schemas import (
     CollectionCreate,
@@ -22,7 +23,7 @@ router = APIRouter()
 async def create_collection(body: CollectionCreate, request: Request) -> CollectionView:
     docs = submitter(request).docs
     if not await docs.create_collection(body.name, body.description):
-        raise HTTPException(409, f"collection '{body.name}' already exists")
+        raise CollectionExists(body.name)
     return await get_collection(body.name, request)
 
 
@@ -36,7 +37,7 @@ async def list_collections(request: Request) -> CollectionList:
 async def get_collection(name: str, request: Request) -> CollectionView:
     found = await submitter(request).docs.collection(name)
     if found is None:
-        raise HTTPException(404, f"collection '{name}' not found")
+        raise CollectionNotFound(name)
     return CollectionView.model_validate(found)
 
 
@@ -45,7 +46,7 @@ async def delete_collection(name: str, request: Request) -> CollectionDeleted:
     sub = submitter(request)
     jobs = await sub.docs.delete_collection(name, sub.s.job_timeout_s)
     if jobs is None:
-        raise HTTPException(404, f"collection '{name}' not found")
+        raise CollectionNotFound(name)
     return CollectionDeleted(name=name, deleted=True, documents=len(jobs), job_ids=jobs)
 
 
@@ -53,7 +54,7 @@ async def delete_collection(name: str, request: Request) -> CollectionDeleted:
 async def list_documents(name: str, request: Request) -> DocumentList:
     docs = submitter(request).docs
     if not await docs.collection_exists(name):
-        raise HTTPException(404, f"collection '{name}' not found")
+        raise CollectionNotFound(name)
     return DocumentList(documents=[DocumentView.model_validate(d) for d in await docs.documents(name)])
 
 
@@ -61,7 +62,7 @@ async def list_documents(name: str, request: Request) -> DocumentList:
 async def get_document(document_id: str, request: Request) -> DocumentView:
     found = await submitter(request).docs.get(document_id)
     if found is None:
-        raise HTTPException(404, f"document '{document_id}' not found")
+        raise DocumentNotFound(document_id)
     return DocumentView.model_validate(found)
 
 
@@ -71,5 +72,5 @@ async def delete_document(document_id: str, request: Request) -> DocumentDeleted
     collection = await sub.docs.collection_of(document_id)
     job_id = await sub.docs.delete(document_id, collection, sub.s.job_timeout_s) if collection else None
     if job_id is None:
-        raise HTTPException(404, f"document '{document_id}' not found")
+        raise DocumentNotFound(document_id)
     return DocumentDeleted(document_id=document_id, deleted=True, job_id=job_id)

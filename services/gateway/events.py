@@ -7,11 +7,12 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from libs.common import constants as C
 from libs.common import events
+from libs.common.errors import InvalidRequest, JobAlreadyEnded, JobNotFound
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
 from services.gateway.schemas import JobCancelled
@@ -50,10 +51,10 @@ async def job_events(
     sub, settings = submitter(request), settings_of(request)
     start = last_event_id or after or "0-0"
     if not _EVENT_ID.fullmatch(start):
-        raise HTTPException(422, f"Last-Event-ID must be an event id like 1732440000000-0, not {start!r}")
+        raise InvalidRequest(f"Last-Event-ID must be an event id like 1732440000000-0, not {start!r}")
     job = await sub.jobs.get(job_id)
     if job is None:
-        raise HTTPException(404, f"job '{job_id}' not found")
+        raise JobNotFound(job_id)
     kept = await sub.r.exists(C.events_key(job_id))
 
     async def stream() -> AsyncIterator[str]:
@@ -91,7 +92,7 @@ async def cancel_job(job_id: str, request: Request) -> JobCancelled:
     """Cancel a queued or running job: stages skip it, its LLM call is abandoned."""
     status = await submitter(request).jobs.cancel(job_id)
     if not status:
-        raise HTTPException(404, f"job '{job_id}' not found")
+        raise JobNotFound(job_id)
     if status != "cancelled":
-        raise HTTPException(409, f"job '{job_id}' already ended: {status.removeprefix('ended:')}")
+        raise JobAlreadyEnded(job_id, status.removeprefix("ended:"))
     return JobCancelled(job_id=job_id, status=status)

@@ -12,8 +12,8 @@
   the request itself: the gateway submits, then waits on the job or reads its events.
 - DocuMind's own data (job id, mode, citations, the standalone question) rides in the
   extra top-level field ``documind`` (``openai_schemas.DocuMindExtra``).
-- Errors come in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``:
-  an unknown model is 404 ``model_not_found``; bad messages 400
+- Errors come in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``
+  (``openai_errors``): an unknown model is 404 ``model_not_found``; bad messages 400
   ``invalid_request_error``; a full queue 503 with ``Retry-After``; a job that failed,
   expired or was cancelled 500, 504 or 409 (with ``x-should-retry: false``: the
   pipeline already retried).
@@ -23,24 +23,29 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.routing import APIRoute
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import constants as C
 from libs.common import events
 from libs.common.envelope import Envelope
+from libs.common.errors import (
+    JOB_OUTCOMES,
+    CollectionNotFound,
+    InvalidRequest,
+    JobFailed,
+    JobUnanswered,
+    job_unanswered,
+)
 from libs.common.settings import GatewaySettings
 from services.gateway.answer_cache import bypass_requested
 from services.gateway.chat import submit_chat
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
+from services.gateway.openai_errors import OpenAIRoute, openai_body
 from services.gateway.openai_schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -49,84 +54,13 @@ from services.gateway.openai_schemas import (
     ModelCard,
     ModelList,
 )
-from services.gateway.openai_stream import (
-    ChunkStream,
-    documind_extra,
-    error_body,
-    estimate_tokens,
-    job_error,
-)
+from services.gateway.openai_stream import ChunkStream, documind_extra, estimate_tokens
 from services.gateway.submit import Submitter
 
 # Earlier messages sent with a question as its history: the latest this many.
 MAX_HISTORY_MESSAGES = 8
-# HTTP status of a job that ended without an answer.
-_JOB_STATUS = {"failed": 500, "expired": 504, "cancelled": 409}
 _ROLES = frozenset({"system", "developer", "user", "assistant"})
 _COLLECTION_NAME = re.compile(C.COLLECTION_NAME_PATTERN)
-_UNAVAILABLE = "the job queue is unavailable; retry later"
-
-
-class OpenAIError(Exception):
-    """Answered as ``{"error": {...}}`` with ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type_: str = "invalid_request_error",
-        code: str | None = None,
-        *,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = error_body(message, type_, code, param)
-        self.headers = headers
-
-
-def _from_http(exc: HTTPException) -> OpenAIError:
-    """The gateway's own HTTP errors (from ``submit_chat``), in OpenAI's shape."""
-    detail = str(exc.detail)
-    headers = dict(exc.headers or {})
-    if exc.status_code == 404:
-        return OpenAIError(404, detail, code="model_not_found", param="model")
-    if exc.status_code == 503:
-        return OpenAIError(503, detail, "server_error", "overloaded", headers=headers)
-    if exc.status_code < 500:
-        return OpenAIError(400, detail, headers=headers)
-    return OpenAIError(exc.status_code, detail, "server_error", headers=headers)
-
-
-class OpenAIRoute(APIRoute):
-    """Every error of the facade's routes in OpenAI's shape, validation errors included."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handle = super().get_route_handler()
-
-        async def openai_errors(request: Request) -> Response:
-            try:
-                return await handle(request)
-            except RequestValidationError as exc:
-                err = _invalid(exc)
-            except HTTPException as exc:
-                err = _from_http(exc)
-            except (RedisConnectionError, RedisTimeoutError):
-                retry = {"Retry-After": str(settings_of(request).retry_after_s)}
-                err = OpenAIError(503, _UNAVAILABLE, "server_error", headers=retry)
-            except OpenAIError as exc:
-                err = exc
-            return JSONResponse(err.body, status_code=err.status, headers=err.headers)
-
-        return openai_errors
-
-
-def _invalid(exc: RequestValidationError) -> OpenAIError:
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    message = f"{where}: {first.get('msg')}" if where else str(first.get("msg", "invalid request"))
-    return OpenAIError(400, message, param=where or None)
 
 
 router = APIRouter(route_class=OpenAIRoute, tags=["openai"])
@@ -136,10 +70,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _unknown_model(model: str) -> OpenAIError:
-    return OpenAIError(
-        404, f"The model '{model}' does not exist: no such collection", code="model_not_found", param="model"
-    )
+def _unknown_model(model: str) -> CollectionNotFound:
+    return CollectionNotFound(model, f"The model '{model}' does not exist: no such collection")
 
 
 @router.get("/v1/models", response_model=ModelList)
@@ -167,7 +99,7 @@ def _text(message: ChatMessage, index: int) -> str:
     texts = []
     for part in content:
         if part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise OpenAIError(400, "only text content is supported", param=f"messages.{index}.content")
+            raise InvalidRequest("only text content is supported", param=f"messages.{index}.content")
         texts.append(part["text"])
     return "".join(texts).strip()
 
@@ -181,22 +113,21 @@ def split_messages(messages: list[ChatMessage], max_chars: int) -> tuple[str, li
     turns: list[dict[str, str]] = []
     for i, message in enumerate(messages):
         if message.role not in _ROLES:
-            raise OpenAIError(
-                400,
+            raise InvalidRequest(
                 f"messages.{i}.role: '{message.role}' is not supported (system, user or assistant)",
                 param=f"messages.{i}.role",
             )
         text = _text(message, i)
         if message.role == "user" and not text:
-            raise OpenAIError(400, f"messages.{i}.content: must not be empty", param=f"messages.{i}.content")
+            raise InvalidRequest(f"messages.{i}.content: must not be empty", param=f"messages.{i}.content")
         if message.role in ("user", "assistant") and text:
             turns.append({"role": message.role, "content": text})
     if not turns or turns[-1]["role"] != "user" or messages[-1].role != "user":
-        raise OpenAIError(400, "messages must end with the user's question", param="messages")
+        raise InvalidRequest("messages must end with the user's question", param="messages")
     question = turns[-1]["content"]
     if len(question) > max_chars:
-        raise OpenAIError(
-            400, f"the question is longer than {max_chars} characters", param=f"messages.{len(messages) - 1}"
+        raise InvalidRequest(
+            f"the question is longer than {max_chars} characters", param=f"messages.{len(messages) - 1}"
         )
     history = [{**t, "content": t["content"][:max_chars]} for t in turns[:-1][-MAX_HISTORY_MESSAGES:]]
     return question, history
@@ -243,7 +174,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         )
     job = await _wait_final(sub, settings, env)
     if job is None or job["status"] != "done":
-        return _no_answer(job)
+        raise _no_answer(job)
     result: dict[str, Any] = job.get("result") or {}
     answer = str(result.get("answer", ""))
     completion_tokens = estimate_tokens(answer)
@@ -264,15 +195,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     return JSONResponse(completion.model_dump(mode="json", exclude_none=True))
 
 
-def _no_answer(job: dict[str, Any] | None) -> JSONResponse:
+def _no_answer(job: dict[str, Any] | None) -> JobUnanswered:
     """The error for a job that ended without an answer (or did not end in time)."""
-    status = job["status"] if job else "failed"
-    if status not in _JOB_STATUS:  # still in flight past its deadline and grace
+    if job is None:
+        return JobFailed("it was lost")
+    status = job["status"]
+    if status not in JOB_OUTCOMES:  # still in flight past its deadline and grace
         status = "expired"
-    reason = (job or {}).get("error") or ("it did not finish in time" if job else "it was lost")
-    # The pipeline has retried already: the client should not submit it again.
-    headers = {"x-should-retry": "false"}
-    return JSONResponse(job_error(status, reason), status_code=_JOB_STATUS[status], headers=headers)
+    return job_unanswered(status, job.get("error") or "it did not finish in time")
 
 
 async def _wait_final(sub: Submitter, settings: GatewaySettings, env: Envelope) -> dict[str, Any] | None:
@@ -305,7 +235,7 @@ async def _stream(
         # Quiet for a while: is the job still there? (A job past its deadline is
         # expired by this read, which writes its final event.)
         if await sub.jobs.get(job_id) is None:
-            for out in chunks.fail(job_error("failed", "the job is gone")):
+            for out in chunks.fail(openai_body(JobFailed("the job is gone"))):
                 yield out
             return
         yield ": keep-alive\n\n"

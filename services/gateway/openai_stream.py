@@ -28,7 +28,9 @@ import json
 import math
 from typing import Any
 
+from libs.common.errors import job_unanswered
 from libs.common.events import Event
+from services.gateway.openai_errors import openai_body
 
 
 def estimate_tokens(text: str) -> int:
@@ -40,24 +42,6 @@ def frame(data: dict[str, Any] | str) -> str:
     """One SSE frame; ``data`` as JSON (or ``[DONE]`` as is)."""
     body = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return f"data: {body}\n\n"
-
-
-def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
-# Final job statuses other than done: the OpenAI error type and code they become.
-JOB_ERRORS: dict[str, tuple[str, str]] = {
-    "failed": ("server_error", "job_failed"),
-    "expired": ("timeout_error", "job_expired"),
-    "cancelled": ("cancelled_error", "job_cancelled"),
-}
-
-
-def job_error(status: str, reason: str) -> dict[str, Any]:
-    """The error body for a job that ended ``status`` (not done) because of ``reason``."""
-    type_, code = JOB_ERRORS.get(status, ("server_error", "job_failed"))
-    return error_body(f"the job {status}: {reason}", type_, code)
 
 
 def documind_extra(job_id: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +113,7 @@ class ChunkStream:
             return self._done(event.data)
         if event.type in ("error", "cancelled"):
             status = str(event.data.get("status") or ("cancelled" if event.type == "cancelled" else "failed"))
-            return self.fail(job_error(status, str(event.data.get("error") or status)))
+            return self.fail(openai_body(job_unanswered(status, str(event.data.get("error") or status))))
         return []
 
     def fail(self, body: dict[str, Any]) -> list[str]:

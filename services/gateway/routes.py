@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from redis.exceptions import RedisError
 
 from libs.common import constants as C
+from libs.common.errors import InvalidRequest, JobNotFound
 from libs.common.settings import GatewaySettings
 from services.gateway.answer_cache import bypass_requested
 from services.gateway.chat import submit_chat
@@ -29,7 +30,7 @@ def events_url(job_id: str) -> str:
 
 def _check_question(text: str, settings: GatewaySettings, field: str) -> None:
     if len(text) > settings.max_question_chars:
-        raise HTTPException(422, f"{field} is longer than {settings.max_question_chars} characters")
+        raise InvalidRequest(f"{field} is longer than {settings.max_question_chars} characters")
 
 
 @router.post("/v1/chat", status_code=202, response_model=JobAccepted)
@@ -59,7 +60,7 @@ async def get_job(
     sub, settings = submitter(request), settings_of(request)
     job = await sub.jobs.wait(job_id, min(wait, settings.max_wait_s))
     if job is None:
-        raise HTTPException(404, f"job '{job_id}' not found")
+        raise JobNotFound(job_id)
     return JobView.model_validate(job)
 
 

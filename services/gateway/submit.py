@@ -6,22 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import HTTPException
 
 from libs.common.documents import DocumentStore
 from libs.common.envelope import Envelope, JobKind
+from libs.common.errors import CollectionNotFound, DuplicateDocument, InvalidRequest, QueueFull
 from libs.common.jobs import JobStore
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import current_traceparent, tracer
 from services.gateway.answer_cache import AnswerCache
-
-
-class DuplicateDocument(Exception):
-    """The uploaded content is already in the collection as ``document_id``."""
-
-    def __init__(self, document_id: str) -> None:
-        super().__init__(document_id)
-        self.document_id = document_id
 
 
 class Submitter:
@@ -35,7 +27,7 @@ class Submitter:
     def top_k(self, requested: int | None) -> int:
         k = requested or self.s.default_top_k
         if k > self.s.max_top_k:
-            raise HTTPException(422, f"top_k must be at most {self.s.max_top_k}")
+            raise InvalidRequest(f"top_k must be at most {self.s.max_top_k}")
         return k
 
     async def submit(
@@ -52,8 +44,9 @@ class Submitter:
         sha256: str = "",
         route: Sequence[str] | None = None,
     ) -> Envelope:
-        """Queue a job: 404 for an unknown collection (unless this job creates it),
-        503 with Retry-After when the first stage is too far behind.
+        """Queue a job. Raises :class:`CollectionNotFound` (unless this job creates the
+        collection), :class:`QueueFull` when the first stage is too far behind, and
+        :class:`DuplicateDocument` when ``sha256`` is in the collection already.
 
         ``route`` overrides the stages of ``kind`` (``ROUTES[kind]``)."""
         with tracer.start_as_current_span(f"submit {kind}"):
@@ -77,13 +70,9 @@ class Submitter:
                 sha256=sha256,
             )
         if answer.startswith("duplicate:"):
-            raise DuplicateDocument(answer.removeprefix("duplicate:"))
+            raise DuplicateDocument(collection, answer.removeprefix("duplicate:"))
         if answer == "unknown":
-            raise HTTPException(404, f"collection '{collection}' not found")
+            raise CollectionNotFound(collection)
         if answer == "full":
-            raise HTTPException(
-                503,
-                "too many jobs queued; retry later",
-                headers={"Retry-After": str(self.s.retry_after_s)},
-            )
+            raise QueueFull(self.s.retry_after_s)
         return env

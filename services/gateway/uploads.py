@@ -9,13 +9,20 @@ import uuid
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from libs.common import constants as C
+from libs.common.errors import (
+    DuplicateDocument,
+    InvalidRequest,
+    PayloadTooLarge,
+    QueueFull,
+    UnsupportedMediaType,
+)
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
 from services.gateway.schemas import UploadAccepted, UploadedDocument
-from services.gateway.submit import DuplicateDocument, Submitter
+from services.gateway.submit import Submitter
 
 router = APIRouter()
 
@@ -42,9 +49,9 @@ async def upload_documents(
 ) -> UploadAccepted:
     sub, settings = submitter(request), settings_of(request)
     if re.fullmatch(C.COLLECTION_NAME_PATTERN, collection) is None:
-        raise HTTPException(422, "collection names are 1-64 letters, digits, '_', '.', '-'")
+        raise InvalidRequest("collection names are 1-64 letters, digits, '_', '.', '-'")
     if len(file) > settings.max_files_per_upload:
-        raise HTTPException(413, f"at most {settings.max_files_per_upload} files per upload")
+        raise PayloadTooLarge(f"at most {settings.max_files_per_upload} files per upload")
     # Every file is checked before any is queued: a bad one rejects the request whole.
     checked: list[tuple[str, str, bytes]] = []
     for upload in file:
@@ -52,12 +59,12 @@ async def upload_documents(
         ext = PurePath(name).suffix.lower()
         if ext not in C.SUPPORTED_EXTENSIONS:
             supported = ", ".join(sorted(C.SUPPORTED_EXTENSIONS))
-            raise HTTPException(
-                415, f"{name or 'file'}: unsupported file type '{ext or name}'; supported: {supported}"
+            raise UnsupportedMediaType(
+                f"{name or 'file'}: unsupported file type '{ext or name}'; supported: {supported}"
             )
         data = await upload.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
-            raise HTTPException(413, f"{name}: file is larger than {settings.max_upload_bytes} bytes")
+            raise PayloadTooLarge(f"{name}: file is larger than {settings.max_upload_bytes} bytes")
         checked.append((name, ext, data))
     accepted: list[UploadedDocument] = []
     for name, ext, data in checked:
@@ -73,14 +80,12 @@ async def upload_documents(
                     replace=replace,
                 )
             )
-        except HTTPException as exc:
-            if exc.status_code == 503 and accepted:
-                # Those already accepted stay accepted: say which, so a client retries only the rest.
-                done = ", ".join(f"{d.filename} ({d.document_id})" for d in accepted)
-                raise HTTPException(
-                    503, f"{exc.detail}; already accepted: {done}", headers=exc.headers
-                ) from exc
-            raise
+        except QueueFull as exc:
+            if not accepted:
+                raise
+            # Those already accepted stay accepted: say which, so a client retries only the rest.
+            done = ", ".join(f"{d.filename} ({d.document_id})" for d in accepted)
+            raise QueueFull(exc.retry_after_s, f"{exc.message}; already accepted: {done}") from exc
     first = accepted[0]
     return UploadAccepted(
         job_id=first.job_id, document_id=first.document_id, duplicate=first.duplicate, documents=accepted

@@ -14,10 +14,12 @@ from fastapi.testclient import TestClient
 
 from libs.common import constants as C
 from libs.common.envelope import Envelope
+from libs.common.errors import InvalidRequest
 from libs.common.settings import GatewaySettings
 from services.gateway.app import create_app
 from services.gateway.chat import submit_chat
-from services.gateway.openai_compat import MAX_HISTORY_MESSAGES, OpenAIError, split_messages
+from services.gateway.openai_compat import MAX_HISTORY_MESSAGES, split_messages
+from services.gateway.openai_errors import openai_body, shape_of
 from services.gateway.openai_schemas import ChatMessage
 from services.gateway.submit import Submitter
 
@@ -64,11 +66,13 @@ def test_history_is_bounded() -> None:
     ],
 )
 def test_bad_messages_are_refused(messages: list[tuple[str, Any]], says: str) -> None:
-    with pytest.raises(OpenAIError) as caught:
+    with pytest.raises(InvalidRequest) as caught:
         split_messages(msgs(*messages), max_chars=100)
-    assert caught.value.status == 400
-    assert says in caught.value.body["error"]["message"]
-    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert shape_of(caught.value).status == 400
+    body = openai_body(caught.value)
+    assert says in body["error"]["message"]
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["param"] is not None and body["error"]["param"].startswith("messages")
 
 
 @pytest.fixture
