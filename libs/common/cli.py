@@ -11,18 +11,28 @@ from typing import Any
 
 import httpx
 
-from libs.common.cli_output import error_detail, table
+from libs.common.cli_output import console, error_detail, print_table
+from libs.common.status import JobStatus, is_final
 
 DEFAULT_URL = os.environ.get("DOCUMIND_URL", "http://127.0.0.1:8000")
-FINAL = {"done", "failed", "expired"}
 
 
 def _wait_job(client: httpx.Client, url: str, job_id: str, timeout_s: float) -> dict[str, Any]:
+    """The job once its status is final (done, failed, expired, cancelled), or as it is at the deadline.
+
+    A job the gateway no longer knows (4xx) ends the wait with that as the job's status; a
+    server error (5xx) is asked again a second later.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         wait = max(0.0, min(20.0, deadline - time.monotonic()))
-        job: dict[str, Any] = client.get(f"{url}/v1/jobs/{job_id}", params={"wait": wait}).json()
-        if job.get("status") in FINAL or time.monotonic() >= deadline:
+        resp = client.get(f"{url}/v1/jobs/{job_id}", params={"wait": wait})
+        if 400 <= resp.status_code < 500:
+            return {"status": f"failed ({resp.status_code})", "error": error_detail(resp)}
+        job: dict[str, Any] = resp.json() if resp.status_code == 200 else {}
+        if resp.status_code != 200:  # the gateway restarting, say: ask again shortly
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        if is_final(str(job.get("status", ""))) or time.monotonic() >= deadline:
             return job
 
 
@@ -49,7 +59,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(f"rejected ({resp.status_code}): {error_detail(resp)}", file=sys.stderr)
             return 1
         job = _wait_job(client, args.url, resp.json()["job_id"], args.timeout)
-    if job.get("status") != "done":
+    if job.get("status") != JobStatus.DONE:
         print(f"{job.get('status')}: {job.get('error', '')}", file=sys.stderr)
         return 1
     result = job["result"]
@@ -71,7 +81,7 @@ def cmd_collections(args: argparse.Namespace) -> int:
         [c["name"], str(c["documents"]), str(c["chunks"]), c["description"]]
         for c in resp.json()["collections"]
     ]
-    print(table(["collection", "documents", "chunks", "description"], rows))
+    print_table(console(), ["collection", "documents", "chunks", "description"], rows)
     return 0
 
 
@@ -91,7 +101,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
         ]
         for d in resp.json()["documents"]
     ]
-    print(table(["file", "document_id", "pages", "chunks", "status", "reason"], rows))
+    print_table(console(), ["file", "document_id", "pages", "chunks", "status", "reason"], rows)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``documind ingest``: files and folders in, a progress display, a summary table out."""
+"""``documind ingest``: files and folders in, progress (rich bars, or plain lines), a summary table out."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
+from rich.text import Text
 
-from libs.common.cli_output import error_detail, table
+from libs.common.cli_output import console, error_detail, is_live, print_table
 from libs.common.constants import SUPPORTED_EXTENSIONS
-
-FINAL = {"ready", "failed"}
+from libs.common.status import DOCUMENT_FINAL, DocumentStatus, is_final
 
 
 @dataclass
@@ -53,56 +55,102 @@ def collect(paths: list[str], include: list[str], exclude: list[str]) -> list[Pa
     return found
 
 
-def _bar(done: int, total: int | None, width: int = 20) -> str:
-    if not total:
-        return "[" + " " * width + "]"
-    filled = min(width, round(width * done / total))
-    return "[" + "#" * filled + "-" * (width - filled) + "]"
+def finished(status: str) -> bool:
+    """Whether a document's status will not change: ready or failed, or the final status of its
+    ingest job shown as the document's (``cancelled``)."""
+    return status in DOCUMENT_FINAL or is_final(status)
+
+
+class _Bar(ProgressColumn):
+    """rich's bar; blank (not pulsing) for a file that ended without a size, e.g. rejected."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bar = BarColumn()
+
+    def render(self, task: Task) -> RenderableType:
+        if task.total is None and task.fields.get("ended"):
+            return Text(" " * (self.bar.bar_width or 40))
+        return self.bar.render(task)
 
 
 class Display:
-    """Redraws one line per file and an overall line on a terminal; elsewhere prints changes."""
+    """Progress while the files are ingested.
 
-    def __init__(self, items: list[Item], out: TextIO) -> None:
-        self.items, self.out = items, out
-        self.tty = out.isatty()
-        self.drawn = 0
+    On a terminal: a rich progress bar per file (chunks embedded of its chunks) and
+    an overall one, redrawn in place. Elsewhere (a pipe, a CI log): a plain
+    ``name: status`` line each time a file's status changes, so each file's last
+    line says how it ended.
+    """
+
+    def __init__(self, items: list[Item], con: Console) -> None:
+        self.items, self.console = items, con
         self.last: dict[int, str] = {}
+        self.progress: Progress | None = None
+        self.tasks: list[TaskID] = []
+        if not is_live(con):
+            return
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            _Bar(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}", markup=False),
+            console=con,
+            auto_refresh=False,
+        )
+        names = [*(i.path.name for i in items), "overall"]
+        width = max(len(n) for n in names)
+        self.tasks = [
+            self.progress.add_task(n.ljust(width), total=None, status="", ended=False) for n in names
+        ]
+
+    def __enter__(self) -> Display:
+        if self.progress is not None:
+            self._set_bars(self.progress)  # the first draw shows the files as they are
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
     def update(self) -> None:
-        if not self.tty:
+        if self.progress is None:
             for i, item in enumerate(self.items):
                 if self.last.get(i) != item.status:
                     self.last[i] = item.status
-                    print(f"{item.path.name}: {item.status}", file=self.out, flush=True)
+                    self.console.print(f"{item.path.name}: {item.status}", markup=False)
             return
-        width = max(len("overall"), *(len(i.path.name) for i in self.items))
-        lines = [
-            f"{i.path.name.ljust(width)} {_bar(i.embedded, i.chunks)} {i.embedded}/{i.chunks or '?'} "
-            f"{i.status}"
-            for i in self.items
-        ]  # fmt: skip
-        done = sum(i.embedded for i in self.items)
-        total = sum(i.chunks or 0 for i in self.items)
-        lines.append(f"{'overall'.ljust(width)} {_bar(done, total)} {done}/{total} chunks embedded")
-        if self.drawn:
-            self.out.write(f"\x1b[{self.drawn}F")
-        self.out.write("".join(f"\x1b[2K{line}\n" for line in lines))
-        self.out.flush()
-        self.drawn = len(lines)
+        self._set_bars(self.progress)
+        self.progress.refresh()
+
+    def _set_bars(self, progress: Progress) -> None:
+        ended = [not i.job_id or finished(i.status) for i in self.items]
+        for task, item, end in zip(self.tasks, self.items, ended, strict=False):
+            progress.update(task, total=item.chunks, completed=item.embedded, status=item.status, ended=end)
+        progress.update(
+            self.tasks[-1],
+            total=sum(i.chunks or 0 for i in self.items) or None,
+            completed=sum(i.embedded for i in self.items),
+            status="chunks embedded",
+            ended=all(ended),
+        )
 
 
-def summary(items: list[Item]) -> str:
-    rows = [[str(i.path), str(i.pages or ""), str(i.chunks or ""), i.status, i.reason] for i in items]
-    return table(["file", "pages", "chunks", "status", "reason"], rows)
+SUMMARY_HEADER = ["file", "pages", "chunks", "status", "reason"]
 
 
-def ingest(url: str, collection: str, paths: list[Path], timeout_s: float, out: TextIO = sys.stdout) -> int:
+def summary_rows(items: list[Item]) -> list[list[str]]:
+    return [[str(i.path), str(i.pages or ""), str(i.chunks or ""), i.status, i.reason] for i in items]
+
+
+def ingest(url: str, collection: str, paths: list[Path], timeout_s: float, out: TextIO | None = None) -> int:
     """Upload, follow to ready or failed, print the summary; 1 if any file failed."""
     items = [Item(p) for p in paths]
     if not items:
         print("no files to ingest", file=sys.stderr)
         return 1
+    con = console(out)
     with httpx.Client(base_url=url, timeout=httpx.Timeout(60.0)) as client:
         for item in items:
             try:
@@ -118,23 +166,23 @@ def ingest(url: str, collection: str, paths: list[Path], timeout_s: float, out: 
                 continue
             body = resp.json()
             item.document_id, item.job_id, item.status = body["document_id"], body["job_id"], "queued"
-        display = Display(items, out)
         deadline = time.monotonic() + timeout_s
-        while True:
-            pending = [i for i in items if i.job_id and i.status not in FINAL]
-            for item in pending:
-                _refresh(client, item)
-            display.update()
-            pending = [i for i in pending if i.status not in FINAL]
-            if not pending or time.monotonic() > deadline:
-                break
-            # Block on the first unfinished job (wakes when it ends, or after a second).
-            client.get(f"/v1/jobs/{pending[0].job_id}", params={"wait": 1})
+        with Display(items, con) as display:
+            while True:
+                pending = [i for i in items if i.job_id and not finished(i.status)]
+                for item in pending:
+                    _refresh(client, item)
+                display.update()
+                pending = [i for i in pending if not finished(i.status)]
+                if not pending or time.monotonic() > deadline:
+                    break
+                # Block on the first unfinished job (wakes when it ends, or after a second).
+                client.get(f"/v1/jobs/{pending[0].job_id}", params={"wait": 1})
     for item in items:
-        if item.job_id and item.status not in FINAL:
+        if item.job_id and not finished(item.status):
             item.reason = f"still {item.status} after {timeout_s:.0f}s"
-    print(summary(items), file=out)
-    return 1 if any(i.status != "ready" for i in items) else 0
+    print_table(con, SUMMARY_HEADER, summary_rows(items))
+    return 1 if any(i.status != DocumentStatus.READY for i in items) else 0
 
 
 def _refresh(client: httpx.Client, item: Item) -> None:

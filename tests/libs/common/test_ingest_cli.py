@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
-from libs.common.ingest_cli import Display, Item, collect, summary
+import pytest
+
+from libs.common.cli_output import console, print_table
+from libs.common.ingest_cli import SUMMARY_HEADER, Display, Item, collect, finished, summary_rows
 
 
 def tree(tmp_path: Path) -> Path:
@@ -32,31 +36,62 @@ def test_named_files_are_taken_as_they_are(tmp_path: Path) -> None:
     assert collect([str(f)], [], []) == [f]  # the gateway says why it refuses it
 
 
-def test_progress_without_a_terminal_prints_each_change_once() -> None:
-    items = [Item(Path("a.pdf"), status="queued"), Item(Path("b.txt"), status="queued")]
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_without_a_terminal_prints_each_change_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich's override: a pipe still gets plain lines
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    items = [Item(Path("a.pdf"), job_id="j1", status="queued"), Item(Path("[b].txt"), status="rejected")]
     out = io.StringIO()
-    display = Display(items, out)
-    display.update()
-    items[0].status = "embedding"
-    display.update()
-    display.update()
-    assert out.getvalue().splitlines() == ["a.pdf: queued", "b.txt: queued", "a.pdf: embedding"]
+    with Display(items, console(out)) as display:
+        display.update()
+        items[0].status, items[0].chunks, items[0].embedded = "embedding", 10, 5
+        display.update()
+        items[0].embedded = 8  # not a change of status: no line
+        display.update()
+        items[0].status = "ready"
+        display.update()
+    assert out.getvalue().splitlines() == [
+        "a.pdf: queued",
+        "[b].txt: rejected",
+        "a.pdf: embedding",
+        "a.pdf: ready",
+    ]
 
 
-def test_progress_on_a_terminal_redraws_bars() -> None:
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    items = [Item(Path("a.pdf"), status="embedding", chunks=10, embedded=5)]
+def test_progress_on_a_terminal_redraws_rich_bars() -> None:
+    items = [
+        Item(Path("a.pdf"), job_id="j1", status="embedding", chunks=10, embedded=5),
+        Item(Path("b.txt"), job_id="j2", status="queued"),
+    ]
     out = Tty()
-    display = Display(items, out)
-    display.update()
-    display.update()
+    with Display(items, console(out)) as display:
+        display.update()
+        items[1].status, items[1].chunks = "embedding", 6
+        display.update()
     text = out.getvalue()
-    assert "a.pdf   [##########----------] 5/10 embedding" in text
-    assert "overall [##########----------] 5/10 chunks embedded" in text
-    assert "\x1b[2F" in text  # the second draw moves back over the first
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    assert re.search(r"a\.pdf +[━╸╺]+ +5/10 embedding", plain)
+    assert re.search(r"b\.txt +[━╸╺]+ +0/6 +embedding", plain)
+    assert re.search(r"overall +[━╸╺]+ +5/16 chunks embedded", plain)
+    assert "\x1b[1A" in text  # later draws move back over the earlier ones
+    assert "\x1b[?25h" in text  # the cursor is shown again at the end
+
+
+def test_progress_on_a_dumb_terminal_prints_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "dumb")
+    out = Tty()
+    with Display([Item(Path("a.pdf"), job_id="j1", status="parsing")], console(out)) as display:
+        display.update()
+    assert out.getvalue() == "a.pdf: parsing\n"
+
+
+def test_a_document_is_finished_when_ready_failed_or_its_job_ended() -> None:
+    assert [finished(s) for s in ("ready", "failed", "cancelled", "expired")] == [True] * 4
+    assert [finished(s) for s in ("queued", "parsing", "embedding", "indexing")] == [False] * 4
 
 
 def test_summary_table() -> None:
@@ -64,7 +99,19 @@ def test_summary_table() -> None:
         Item(Path("a.pdf"), status="ready", pages=3, chunks=7),
         Item(Path("x.exe"), reason="415: unsupported"),
     ]
-    lines = summary(items).splitlines()
-    assert lines[0].split() == ["file", "pages", "chunks", "status", "reason"]
-    assert lines[1].split() == ["a.pdf", "3", "7", "ready"]
-    assert lines[2].split() == ["x.exe", "rejected", "415:", "unsupported"]
+    out = io.StringIO()
+    print_table(console(out), SUMMARY_HEADER, summary_rows(items))
+    assert out.getvalue() == (
+        "file   pages  chunks  status    reason\n"
+        "a.pdf  3      7       ready\n"
+        "x.exe                 rejected  415: unsupported\n"
+    )
+
+
+def test_summary_table_on_a_terminal_is_styled() -> None:
+    out = Tty()
+    print_table(console(out), SUMMARY_HEADER, summary_rows([Item(Path("a.pdf"), status="ready", pages=1)]))
+    text = out.getvalue()
+    assert "\x1b[1m" in text  # a bold header
+    assert "─" in text  # ruled off from the rows
+    assert re.search(r"a\.pdf +1 +ready", re.sub(r"\x1b\[[0-9;]*m", "", text))
