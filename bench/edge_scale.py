@@ -78,7 +78,8 @@ def texts(n: int, rng: np.random.Generator) -> tuple[list[str], list[str], str]:
 
 def unit(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    rows: np.ndarray = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return rows
 
 
 def embeddings(n: int, queries: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

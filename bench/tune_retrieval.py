@@ -107,7 +107,8 @@ def embed_cached(embedder: Embedder, texts: Sequence[str], label: str) -> np.nda
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
     path = CACHE / embedder.name.replace("/", "_") / f"{label}-{digest}.npy"
     if path.is_file():
-        return np.load(path)
+        cached: np.ndarray = np.load(path)
+        return cached
     started = time.perf_counter()
     parts = [embedder.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)]
     vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)

@@ -13,4 +13,5 @@ def encode_vector(vector: Sequence[float] | np.ndarray) -> str:
 
 
 def decode_vector(data: str) -> list[float]:
-    return np.frombuffer(base64.b64decode(data), dtype="<f4").tolist()
+    values: list[float] = np.frombuffer(base64.b64decode(data), dtype="<f4").tolist()
+    return values

@@ -16,4 +16,5 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a 2-D array, got shape {out.shape}")
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     norms[norms == 0.0] = 1.0
-    return (out / norms).astype(np.float32, copy=False)
+    normalised: np.ndarray = (out / norms).astype(np.float32, copy=False)
+    return normalised

@@ -38,7 +38,7 @@ class RetryPolicy:
     def backoff(self, retry: int, rand: Callable[[], float] = random.random) -> float:
         """Wait before retry number ``retry`` (from 1): ``backoff_s * 2**(retry-1)``, capped
         at ``backoff_max_s``, of which a random half is taken off (equal jitter)."""
-        base = min(self.backoff_s * 2 ** (retry - 1), self.backoff_max_s)
+        base: float = min(self.backoff_s * 2 ** (retry - 1), self.backoff_max_s)
         return base / 2 + rand() * base / 2
 
 

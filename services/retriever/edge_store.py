@@ -501,9 +501,10 @@ def _vectors(
     row: np.ndarray, sparse: SparseVector | None
 ) -> list[float] | dict[str, list[float] | EdgeSparseVector | list[list[float]]]:
     """A point's vectors: the dense one alone, or with its (non-empty) sparse one."""
+    dense: list[float] = row.tolist()
     if not sparse:
-        return row.tolist()
-    return {"": row.tolist(), SPARSE_VECTOR: EdgeSparseVector(list(sparse.indices), list(sparse.values))}
+        return dense
+    return {"": dense, SPARSE_VECTOR: EdgeSparseVector(list(sparse.indices), list(sparse.values))}
 
 
 def _lock_directory(root: Path) -> IO[str]:

@@ -324,10 +324,11 @@ def _qname(name: str) -> str:
 
 def _vectors(row: np.ndarray, sparse: SparseVector | None) -> list[float] | dict[str, Any]:
     """A point's vectors: the dense one alone, or with its (non-empty) sparse one."""
+    dense: list[float] = row.tolist()
     if not sparse:
-        return row.tolist()
+        return dense
     terms = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
-    return {"": row.tolist(), SPARSE_VECTOR: terms}
+    return {"": dense, SPARSE_VECTOR: terms}
 
 
 def _excluding(document_ids: Collection[str]) -> models.Filter | None:
