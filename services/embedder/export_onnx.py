@@ -31,7 +31,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,8 @@ def _export_fp32(target: Path) -> tuple[int, str]:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    quiet_progress: Callable[[], None] = hf_logging.disable_progress_bar  # untyped
+    quiet_progress()
     source = _source_dir()
     max_seq_length = _read_config(source)
     tokenizer_json = (source / "tokenizer.json").read_text(encoding="utf-8")

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -145,8 +146,9 @@ class CancelWatch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), timeout=1.0)
             finally:
+                close: Callable[[], Awaitable[None]] = pubsub.aclose  # untyped in redis
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await close()
 
     async def aclose(self) -> None:
         self._closed.set()
