@@ -42,7 +42,7 @@ from bench.stack import (
     metric,
     run_one,
 )
-from libs.common import constants as C
+from libs.common import constants
 
 TARGET = 1.3  # the stack's docs/s at least 1.3x the raw model's
 BATCH_SIZE = 64
@@ -103,8 +103,8 @@ def stack_run(session: Session, collection: str) -> dict[str, Any]:
     def delta(service: str, name: str, **labels: str) -> float:
         return metric(metrics1[service], name, **labels) - metric(metrics0[service], name, **labels)
 
-    texts = delta(C.EMBEDDER, "documind_embedding_texts_total")
-    calls = delta(C.EMBEDDER, "documind_embedding_batch_texts_count")
+    texts = delta(constants.EMBEDDER, "documind_embedding_texts_total")
+    calls = delta(constants.EMBEDDER, "documind_embedding_batch_texts_count")
     return {
         "docs_per_s": round(result.per_s, 1),
         "seconds": round(result.seconds, 2),
@@ -115,7 +115,7 @@ def stack_run(session: Session, collection: str) -> dict[str, Any]:
         "cpu_s": {k: round(cpu1[k] - cpu0[k], 1) for k in cpu1},
         "handler_s": {
             stage: round(delta(stage, "documind_stage_seconds_sum", stage=stage), 1)
-            for stage in (C.EMBEDDER, C.RETRIEVER)
+            for stage in (constants.EMBEDDER, constants.RETRIEVER)
         },
     }
 

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import constants
 from libs.common.envelope import Envelope
 from libs.common.service import run_worker_service
 from libs.common.settings import WorkerSettings
-from libs.common.worker import Outcome
+from libs.common.stage import Outcome
 
 
 class NoopHandler:
@@ -35,7 +35,7 @@ async def build_handler(_client: aioredis.Redis) -> NoopHandler:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=C.STAGES)
+    parser.add_argument("stage", choices=constants.STAGES)
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats here on exit")
     args = parser.parse_args(argv)
     settings = WorkerSettings()

@@ -67,10 +67,13 @@ from rq.results import Result
 
 from bench.common import Latency, loadavg, sigterm_as_interrupt
 from bench.rq_worker import RESULT_PREFIX, noop
-from libs.common import constants as C
+from libs.common import constants, keys
 from libs.common.envelope import Envelope
 from libs.common.jobs import JobStore
+from libs.common.keys import Partition
 from libs.common.valkey_server import ValkeyServer, free_port
+
+P0 = Partition(0)
 
 ROOT = Path(__file__).resolve().parents[1]
 COLLECTION = "bench"
@@ -249,7 +252,7 @@ class DocuMind:
 
     @property
     def workers(self) -> list[str]:
-        return [name for stage in C.STAGES for name in self.replica_names(stage)]
+        return [name for stage in constants.STAGES for name in self.replica_names(stage)]
 
     def start_workers(self, profile_dir: Path | None = None, replicas: int = 1, **env: str) -> None:
         """Start ``replicas`` processes per stage.
@@ -260,7 +263,7 @@ class DocuMind:
         names make the group's consumers readable in XINFO.)
         """
         self.replicas = replicas
-        for stage in C.STAGES:
+        for stage in constants.STAGES:
             for name in self.replica_names(stage):
                 argv = [sys.executable, "-m", "bench.noop_stage", stage]
                 if profile_dir is not None:
@@ -273,10 +276,10 @@ class DocuMind:
 
     def reset(self) -> None:
         """Forget DocuMind's jobs and streams (workers must be stopped); keep the collection."""
-        keys = list(self.r.scan_iter(match=f"{C.PREFIX}:*", count=10_000))
-        for i in range(0, len(keys), 10_000):
-            self.r.unlink(*keys[i : i + 10_000])
-        self.r.sadd(C.COLLECTIONS_KEY, COLLECTION)
+        names = list(self.r.scan_iter(match=f"{keys.PREFIX}:*", count=10_000))
+        for i in range(0, len(names), 10_000):
+            self.r.unlink(*names[i : i + 10_000])
+        self.r.sadd(P0.collections("default"), COLLECTION)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Until every stage's group has its consumers reading and the gateway answers /readyz."""
@@ -288,9 +291,9 @@ class DocuMind:
             time.sleep(0.05)  # process start-up: nothing to block on yet
 
     def _consumers_ready(self) -> bool:
-        for stage in C.STAGES:
+        for stage in constants.STAGES:
             try:
-                groups = self.r.xinfo_groups(C.stream_key(stage))
+                groups = self.r.xinfo_groups(P0.stream(stage, constants.INTERACTIVE))
             except redis.ResponseError:
                 return False
             if not any(int(g["consumers"]) >= self.replicas for g in groups):
@@ -309,8 +312,8 @@ class DocuMind:
 
     def _batch_totals(self) -> dict[str, tuple[float, float]]:
         """(messages, batches) handled so far by each stage (all its replicas), from their /metrics."""
-        out = {}
-        for stage in C.STAGES:
+        out: dict[str, tuple[float, float]] = {}
+        for stage in constants.STAGES:
             messages = batches = 0.0
             for name in self.replica_names(stage):
                 log = (self.children.logdir / f"{name}.log").read_text()
@@ -365,7 +368,8 @@ class DocuMind:
     def _mean_batches(self, before: dict[str, tuple[float, float]]) -> dict[str, float]:
         after = self._batch_totals()
         return {
-            s: round((after[s][0] - before[s][0]) / max(1.0, after[s][1] - before[s][1]), 1) for s in C.STAGES
+            s: round((after[s][0] - before[s][0]) / max(1.0, after[s][1] - before[s][1]), 1)
+            for s in constants.STAGES
         }
 
     def throughput_http(self, jobs: int, concurrency: int) -> Throughput:
@@ -432,20 +436,20 @@ class DocuMind:
                 raise TimeoutError(
                     f"{len(pending)} of {len(ids)} jobs not final; logs in {self.children.logdir}"
                 )
-            await r.xread({C.done_key(pending[-1]): "0-0"}, count=1, block=ms)
+            await r.xread({keys.job(pending[-1]).done: "0-0"}, count=1, block=ms)
             still: list[str] = []
             for i in range(0, len(pending), 1000):
                 chunk = pending[i : i + 1000]
-                reply: Any = await r.xread({C.done_key(j): "0-0" for j in chunk}, count=1)
+                reply: Any = await r.xread({keys.job(j).done: "0-0" for j in chunk}, count=1)
                 seen = {key.decode() for key, _entries in reply or []}
-                still += [j for j in chunk if C.done_key(j) not in seen]
+                still += [j for j in chunk if keys.job(j).done not in seen]
             pending = still
         end = 0.0
         for i in range(0, len(ids), 1000):
             chunk = ids[i : i + 1000]
             async with r.pipeline(transaction=False) as pipe:
                 for j in chunk:
-                    pipe.hmget(C.job_key(j), "status", "updated_at")
+                    pipe.hmget(keys.job(j).hash, "status", "updated_at")
                 replies = await pipe.execute()
             for job_id, (status, updated_at) in zip(chunk, replies, strict=True):
                 if status != b"done":

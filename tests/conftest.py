@@ -9,13 +9,36 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from libs.common import slots
 from libs.common.valkey_server import ValkeyServer
+
+_AUDIT = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every script call and transaction of this session, and of every service process
+    it starts, is noted in one audit file (``tests/test_zz_slot_audit.py`` reads it)."""
+    if os.environ.get(slots.AUDIT_ENV) or hasattr(config, "workerinput"):
+        return
+    # One file per session (sessions may run side by side).
+    audit = Path(tempfile.gettempdir()) / f"documind-slot-audit-{os.getpid()}.jsonl"
+    audit.unlink(missing_ok=True)
+    os.environ[slots.AUDIT_ENV] = str(audit)
+    slots.audit_to(str(audit))
+    config.stash[_AUDIT] = audit
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    audit = config.stash.get(_AUDIT, None)
+    if audit is not None:
+        audit.unlink(missing_ok=True)
 
 
 def docker_available() -> bool:

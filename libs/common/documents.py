@@ -13,13 +13,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import keys
+from libs.common.commit import STOPPED, CommitBatch, Require
+from libs.common.constants import EMBEDDED_PART_FIELD
 from libs.common.decode import as_text
+from libs.common.document_ops import DocumentRef, delete_document
 from libs.common.envelope import Envelope
 from libs.common.jobs import JobStore, job_fields
-from libs.common.scripts import CREATE_COLLECTION, DELETE_DOCUMENT, DROP_COLLECTION
-
-FINAL = frozenset({"ready", "failed"})
+from libs.common.keys import CollectionKeys, KeySpace
+from libs.common.scripts import Commit, CreateCollection, DropCollection
+from libs.common.status import DOCUMENT_FINAL, DocumentStatus, JobStatus
 
 
 def _int(h: dict[str, str], key: str) -> int | None:
@@ -31,70 +34,76 @@ def _embedded(h: dict[str, str], status: str) -> int:
     """Chunks embedded: all of them once ready, else the sum over the parts embedded so far."""
     if status == "ready":
         return _int(h, "chunks") or 0
-    return sum(int(v) for k, v in h.items() if k.startswith(C.EMBEDDED_PART_FIELD) and v.isdigit())
+    return sum(int(v) for k, v in h.items() if k.startswith(EMBEDDED_PART_FIELD) and v.isdigit())
 
 
 class DocumentStore:
-    def __init__(self, client: aioredis.Redis, jobs: JobStore) -> None:
+    def __init__(self, client: aioredis.Redis, jobs: JobStore, space: KeySpace | None = None) -> None:
         self._r = client
         self.jobs = jobs
-        self._create = client.register_script(CREATE_COLLECTION)
-        self._delete = client.register_script(DELETE_DOCUMENT)
-        self._drop = client.register_script(DROP_COLLECTION)
+        self.space = space or KeySpace()
+        self._create = CreateCollection(client)
+        self._drop = DropCollection(client)
+        self._commit = Commit(client)
 
     # --- collections -----------------------------------------------------------
 
+    def collection_keys(self, name: str) -> CollectionKeys:
+        return self.space.collection(name)
+
     async def create_collection(self, name: str, description: str = "") -> bool:
         """False when a collection of that name exists already."""
-        created = await self._create(
-            keys=[C.COLLECTIONS_KEY, C.collection_key(name)], args=[name, description, repr(time.time())]
-        )
-        return bool(created)
+        return await self._create(self.collection_keys(name), description=description, now=time.time())
 
     async def collection_exists(self, name: str) -> bool:
-        return bool(await self._r.sismember(C.COLLECTIONS_KEY, name))
+        collection = self.collection_keys(name)
+        return bool(await self._r.sismember(collection.registry, name))
 
     async def collection_of(self, document_id: str) -> str | None:
         """The collection a document belongs to; None for an unknown document."""
-        found = await self._r.hget(C.document_key(document_id), "collection")
+        found = await self._r.hget(keys.document(document_id).hash, "collection")
         return as_text(found) if found else None
 
     async def collection(self, name: str) -> dict[str, Any] | None:
         if not await self.collection_exists(name):
             return None
-        meta = {as_text(k): as_text(v) for k, v in (await self._r.hgetall(C.collection_key(name))).items()}
+        raw = await self._r.hgetall(self.collection_keys(name).meta)
+        meta = {as_text(k): as_text(v) for k, v in raw.items()}
         docs = await self.documents(name)
         return {
             "name": name,
             "description": meta.get("description", ""),
             "created_at": float(meta.get("created_at") or 0),
             "documents": len(docs),
-            "chunks": sum(d["chunks"] or 0 for d in docs if d["status"] == "ready"),
+            "chunks": sum(d["chunks"] or 0 for d in docs if d["status"] == DocumentStatus.READY),
         }
 
-    async def collections(self) -> list[dict[str, Any]]:
-        names = sorted(as_text(n) for n in await self._r.smembers(C.COLLECTIONS_KEY))
-        found = [await self.collection(name) for name in names]
+    async def collections(self, tenant: str = keys.DEFAULT_TENANT) -> list[dict[str, Any]]:
+        """The tenant's collections, from every partition, by name."""
+        names: set[str] = set()
+        for partition in self.space.all():
+            names.update(as_text(n) for n in await self._r.smembers(partition.collections(tenant)))
+        found = [await self.collection(name) for name in sorted(names)]
         return [c for c in found if c is not None]
 
     # --- documents ---------------------------------------------------------------
 
     async def under_filename(self, collection: str, filename: str) -> list[str]:
         """The ids of the collection's documents uploaded under ``filename``."""
-        ids = await self._r.smembers(C.collection_filename_key(collection, filename))
+        ids = await self._r.smembers(self.collection_keys(collection).filename(filename))
         return sorted(as_text(i) for i in ids)
 
     async def get(self, document_id: str) -> dict[str, Any] | None:
-        raw = await self._r.hgetall(C.document_key(document_id))
+        raw = await self._r.hgetall(keys.document(document_id).hash)
         if not raw:
             return None
         return await self._view({as_text(k): as_text(v) for k, v in raw.items()})
 
     async def documents(self, collection: str) -> list[dict[str, Any]]:
-        ids = sorted(as_text(i) for i in await self._r.smembers(C.collection_documents_key(collection)))
+        ids = sorted(as_text(i) for i in await self._r.smembers(self.collection_keys(collection).documents))
         async with self._r.pipeline(transaction=False) as pipe:
             for doc_id in ids:
-                pipe.hgetall(C.document_key(doc_id))
+                pipe.hgetall(keys.document(doc_id).hash)
             raws = await pipe.execute()
         views = [await self._view({as_text(k): as_text(v) for k, v in raw.items()}) for raw in raws if raw]
         return sorted(views, key=lambda d: d["created_at"])
@@ -106,27 +115,22 @@ class DocumentStore:
         tombstone that the retriever filters on until, and after, the vectors go.
         The collection's version moves on in the same step (cached answers go stale).
         """
-        filename = await self._r.hget(C.document_key(document_id), "filename")
+        doc_keys = keys.document(document_id)
+        filename, sha256 = await self._r.hmget(doc_keys.hash, ["filename", "sha256"])
         if filename is None:
             return None
-        env = Envelope.new("delete", collection, {"document_id": document_id}, timeout_s)
-        job = [x for kv in job_fields(env).items() for x in kv]
-        deleted = await self._delete(
-            keys=[
-                C.document_key(document_id),
-                C.collection_documents_key(collection),
-                C.collection_hashes_key(collection),
-                C.deleted_documents_key(collection),
-                C.blob_key(document_id),
-                C.job_stream(env.stage, env.kind),
-                C.job_key(env.job_id),
-                C.collection_pending_key(collection),
-                C.collection_filename_key(collection, as_text(filename)),
-                C.collection_key(collection),
-            ],
-            args=[document_id, env.dumps(), self.jobs.ttl_s, *job],
+        target = self.collection_keys(collection)
+        env = Envelope.new(
+            "delete", collection, {"document_id": document_id}, timeout_s, partition=target.partition
         )
-        return env.job_id if deleted else None
+        ref = DocumentRef(document_id, as_text(sha256 or b""), as_text(filename))
+        batch = CommitBatch(doc_keys.hash)
+        # Gone meanwhile (a concurrent delete): nothing is written, and it is unknown here.
+        batch.add(
+            "", [Require(doc_keys.hash), *delete_document(target, ref, env, job_fields(env), self.jobs.ttl_s)]
+        )
+        (result,) = await self._commit(batch, group="")
+        return env.job_id if result != STOPPED else None
 
     async def delete_collection(self, name: str, timeout_s: float) -> list[str] | None:
         """Remove a collection and all its documents; None if unknown, else the delete jobs.
@@ -136,24 +140,25 @@ class DocumentStore:
         hidden at once, blobs removed, vectors removed by the retriever. A
         same-named collection created meanwhile keeps its own documents.
         """
-        if not await self._drop(keys=[C.COLLECTIONS_KEY, C.collection_key(name)], args=[name]):
+        target = self.collection_keys(name)
+        if not await self._drop(target):
             return None
-        ids = sorted(as_text(i) for i in await self._r.smembers(C.collection_documents_key(name)))
+        ids = sorted(as_text(i) for i in await self._r.smembers(target.documents))
         jobs = [await self.delete(doc_id, name, timeout_s) for doc_id in ids]
         return [j for j in jobs if j is not None]
 
     async def _view(self, h: dict[str, str]) -> dict[str, Any]:
         status, error = h.get("status", "queued"), h.get("error") or None
         chunks = _int(h, "chunks")
-        if status not in FINAL:
+        if status not in DOCUMENT_FINAL:
             job = await self.jobs.get(h.get("job_id", ""))
             if job is None:
                 status, error = "failed", "its ingest job expired before the document was ready"
-            elif job["status"] == "done":
-                status = "ready"
-            elif job["status"] in ("failed", "expired"):
-                status, error = "failed", job.get("error", job["status"])
-            elif job["status"] in ("embedding", "indexing"):
+            elif job["status"] == JobStatus.DONE:
+                status = DocumentStatus.READY
+            elif job["status"] in (JobStatus.FAILED, JobStatus.EXPIRED):
+                status, error = DocumentStatus.FAILED, job.get("error", job["status"])
+            elif job["status"] in (JobStatus.EMBEDDING, JobStatus.INDEXING):
                 # A large document is embedded part by part: it is indexing once every part is.
                 if chunks is None:
                     status = "parsing"

@@ -7,13 +7,15 @@ only where it enters a process.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
 
-from libs.common.constants import ROUTES
+from libs.common import keys
+from libs.common.constants import ROUTES, lane_of
+from libs.common.keys import DEFAULT_TENANT, CollectionKeys, JobKeys, Partition, Stage
+from libs.common.status import JobStatus
 
 JobKind = Literal["chat", "search", "ingest", "delete"]
 
@@ -24,9 +26,13 @@ class Envelope(BaseModel):
     v: Literal[1] = ENVELOPE_VERSION
     job_id: str
     kind: JobKind
+    # The tenant whose collection this is (one tenant, "default", until keys exist).
+    tenant: str = DEFAULT_TENANT
     collection: str
     # Stages still to run, the current one first.
-    route: list[str]
+    route: list[Stage]
+    # Stages of the route already done: 0 while the job is at its first stage.
+    step: int = 0
     # Handler failures at the current stage (0 on the first try).
     attempt: int = 0
     # Handler failures over the whole job: the job's "attempts".
@@ -52,13 +58,20 @@ class Envelope(BaseModel):
         traceparent: str | None = None,
         job_id: str | None = None,
         now: float | None = None,
-        route: Sequence[str] | None = None,
+        route: Sequence[Stage] | None = None,
+        partition: Partition | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> Envelope:
-        """A job just submitted; ``route`` defaults to ``ROUTES[kind]``."""
+        """A job just submitted; ``route`` defaults to ``ROUTES[kind]``.
+
+        Its id is minted in ``partition``, which must be the collection's
+        (``KeySpace.collection``); partition 0 when not given.
+        """
         now = time.time() if now is None else now
         return cls(
-            job_id=job_id or uuid.uuid4().hex,
+            job_id=job_id or keys.new_id(partition or Partition(0)),
             kind=kind,
+            tenant=tenant,
             collection=collection,
             route=list(route or ROUTES[kind]),
             created_at=now,
@@ -69,8 +82,26 @@ class Envelope(BaseModel):
         )
 
     @property
-    def stage(self) -> str:
+    def stage(self) -> Stage:
         return self.route[0]
+
+    @property
+    def partition(self) -> Partition:
+        """The partition of the job (its id names it): its keys, its collection's, its streams."""
+        return keys.partition_of_id(self.job_id)
+
+    @property
+    def job_keys(self) -> JobKeys:
+        return JobKeys(self.job_id, self.partition)
+
+    @property
+    def collection_keys(self) -> CollectionKeys:
+        return CollectionKeys(self.tenant, self.collection, self.partition)
+
+    @property
+    def stream(self) -> str:
+        """The stream this message is queued on: its current stage's, in its kind's lane."""
+        return self.partition.stream(self.stage, lane_of(self.kind))
 
     def dumps(self) -> str:
         return self.model_dump_json()
@@ -80,16 +111,14 @@ class Envelope(BaseModel):
         return cls.model_validate_json(raw)
 
 
-def stage_status(kind: str, stage: str, last: bool = True) -> str:
+def stage_status(kind: str, stage: Stage, last: bool = True) -> JobStatus:
     """The user-visible status of a job while ``stage`` works on it.
 
     ``last``: whether ``stage`` is the last of the job's route. A generator step
     before the end (a chat with history) condenses the question, it does not answer.
     """
     if stage == "embedder":
-        return "embedding"
+        return JobStatus.EMBEDDING
     if stage == "retriever":
-        return {"ingest": "indexing", "delete": "deleting"}.get(kind, "retrieving")
-    if stage == "generator":
-        return "generating" if last else "condensing"
-    return stage
+        return {"ingest": JobStatus.INDEXING, "delete": JobStatus.DELETING}.get(kind, JobStatus.RETRIEVING)
+    return JobStatus.GENERATING if last else JobStatus.CONDENSING

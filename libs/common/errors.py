@@ -44,6 +44,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from libs.common.status import JobStatus
+
 
 class DocuMindError(Exception):
     """Base of every error DocuMind raises on purpose."""
@@ -181,7 +183,7 @@ class JobUnanswered(DocuMindError):
     """A job ended (``status``) without an answer, because of ``reason``."""
 
     # The final status this class stands for.
-    ended: ClassVar[str] = "failed"
+    ended: ClassVar[str] = JobStatus.FAILED
 
     def __init__(self, reason: str, status: str | None = None) -> None:
         self.status = status or self.ended
@@ -190,15 +192,15 @@ class JobUnanswered(DocuMindError):
 
 
 class JobFailed(JobUnanswered):
-    ended = "failed"
+    ended = JobStatus.FAILED
 
 
 class JobExpired(JobUnanswered):
-    ended = "expired"
+    ended = JobStatus.EXPIRED
 
 
 class JobCancelled(JobUnanswered):
-    ended = "cancelled"
+    ended = JobStatus.CANCELLED
 
 
 # Final statuses other than done, and the error each is.

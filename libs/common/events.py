@@ -26,10 +26,17 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import keys
+from libs.common.commit import AppendEvent, Expire, Op
+from libs.common.constants import EVENT_DATA_FIELD, EVENT_TYPE_FIELD, EVENTS_MAXLEN
 from libs.common.decode import as_text
 
-TERMINAL: Final = frozenset({"done", "error", "cancelled"})
+# Event types that Lua scripts write too (lua.PRELUDE spells them from here).
+QUEUED: Final = "queued"
+DONE: Final = "done"
+ERROR: Final = "error"
+CANCELLED: Final = "cancelled"
+TERMINAL: Final = frozenset({DONE, ERROR, CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -43,15 +50,15 @@ class Event:
         return self.type in TERMINAL
 
 
-def event_ops(job_id: str, event: str, data: dict[str, Any], ttl_s: int | None = None) -> list[list[Any]]:
-    """Commit ops (see ``scripts.COMMIT``) appending one event to a job's stream.
+def event_ops(job_id: str, event: str, data: dict[str, Any], ttl_s: int | None = None) -> list[Op]:
+    """Commit ops appending one event to a job's stream.
 
     ``ttl_s`` is given with a job's final event. Events before it need none: the
     stream's TTL, set when the job was queued, outlasts the job's deadline.
     """
-    key = C.events_key(job_id)
-    xadd = ["XADD", key, "MAXLEN", "~", C.EVENTS_MAXLEN, "*", "type", event, "data", json.dumps(data)]
-    return [xadd] if ttl_s is None else [xadd, ["EXPIRE", key, ttl_s]]
+    key = keys.job(job_id).events
+    append = AppendEvent(key, event, data)
+    return [append] if ttl_s is None else [append, Expire(key, ttl_s)]
 
 
 def queued_ttl_s(events_ttl_s: int, timeout_s: float) -> int:
@@ -63,19 +70,18 @@ async def append(
     r: aioredis.Redis, job_id: str, items: Sequence[tuple[str, dict[str, Any]]], ttl_s: int
 ) -> None:
     """Append events now, in order, in one round trip (outside a commit: answer tokens)."""
-    key = C.events_key(job_id)
+    key = keys.job(job_id).events
     async with r.pipeline(transaction=False) as pipe:
         for event, data in items:
-            pipe.xadd(
-                key, {"type": event, "data": json.dumps(data)}, maxlen=C.EVENTS_MAXLEN, approximate=True
-            )
+            fields: dict[Any, Any] = {EVENT_TYPE_FIELD: event, EVENT_DATA_FIELD: json.dumps(data)}
+            pipe.xadd(key, fields, maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.expire(key, ttl_s)
         await pipe.execute()
 
 
 def _decode(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
     f = {as_text(k): as_text(v) for k, v in fields.items()}
-    return Event(as_text(entry_id), f.get("type", ""), json.loads(f.get("data") or "{}"))
+    return Event(as_text(entry_id), f.get(EVENT_TYPE_FIELD, ""), json.loads(f.get(EVENT_DATA_FIELD) or "{}"))
 
 
 async def read(
@@ -86,7 +92,7 @@ async def read(
     Yields None whenever ``block_ms`` passes without a new event (time for a
     keep-alive, or for the caller to check the job).
     """
-    key = C.events_key(job_id)
+    key = keys.job(job_id).events
     last = after
     while True:
         reply: Any = await r.xread({key: last}, count=500, block=block_ms)
@@ -103,5 +109,5 @@ async def read(
 
 async def history(r: aioredis.Redis, job_id: str, after: str = "0-0") -> list[Event]:
     """The events the job's stream still holds after ``after``."""
-    entries: Any = await r.xrange(C.events_key(job_id), min=f"({after}")
+    entries: Any = await r.xrange(keys.job(job_id).events, min=f"({after}")
     return [_decode(i, f) for i, f in entries]

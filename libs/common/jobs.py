@@ -11,25 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Literal
+from typing import Any
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import keys
+from libs.common.constants import BLOB_TTL_S, DONE_TTL_S, EVENTS_MAXLEN, JOB_TTL_S, CollectionMode
 from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.events import queued_ttl_s
-from libs.common.scripts import CANCEL, EXPIRE_OVERDUE, SUBMIT
+from libs.common.keys import CANCEL_CHANNEL
+from libs.common.scripts import Cancel, ExpireOverdue, NewDocument, Submit
+from libs.common.status import JobStatus, is_final
 from libs.common.telemetry import trace_id_of
-
-FINAL_STATUSES = C.FINAL_STATUSES
 
 
 class JobStore:
     def __init__(
         self,
         client: aioredis.Redis,
-        ttl_s: int = C.JOB_TTL_S,
+        ttl_s: int = JOB_TTL_S,
         overdue_grace_s: float = 5.0,
         events_ttl_s: int = 3600,
     ) -> None:
@@ -37,87 +38,78 @@ class JobStore:
         self.ttl_s = ttl_s
         self.events_ttl_s = events_ttl_s
         self.overdue_grace_s = overdue_grace_s
-        self._submit = client.register_script(SUBMIT)
-        self._expire_overdue = client.register_script(EXPIRE_OVERDUE)
-        self._cancel = client.register_script(CANCEL)
+        self._submit = Submit(client)
+        self._expire_overdue = ExpireOverdue(client)
+        self._cancel = Cancel(client)
 
     async def submit(
         self,
         env: Envelope,
         *,
         max_backlog: int,
-        blob: bytes | None = None,
         extra: dict[str, str] | None = None,
-        collection: Literal["require", "create", "any"] = "any",
-        document: dict[str, str] | None = None,
-        sha256: str = "",
+        collection: CollectionMode = CollectionMode.ANY,
+        document: NewDocument | None = None,
     ) -> str:
         """Queue a new job at its first stage; the answer says what happened.
 
-        'ok'; 'unknown' when ``collection="require"`` and the collection does
+        'ok'; 'unknown' when ``collection`` is REQUIRE and the collection does
         not exist; 'full' when the first stage's backlog is at ``max_backlog``;
-        'duplicate:<document id>' when ``sha256`` is already in the collection.
-        ``collection="create"`` registers the collection with the job;
-        ``document`` registers an upload (its hash fields) in the collection.
-        The checks, the job hash, the document, the upload blob and the stream
-        entry are one atomic step: an accepted job is never half-created.
+        'duplicate:<document id>' when the document's sha256 is already in the
+        collection. CREATE registers the collection with the job; ``document``
+        registers an upload (its hash fields and bytes) in the collection. The
+        checks, the job hash, the document, the upload blob and the stream entry
+        are one atomic step: an accepted job is never half-created.
         """
-        fields = {**job_fields(env), **(extra or {})}
-        document_id = env.payload.get("document_id", "")
-        blob_key = C.blob_key(document_id) if blob is not None else ""
-        job_items = [x for kv in fields.items() for x in kv]
-        doc_items = [x for kv in (document or {}).items() for x in kv]
-        name = env.collection
-        events_ttl = queued_ttl_s(self.events_ttl_s, env.deadline - env.created_at)
-        answer = await self._submit(
-            keys=[
-                C.job_stream(env.stage, env.kind),
-                C.job_key(env.job_id),
-                blob_key,
-                C.COLLECTIONS_KEY,
-                C.collection_key(name),
-                C.document_key(document_id) if document else "",
-                C.collection_documents_key(name),
-                C.collection_hashes_key(name),
-                C.collection_pending_key(name) if document else "",
-                C.collection_filename_key(name, document.get("filename", "")) if document else "",
-                C.events_key(env.job_id),
-            ],
-            args=[max_backlog, env.dumps(), self.ttl_s, blob or b"", C.BLOB_TTL_S, name, collection,
-                  repr(env.created_at), sha256, document_id, events_ttl, len(job_items), *job_items,
-                  *doc_items],
-        )  # fmt: skip
-        return as_text(answer)
+        return await self._submit(
+            stream=env.stream,
+            job=env.job_keys,
+            collection=env.collection_keys,
+            mode=collection,
+            envelope=env.dumps(),
+            job_fields={**job_fields(env), **(extra or {})},
+            job_ttl_s=self.ttl_s,
+            events_ttl_s=queued_ttl_s(self.events_ttl_s, env.deadline - env.created_at),
+            max_backlog=max_backlog,
+            now=env.created_at,
+            document=document,
+            blob_ttl_s=BLOB_TTL_S,
+        )
 
     async def cancel(self, job_id: str) -> str:
         """Cancel a job not yet final: 'cancelled' when this call cancelled it,
         'ended:<status>' when it was already final, '' for an unknown job."""
-        raw = await self._r.hget(C.job_key(job_id), "document_id")
-        status = await self._cancel(
-            keys=[
-                C.job_key(job_id),
-                C.done_key(job_id),
-                C.events_key(job_id),
-                C.document_key(as_text(raw)) if raw else "",
-            ],
-            args=[time.time(), C.DONE_TTL_S, self.events_ttl_s, C.EVENTS_MAXLEN, C.CANCEL_CHANNEL, job_id],
+        job = keys.job(job_id)
+        raw = await self._r.hget(job.hash, "document_id")
+        return await self._cancel(
+            job,
+            document=keys.document(as_text(raw)) if raw else None,
+            now=time.time(),
+            done_ttl_s=DONE_TTL_S,
+            events_ttl_s=self.events_ttl_s,
+            events_maxlen=EVENTS_MAXLEN,
+            channel=CANCEL_CHANNEL,
         )
-        return as_text(status)
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = await self._r.hgetall(C.job_key(job_id))
+        job = keys.job(job_id)
+        raw = await self._r.hgetall(job.hash)
         if not raw:
             return None
         if self._overdue(raw) and await self._expire_overdue(
-            keys=[C.job_key(job_id), C.done_key(job_id), C.events_key(job_id)],
-            args=[time.time(), self.overdue_grace_s, C.DONE_TTL_S, self.events_ttl_s, C.EVENTS_MAXLEN],
+            job,
+            now=time.time(),
+            grace_s=self.overdue_grace_s,
+            done_ttl_s=DONE_TTL_S,
+            events_ttl_s=self.events_ttl_s,
+            events_maxlen=EVENTS_MAXLEN,
         ):
-            raw = await self._r.hgetall(C.job_key(job_id))
+            raw = await self._r.hgetall(job.hash)
         return decode_job(raw)
 
     def _overdue(self, raw: dict[Any, Any]) -> bool:
         """Still in flight though past its deadline and the grace after it."""
-        if as_text(raw.get(b"status", b"")) in FINAL_STATUSES:
+        if is_final(as_text(raw.get(b"status", b""))):
             return False
         deadline = float(raw.get(b"deadline") or "inf")
         return time.time() > deadline + self.overdue_grace_s
@@ -134,13 +126,14 @@ class JobStore:
         if timeout_s <= 0:
             return await self.get(job_id)
         block_ms = max(1, int(timeout_s * 1000))
-        notified = asyncio.ensure_future(self._r.xread({C.done_key(job_id): "0-0"}, count=1, block=block_ms))
+        job = keys.job(job_id)
+        notified = asyncio.ensure_future(self._r.xread({job.done: "0-0"}, count=1, block=block_ms))
         try:
-            raw = await self._r.hgetall(C.job_key(job_id))
+            raw = await self._r.hgetall(job.hash)
         except BaseException:
             notified.cancel()
             raise
-        final = bool(raw) and as_text(raw.get(b"status", b"")) in FINAL_STATUSES
+        final = bool(raw) and is_final(as_text(raw.get(b"status", b"")))
         if not raw or final or self._overdue(raw):
             if final:
                 # A recently finished job's notification is already there: let the
@@ -172,8 +165,9 @@ def job_fields(env: Envelope) -> dict[str, str]:
     return {
         "job_id": env.job_id,
         "kind": env.kind,
+        "tenant": env.tenant,
         "collection": env.collection,
-        "status": "queued",
+        "status": JobStatus.QUEUED,
         "stage": env.stage,
         "attempts": "0",
         "created_at": repr(env.created_at),
@@ -191,7 +185,7 @@ def decode_job(raw: dict[Any, Any]) -> dict[str, Any]:
         "job_id": h.get("job_id", ""),
         "kind": h.get("kind", ""),
         "collection": h.get("collection", ""),
-        "status": h.get("status", "queued"),
+        "status": h.get("status", JobStatus.QUEUED.value),
         "stage": h.get("stage") or None,
         "attempts": int(h.get("attempts", "0")),
         "timings": json.loads(h.get("timings") or "{}"),

@@ -11,11 +11,13 @@ import redis.asyncio as aioredis
 import uvloop
 from prometheus_client import start_http_server
 
-from libs.common import constants as C
+from libs.common.constants import STAGE_LANES
+from libs.common.keys import KeySpace, Stage
 from libs.common.logs import configure_logging
 from libs.common.settings import WorkerSettings
+from libs.common.stage import Handler
 from libs.common.telemetry import setup_tracing
-from libs.common.worker import Handler, Worker
+from libs.common.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def connect(url: str, longest_block_s: float) -> aioredis.Redis:
 HandlerFactory = Callable[[aioredis.Redis], Awaitable[Handler]]
 
 
-def run_worker_service(stage: str, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
+def run_worker_service(stage: Stage, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
     """Run one worker process until SIGTERM/SIGINT; exits 0 after a graceful stop."""
     configure_logging(settings.log_level, stage, settings.log_format)
     setup_tracing(f"documind-{stage}", settings.traces_exporter)
@@ -47,13 +49,17 @@ def run_worker_service(stage: str, settings: WorkerSettings, build_handler: Hand
     uvloop.run(_serve(stage, settings, build_handler))
 
 
-async def _serve(stage: str, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
+async def _serve(stage: Stage, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
     client = connect(settings.valkey_url, settings.read_block_ms / 1000)
     try:
         handler = await build_handler(client)
-        # One worker per lane, sharing the handler: a question is read at once even
-        # while the bulk lane's stream holds thousands of ingest parts.
-        workers = [Worker(client, stage, handler, settings, lane) for lane in C.STAGE_LANES[stage]]
+        # One worker per lane and partition, sharing the handler: a question is read at
+        # once even while the bulk lane's stream holds thousands of ingest parts.
+        workers = [
+            Worker(client, stage, handler, settings, lane, partition=partition)
+            for partition in KeySpace(settings.partitions).all()
+            for lane in STAGE_LANES[stage]
+        ]
 
         def stop() -> None:
             for w in workers:

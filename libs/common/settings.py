@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from libs.common import constants as C
+from libs.common.constants import ANSWER_CACHE_TTL_S, EMBEDDING_CACHE_TTL_S
 
 
 class CommonSettings(BaseSettings):
@@ -20,6 +20,10 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCUMIND_", extra="ignore", env_file=".env")
 
     valkey_url: str = "redis://127.0.0.1:6379/0"
+    # Partitions of the key space (each its own cluster slot and stage streams); a
+    # tenant's collection lives in one of them. Changing it re-homes collections: set
+    # it once per deployment. Every worker reads every partition.
+    partitions: int = Field(default=1, ge=1, le=1024)
     # How long a job's status, result and events are kept.
     job_ttl_s: int = Field(default=24 * 3600, ge=60)
     # Default time a job may take from submission to result before it expires.
@@ -93,7 +97,7 @@ class GatewaySettings(CommonSettings):
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     # How long a finished answer is reused for the same normalised question and
     # parameters while its collection is unchanged; 0 turns the answer cache off.
-    answer_cache_ttl_s: int = Field(default=C.ANSWER_CACHE_TTL_S, ge=0)
+    answer_cache_ttl_s: int = Field(default=ANSWER_CACHE_TTL_S, ge=0)
 
 
 class EmbedderSettings(WorkerSettings):
@@ -138,7 +142,7 @@ class EmbedderSettings(WorkerSettings):
     max_unpacked_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
     # How long a text's vector is kept for reuse (per model and text); 0 turns the
     # embedding cache off.
-    embedding_cache_ttl_s: int = Field(default=C.EMBEDDING_CACHE_TTL_S, ge=0)
+    embedding_cache_ttl_s: int = Field(default=EMBEDDING_CACHE_TTL_S, ge=0)
     # Dynamic batching: texts of concurrent jobs share model calls of at most this
     # many texts, question texts first. A call of document chunks only that is not
     # full waits up to embed_batch_wait_ms for more; one with a question never waits.

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -36,10 +37,14 @@ def free_port() -> int:
 class ValkeyServer:
     """A valkey-server child process on 127.0.0.1 with its data under ``data_dir``."""
 
-    def __init__(self, data_dir: Path, port: int = 0, *, appendonly: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, port: int = 0, *, appendonly: bool = True, extra_args: Sequence[str] = ()
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.appendonly = appendonly
+        # More server options, e.g. ("--cluster-enabled", "yes").
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,6 +69,7 @@ class ValkeyServer:
             "yes",
             "--logfile",
             str((self.data_dir / "valkey.log").resolve()),
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)

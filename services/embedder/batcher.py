@@ -22,7 +22,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from libs.common import metrics as M
+from libs.common import metrics
 
 
 class Priority(IntEnum):
@@ -141,8 +141,8 @@ class EmbeddingBatcher:
 
     async def _call(self, slices: list[tuple[_Request, int, int]]) -> None:
         texts = [t for request, start, end in slices for t in request.texts[start:end]]
-        M.EMBEDDED_TEXTS.inc(len(texts))
-        M.EMBEDDING_BATCH.observe(len(texts))
+        metrics.EMBEDDED_TEXTS.inc(len(texts))
+        metrics.EMBEDDING_BATCH.observe(len(texts))
         try:
             vectors = await asyncio.to_thread(self._embed, texts)
             if vectors.shape != (len(texts), self.dim):

@@ -1,7 +1,7 @@
 """The embedding cache: a text embedded once by a model is not embedded again.
 
 Each vector is kept in Valkey under the model's identity and the sha256 of the
-text (``constants.embedding_cache_key``) as float32 little-endian bytes. A
+text (``keys.embedding_cache``) as float32 little-endian bytes. A
 model call looks up all its texts with one MGET, sends only the misses to the
 model and stores their vectors with one pipelined ``SET ... EX``. Questions and
 document chunks share it: a re-uploaded document, or a question asked again,
@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
-from libs.common import metrics as M
+from libs.common import keys, metrics
 from services.embedder.backends import Embedder
 from services.embedder.batcher import EmbeddingBatcher, Priority
 
@@ -32,7 +31,7 @@ def model_id(embedder: Embedder) -> str:
 
 
 def text_key(model: str, text: str) -> str:
-    return C.embedding_cache_key(model, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    return keys.embedding_cache(model, hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 class EmbeddingCache:
@@ -51,16 +50,16 @@ class EmbeddingCache:
         self.batcher = batcher or EmbeddingBatcher(embedder.embed, embedder.dim)
         self.ttl_s = ttl_s
         self.model = model_id(embedder)
-        self._hits = M.CACHE_REQUESTS.labels("embedding", "hit")
-        self._misses = M.CACHE_REQUESTS.labels("embedding", "miss")
+        self._hits = metrics.CACHE_REQUESTS.labels("embedding", "hit")
+        self._misses = metrics.CACHE_REQUESTS.labels("embedding", "miss")
 
     async def embed(self, texts: Sequence[str], priority: Priority = Priority.BULK) -> np.ndarray:
         """Vectors of ``texts``, in order, shape (len(texts), dim)."""
         if self.ttl_s <= 0 or not texts:
             return await self.batcher.embed(texts, priority)
         distinct = list(dict.fromkeys(texts))
-        keys = [text_key(self.model, t) for t in distinct]
-        found: list[Any] = await self.r.mget(keys)
+        names = [text_key(self.model, t) for t in distinct]
+        found: list[Any] = await self.r.mget(names)
         width = self.embedder.dim * 4
         vectors: dict[str, np.ndarray] = {}
         for text, raw in zip(distinct, found, strict=True):

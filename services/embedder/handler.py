@@ -9,15 +9,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import document_ops, keys
+from libs.common.commit import Delete, Op
+from libs.common.constants import EMBEDDED_PART_FIELD, EMBEDDER
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.logs import job_log
 from libs.common.models import Chunk
-from libs.common.scripts import HSET_IF_EXISTS
+from libs.common.payloads import IngestPart, IngestUpload, SearchQuery, view
+from libs.common.scripts import HSetIfExists
 from libs.common.settings import EmbedderSettings
+from libs.common.stage import Outcome, Output
 from libs.common.vectors import encode_vector
-from libs.common.worker import Outcome, Output
 from services.embedder.backends import Embedder
 from services.embedder.batcher import EmbeddingBatcher, Priority
 from services.embedder.cache import EmbeddingCache
@@ -51,16 +54,23 @@ class EmbedHandler:
             max_wait_s=settings.embed_batch_wait_ms / 1000,
         )
         self.cache = EmbeddingCache(client, embedder, settings.embedding_cache_ttl_s, self.batcher)
-        self._hset_if_exists = client.register_script(HSET_IF_EXISTS)
+        self._hset_if_exists = HSetIfExists(client)
+
+    def on_failure(self, env: Envelope, error: str, now: float) -> list[Op]:
+        """An ingest that fails here leaves its document failed, with the reason."""
+        return document_ops.ingest_failed(env, error, now)
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(batch)
         # The index payloads to embed now, per message: parts, and whole small documents.
-        parts_of = {i: e.payload for i, e in enumerate(batch) if e.kind == "ingest" and "chunks" in e.payload}
+        parts_of = {
+            i: view(e, IngestPart)
+            for i, e in enumerate(batch)
+            if e.kind == "ingest" and "chunks" in e.payload
+        }
         uploads = [i for i, e in enumerate(batch) if e.kind == "ingest" and "chunks" not in e.payload]
         if uploads:
-            keys = [C.blob_key(batch[i].payload["document_id"]) for i in uploads]
-            blobs: list[Any] = await self.r.mget(keys)
+            blobs: list[Any] = await self._blobs([batch[i] for i in uploads])
             parsed = await asyncio.to_thread(self._parse_all, [batch[i] for i in uploads], blobs)
             counts: dict[str, tuple[int, int]] = {}
             for i, result in zip(uploads, parsed, strict=True):
@@ -68,16 +78,16 @@ class EmbedHandler:
                     outcomes[i] = result
                     continue
                 pages, chunks = result
-                env = batch[i]
-                counts[env.payload["document_id"]] = (pages, len(chunks))
-                parts = _parts(env, pages, chunks, self.s.ingest_part_chunks)
+                upload = view(batch[i], IngestUpload)
+                counts[upload["document_id"]] = (pages, len(chunks))
+                parts = _parts(upload, pages, chunks, self.s.ingest_part_chunks)
                 if len(parts) == 1:
                     parts_of[i] = parts[0]  # embedded now, with the other texts of this read
                 else:
                     outcomes[i] = Output(
-                        {"document_id": env.payload["document_id"], "parts": len(parts)},
-                        split=parts,
-                        delete_keys=[C.blob_key(env.payload["document_id"])],
+                        {"document_id": upload["document_id"], "parts": len(parts)},
+                        split=[dict(p) for p in parts],
+                        ops=[Delete(keys.document(upload["document_id"]).blob)],
                     )
             await self._record_parsed(counts)
         # Questions first, in one model call: they are short and someone waits on each.
@@ -87,7 +97,8 @@ class EmbedHandler:
         pending = [i for i in sorted(parts_of) if outcomes[i] is None]
         try:
             if queries:
-                vectors = await self.cache.embed([batch[i].payload["query"] for i in queries], Priority.QUERY)
+                questions = [view(batch[i], SearchQuery)["query"] for i in queries]
+                vectors = await self.cache.embed(questions, Priority.QUERY)
                 for i, vector in zip(queries, vectors, strict=True):
                     outcomes[i] = {**batch[i].payload, "vector": encode_vector(vector)}
             for group in _groups(pending, parts_of, self.s.ingest_part_chunks):
@@ -101,9 +112,9 @@ class EmbedHandler:
                         items.append({**chunk, "vector": encode_vector(vectors[pos])})
                         pos += 1
                     # The upload is parsed: its bytes go (a no-op for parts after the first).
-                    outcomes[i] = Output(
-                        {**p, "chunks": items}, parts=p["parts"], delete_keys=[C.blob_key(p["document_id"])]
-                    )
+                    blob = keys.document(p["document_id"]).blob
+                    embedded = dict(p, chunks=items)
+                    outcomes[i] = Output(embedded, parts=p["parts"], ops=[Delete(blob)])
                 await self._record_embedded([parts_of[i] for i in group])
         except Exception as exc:  # the backend's typed errors decide retry vs. fail
             return [o if o is not None else exc for o in outcomes]
@@ -112,14 +123,22 @@ class EmbedHandler:
     async def aclose(self) -> None:
         await self.batcher.aclose()
 
-    async def _record_embedded(self, parts: list[dict[str, Any]]) -> None:
+    async def _blobs(self, envs: list[Envelope]) -> list[bytes | None]:
+        """The uploads' bytes, in one round trip (each in its document's partition)."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            for env in envs:
+                pipe.get(keys.document(view(env, IngestUpload)["document_id"]).blob)
+            found: list[bytes | None] = await pipe.execute()
+        return found
+
+    async def _record_embedded(self, parts: list[IngestPart]) -> None:
         """Each part's chunk count on its document, by part number: a replayed part
         writes the same field again, so progress never counts a part twice."""
         async with self.r.pipeline(transaction=False) as pipe:
             for p in parts:
                 await self._hset_if_exists(
-                    keys=[C.document_key(p["document_id"])],
-                    args=[f"{C.EMBEDDED_PART_FIELD}{p['part']}", len(p["chunks"])],
+                    keys.document(p["document_id"]).hash,
+                    {f"{EMBEDDED_PART_FIELD}{p['part']}": len(p["chunks"])},
                     client=pipe,
                 )
             await pipe.execute()
@@ -132,8 +151,8 @@ class EmbedHandler:
             for document_id, (pages, chunks) in counts.items():
                 parts = -(-chunks // self.s.ingest_part_chunks)
                 await self._hset_if_exists(
-                    keys=[C.document_key(document_id)],
-                    args=["pages", pages, "chunks", chunks, "parts", parts],
+                    keys.document(document_id).hash,
+                    {"pages": pages, "chunks": chunks, "parts": parts},
                     client=pipe,
                 )
             await pipe.execute()
@@ -171,7 +190,8 @@ class EmbedHandler:
 
     def _parse(self, env: Envelope, blob: bytes | None) -> tuple[int, list[Chunk]]:
         """(page count, chunks) of one upload."""
-        doc_id, filename = env.payload["document_id"], env.payload["filename"]
+        upload = view(env, IngestUpload)
+        doc_id, filename = upload["document_id"], upload["filename"]
         if blob is None:
             raise PermanentError(
                 "the uploaded file is gone: the document was deleted, "
@@ -186,29 +206,32 @@ class EmbedHandler:
             filename,
             len(pages),
             len(chunks),
-            extra=job_log(env, C.EMBEDDER),
+            extra=job_log(env, EMBEDDER),
         )
         return len(pages), chunks
 
 
-def _parts(env: Envelope, pages: int, chunks: list[Chunk], size: int) -> list[dict[str, Any]]:
+def _parts(upload: IngestUpload, pages: int, chunks: list[Chunk], size: int) -> list[IngestPart]:
     """The document's index payloads: its chunks in order, at most ``size`` per part."""
     groups = [chunks[k : k + size] for k in range(0, len(chunks), size)]
-    base = {k: v for k, v in env.payload.items() if k != "size"}
-    return [
-        {
-            **base,
-            "pages": pages,
-            "part": n,
-            "parts": len(groups),
-            "chunks_total": len(chunks),
-            "chunks": [c.model_dump() for c in group],
-        }
-        for n, group in enumerate(groups)
-    ]
+    parts: list[IngestPart] = []
+    for n, group in enumerate(groups):
+        part = IngestPart(
+            document_id=upload["document_id"],
+            filename=upload["filename"],
+            pages=pages,
+            part=n,
+            parts=len(groups),
+            chunks_total=len(chunks),
+            chunks=[c.model_dump() for c in group],
+        )
+        if "replace" in upload:
+            part["replace"] = upload["replace"]
+        parts.append(part)
+    return parts
 
 
-def _groups(indexes: list[int], payloads: dict[int, dict[str, Any]], size: int) -> list[list[int]]:
+def _groups(indexes: list[int], payloads: dict[int, IngestPart], size: int) -> list[list[int]]:
     """Consecutive messages packed into model calls of at most ``size`` chunks (one part
     alone may be that size): many small documents share a call, a part gets its own."""
     groups: list[list[int]] = []

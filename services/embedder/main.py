@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common.constants import EMBEDDER
 from libs.common.service import run_worker_service
 from libs.common.settings import EmbedderSettings
 from services.embedder.backends import build_embedder
@@ -17,7 +17,7 @@ def main() -> None:
     async def build(client: aioredis.Redis) -> EmbedHandler:
         return EmbedHandler(client, build_embedder(settings), settings)
 
-    run_worker_service(C.EMBEDDER, settings, build)
+    run_worker_service(EMBEDDER, settings, build)
 
 
 if __name__ == "__main__":

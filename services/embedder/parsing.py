@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import PurePath
 
-from libs.common import constants as C
+from libs.common import constants
 from libs.common.errors import PermanentError
 from services.embedder.formats.common import Page, Section
 from services.embedder.formats.docx_format import DEFAULT_MAX_UNPACKED_BYTES, parse_docx
@@ -39,7 +39,7 @@ DOCX_EXTENSIONS = frozenset({".docx"})
 HTML_EXTENSIONS = frozenset({".html", ".htm"})
 #: Lower-case extensions, dot included, that :func:`parse_document` accepts
 #: (one list, shared with the gateway, which answers 415 for the rest).
-SUPPORTED_EXTENSIONS = C.SUPPORTED_EXTENSIONS
+SUPPORTED_EXTENSIONS = constants.SUPPORTED_EXTENSIONS
 
 
 def file_extension(filename: str) -> str:

@@ -1,6 +1,6 @@
 """The answer cache: a question asked again of an unchanged collection is answered at once.
 
-A finished chat result is kept under ``constants.answer_cache_key``: the
+A finished chat result is kept under ``CollectionKeys.answer``: the
 collection's epoch (its ``created_at``) and version, and the sha256 of the
 normalised request (question casefolded, whitespace collapsed, trailing
 punctuation dropped; every other payload field as is: ``top_k``, a
@@ -27,15 +27,22 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from starlette.datastructures import Headers
 
-from libs.common import constants as C
-from libs.common import metrics as M
+from libs.common import metrics
+from libs.common.constants import (
+    ANSWER_CACHE_PAYLOAD_FIELD,
+    COLLECTION_VERSION_FIELD,
+    DONE_TTL_S,
+    EVENTS_MAXLEN,
+)
 from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.jobs import job_fields
-from libs.common.scripts import SERVE_CACHED_ANSWER
+from libs.common.keys import CollectionKeys, KeySpace
+from libs.common.scripts import ServeCachedAnswer
 from libs.common.settings import GatewaySettings
+from libs.common.status import JobStatus
 
-PAYLOAD_FIELD: Final = C.ANSWER_CACHE_PAYLOAD_FIELD
+PAYLOAD_FIELD: Final = ANSWER_CACHE_PAYLOAD_FIELD
 # Payload fields normalised like the question (the text that is searched for may differ).
 _TEXT_FIELDS: Final = ("question", "query")
 # Bumped when the cached result's shape changes: older entries are then never read.
@@ -75,9 +82,10 @@ class AnswerCache:
     def __init__(self, client: aioredis.Redis, settings: GatewaySettings) -> None:
         self.r = client
         self.s = settings
-        self._serve = client.register_script(SERVE_CACHED_ANSWER)
-        self._hits = M.CACHE_REQUESTS.labels("answer", "hit")
-        self._misses = M.CACHE_REQUESTS.labels("answer", "miss")
+        self.space = KeySpace(settings.partitions)
+        self._serve = ServeCachedAnswer(client)
+        self._hits = metrics.CACHE_REQUESTS.labels("answer", "hit")
+        self._misses = metrics.CACHE_REQUESTS.labels("answer", "miss")
 
     @property
     def enabled(self) -> bool:
@@ -95,11 +103,14 @@ class AnswerCache:
         if not self.enabled:
             return None
         started = time.perf_counter()
-        key = await self.key(collection, payload)
+        target = self.space.collection(collection)
+        key = await self.key(target, payload)
         if key is None:
             return None
         if not bypass:
-            env = Envelope.new("chat", collection, dict(payload), self.s.job_timeout_s)
+            env = Envelope.new(
+                "chat", collection, dict(payload), self.s.job_timeout_s, partition=target.partition
+            )
             if await self.serve(key, env, started):
                 self._hits.inc()
                 logger.info("job_id=%s stage=gateway answered from the answer cache", env.job_id)
@@ -108,41 +119,34 @@ class AnswerCache:
         payload[PAYLOAD_FIELD] = {"key": key, "ttl_s": self.s.answer_cache_ttl_s}
         return None
 
-    async def key(self, collection: str, payload: Mapping[str, Any]) -> str | None:
+    async def key(self, collection: CollectionKeys, payload: Mapping[str, Any]) -> str | None:
         """The entry for this request in the collection as it is now; None for no such collection."""
-        epoch, version = await self.r.hmget(
-            C.collection_key(collection), ["created_at", C.COLLECTION_VERSION_FIELD]
-        )
+        epoch, version = await self.r.hmget(collection.meta, ["created_at", COLLECTION_VERSION_FIELD])
         if epoch is None:
             return None
-        return C.answer_cache_key(
-            collection, as_text(epoch), as_text(version or "0"), request_digest(payload)
-        )
+        return collection.answer(as_text(epoch), as_text(version or "0"), request_digest(payload))
 
     async def serve(self, key: str, env: Envelope, started: float) -> bool:
         """Create ``env``'s job already done with the entry's result; False on a miss."""
         now = time.time()
         timings = {"cache": round(time.perf_counter() - started, 6)}
-        # As a worker's last commit leaves a finished job (see Worker._finish).
+        # As a worker's last commit leaves a finished job (see jobflow.finish).
         final = {
-            "status": "done",
+            "status": JobStatus.DONE.value,
             "stage": "",
             "timings": json.dumps(timings),
             "updated_at": repr(now),
             "attempts": "0",
         }
         job = {k: v for k, v in job_fields(env).items() if k not in final}
-        final_items = [x for kv in final.items() for x in kv]
         served = await self._serve(
-            keys=[key, C.job_key(env.job_id), C.done_key(env.job_id), C.events_key(env.job_id)],
-            args=[
-                self.s.job_ttl_s,
-                C.DONE_TTL_S,
-                self.s.events_ttl_s,
-                C.EVENTS_MAXLEN,
-                len(final_items),
-                *final_items,
-                *[x for kv in job.items() for x in kv],
-            ],
+            key,
+            env.job_keys,
+            final_fields=final,
+            job_fields=job,
+            job_ttl_s=self.s.job_ttl_s,
+            done_ttl_s=DONE_TTL_S,
+            events_ttl_s=self.s.events_ttl_s,
+            events_maxlen=EVENTS_MAXLEN,
         )
         return bool(served)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from libs.common import constants as C
+from libs.common.constants import CHAT_WITH_HISTORY_ROUTE
 from libs.common.envelope import Envelope
 from services.gateway.submit import Submitter
 
@@ -35,5 +35,5 @@ async def submit_chat(
     cached = await sub.answers.lookup(collection, payload, bypass=bypass_cache)
     if cached is not None:
         return cached
-    route = C.CHAT_WITH_HISTORY_ROUTE if history else None
+    route = CHAT_WITH_HISTORY_ROUTE if history else None
     return await sub.submit("chat", collection, payload, route=route)

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from libs.common import constants as C
-from libs.common import events
+from libs.common import events, keys
 from libs.common.errors import InvalidRequest, JobAlreadyEnded, JobNotFound
+from libs.common.status import JobStatus, is_final
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
 from services.gateway.schemas import JobCancelled
@@ -30,9 +30,9 @@ def sse(event_id: str, event: str, data: dict[str, Any]) -> str:
 
 def _final_event(job: dict[str, Any]) -> str:
     status = job["status"]
-    if status == "done":
-        return sse(_FINAL_EVENT_ID, "done", job.get("result") or {})
-    kind = "cancelled" if status == "cancelled" else "error"
+    if status == JobStatus.DONE:
+        return sse(_FINAL_EVENT_ID, events.DONE, job.get("result") or {})
+    kind = events.CANCELLED if status == JobStatus.CANCELLED else events.ERROR
     return sse(_FINAL_EVENT_ID, kind, {"status": status, "error": job.get("error") or status})
 
 
@@ -55,10 +55,10 @@ async def job_events(
     job = await sub.jobs.get(job_id)
     if job is None:
         raise JobNotFound(job_id)
-    kept = await sub.r.exists(C.events_key(job_id))
+    kept = await sub.r.exists(keys.job(job_id).events)
 
     async def stream() -> AsyncIterator[str]:
-        if job["status"] in C.FINAL_STATUSES:
+        if is_final(job["status"]):
             # Nothing more will come: replay what is kept after ``start``, and end.
             if not kept:
                 if start == "0-0":
@@ -93,6 +93,6 @@ async def cancel_job(job_id: str, request: Request) -> JobCancelled:
     status = await submitter(request).jobs.cancel(job_id)
     if not status:
         raise JobNotFound(job_id)
-    if status != "cancelled":
+    if status != JobStatus.CANCELLED:
         raise JobAlreadyEnded(job_id, status.removeprefix("ended:"))
     return JobCancelled(job_id=job_id, status=status)

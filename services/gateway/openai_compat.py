@@ -29,8 +29,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from libs.common import constants as C
 from libs.common import events
+from libs.common.constants import COLLECTION_NAME_PATTERN
 from libs.common.envelope import Envelope
 from libs.common.errors import (
     JOB_OUTCOMES,
@@ -41,6 +41,7 @@ from libs.common.errors import (
     job_unanswered,
 )
 from libs.common.settings import GatewaySettings
+from libs.common.status import JobStatus, is_final
 from services.gateway.answer_cache import bypass_requested
 from services.gateway.chat import submit_chat
 from services.gateway.deps import settings as settings_of
@@ -60,7 +61,7 @@ from services.gateway.submit import Submitter
 # Earlier messages sent with a question as its history: the latest this many.
 MAX_HISTORY_MESSAGES = 8
 _ROLES = frozenset({"system", "developer", "user", "assistant"})
-_COLLECTION_NAME = re.compile(C.COLLECTION_NAME_PATTERN)
+_COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
 
 
 router = APIRouter(route_class=OpenAIRoute, tags=["openai"])
@@ -201,7 +202,7 @@ def _no_answer(job: dict[str, Any] | None) -> JobUnanswered:
         return JobFailed("it was lost")
     status = job["status"]
     if status not in JOB_OUTCOMES:  # still in flight past its deadline and grace
-        status = "expired"
+        status = JobStatus.EXPIRED
     return job_unanswered(status, job.get("error") or "it did not finish in time")
 
 
@@ -212,7 +213,7 @@ async def _wait_final(sub: Submitter, settings: GatewaySettings, env: Envelope) 
     step = max(settings.max_wait_s, settings.sse_keepalive_s)
     give_up = env.deadline + settings.overdue_grace_s + step
     job = await sub.jobs.wait(env.job_id, step)
-    while job is not None and job["status"] not in C.FINAL_STATUSES and time.time() < give_up:
+    while job is not None and not is_final(job["status"]) and time.time() < give_up:
         job = await sub.jobs.wait(env.job_id, step)
     return job
 

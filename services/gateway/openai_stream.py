@@ -28,8 +28,10 @@ import json
 import math
 from typing import Any
 
+from libs.common import events
 from libs.common.errors import job_unanswered
 from libs.common.events import Event
+from libs.common.status import JobStatus
 from services.gateway.openai_errors import openai_body
 
 
@@ -109,10 +111,11 @@ class ChunkStream:
         if event.type == "token":
             self.attempt += str(event.data.get("text", ""))
             return self._catch_up(self.attempt)
-        if event.type == "done":
+        if event.type == events.DONE:
             return self._done(event.data)
-        if event.type in ("error", "cancelled"):
-            status = str(event.data.get("status") or ("cancelled" if event.type == "cancelled" else "failed"))
+        if event.type in (events.ERROR, events.CANCELLED):
+            ended = JobStatus.CANCELLED if event.type == events.CANCELLED else JobStatus.FAILED
+            status = str(event.data.get("status") or ended)
             return self.fail(openai_body(job_unanswered(status, str(event.data.get("error") or status))))
         return []
 

@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from redis.exceptions import RedisError
 
-from libs.common import constants as C
+from libs.common.constants import COLLECTION_NAME_PATTERN, STAGE_LANES
+from libs.common.decode import as_text
 from libs.common.errors import InvalidRequest, JobNotFound
+from libs.common.keys import group_name
 from libs.common.settings import GatewaySettings
 from services.gateway.answer_cache import bypass_requested
 from services.gateway.chat import submit_chat
@@ -71,7 +73,7 @@ async def get_job(
 async def chat_compat(
     request: Request,
     query: Annotated[str, Query(min_length=1)],
-    collection: Annotated[str, Query(pattern=C.COLLECTION_NAME_PATTERN)],
+    collection: Annotated[str, Query(pattern=COLLECTION_NAME_PATTERN)],
 ) -> JobAccepted:
     return await chat(ChatRequest(question=query, collection=collection), request)
 
@@ -91,19 +93,23 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request, response: Response) -> dict[str, object]:
-    r = submitter(request).r
+    sub = submitter(request)
+    r = sub.r
+    partitions = sub.space.all()
     missing: list[str] = []
     try:
         await r.ping()
-        for stage in C.STAGES:
-            for stream in C.stage_streams(stage):
-                try:
-                    groups = await r.xinfo_groups(stream)
-                except RedisError:
-                    groups = []
-                names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in groups}
-                if C.group_name(stage) not in names:
-                    missing.append(stream.removeprefix(f"{C.PREFIX}:stream:"))
+        for partition in partitions:
+            for stage, lanes in STAGE_LANES.items():
+                for lane in lanes:
+                    try:
+                        groups = await r.xinfo_groups(partition.stream(stage, lane))
+                    except RedisError:
+                        groups = []
+                    names = {as_text(g["name"]) for g in groups}
+                    if group_name(stage) not in names:
+                        name = stage if lane == "interactive" else f"{stage}:{lane}"
+                        missing.append(name if len(partitions) == 1 else f"{name} ({partition.tag})")
     except RedisError as exc:
         response.status_code = 503
         return {"status": "unavailable", "reason": f"valkey: {exc}"}

@@ -7,10 +7,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from libs.common import keys
+from libs.common.constants import CollectionMode, SubmitAnswer
 from libs.common.documents import DocumentStore
 from libs.common.envelope import Envelope, JobKind
 from libs.common.errors import CollectionNotFound, DuplicateDocument, InvalidRequest, QueueFull
 from libs.common.jobs import JobStore
+from libs.common.keys import KeySpace, Stage
+from libs.common.scripts import NewDocument
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import current_traceparent, tracer
 from services.gateway.answer_cache import AnswerCache
@@ -21,8 +25,13 @@ class Submitter:
         self.r = client
         self.s = settings
         self.jobs = JobStore(client, settings.job_ttl_s, settings.overdue_grace_s, settings.events_ttl_s)
-        self.docs = DocumentStore(client, self.jobs)
+        self.space = KeySpace(settings.partitions)
+        self.docs = DocumentStore(client, self.jobs, self.space)
         self.answers = AnswerCache(client, settings)
+
+    def new_document_id(self, collection: str) -> str:
+        """An id for a document uploaded to ``collection`` (it names the collection's partition)."""
+        return keys.new_id(self.space.collection(collection).partition)
 
     def top_k(self, requested: int | None) -> int:
         k = requested or self.s.default_top_k
@@ -42,13 +51,16 @@ class Submitter:
         collection_must_exist: bool = True,
         document: dict[str, str] | None = None,
         sha256: str = "",
-        route: Sequence[str] | None = None,
+        route: Sequence[Stage] | None = None,
     ) -> Envelope:
         """Queue a job. Raises :class:`CollectionNotFound` (unless this job creates the
         collection), :class:`QueueFull` when the first stage is too far behind, and
         :class:`DuplicateDocument` when ``sha256`` is in the collection already.
 
-        ``route`` overrides the stages of ``kind`` (``ROUTES[kind]``)."""
+        ``route`` overrides the stages of ``kind`` (``ROUTES[kind]``). A ``document``
+        (an upload's hash fields, with its ``document_id`` from :meth:`new_document_id`)
+        is registered with the job, ``blob`` its bytes."""
+        target = self.space.collection(collection)
         with tracer.start_as_current_span(f"submit {kind}"):
             env = Envelope.new(
                 kind,
@@ -57,22 +69,29 @@ class Submitter:
                 timeout_s or self.s.job_timeout_s,
                 traceparent=current_traceparent(),
                 route=route,
+                partition=target.partition,
+                tenant=target.tenant,
             )
+            upload = None
             if document is not None:
-                document = {**document, "job_id": env.job_id}
+                upload = NewDocument(
+                    keys.document(document["document_id"]),
+                    {**document, "job_id": env.job_id},
+                    filename=document.get("filename", ""),
+                    sha256=sha256,
+                    blob=blob,
+                )
             answer = await self.jobs.submit(
                 env,
                 max_backlog=self.s.max_backlog,
-                blob=blob,
                 extra=extra,
-                collection="require" if collection_must_exist else "create",
-                document=document,
-                sha256=sha256,
+                collection=CollectionMode.REQUIRE if collection_must_exist else CollectionMode.CREATE,
+                document=upload,
             )
-        if answer.startswith("duplicate:"):
-            raise DuplicateDocument(collection, answer.removeprefix("duplicate:"))
-        if answer == "unknown":
+        if answer.startswith(SubmitAnswer.DUPLICATE):
+            raise DuplicateDocument(collection, answer.removeprefix(SubmitAnswer.DUPLICATE))
+        if answer == SubmitAnswer.UNKNOWN:
             raise CollectionNotFound(collection)
-        if answer == "full":
+        if answer == SubmitAnswer.FULL:
             raise QueueFull(self.s.retry_after_s)
         return env

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-import uuid
 from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
-from libs.common import constants as C
+from libs.common.constants import COLLECTION_NAME_PATTERN, SUPPORTED_EXTENSIONS
 from libs.common.errors import (
     DuplicateDocument,
     InvalidRequest,
@@ -48,7 +47,7 @@ async def upload_documents(
     ] = False,
 ) -> UploadAccepted:
     sub, settings = submitter(request), settings_of(request)
-    if re.fullmatch(C.COLLECTION_NAME_PATTERN, collection) is None:
+    if re.fullmatch(COLLECTION_NAME_PATTERN, collection) is None:
         raise InvalidRequest("collection names are 1-64 letters, digits, '_', '.', '-'")
     if len(file) > settings.max_files_per_upload:
         raise PayloadTooLarge(f"at most {settings.max_files_per_upload} files per upload")
@@ -57,8 +56,8 @@ async def upload_documents(
     for upload in file:
         name = safe_filename(upload.filename)
         ext = PurePath(name).suffix.lower()
-        if ext not in C.SUPPORTED_EXTENSIONS:
-            supported = ", ".join(sorted(C.SUPPORTED_EXTENSIONS))
+        if ext not in SUPPORTED_EXTENSIONS:
+            supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
             raise UnsupportedMediaType(
                 f"{name or 'file'}: unsupported file type '{ext or name}'; supported: {supported}"
             )
@@ -95,7 +94,7 @@ async def upload_documents(
 async def _submit_one(
     sub: Submitter, collection: str, filename: str, ext: str, *, data: bytes, timeout_s: float, replace: bool
 ) -> UploadedDocument:
-    document_id = uuid.uuid4().hex
+    document_id = sub.new_document_id(collection)
     sha256 = hashlib.sha256(data).hexdigest()
     document = {
         "document_id": document_id,

@@ -14,14 +14,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from libs.common import constants as C
-from libs.common.worker import Outcome, Output
+from libs.common.commit import CacheValue
+from libs.common.constants import ANSWER_CACHE_PAYLOAD_FIELD
+from libs.common.stage import Outcome, Output
 
 
 def with_cache_entry(payload: Mapping[str, Any], result: dict[str, Any]) -> Outcome:
     """``result``, plus the write of its answer cache entry when the job names one."""
-    entry = payload.get(C.ANSWER_CACHE_PAYLOAD_FIELD)
+    entry = payload.get(ANSWER_CACHE_PAYLOAD_FIELD)
     if not entry:
         return result
     cached = json.dumps({**result, "cached": True})
-    return Output(result, on_complete=[["SET", entry["key"], cached, "EX", int(entry["ttl_s"])]])
+    return Output(result, on_complete=[CacheValue(str(entry["key"]), cached, int(entry["ttl_s"]))])

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from libs.common.envelope import Envelope
-from libs.common.worker import Output
+from libs.common.stage import Output
 from services.generator.backends import Answerer, ChatLLM
 from services.generator.llm import LLMAnswerer, aclose
 from services.generator.text import clip, content_terms, normalize_space, words

@@ -23,9 +23,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from libs.common import constants as C
 from libs.common import events
+from libs.common.constants import GENERATOR
 from libs.common.envelope import Envelope
+from libs.common.keys import CANCEL_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class ValkeyAnswerStream:
         pending: list[tuple[str, dict[str, Any]]] = []
         if job_id in self._unannounced:
             self._unannounced.discard(job_id)
-            pending.append(("generating", {"stage": C.GENERATOR}))
+            pending.append(("generating", {"stage": GENERATOR}))
         if buffer:
             pending.append(("token", {"text": "".join(buffer)}))
             buffer.clear()
@@ -134,7 +135,7 @@ class CancelWatch:
         while not self._closed.is_set():
             pubsub = self.r.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(C.CANCEL_CHANNEL)
+                await pubsub.subscribe(CANCEL_CHANNEL)
                 self.subscribed.set()
                 while not self._closed.is_set():
                     message = await pubsub.get_message(timeout=1.0)

@@ -9,13 +9,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common.constants import GENERATOR
 from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.errors import JobEnded
 from libs.common.logs import bind, job_log
 from libs.common.models import Hit
-from libs.common.worker import Outcome, Output
+from libs.common.payloads import ChatHits, view
+from libs.common.stage import Outcome, Output
+from libs.common.status import is_final
 from services.generator.backends import Answerer, OnToken
 from services.generator.cache import with_cache_entry
 from services.generator.condense import (
@@ -74,12 +76,12 @@ class GenerateHandler:
             return {}
         async with self.r.pipeline(transaction=False) as pipe:
             for env in batch:
-                pipe.hget(C.job_key(env.job_id), "status")
+                pipe.hget(env.job_keys.hash, "status")
             statuses = await pipe.execute()
         return {
             env.job_id: as_text(status)
             for env, status in zip(batch, statuses, strict=True)
-            if status is not None and as_text(status) in C.FINAL_STATUSES
+            if status is not None and is_final(as_text(status))
         }
 
     async def aclose(self) -> None:
@@ -91,13 +93,14 @@ class GenerateHandler:
             await close()
 
     async def _answer(self, env: Envelope, ended: str | None) -> Outcome:
-        bind(**job_log(env, C.GENERATOR))  # this task's context: its log lines name the job
+        bind(**job_log(env, GENERATOR))  # this task's context: its log lines name the job
         if ended is not None:
             raise JobEnded(f"the job was {ended} before its answer started")
         if needs_condensing(env):
             # The first of a chat's two generator steps: the question to retrieve with.
             return await condense_step(self.condenser, env)
-        hits = [Hit.model_validate(h) for h in env.payload["hits"]]
+        payload = view(env, ChatHits)
+        hits = [Hit.model_validate(h) for h in payload["hits"]]
         stream = self.stream
         on_token: OnToken | None = None
         if stream is not None:
@@ -108,7 +111,7 @@ class GenerateHandler:
 
         try:
             answer = await self.answerer.answer(
-                env.payload["question"], hits, on_token=on_token, deadline=env.deadline
+                payload["question"], hits, on_token=on_token, deadline=env.deadline
             )
         finally:
             # Events not written yet go with the final commit (a failed answer drops them).

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import openai
 
-from libs.common import metrics as M
+from libs.common import metrics
 from libs.common.errors import DocuMindError, PermanentError, RetryableError
 from libs.common.models import Hit
 from services.generator.backends import Answer, ChatLLM, OnToken, emit_pieces
@@ -125,8 +125,8 @@ class OpenAIChat:
                         piece = cleaner.feed(content) if isinstance(content, str) else ""
                         if piece:
                             if not produced:
-                                M.LLM_FIRST_TOKEN_SECONDS.observe(time.monotonic() - started)
-                            M.LLM_TOKENS.inc()
+                                metrics.LLM_FIRST_TOKEN_SECONDS.observe(time.monotonic() - started)
+                            metrics.LLM_TOKENS.inc()
                             produced += len(piece)
                             yield piece
             else:
@@ -171,7 +171,7 @@ class OpenAIChat:
                 self.model,
                 produced,
             )
-        M.LLM_SECONDS.observe(time.monotonic() - started)
+        metrics.LLM_SECONDS.observe(time.monotonic() - started)
         logger.debug(
             "LLM %s answered %d characters in %.2fs, finish %s",
             self.model,

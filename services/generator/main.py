@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common.constants import GENERATOR
 from libs.common.service import run_worker_service
 from libs.common.settings import GeneratorSettings
 from services.generator.answerers import build_answerer
@@ -19,7 +19,7 @@ def main() -> None:
         stream = ValkeyAnswerStream(client, settings.events_ttl_s)
         return GenerateHandler(build_answerer(settings), stream, client)
 
-    run_worker_service(C.GENERATOR, settings, build)
+    run_worker_service(GENERATOR, settings, build)
 
 
 if __name__ == "__main__":

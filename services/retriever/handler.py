@@ -18,19 +18,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import document_ops, keys, slots
+from libs.common.commit import Op, SetIfExists
+from libs.common.constants import RETRIEVER
 from libs.common.decode import as_text
+from libs.common.document_ops import DocumentRef
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
 from libs.common.jobs import job_fields
+from libs.common.keys import CollectionKeys
 from libs.common.logs import job_log
 from libs.common.models import Chunk
+from libs.common.payloads import ChatVector, DeleteDocument, IngestPart, SearchVector, view
+from libs.common.stage import Outcome, Output
 from libs.common.vectors import decode_vector
-from libs.common.worker import Outcome, Output
 from services.retriever.fusion import Fusion
 from services.retriever.sparse import Bm25
 from services.retriever.store import VectorStore
@@ -49,57 +54,52 @@ class Hidden(NamedTuple):
         return self.deleted | self.pending
 
 
-class Replaced(NamedTuple):
-    """An older document that a ``replace`` upload retires when it is ready."""
-
-    document_id: str
-    sha256: str
-    filename: str
-
-
 class Registry(Protocol):
     """What the retriever reads from the document registry (Valkey in production)."""
 
-    async def hidden(self, collections: set[str]) -> dict[str, Hidden]: ...
+    async def hidden(self, collections: set[CollectionKeys]) -> dict[str, Hidden]: ...
 
-    async def replaced_by(self, env: Envelope) -> list[Replaced]: ...
+    async def replaced_by(self, env: Envelope) -> list[DocumentRef]: ...
 
 
 class ValkeyRegistry:
     def __init__(self, client: aioredis.Redis) -> None:
         self.r = client
 
-    async def hidden(self, collections: set[str]) -> dict[str, Hidden]:
-        names = sorted(collections)
-        # One transaction: a replace's swap is seen whole or not at all.
-        async with self.r.pipeline(transaction=True) as pipe:
-            for name in names:
-                pipe.smembers(C.deleted_documents_key(name))
-                pipe.smembers(C.collection_pending_key(name))
-            found = await pipe.execute()
-        return {
-            name: Hidden(
-                frozenset(as_text(m) for m in found[2 * k]), frozenset(as_text(m) for m in found[2 * k + 1])
-            )
-            for k, name in enumerate(names)
-        }
+    async def hidden(self, collections: set[CollectionKeys]) -> dict[str, Hidden]:
+        """Hidden documents per collection name (the collections of one partition's batch)."""
+        found: dict[str, Hidden] = {}
+        for partition in {c.partition for c in collections}:
+            mine = sorted((c for c in collections if c.partition == partition), key=lambda c: c.name)
+            names = [k for c in mine for k in (c.deleted, c.pending)]
+            # One transaction: a replace's swap is seen whole or not at all.
+            async with slots.transaction(self.r, "hidden", names) as pipe:
+                for name in names:
+                    pipe.smembers(name)
+                sets = await pipe.execute()
+            for k, c in enumerate(mine):
+                deleted, pending = sets[2 * k], sets[2 * k + 1]
+                found[c.name] = Hidden(
+                    frozenset(as_text(m) for m in deleted), frozenset(as_text(m) for m in pending)
+                )
+        return found
 
-    async def replaced_by(self, env: Envelope) -> list[Replaced]:
+    async def replaced_by(self, env: Envelope) -> list[DocumentRef]:
         """The collection's documents under the same filename, uploaded before this one."""
-        p = env.payload
-        found = await self.r.smembers(C.collection_filename_key(env.collection, p["filename"]))
+        p = view(env, IngestPart)
+        found = await self.r.smembers(env.collection_keys.filename(p["filename"]))
         ids = [as_text(i) for i in found]
         others = sorted(i for i in ids if i != p["document_id"])
         async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hget(C.document_key(p["document_id"]), "created_at")
+            pipe.hget(keys.document(p["document_id"]).hash, "created_at")
             for doc_id in others:
-                pipe.hmget(C.document_key(doc_id), "created_at", "sha256")
+                pipe.hmget(keys.document(doc_id).hash, "created_at", "sha256")
             mine, *theirs = await pipe.execute()
         if mine is None:
             return []  # the new document itself was deleted
         created = float(as_text(mine))
         return [
-            Replaced(doc_id, as_text(sha or b""), p["filename"])
+            DocumentRef(doc_id, as_text(sha or b""), p["filename"])
             for doc_id, (at, sha) in zip(others, theirs, strict=True)
             if at is not None and float(as_text(at)) < created
         ]
@@ -108,10 +108,10 @@ class ValkeyRegistry:
 class NoRegistry:
     """Nothing hidden, nothing replaced: for a store used without Valkey (tests)."""
 
-    async def hidden(self, collections: set[str]) -> dict[str, Hidden]:
-        return {name: Hidden() for name in collections}
+    async def hidden(self, collections: set[CollectionKeys]) -> dict[str, Hidden]:
+        return {c.name: Hidden() for c in collections}
 
-    async def replaced_by(self, env: Envelope) -> list[Replaced]:
+    async def replaced_by(self, env: Envelope) -> list[DocumentRef]:
         return []
 
 
@@ -136,12 +136,16 @@ class RetrieveHandler:
         # Sparse vectors are indexed whatever this says, so hybrid search can be turned on later.
         self.fusion = fusion or Fusion()
 
+    def on_failure(self, env: Envelope, error: str, now: float) -> list[Op]:
+        """An ingest that fails here leaves its document failed, with the reason."""
+        return document_ops.ingest_failed(env, error, now)
+
     def close(self) -> None:
         """Release the vector store once the workers have stopped (the edge store flushes)."""
         self.store.close()
 
     async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-        hidden = await self.registry.hidden({e.collection for e in batch})
+        hidden = await self.registry.hidden({e.collection_keys for e in batch})
         # Once per replacing document, however many of its parts this batch holds.
         replacing = {e.job_id: e for e in batch if e.kind == "ingest" and e.payload.get("replace")}
         replaced = {job_id: await self.registry.replaced_by(e) for job_id, e in replacing.items()}
@@ -155,7 +159,7 @@ class RetrieveHandler:
             if e.kind == "ingest" and isinstance(o, Output) and not o.payload.get("deleted")
         ]
         if indexed:
-            now_hidden = await self.registry.hidden({e.collection for e in indexed})
+            now_hidden = await self.registry.hidden({e.collection_keys for e in indexed})
             late = [e for e in indexed if e.payload["document_id"] in now_hidden[e.collection].deleted]
             for env in late:
                 await asyncio.to_thread(
@@ -164,7 +168,7 @@ class RetrieveHandler:
         return outcomes
 
     def _run(
-        self, batch: Sequence[Envelope], hidden: dict[str, Hidden], replaced: dict[str, list[Replaced]]
+        self, batch: Sequence[Envelope], hidden: dict[str, Hidden], replaced: dict[str, list[DocumentRef]]
     ) -> list[Outcome]:
         out: list[Outcome] = []
         for env in batch:
@@ -183,17 +187,18 @@ class RetrieveHandler:
         return out
 
     def _skip(self, env: Envelope) -> Output:
-        p = env.payload
-        logger.info("document %s was deleted; not indexed", p["document_id"], extra=job_log(env, C.RETRIEVER))
+        p = view(env, IngestPart)
+        logger.info("document %s was deleted; not indexed", p["document_id"], extra=job_log(env, RETRIEVER))
         result = {"document_id": p["document_id"], "filename": p["filename"], "chunks": 0, "deleted": True}
         return Output(result, parts=int(p.get("parts", 1)))
 
     def _delete(self, env: Envelope) -> dict[str, object]:
-        self.store.delete_document(env.collection, env.payload["document_id"])
-        return {"document_id": env.payload["document_id"], "deleted": True}
+        document_id = view(env, DeleteDocument)["document_id"]
+        self.store.delete_document(env.collection, document_id)
+        return {"document_id": document_id, "deleted": True}
 
-    def _index(self, env: Envelope, replaced: list[Replaced]) -> Output:
-        p = env.payload
+    def _index(self, env: Envelope, replaced: list[DocumentRef]) -> Output:
+        p = view(env, IngestPart)
         items = p["chunks"]
         chunks = [Chunk.model_validate({k: v for k, v in c.items() if k != "vector"}) for c in items]
         vectors = [decode_vector(c["vector"]) for c in items]
@@ -207,7 +212,7 @@ class RetrieveHandler:
             p["filename"],
             int(p.get("part", 0)) + 1,
             parts,
-            extra=job_log(env, C.RETRIEVER),
+            extra=job_log(env, RETRIEVER),
         )
         total, pages = int(p.get("chunks_total", len(chunks))), p.get("pages", 0)
         result = {"document_id": p["document_id"], "filename": p["filename"], "pages": pages, "chunks": total}
@@ -222,46 +227,30 @@ class RetrieveHandler:
         return Output(
             result,
             parts=parts,
-            updates={C.document_key(p["document_id"]): ready},
-            on_complete=self._completion(env, replaced),
+            ops=[SetIfExists(keys.document(p["document_id"]).hash, ready)],
+            on_complete=document_ops.ingest_ready(
+                env, [op for old in replaced for op in self._retire(env, old)]
+            ),
         )
 
-    def _completion(self, env: Envelope, replaced: list[Replaced]) -> list[list[Any]]:
-        """Ops applied with the job's completion: unhide the document, retire what it replaces,
-        and move the collection's version on (its cached answers are no longer served)."""
-        doc_id = env.payload["document_id"]
-        ops: list[list[Any]] = [["SREM", C.collection_pending_key(env.collection), doc_id]]
-        if replaced:
-            # Unless the new document was deleted meanwhile, the old ones go in this same step.
-            ops.append(["IFEXISTS", C.document_key(doc_id)])
-            for old in replaced:
-                ops.extend(self._retire(env.collection, old))
-        # Last: IFEXISTS skips what follows it, and a dropped collection's hash must not
-        # come back as a bare version counter.
-        collection = C.collection_key(env.collection)
-        ops.extend([["IFEXISTS", collection], ["HINCRBY", collection, C.COLLECTION_VERSION_FIELD, 1]])
-        return ops
-
-    def _retire(self, collection: str, old: Replaced) -> list[list[Any]]:
+    def _retire(self, env: Envelope, old: DocumentRef) -> list[Op]:
         """Delete a replaced document as ``DELETE /v1/documents/{id}`` does: hidden at once,
         unregistered, and its vectors removed by a delete job."""
-        delete = Envelope.new("delete", collection, {"document_id": old.document_id}, self.delete_timeout_s)
-        job = C.job_key(delete.job_id)
-        return [
-            ["SADD", C.deleted_documents_key(collection), old.document_id],
-            ["SREM", C.collection_documents_key(collection), old.document_id],
-            ["SREM", C.collection_pending_key(collection), old.document_id],
-            ["SREM", C.collection_filename_key(collection, old.filename), old.document_id],
-            ["HDELEQ", C.collection_hashes_key(collection), old.sha256, old.document_id],
-            ["DEL", C.document_key(old.document_id)],
-            ["DEL", C.blob_key(old.document_id)],
-            ["HSET", job, *[x for kv in job_fields(delete).items() for x in kv]],
-            ["EXPIRE", job, self.job_ttl_s],
-            ["XADD", C.job_stream(C.RETRIEVER, delete.kind), "*", C.ENVELOPE_FIELD, delete.dumps()],
-        ]
+        delete = Envelope.new(
+            "delete",
+            env.collection,
+            {"document_id": old.document_id},
+            self.delete_timeout_s,
+            partition=env.partition,
+            tenant=env.tenant,
+        )
+        collection = env.collection_keys
+        return document_ops.delete_document(
+            collection, old, delete, job_fields(delete), self.job_ttl_s, bump_version=False
+        )
 
     def _search(self, env: Envelope, hidden: frozenset[str]) -> Output:
-        p = env.payload
+        p = view(env, SearchVector)
         hits = self.store.search(
             env.collection,
             decode_vector(p["vector"]),
@@ -269,7 +258,7 @@ class RetrieveHandler:
             exclude=hidden,
             sparse=None
             if self.fusion.dense_only
-            else self.bm25.query(str(p.get("query") or p.get("question") or "")),
+            else self.bm25.query(str(p.get("query") or view(env, ChatVector).get("question") or "")),
             fusion=self.fusion,
         )
         if env.kind == "search":

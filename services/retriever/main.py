@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common.constants import RETRIEVER
 from libs.common.service import run_worker_service
 from libs.common.settings import RetrieverSettings
 from services.retriever.handler import RetrieveHandler, ValkeyRegistry
@@ -25,7 +25,7 @@ def main() -> None:
             fusion=build_fusion(settings),
         )
 
-    run_worker_service(C.RETRIEVER, settings, build)
+    run_worker_service(RETRIEVER, settings, build)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ from typing import Any
 import httpx
 import redis
 
-from libs.common import constants as C
+from libs.common import constants, keys
+from libs.common.keys import Partition
 from libs.common.valkey_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+P0 = Partition(0)
 
 
 class Stack:
@@ -105,7 +109,7 @@ class Stack:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                if all(self.r.xinfo_groups(stream) for stream in C.stage_streams(stage)):
+                if all(self.r.xinfo_groups(P0.stream(stage, lane)) for lane in constants.STAGE_LANES[stage]):
                     return
             except redis.ResponseError:
                 pass
@@ -114,7 +118,7 @@ class Stack:
 
     def wait_job(self, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
         """Block on the job's done stream, then read its final state through the API."""
-        self.r.xread({C.done_key(job_id): "0-0"}, count=1, block=int(timeout_s * 1000))
+        self.r.xread({keys.job(job_id).done: "0-0"}, count=1, block=int(timeout_s * 1000))
         job: dict[str, Any] = httpx.get(f"{self.url}/v1/jobs/{job_id}", timeout=10).json()
         return job
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import constants, keys
 from libs.common.envelope import Envelope
 from services.generator.events import ValkeyAnswerStream
 
@@ -18,7 +18,7 @@ def chat() -> Envelope:
 
 
 async def written(r: aioredis.Redis, env: Envelope) -> list[tuple[str, dict[str, Any]]]:
-    entries: Any = await r.xrange(C.events_key(env.job_id))
+    entries: Any = await r.xrange(keys.job(env.job_id).events)
     return [(f[b"type"].decode(), json.loads(f[b"data"])) for _id, f in entries]
 
 
@@ -36,7 +36,7 @@ def test_an_answer_complete_within_the_flush_interval_writes_nothing_before_its_
             pending = await stream.finished(env)
             assert await written(r, env) == []  # no round trip of its own
             assert pending == [
-                ("generating", {"stage": C.GENERATOR}),
+                ("generating", {"stage": constants.GENERATOR}),
                 ("token", {"text": "The ferry leaves at nine."}),
             ]
         finally:
@@ -55,13 +55,13 @@ def test_a_streaming_answer_announces_generation_with_its_first_flush(valkey_url
             assert await written(r, env) == []
             await stream.token(env, "The ")
             assert await written(r, env) == [
-                ("generating", {"stage": C.GENERATOR}),
+                ("generating", {"stage": constants.GENERATOR}),
                 ("token", {"text": "The "}),
             ]
             await stream.token(env, "end.")
             assert (await written(r, env))[-1] == ("token", {"text": "end."})
             assert await stream.finished(env) == []  # nothing left for the commit
-            assert await r.ttl(C.events_key(env.job_id)) > 0
+            assert await r.ttl(keys.job(env.job_id).events) > 0
         finally:
             await r.aclose()
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from libs.common import constants as C
+from libs.common import keys
+from libs.common.keys import Partition
 from libs.common.valkey_server import ValkeyServer
 from tests.integration.harness import Stack
 
@@ -248,7 +249,7 @@ def test_deleting_a_collection_while_its_upload_is_queued_leaves_nothing(
             up = upload(client, "brief", "x.txt", TEXT)
             assert client.delete("/v1/collections/brief").json()["documents"] == 1
             # The upload's bytes went with it; the queued ingest finds nothing to index.
-            assert stack.r.exists(f"documind:blob:{up['document_id']}") == 0
+            assert stack.r.exists(keys.document(up["document_id"]).blob) == 0
             for name in ("embedder", "retriever", "generator"):
                 stack.start(name)
             job = stack.wait_job(str(up["job_id"]))
@@ -261,7 +262,7 @@ def test_deleting_a_collection_while_its_upload_is_queued_leaves_nothing(
 def delete_jobs_of(stack: Stack, collection: str) -> list[str]:
     """The ids of the delete jobs queued for a collection (the job hashes say their kind)."""
     found = []
-    for key in stack.r.scan_iter(match="documind:job:*", count=1000):
+    for key in stack.r.scan_iter(match=Partition(0).key("job", "*"), count=1000):
         job = stack.r.hgetall(key)
         if job.get(b"kind") == b"delete" and job.get(b"collection") == collection.encode():
             found.append(job[b"job_id"].decode())
@@ -343,7 +344,7 @@ def test_replace_is_atomic_for_searches_running_throughout(valkey_url: str, tmp_
             searcher.start()
             try:
                 assert stack.wait_job(new["job_id"])["status"] == "done", stack.logs()
-                parts = int(stack.r.hget(C.document_key(new["document_id"]), "parts") or 0)
+                parts = int(stack.r.hget(keys.document(new["document_id"]).hash, "parts") or 0)
             finally:
                 done.set()
                 searcher.join()

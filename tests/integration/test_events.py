@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from libs.common import constants as C
+from libs.common.keys import Partition
 from libs.common.valkey_server import ValkeyServer
 from tests.fakes.openai_server import FakeOpenAI, ok
 from tests.integration.harness import Stack
+
+P0 = Partition(0)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -153,7 +155,7 @@ def test_cancelling_a_queued_job_ends_its_stream_and_the_generator_skips_it(
             assert stack.wait_job(later["job_id"])["status"] == "done"
             assert stack.wait_job(job_id)["status"] == "cancelled"
             assert [e.event for e in read_sse(client, accepted["events_url"])] == [e.event for e in events]
-            assert stack.r.xlen(C.DEAD_LETTER_STREAM) == 0
+            assert stack.r.xlen(P0.dead_letters()) == 0
     finally:
         stack.stop()
 
@@ -197,7 +199,7 @@ def test_cancelling_a_job_mid_answer_abandons_the_llm_call(valkey_url: str, tmp_
                 assert stack.wait_job(later["job_id"])["status"] == "done"
                 generator_log = "".join(p.read_text() for p in tmp_path.glob("generator-*.log"))
                 assert "abandoning its answer" in generator_log
-                assert stack.r.xlen(C.DEAD_LETTER_STREAM) == 0
+                assert stack.r.xlen(P0.dead_letters()) == 0
         finally:
             gate.set()
             stack.stop()

@@ -12,10 +12,13 @@ import httpx
 import pytest
 from fpdf import FPDF
 
-from libs.common import constants as C
+from libs.common import constants, keys
 from libs.common.envelope import Envelope
+from libs.common.keys import Partition
 from libs.common.valkey_server import ValkeyServer
 from tests.integration.harness import Stack
+
+P0 = Partition(0)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -70,7 +73,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             s.start("embedder")
             s.start("gateway")
             s.wait_healthy()
-            s.wait_group(C.EMBEDDER)
+            s.wait_group(constants.EMBEDDER)
             yield s
         finally:
             s.stop()
@@ -91,7 +94,9 @@ def watch_until_indexing(
     document's and the job's hashes, not on sleeps."""
     stack.r.config_set("notify-keyspace-events", "Kh")
     pubsub = stack.r.pubsub()
-    pubsub.subscribe(*(f"__keyspace@0__:{key}" for key in (C.document_key(document_id), C.job_key(job_id))))
+    pubsub.subscribe(
+        *(f"__keyspace@0__:{key}" for key in (keys.document(document_id).hash, keys.job(job_id).hash))
+    )
     seen: list[dict[str, Any]] = []
     try:
         for _ in range(10_000):
@@ -138,10 +143,10 @@ def check_large_pdf(stack: Stack, client: httpx.Client, big_pdf: bytes) -> None:
     assert all(d["progress"]["chunks_total"] == total for d in seen if d["progress"]["chunks_total"])
     assert {"embedding", "indexing"} <= {d["status"] for d in seen}
     # The upload's bytes were deleted once parsed.
-    assert stack.r.exists(C.blob_key(doc_id)) == 0
+    assert stack.r.exists(keys.document(doc_id).blob) == 0
 
     # No retriever yet: the index messages wait in its stream, each one bounded.
-    entries = stack.r.xrange(C.stream_key(C.RETRIEVER, C.BULK))
+    entries = stack.r.xrange(P0.stream(constants.RETRIEVER, constants.BULK))
     mine = [Envelope.loads(fields[b"data"]) for _id, fields in entries]
     assert {e.job_id for e in mine} <= {job_id, small["job_id"]}, stack.logs()
     mine = [e for e in mine if e.job_id == job_id]
@@ -186,7 +191,7 @@ def test_a_pdf_over_the_page_limit_fails_with_the_reason_and_leaves_nothing(
                 doc = client.get(f"/v1/documents/{up['document_id']}").json()
                 assert doc["status"] == "failed" and doc["error"] == job["error"]
                 # Its bytes are gone, and nothing of it is searchable.
-                assert stack.r.exists(C.blob_key(up["document_id"])) == 0
+                assert stack.r.exists(keys.document(up["document_id"]).blob) == 0
                 resp = client.post("/v1/search", json={"query": "beacon code", "collection": "limits"})
                 assert stack.wait_job(resp.json()["job_id"])["result"]["hits"] == []
                 # The worker keeps going: a small document still becomes ready.

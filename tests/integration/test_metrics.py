@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from libs.common import constants as C
+from libs.common import constants
 from libs.common.healthcheck import main as healthcheck_main
 from libs.common.valkey_server import free_port
 from tests.fakes.openai_server import FakeOpenAI, ok
@@ -76,11 +76,11 @@ def test_each_service_exposes_its_series_and_they_move(valkey_url: str, tmp_path
         assert value(samples, "documind_batch_size_count", stage=stage) >= 1
         # Backlog gauges are refreshed by every worker's maintenance loop.
         for gauge in ("documind_stream_length", "documind_consumer_group_lag", "documind_pending_messages"):
-            for lane in C.STAGE_LANES[stage]:
+            for lane in constants.STAGE_LANES[stage]:
                 assert value(samples, gauge, stage=stage, lane=lane) >= 0, (gauge, lane)
         assert value(samples, "documind_dead_letter_stream_length") == 0
         # One heartbeat per worker loop (lane), which the container healthcheck reads.
-        for lane in C.STAGE_LANES[stage]:
+        for lane in constants.STAGE_LANES[stage]:
             assert value(samples, "documind_worker_heartbeat_timestamp_seconds", stage=stage, lane=lane) > 0
 
     assert value(emb, "documind_embedding_texts_total") >= 3

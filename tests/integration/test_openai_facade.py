@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from libs.common import constants as C
+from libs.common import keys
 from tests.integration.harness import Stack
 
 DOCUMENTS = {
@@ -128,7 +128,7 @@ def test_a_follow_up_is_condensed_before_retrieval(stack: Stack, client: openai.
     stored = job(stack, documind["job_id"])
     assert stored["result"]["standalone_question"] == standalone
     assert set(stored["timings"]) >= {"generator", "embedder", "retriever"}
-    raw: Any = stack.r.xrange(C.events_key(documind["job_id"]))
+    raw: Any = stack.r.xrange(keys.job(documind["job_id"]).events)
     kinds = [fields[b"type"].decode() for _id, fields in raw]
     assert kinds[:2] == ["queued", "condensing"]
     assert json.loads(raw[1][1][b"data"])["standalone_question"] == standalone

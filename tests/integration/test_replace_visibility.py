@@ -14,14 +14,20 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import constants, keys
+from libs.common.constants import CollectionMode
 from libs.common.envelope import Envelope
 from libs.common.jobs import JobStore
+from libs.common.keys import KeySpace, Partition
+from libs.common.scripts import NewDocument
 from libs.common.settings import WorkerSettings
 from libs.common.vectors import encode_vector
 from libs.common.worker import Worker
 from services.retriever.handler import RetrieveHandler, ValkeyRegistry
 from services.retriever.memory_store import MemoryStore
+
+SPACE = KeySpace()
+P0 = Partition(0)
 
 COLLECTION = "rules"
 PARTS = 4
@@ -36,7 +42,8 @@ async def register(jobs: JobStore, doc_id: str, text: str, *, replace: bool) -> 
         "document_id": doc_id, "collection": COLLECTION, "filename": "rules.txt", "sha256": sha,
         "created_at": repr(time.time()), "job_id": env.job_id,
     }  # fmt: skip
-    answer = await jobs.submit(env, max_backlog=1000, collection="create", document=document, sha256=sha)
+    upload = NewDocument(keys.document(doc_id), document, filename="rules.txt", sha256=sha)
+    answer = await jobs.submit(env, max_backlog=1000, collection=CollectionMode.CREATE, document=upload)
     assert answer == "ok"
     return env
 
@@ -57,12 +64,12 @@ def part(env: Envelope, n: int, vector: list[float]) -> Envelope:
         "chunks_total": 2 * PARTS,
         "chunks": chunks,
     }
-    return env.model_copy(update={"route": [C.RETRIEVER], "payload": payload})
+    return env.model_copy(update={"route": [constants.RETRIEVER], "payload": payload})
 
 
 def search() -> Envelope:
     payload = {"query": "moor", "top_k": 10, "vector": encode_vector([1.0, 0.0, 0.0, 0.0])}
-    return Envelope.new("search", COLLECTION, payload, 60).model_copy(update={"route": [C.RETRIEVER]})
+    return Envelope.new("search", COLLECTION, payload, 60).model_copy(update={"route": [constants.RETRIEVER]})
 
 
 def test_searches_see_the_old_document_until_the_new_ones_last_part_then_only_the_new(
@@ -75,16 +82,16 @@ def test_searches_see_the_old_document_until_the_new_ones_last_part_then_only_th
         one_at_a_time = WorkerSettings(read_count=1, concurrency=1, read_block_ms=50)
         # Index parts normally travel the bulk lane; here they share one stream with the
         # searches, so that the stream's order sets which search lands between which parts.
-        worker = Worker(r, C.RETRIEVER, handler, one_at_a_time)
-        stream = C.stream_key(C.RETRIEVER)
+        worker = Worker(r, constants.RETRIEVER, handler, one_at_a_time)
+        stream = P0.stream(constants.RETRIEVER, constants.INTERACTIVE)
         # The replace's delete job takes the bulk lane.
-        bulk = Worker(r, C.RETRIEVER, handler, one_at_a_time, C.BULK)
+        bulk = Worker(r, constants.RETRIEVER, handler, one_at_a_time, constants.BULK)
 
         async def queue(env: Envelope) -> Envelope:
             if env.kind == "search":
                 assert await jobs.submit(env, max_backlog=1000) == "ok"  # its job hash, then the stream
             else:
-                await r.xadd(stream, {C.ENVELOPE_FIELD: env.dumps()})
+                await r.xadd(stream, {constants.ENVELOPE_FIELD: env.dumps()})
             return env
 
         old = await register(jobs, "old", "the old rules", replace=False)
@@ -111,14 +118,14 @@ def test_searches_see_the_old_document_until_the_new_ones_last_part_then_only_th
             assert (await jobs.wait(new.job_id, 20) or {})["status"] == "done"
             # The old document went in the same commit: unregistered, tombstoned, and a
             # delete job (queued behind) removes its vectors.
-            assert await r.exists(C.document_key("old")) == 0
-            assert await r.smembers(C.collection_documents_key(COLLECTION)) == {b"new"}
-            assert await r.sismember(C.deleted_documents_key(COLLECTION), "old")
-            assert await r.smembers(C.collection_pending_key(COLLECTION)) == set()
-            assert await r.hget(C.document_key("new"), "status") == b"ready"
+            assert await r.exists(keys.document("old").hash) == 0
+            assert await r.smembers(SPACE.collection(COLLECTION).documents) == {b"new"}
+            assert await r.sismember(SPACE.collection(COLLECTION).deleted, "old")
+            assert await r.smembers(SPACE.collection(COLLECTION).pending) == set()
+            assert await r.hget(keys.document("new").hash, "status") == b"ready"
             deletes = [
                 key
-                async for key in r.scan_iter(match="documind:job:*")
+                async for key in r.scan_iter(match=P0.key("job", "*"))
                 if await r.hget(key, "kind") == b"delete"
             ]
             assert len(deletes) == 1

@@ -11,9 +11,12 @@ from subprocess import Popen
 import httpx
 import pytest
 
-from libs.common import constants as C
+from libs.common import constants, keys
+from libs.common.keys import Partition
 from tests.integration.fake_llm import FakeLLM
 from tests.integration.harness import Stack
+
+P0 = Partition(0)
 
 DOC = b"""Valkey streams keep jobs safe. A consumer group shares the work of a stream.
 Pending entries stay with their consumer until they are acknowledged.
@@ -53,8 +56,8 @@ def submit_chats(stack: Stack, n: int, collection: str = "docs") -> list[str]:
     return ids
 
 
-def pending_of(stack: Stack, stage: str, lane: str = C.INTERACTIVE) -> dict[str, int]:
-    info = stack.r.xpending(C.stream_key(stage, lane), C.group_name(stage))
+def pending_of(stack: Stack, stage: str, lane: str = constants.INTERACTIVE) -> dict[str, int]:
+    info = stack.r.xpending(P0.stream(stage, lane), keys.group_name(stage))
     return {c["name"].decode(): int(c["pending"]) for c in info["consumers"]}
 
 
@@ -78,7 +81,7 @@ def start_with_stuck_generator(
     ingest(stack)
     ids = submit_chats(stack, chats)
     assert llm.received.wait(60)
-    assert pending_of(stack, C.GENERATOR).get(consumer, 0) > 0
+    assert pending_of(stack, constants.GENERATOR).get(consumer, 0) > 0
     return generator, ids
 
 
@@ -97,20 +100,20 @@ def test_kill_9_of_a_worker_holding_messages_loses_nothing(stack: Stack) -> None
     assert [j["status"] for j in jobs] == ["done"] * 200
     assert all(j["result"]["answer"] for j in jobs)
     # Exactly one final write per job: one entry on each job's done stream.
-    assert {stack.r.xlen(C.done_key(job_id)) for job_id in ids} == {1}
-    assert pending_of(stack, C.GENERATOR).get("survivor", 0) == 0
-    assert stack.r.xlen(C.stream_key(C.GENERATOR)) == 0
+    assert {stack.r.xlen(keys.job(job_id).done) for job_id in ids} == {1}
+    assert pending_of(stack, constants.GENERATOR).get("survivor", 0) == 0
+    assert stack.r.xlen(P0.stream(constants.GENERATOR, constants.INTERACTIVE)) == 0
 
 
 def test_sigterm_lets_in_flight_work_finish(stack: Stack) -> None:
     with FakeLLM(hold=True) as llm:
         gen, ids = start_with_stuck_generator(stack, llm, "leaving", 8)
-        held = pending_of(stack, C.GENERATOR)["leaving"]
+        held = pending_of(stack, constants.GENERATOR)["leaving"]
         gen.send_signal(signal.SIGTERM)
         llm.release.set()
         assert gen.wait(30) == 0
         # Everything it had taken was finished and acknowledged before it exited.
-        assert pending_of(stack, C.GENERATOR).get("leaving", 0) == 0
+        assert pending_of(stack, constants.GENERATOR).get("leaving", 0) == 0
         assert llm.answered >= held
         stack.start("generator", DOCUMIND_MIN_SCORE="-1")
         jobs = [stack.wait_job(job_id) for job_id in ids]
@@ -185,7 +188,7 @@ def test_kill_9_of_the_retriever_mid_ingest_leaves_one_copy_of_each_chunk(stack:
         ]
         ids = [u.json()["job_id"] for u in ups]
         # Its one blocked read is served with the first index message(s); the rest wait in the stream.
-        while pending_of(stack, C.RETRIEVER, C.BULK).get("doomed", 0) == 0:
+        while pending_of(stack, constants.RETRIEVER, constants.BULK).get("doomed", 0) == 0:
             time.sleep(0.05)  # the embedder hands the messages on; the server assigns them
         doomed.kill()
         doomed.wait()

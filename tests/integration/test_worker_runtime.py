@@ -10,12 +10,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import constants, keys
+from libs.common.commit import AddMember
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError, RetryableError
+from libs.common.jobflow import Message
 from libs.common.jobs import JobStore
+from libs.common.keys import Partition
 from libs.common.settings import WorkerSettings
-from libs.common.worker import Message, Outcome, Output, Worker
+from libs.common.stage import Outcome, Output
+from libs.common.worker import Worker
+
+P0 = Partition(0)
+SEEN = P0.key("seen")
 
 
 def settings(**kw: Any) -> WorkerSettings:
@@ -88,8 +95,8 @@ def test_job_flows_through_stages_and_streams_stay_empty(valkey_url: str) -> Non
         emb = Recorder(lambda e: {**e.payload, "vector": "v"})
         ret = Recorder(lambda e: {"hits": [e.payload["vector"]]})
         workers = [
-            Worker(r, C.EMBEDDER, emb, settings()),
-            Worker(r, C.RETRIEVER, ret, settings()),
+            Worker(r, constants.EMBEDDER, emb, settings()),
+            Worker(r, constants.RETRIEVER, ret, settings()),
         ]
         env = await submit(r)
 
@@ -102,9 +109,9 @@ def test_job_flows_through_stages_and_streams_stay_empty(valkey_url: str) -> Non
         assert job["result"] == {"hits": ["v"]}
         assert set(job["timings"]) >= {"embedder", "embedder.wait", "retriever", "retriever.wait"}
         # acknowledged entries are deleted: streams hold only the live backlog
-        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
-        assert await r.xlen(C.stream_key(C.RETRIEVER)) == 0
-        assert await r.xlen(C.done_key(env.job_id)) == 1
+        assert await r.xlen(P0.stream(constants.EMBEDDER, constants.INTERACTIVE)) == 0
+        assert await r.xlen(P0.stream(constants.RETRIEVER, constants.INTERACTIVE)) == 0
+        assert await r.xlen(keys.job(env.job_id).done) == 1
 
     run(body, valkey_url)
 
@@ -117,18 +124,18 @@ def test_always_failing_handler_dead_letters_after_max_attempts(valkey_url: str)
         handler = Recorder(boom)
         env = await submit(r)
         job = await with_workers(
-            [Worker(r, C.EMBEDDER, handler, settings(max_attempts=3))],
+            [Worker(r, constants.EMBEDDER, handler, settings(max_attempts=3))],
             lambda: JobStore(r).wait(env.job_id, 10),
         )
         assert job["status"] == "failed"
         assert job["error"] == "embedder failed after 3 attempts: backend unavailable"
         assert job["attempts"] == 3
         assert [e.attempt for e in handler.seen] == [0, 1, 2]
-        dead = await r.xrange(C.DEAD_LETTER_STREAM)
+        dead = await r.xrange(P0.dead_letters())
         assert len(dead) == 1
         fields = {k.decode(): v.decode() for k, v in dead[0][1].items()}
         assert fields["job_id"] == env.job_id
-        assert fields["stage"] == C.EMBEDDER
+        assert fields["stage"] == constants.EMBEDDER
         assert fields["reason"] == job["error"]
         assert Envelope.loads(fields["data"]).job_id == env.job_id
 
@@ -140,12 +147,12 @@ def test_permanent_error_fails_at_once(valkey_url: str) -> None:
         handler = Recorder(lambda e: PermanentError("unsupported file type '.exe'"))
         env = await submit(r)
         job = await with_workers(
-            [Worker(r, C.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
+            [Worker(r, constants.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
         )
         assert job["status"] == "failed"
         assert job["error"] == "embedder: unsupported file type '.exe'"
         assert len(handler.seen) == 1
-        assert await r.xlen(C.DEAD_LETTER_STREAM) == 1
+        assert await r.xlen(P0.dead_letters()) == 1
 
     run(body, valkey_url)
 
@@ -162,7 +169,7 @@ def test_handler_exception_of_unknown_type_is_retried_then_dead_lettered(valkey_
         handler = Crashy()
         env = await submit(r)
         job = await with_workers(
-            [Worker(r, C.EMBEDDER, handler, settings(max_attempts=2))],
+            [Worker(r, constants.EMBEDDER, handler, settings(max_attempts=2))],
             lambda: JobStore(r).wait(env.job_id, 10),
         )
         assert job["status"] == "failed"
@@ -179,7 +186,7 @@ def test_deadline_passed_while_queued_expires_without_processing(valkey_url: str
         env = Envelope.new("search", "c1", {"query": "q"}, timeout_s=0.5, now=time.time() - 1)
         assert await JobStore(r).submit(env, max_backlog=10) == "ok"
         job = await with_workers(
-            [Worker(r, C.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
+            [Worker(r, constants.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
         )
         assert job["status"] == "expired"
         assert "deadline passed" in job["error"]
@@ -193,20 +200,22 @@ def test_late_duplicate_of_a_reclaimed_message_changes_nothing(valkey_url: str) 
 
     async def body(r: aioredis.Redis) -> None:
         handler = Recorder(lambda e: {"hits": ["x"]})
-        w1 = Worker(r, C.RETRIEVER, handler, settings(consumer="one"))
-        w2 = Worker(r, C.RETRIEVER, handler, settings(consumer="two"))
+        w1 = Worker(r, constants.RETRIEVER, handler, settings(consumer="one"))
+        w2 = Worker(r, constants.RETRIEVER, handler, settings(consumer="two"))
         await w1.ensure_group()
         env = Envelope.new("search", "c1", {"vector": "v"}, 60)
-        env = env.model_copy(update={"route": [C.RETRIEVER]})
+        env = env.model_copy(update={"route": [constants.RETRIEVER]})
         assert await JobStore(r).submit(env, max_backlog=10) == "ok"
-        first = await w1._read()
+        first = await w1.read()
         # w2 reclaims it (as if w1 had stalled) and both process it.
-        _, claimed, _ = await r.xautoclaim(C.stream_key(C.RETRIEVER), w2.group, "two", 0, "0-0")
+        _, claimed, _ = await r.xautoclaim(
+            P0.stream(constants.RETRIEVER, constants.INTERACTIVE), w2.group, "two", 0, "0-0"
+        )
         second = [Message(first[0].id, first[0].raw, first[0].env, 2, time.time())]
         assert len(claimed) == 1
         await w2.process(second)
         await w1.process(first)
-        assert await r.xlen(C.done_key(env.job_id)) == 1
+        assert await r.xlen(keys.job(env.job_id).done) == 1
         job = await JobStore(r).get(env.job_id)
         assert job is not None and job["status"] == "done"
 
@@ -216,12 +225,14 @@ def test_late_duplicate_of_a_reclaimed_message_changes_nothing(valkey_url: str) 
 def test_message_redelivered_too_often_is_dead_lettered(valkey_url: str) -> None:
     async def body(r: aioredis.Redis) -> None:
         handler = Recorder(lambda e: {"hits": []})
-        w = Worker(r, C.EMBEDDER, handler, settings(max_attempts=2, visibility_timeout_s=0.01))
+        w = Worker(r, constants.EMBEDDER, handler, settings(max_attempts=2, visibility_timeout_s=0.01))
         await w.ensure_group()
         env = await submit(r)
         # Two consumers read the message and die without acknowledging it.
-        await r.xreadgroup(w.group, "dead-1", {C.stream_key(C.EMBEDDER): ">"}, count=1)
-        await r.xautoclaim(C.stream_key(C.EMBEDDER), w.group, "dead-2", 0, "0-0")
+        await r.xreadgroup(
+            w.group, "dead-1", {P0.stream(constants.EMBEDDER, constants.INTERACTIVE): ">"}, count=1
+        )
+        await r.xautoclaim(P0.stream(constants.EMBEDDER, constants.INTERACTIVE), w.group, "dead-2", 0, "0-0")
         job = await with_workers([w], lambda: JobStore(r).wait(env.job_id, 10))
         assert job["status"] == "failed"
         assert "delivered 2 times without completing" in job["error"]
@@ -233,17 +244,20 @@ def test_message_redelivered_too_often_is_dead_lettered(valkey_url: str) -> None
 def test_malformed_envelope_goes_to_dead_letters(valkey_url: str) -> None:
     async def body(r: aioredis.Redis) -> None:
         handler = Recorder(lambda e: {})
-        w = Worker(r, C.EMBEDDER, handler, settings())
+        w = Worker(r, constants.EMBEDDER, handler, settings())
         await w.ensure_group()
-        await r.xadd(C.stream_key(C.EMBEDDER), {C.ENVELOPE_FIELD: json.dumps({"v": 99})})
+        await r.xadd(
+            P0.stream(constants.EMBEDDER, constants.INTERACTIVE),
+            {constants.ENVELOPE_FIELD: json.dumps({"v": 99})},
+        )
 
         async def wait_dead() -> list[Any]:
-            res = await r.xread({C.DEAD_LETTER_STREAM: "0-0"}, block=10_000)
+            res = await r.xread({P0.dead_letters(): "0-0"}, block=10_000)
             return list(res[0][1])
 
         dead = await with_workers([w], wait_dead)
         assert dead[0][1][b"reason"] == b"malformed job envelope"
-        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
+        assert await r.xlen(P0.stream(constants.EMBEDDER, constants.INTERACTIVE)) == 0
 
     run(body, valkey_url)
 
@@ -254,15 +268,17 @@ def test_transient_failure_is_retried_and_counted(valkey_url: str) -> None:
 
     async def body(r: aioredis.Redis) -> None:
         handler = Recorder(flaky)
-        env = Envelope.new("search", "c1", {"query": "q"}, 60).model_copy(update={"route": [C.EMBEDDER]})
+        env = Envelope.new("search", "c1", {"query": "q"}, 60).model_copy(
+            update={"route": [constants.EMBEDDER]}
+        )
         assert await JobStore(r).submit(env, max_backlog=10) == "ok"
         job = await with_workers(
-            [Worker(r, C.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
+            [Worker(r, constants.EMBEDDER, handler, settings())], lambda: JobStore(r).wait(env.job_id, 10)
         )
         assert job["status"] == "done"
         assert job["attempts"] == 1
         assert job["result"] == {"hits": []}
-        assert await r.zcard(C.delayed_key(C.EMBEDDER)) == 0
+        assert await r.zcard(P0.delayed(constants.EMBEDDER, constants.INTERACTIVE)) == 0
 
     run(body, valkey_url)
 
@@ -284,10 +300,12 @@ def test_a_slow_first_stage_shows_its_status_while_working(valkey_url: str) -> N
                 seen.append(await status())
             handler.release.set()
             # Handed on: the entry appears on the retriever's stream.
-            await r.xread({C.stream_key(C.RETRIEVER): "0-0"}, block=10_000)
+            await r.xread({P0.stream(constants.RETRIEVER, constants.INTERACTIVE): "0-0"}, block=10_000)
             return [*seen, await status()]
 
-        seen = await with_workers([Worker(r, C.EMBEDDER, handler, settings(status_delay_s=0.001))], watch)
+        seen = await with_workers(
+            [Worker(r, constants.EMBEDDER, handler, settings(status_delay_s=0.001))], watch
+        )
         assert seen[-2:] == ["embedding", "retrieving"]
 
     run(body, valkey_url)
@@ -303,12 +321,12 @@ def test_a_job_nobody_picks_up_is_expired_when_read(valkey_url: str) -> None:
         assert job["error"] == "deadline passed while queued: no worker finished the job in time"
         # The worker that finally reads it changes nothing and writes no second result.
         handler = Recorder(lambda e: {"vector": "v"})
-        w = Worker(r, C.EMBEDDER, handler, settings())
+        w = Worker(r, constants.EMBEDDER, handler, settings())
         await w.ensure_group()
-        await w.process(await w._read())
+        await w.process(await w.read())
         assert handler.seen == []
-        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
-        assert await r.xlen(C.done_key(env.job_id)) == 1
+        assert await r.xlen(P0.stream(constants.EMBEDDER, constants.INTERACTIVE)) == 0
+        assert await r.xlen(keys.job(env.job_id).done) == 1
         assert (await store.get(env.job_id) or {})["status"] == "expired"
 
     run(body, valkey_url)
@@ -319,7 +337,7 @@ def test_a_late_finisher_cannot_overwrite_an_expired_job(valkey_url: str) -> Non
         store = JobStore(r, overdue_grace_s=0)
         handler = Held({"hits": []})
         env = Envelope.new("search", "c1", {"query": "q"}, timeout_s=0.5).model_copy(
-            update={"route": [C.EMBEDDER]}
+            update={"route": [constants.EMBEDDER]}
         )
         assert await store.submit(env, max_backlog=10) == "ok"
 
@@ -329,12 +347,12 @@ def test_a_late_finisher_cannot_overwrite_an_expired_job(valkey_url: str) -> Non
             handler.release.set()
             return job
 
-        job = await with_workers([Worker(r, C.EMBEDDER, handler, settings())], expire_meanwhile)
+        job = await with_workers([Worker(r, constants.EMBEDDER, handler, settings())], expire_meanwhile)
         assert job is not None and job["status"] == "expired"
         # The worker finished after that; its result was dropped, not written over the expiry.
         after = await store.get(env.job_id)
         assert after is not None and after["status"] == "expired" and "result" not in after
-        assert await r.xlen(C.done_key(env.job_id)) == 1
+        assert await r.xlen(keys.job(env.job_id).done) == 1
 
     run(body, valkey_url)
 
@@ -351,17 +369,19 @@ def test_a_job_split_into_parts_completes_once_when_its_last_part_does(valkey_ur
 
         class Watching(Recorder):
             async def __call__(self, batch: Sequence[Envelope]) -> Sequence[Outcome]:
-                statuses.append((await r.hget(C.job_key(batch[0].job_id), "status") or b"").decode())
+                statuses.append((await r.hget(keys.job(batch[0].job_id).hash, "status") or b"").decode())
                 return await super().__call__(batch)
 
         # One message per read: every part is its own commit.
         emb = Recorder(embed)
         ret = Watching(
-            lambda e: Output({"last": e.payload["part"]}, parts=5, on_complete=[["SADD", "seen", "1"]])
+            lambda e: Output(
+                {"last": e.payload["part"]}, parts=5, on_complete=[AddMember(P0.key("seen"), "1")]
+            )
         )
         workers = [
-            Worker(r, C.EMBEDDER, emb, settings(read_count=1), C.BULK),
-            Worker(r, C.RETRIEVER, ret, settings(read_count=1), C.BULK),
+            Worker(r, constants.EMBEDDER, emb, settings(read_count=1), constants.BULK),
+            Worker(r, constants.RETRIEVER, ret, settings(read_count=1), constants.BULK),
         ]
         env = await submit(r, kind="ingest", document_id="d1")
 
@@ -373,14 +393,14 @@ def test_a_job_split_into_parts_completes_once_when_its_last_part_does(valkey_ur
         assert len(emb.seen) == 6  # the upload, then its five parts
         assert sorted(e.payload["part"] for e in ret.seen) == list(range(5))
         assert job["result"]["last"] in range(5)
-        assert await r.xlen(C.done_key(env.job_id)) == 1  # completed once
-        assert await r.smembers("seen") == {b"1"}
-        assert await r.hget(C.job_key(env.job_id), "parts:done") == b"5"
+        assert await r.xlen(keys.job(env.job_id).done) == 1  # completed once
+        assert await r.smembers(SEEN) == {b"1"}
+        assert await r.hget(keys.job(env.job_id).hash, "parts:done") == b"5"
         # Its status moved on to "indexing" only with the last part forwarded.
-        assert await r.hget(C.job_key(env.job_id), "parts:embedder") == b"5"
+        assert await r.hget(keys.job(env.job_id).hash, "parts:embedder") == b"5"
         assert set(statuses) <= {"embedding", "indexing"}
-        assert await r.xlen(C.stream_key(C.EMBEDDER, C.BULK)) == 0
-        assert await r.xlen(C.stream_key(C.RETRIEVER, C.BULK)) == 0
+        assert await r.xlen(P0.stream(constants.EMBEDDER, constants.BULK)) == 0
+        assert await r.xlen(P0.stream(constants.RETRIEVER, constants.BULK)) == 0
 
     run(body, valkey_url)
 
@@ -388,27 +408,27 @@ def test_a_job_split_into_parts_completes_once_when_its_last_part_does(valkey_ur
 def test_a_chat_with_history_is_condensing_at_its_first_generator_step(valkey_url: str) -> None:
     async def body(r: aioredis.Redis) -> None:
         payload = {"question": "when?", "query": "when?", "history": [{"role": "user", "content": "ferry"}]}
-        env = Envelope.new("chat", "c1", payload, 60, route=C.CHAT_WITH_HISTORY_ROUTE)
+        env = Envelope.new("chat", "c1", payload, 60, route=constants.CHAT_WITH_HISTORY_ROUTE)
         store = JobStore(r)
         assert await store.submit(env, max_backlog=10) == "ok"
         condensed = {**payload, "question": "ferry when?", "condensed": True}
         handler = Recorder(lambda e: Output(condensed, event={"standalone_question": "ferry when?"}))
-        w = Worker(r, C.GENERATOR, handler, settings())
+        w = Worker(r, constants.GENERATOR, handler, settings())
         await w.ensure_group()
         # What a slow batch at its first stage shows while it works.
-        await w._mark_running([env])
+        await w.mark_running([env])
         assert (await store.get(env.job_id) or {})["status"] == "condensing"
-        await w.process(await w._read())
+        await w.process(await w.read())
         job = await store.get(env.job_id)
-        assert job is not None and (job["status"], job["stage"]) == ("embedding", C.EMBEDDER)
-        events: Any = await r.xrange(C.events_key(env.job_id))
+        assert job is not None and (job["status"], job["stage"]) == ("embedding", constants.EMBEDDER)
+        events: Any = await r.xrange(keys.job(env.job_id).events)
         assert [f[b"type"] for _id, f in events] == [b"queued", b"condensing"]
         data = json.loads(events[1][1][b"data"])
-        assert data == {"stage": C.GENERATOR, "standalone_question": "ferry when?"}
-        queued: Any = await r.xrange(C.stream_key(C.EMBEDDER))
+        assert data == {"stage": constants.GENERATOR, "standalone_question": "ferry when?"}
+        queued: Any = await r.xrange(P0.stream(constants.EMBEDDER, constants.INTERACTIVE))
         ((_id, fields),) = queued
-        forwarded = Envelope.loads(fields[C.ENVELOPE_FIELD.encode()])
-        assert forwarded.route == [C.EMBEDDER, C.RETRIEVER, C.GENERATOR]
+        forwarded = Envelope.loads(fields[constants.ENVELOPE_FIELD.encode()])
+        assert forwarded.route == [constants.EMBEDDER, constants.RETRIEVER, constants.GENERATOR]
         assert forwarded.payload == condensed
 
     run(body, valkey_url)
@@ -436,23 +456,25 @@ def test_a_question_is_read_at_once_while_the_bulk_lane_holds_a_backlog(valkey_u
 
         handler = Lanes(lambda e: e.payload)
         backlog = [await submit(r, kind="ingest", document_id=f"d{i}") for i in range(200)]
-        assert await r.xlen(C.stream_key(C.EMBEDDER, C.BULK)) == 200
-        assert await r.xlen(C.stream_key(C.EMBEDDER)) == 0
+        assert await r.xlen(P0.stream(constants.EMBEDDER, constants.BULK)) == 200
+        assert await r.xlen(P0.stream(constants.EMBEDDER, constants.INTERACTIVE)) == 0
         question = await submit(r, kind="search", query="q")
         workers = [
-            Worker(r, C.EMBEDDER, handler, settings(read_count=4, concurrency=1), lane)
-            for lane in C.STAGE_LANES[C.EMBEDDER]
+            Worker(r, constants.EMBEDDER, handler, settings(read_count=4, concurrency=1), lane)
+            for lane in constants.STAGE_LANES[constants.EMBEDDER]
         ]
 
         async def answered() -> None:
             # The question moved on to the retriever's interactive stream with its vector.
-            entries = await r.xread({C.stream_key(C.RETRIEVER): "0-0"}, block=10_000)
+            entries = await r.xread(
+                {P0.stream(constants.RETRIEVER, constants.INTERACTIVE): "0-0"}, block=10_000
+            )
             assert entries, "the question was not forwarded"
-            forwarded = Envelope.loads(entries[0][1][0][1][C.ENVELOPE_FIELD.encode()])
+            forwarded = Envelope.loads(entries[0][1][0][1][constants.ENVELOPE_FIELD.encode()])
             assert forwarded.job_id == question.job_id and forwarded.payload["vector"] == "q"
             # ... while the bulk lane had read at most one batch of its backlog.
             assert len(bulk_seen) <= 4
-            assert await r.xlen(C.stream_key(C.EMBEDDER, C.BULK)) == 200
+            assert await r.xlen(P0.stream(constants.EMBEDDER, constants.BULK)) == 200
             release.set()
 
         await with_workers(workers, answered)

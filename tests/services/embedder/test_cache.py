@@ -9,12 +9,11 @@ import numpy as np
 import redis
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
-from libs.common import metrics as M
+from libs.common import keys, metrics
 from libs.common.envelope import Envelope
 from libs.common.settings import EmbedderSettings
+from libs.common.stage import Outcome
 from libs.common.vectors import decode_vector
-from libs.common.worker import Outcome
 from services.embedder.backends import HashEmbedder
 from services.embedder.cache import EmbeddingCache, model_id, text_key
 from services.embedder.handler import EmbedHandler
@@ -33,7 +32,7 @@ class CountingEmbedder(HashEmbedder):
 
 
 def count(result: str) -> float:
-    return M.CACHE_REQUESTS.labels("embedding", result)._value.get()
+    return metrics.CACHE_REQUESTS.labels("embedding", result)._value.get()
 
 
 def run(url: str, embedder: CountingEmbedder, ttl_s: int, *calls: list[str]) -> list[np.ndarray]:
@@ -76,7 +75,7 @@ def test_entries_are_per_model_and_expire(valkey_url: str, valkey: redis.Redis) 
     assert small.calls == [["tides"]] and large.calls == [["tides"]]
     assert model_id(small) == "hash-16:16"
     key = text_key(model_id(small), "tides")
-    assert key.startswith(f"{C.PREFIX}:cache:embedding:hash-16:16:")
+    assert key.startswith(f"{keys.PREFIX}:cache:embedding:hash-16:16:")
     assert len(valkey.get(key) or b"") == 16 * 4
     assert 0 < valkey.ttl(key) <= 60
 
@@ -100,7 +99,7 @@ def test_ttl_zero_turns_the_cache_off(valkey_url: str, valkey: redis.Redis) -> N
     embedder = CountingEmbedder()
     run(valkey_url, embedder, 0, ["tides"], ["tides"])
     assert embedder.calls == [["tides"], ["tides"]]
-    assert valkey.keys(f"{C.PREFIX}:cache:*") == []
+    assert valkey.keys(f"{keys.PREFIX}:cache:*") == []
 
 
 def test_the_handler_embeds_questions_and_chunks_through_the_cache(valkey_url: str) -> None:
@@ -116,7 +115,7 @@ def test_the_handler_embeds_questions_and_chunks_through_the_cache(valkey_url: s
     async def main() -> tuple[list[Outcome], list[Outcome]]:
         r = aioredis.Redis.from_url(valkey_url)
         try:
-            await r.mset({C.blob_key("a"): text, C.blob_key("b"): text})
+            await r.mset({keys.document("a").blob: text, keys.document("b").blob: text})
             settings = EmbedderSettings(_env_file=None, chunk_size_words=8)  # type: ignore[call-arg]
             handler = EmbedHandler(r, embedder, settings)
             first = list(await handler([ask("When do tides turn?"), ingest("a")]))

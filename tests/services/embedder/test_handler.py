@@ -6,12 +6,13 @@ from collections.abc import Sequence
 import numpy as np
 import redis.asyncio as aioredis
 
-from libs.common import constants as C
+from libs.common import keys
+from libs.common.commit import Delete
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError, RetryableError
 from libs.common.settings import EmbedderSettings
+from libs.common.stage import Output
 from libs.common.vectors import decode_vector
-from libs.common.worker import Output
 from services.embedder.backends import HashEmbedder
 from services.embedder.handler import EmbedHandler
 
@@ -44,7 +45,7 @@ def run_handler(
         r = aioredis.Redis.from_url(url)
         try:
             for doc_id, data in blobs.items():
-                await r.set(C.blob_key(doc_id), data)
+                await r.set(keys.document(doc_id).blob, data)
             handler = EmbedHandler(r, embedder, EmbedderSettings(_env_file=None, chunk_size_words=10))
             return list(await handler(batch))
         finally:
@@ -65,7 +66,7 @@ def test_questions_share_one_model_call_and_chunks_another(valkey_url: str) -> N
     assert isinstance(q1, dict) and len(decode_vector(q1["vector"])) == 16
     assert isinstance(q2, dict) and q2["query"] == "cliffs"
     assert isinstance(doc, Output)
-    assert doc.delete_keys == [C.blob_key("d1")]
+    assert doc.ops == [Delete(keys.document("d1").blob)]
     chunks = doc.payload["chunks"]
     assert embedder.calls == [2, len(chunks)]
     assert [c["chunk_index"] for c in chunks] == list(range(len(chunks)))
@@ -94,13 +95,15 @@ def test_parsed_documents_record_pages_and_chunk_totals(valkey_url: str) -> None
     async def main() -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
         r = aioredis.Redis.from_url(url)
         try:
-            await r.hset(C.document_key("d1"), mapping={"document_id": "d1"})
-            await r.set(C.blob_key("d1"), b"First paragraph about tides.\n\nSecond paragraph about cliffs.")
-            await r.set(C.blob_key("d2"), b"A document whose record was deleted meanwhile.")
+            await r.hset(keys.document("d1").hash, mapping={"document_id": "d1"})
+            await r.set(
+                keys.document("d1").blob, b"First paragraph about tides.\n\nSecond paragraph about cliffs."
+            )
+            await r.set(keys.document("d2").blob, b"A document whose record was deleted meanwhile.")
             handler = EmbedHandler(r, CountingEmbedder(), EmbedderSettings(_env_file=None))
             out = await handler([ingest("d1", "a.txt"), ingest("d2", "b.txt")])
             assert all(isinstance(o, Output) for o in out)
-            return await r.hgetall(C.document_key("d1")), await r.hgetall(C.document_key("d2"))
+            return await r.hgetall(keys.document("d1").hash), await r.hgetall(keys.document("d2").hash)
         finally:
             await r.aclose()
 
@@ -120,8 +123,8 @@ def test_a_large_document_continues_as_bounded_parts_each_embedded_alone(valkey_
     async def main() -> tuple[Output, list[object], list[dict[bytes, bytes]]]:
         r = aioredis.Redis.from_url(valkey_url)
         try:
-            await r.hset(C.document_key("big"), mapping={"document_id": "big"})
-            await r.set(C.blob_key("big"), text)
+            await r.hset(keys.document("big").hash, mapping={"document_id": "big"})
+            await r.set(keys.document("big").blob, text)
             settings = EmbedderSettings(_env_file=None, chunk_size_words=10, ingest_part_chunks=4)
             handler = EmbedHandler(r, embedder, settings)
             env = ingest("big", "big.txt")
@@ -129,11 +132,11 @@ def test_a_large_document_continues_as_bounded_parts_each_embedded_alone(valkey_
             assert embedder.calls == []  # parsing only: the parts are embedded when read
             assert isinstance(split, Output)
             parts = [env.model_copy(update={"payload": p}) for p in split.split]
-            docs = [await r.hgetall(C.document_key("big"))]
+            docs = [await r.hgetall(keys.document("big").hash)]
             embedded = list(await handler(parts[:2]))
-            docs.append(await r.hgetall(C.document_key("big")))
+            docs.append(await r.hgetall(keys.document("big").hash))
             embedded += await handler(parts[2:])
-            docs.append(await r.hgetall(C.document_key("big")))
+            docs.append(await r.hgetall(keys.document("big").hash))
             return split, embedded, docs
         finally:
             await r.aclose()
@@ -142,7 +145,7 @@ def test_a_large_document_continues_as_bounded_parts_each_embedded_alone(valkey_
     total = int(parsed[b"chunks"])
     n = -(-total // 4)
     assert total > 8
-    assert split.delete_keys == [C.blob_key("big")]
+    assert split.ops == [Delete(keys.document("big").blob)]
     assert len(split.split) == int(parsed[b"parts"]) == n
     assert [p["part"] for p in split.split] == list(range(n))
     assert all(len(p["chunks"]) <= 4 and p["parts"] == n for p in split.split)

@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.datastructures import Headers
 
-from libs.common import constants as C
-from libs.common import events
+from libs.common import constants, events, keys
 from libs.common.jobs import JobStore
+from libs.common.keys import KeySpace
 from libs.common.settings import GatewaySettings
 from services.gateway.answer_cache import (
     PAYLOAD_FIELD,
@@ -21,6 +21,8 @@ from services.gateway.answer_cache import (
     normalise_question,
     request_digest,
 )
+
+SPACE = KeySpace()
 
 
 @pytest.mark.parametrize(
@@ -80,13 +82,13 @@ def test_a_miss_names_the_entry_and_a_hit_is_a_finished_job(valkey_url: str) -> 
         try:
             cache, jobs = AnswerCache(r, settings), JobStore(r)
             assert await cache.lookup("docs", payload("Where?")) is None  # no such collection
-            await r.hset(C.collection_key("docs"), mapping={"name": "docs", "created_at": "123.5"})
+            await r.hset(SPACE.collection("docs").meta, mapping={"name": "docs", "created_at": "123.5"})
 
             asked = payload("Where is the reset button?")
             assert await cache.lookup("docs", asked) is None
             entry = asked[PAYLOAD_FIELD]
             assert entry["ttl_s"] == 60
-            assert entry["key"].startswith(f"{C.PREFIX}:cache:answer:docs:123.5:0:")
+            assert entry["key"].startswith(SPACE.collection("docs").answer("123.5", "0", ""))
             # As the generator's commit writes it.
             result = {"answer": "Behind the cover [1].", "citations": [], "mode": "extractive"}
             await r.set(entry["key"], json.dumps({**result, "cached": True}), ex=60)
@@ -97,8 +99,8 @@ def test_a_miss_names_the_entry_and_a_hit_is_a_finished_job(valkey_url: str) -> 
             assert job is not None
             assert job["status"] == "done" and job["result"] == {**result, "cached": True}
             assert set(job["timings"]) == {"cache"} and job["kind"] == "chat"
-            assert await r.ttl(C.job_key(env.job_id)) > 0
-            finished: Any = await r.xrange(C.done_key(env.job_id))
+            assert await r.ttl(keys.job(env.job_id).hash) > 0
+            finished: Any = await r.xrange(keys.job(env.job_id).done)
             assert len(finished) == 1 and finished[0][1][b"status"] == b"done"
             kinds = [(e.type, e.data) for e in await events.history(r, env.job_id)]
             assert kinds == [("queued", {"status": "queued"}), ("done", {**result, "cached": True})]
@@ -109,11 +111,11 @@ def test_a_miss_names_the_entry_and_a_hit_is_a_finished_job(valkey_url: str) -> 
             assert fresh[PAYLOAD_FIELD]["key"] == entry["key"]
 
             # The collection changed: the same question misses, under a new key.
-            await r.hincrby(C.collection_key("docs"), C.COLLECTION_VERSION_FIELD, 1)
+            await r.hincrby(SPACE.collection("docs").meta, constants.COLLECTION_VERSION_FIELD, 1)
             again = payload("Where is the reset button?")
             assert await cache.lookup("docs", again) is None
             assert again[PAYLOAD_FIELD]["key"] != entry["key"]
-            assert ":docs:123.5:1:" in again[PAYLOAD_FIELD]["key"]
+            assert again[PAYLOAD_FIELD]["key"].startswith(SPACE.collection("docs").answer("123.5", "1", ""))
         finally:
             await r.aclose()
 
@@ -126,7 +128,7 @@ def test_with_the_cache_off_nothing_is_looked_up(valkey_url: str) -> None:
     async def main() -> None:
         r = aioredis.Redis.from_url(valkey_url)
         try:
-            await r.hset(C.collection_key("docs"), mapping={"name": "docs", "created_at": "1.0"})
+            await r.hset(SPACE.collection("docs").meta, mapping={"name": "docs", "created_at": "1.0"})
             asked = payload("Where?")
             assert await AnswerCache(r, settings).lookup("docs", asked) is None
             assert PAYLOAD_FIELD not in asked

@@ -12,9 +12,10 @@ import redis
 import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
-from libs.common import constants as C
+from libs.common import constants, keys
 from libs.common.envelope import Envelope
 from libs.common.errors import InvalidRequest
+from libs.common.keys import Partition
 from libs.common.settings import GatewaySettings
 from services.gateway.app import create_app
 from services.gateway.chat import submit_chat
@@ -22,6 +23,8 @@ from services.gateway.openai_compat import MAX_HISTORY_MESSAGES, split_messages
 from services.gateway.openai_errors import openai_body, shape_of
 from services.gateway.openai_schemas import ChatMessage
 from services.gateway.submit import Submitter
+
+P0 = Partition(0)
 
 
 def msgs(*pairs: tuple[str, Any]) -> list[ChatMessage]:
@@ -136,9 +139,9 @@ def test_a_question_with_history_starts_at_the_generator(valkey_url: str, valkey
             await client.aclose()
 
     env = asyncio.run(main())
-    assert env.route == list(C.CHAT_WITH_HISTORY_ROUTE)
+    assert env.route == list(constants.CHAT_WITH_HISTORY_ROUTE)
     assert env.payload["history"] == history
-    queued: Any = valkey.xrange(C.stream_key(C.GENERATOR))
+    queued: Any = valkey.xrange(P0.stream(constants.GENERATOR, constants.INTERACTIVE))
     ((_id, fields),) = queued
-    assert Envelope.loads(fields[C.ENVELOPE_FIELD.encode()]).job_id == env.job_id
-    assert valkey.hget(C.job_key(env.job_id), "stage") == b"generator"
+    assert Envelope.loads(fields[constants.ENVELOPE_FIELD.encode()]).job_id == env.job_id
+    assert valkey.hget(keys.job(env.job_id).hash, "stage") == b"generator"

@@ -8,10 +8,10 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from libs.common import constants as C
+from libs.common import constants
 from libs.common.envelope import Envelope
 from libs.common.settings import GeneratorSettings
-from libs.common.worker import Output
+from libs.common.stage import Output
 from services.generator.answerers import build_answerer
 from services.generator.condense import (
     CONDENSE_PROMPT,
@@ -54,7 +54,7 @@ def chat_env(question: str, history: list[dict[str, str]] | None, **payload: obj
     route = None
     if history:
         body["history"] = history
-        route = C.CHAT_WITH_HISTORY_ROUTE
+        route = constants.CHAT_WITH_HISTORY_ROUTE
     return Envelope.new("chat", "docs", body, 60, route=route)
 
 
@@ -171,7 +171,7 @@ def test_the_first_generator_step_condenses_and_the_last_answers_the_standalone_
     assert step.event == {"standalone_question": "ferry Elmsworth: When does it leave?"}
 
     # The worker forwards it (embedder, retriever); the last step answers it.
-    last = job.model_copy(update={"route": [C.GENERATOR], "payload": {**payload, "hits": [HIT]}})
+    last = job.model_copy(update={"route": [constants.GENERATOR], "payload": {**payload, "hits": [HIT]}})
     assert not needs_condensing(last)
     (answer,) = asyncio.run(handler([last]))
     assert isinstance(answer, dict)
@@ -181,7 +181,7 @@ def test_the_first_generator_step_condenses_and_the_last_answers_the_standalone_
 
 def test_only_chats_with_history_and_a_later_stage_are_condensed() -> None:
     assert not needs_condensing(chat_env("When does it leave?", None))
-    at_the_end = chat_env("When does it leave?", FERRY).model_copy(update={"route": [C.GENERATOR]})
+    at_the_end = chat_env("When does it leave?", FERRY).model_copy(update={"route": [constants.GENERATOR]})
     assert not needs_condensing(at_the_end)
     done_already = chat_env("When does it leave?", FERRY, condensed=True)
     assert not needs_condensing(done_already)

@@ -3,15 +3,21 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from libs.common import constants as C
+from libs.common import constants, keys
+from libs.common.commit import SetIfExists
+from libs.common.document_ops import DocumentRef
 from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
+from libs.common.keys import CollectionKeys, KeySpace, Partition
+from libs.common.stage import Output
 from libs.common.vectors import encode_vector
-from libs.common.worker import Output
 from services.retriever.edge_store import EdgeStore
 from services.retriever.fusion import DENSE_ONLY, Fusion
-from services.retriever.handler import Hidden, Replaced, RetrieveHandler
+from services.retriever.handler import Hidden, RetrieveHandler
 from services.retriever.memory_store import MemoryStore
+
+SPACE = KeySpace()
+P0 = Partition(0)
 
 
 def chunk(i: int, vector: list[float], page: int = 1) -> dict[str, object]:
@@ -36,6 +42,11 @@ def ingest_env() -> Envelope:
     return Envelope.new("ingest", "docs", payload, 60).model_copy(update={"route": ["retriever"]})
 
 
+def updates(out: Output) -> dict[str, dict[str, object]]:
+    """The hash fields an output sets, with its commit, on hashes that exist."""
+    return {op.key: dict(op.fields) for op in out.ops if isinstance(op, SetIfExists)}
+
+
 def query_env(kind: str, vector: list[float]) -> Envelope:
     payload = {"question": "q", "query": "q", "top_k": 1, "vector": encode_vector(vector)}
     return Envelope.new(kind, "docs", payload, 60)  # type: ignore[arg-type]
@@ -50,8 +61,8 @@ def test_indexes_then_searches_in_one_batch_order() -> None:
     assert isinstance(indexed, Output)
     assert indexed.payload == {"document_id": "d1", "filename": "f.pdf", "pages": 2, "chunks": 2}
     # The document turns ready in the same commit that completes the job.
-    assert indexed.updates[C.document_key("d1")]["status"] == "ready"
-    assert indexed.updates[C.document_key("d1")]["chunks"] == "2"
+    assert updates(indexed)[keys.document("d1").hash]["status"] == "ready"
+    assert updates(indexed)[keys.document("d1").hash]["chunks"] == "2"
     assert isinstance(found, Output) and found.payload["hits"][0]["page"] == 2
     assert set(found.payload["hits"][0]) == {"document_id", "filename", "page", "score", "text"}
     assert isinstance(chat, Output) and chat.payload["question"] == "q"
@@ -83,17 +94,17 @@ class FixedRegistry:
         self,
         *rounds: set[str],
         pending: set[str] | None = None,
-        replaced: list[Replaced] | None = None,
+        replaced: list[DocumentRef] | None = None,
     ) -> None:
         self.rounds = list(rounds) or [set()]
         self.pending = frozenset(pending or ())
         self.replaced = replaced or []
 
-    async def hidden(self, collections: set[str]) -> dict[str, Hidden]:
+    async def hidden(self, collections: set[CollectionKeys]) -> dict[str, Hidden]:
         ids = self.rounds.pop(0) if len(self.rounds) > 1 else self.rounds[0]
-        return {name: Hidden(frozenset(ids), self.pending) for name in collections}
+        return {c.name: Hidden(frozenset(ids), self.pending) for c in collections}
 
-    async def replaced_by(self, env: Envelope) -> list[Replaced]:
+    async def replaced_by(self, env: Envelope) -> list[DocumentRef]:
         return self.replaced
 
 
@@ -146,38 +157,35 @@ def test_the_last_part_completes_the_document_and_unhides_it() -> None:
     assert isinstance(out, Output)
     assert out.parts == 3
     assert out.payload["chunks"] == 70
-    assert out.updates[C.document_key("d1")]["chunks"] == "70"
+    assert updates(out)[keys.document("d1").hash]["chunks"] == "70"
     # The collection's version moves on (its cached answers go stale), unless it was dropped.
-    assert out.on_complete == [
-        ["SREM", C.collection_pending_key("docs"), "d1"],
-        ["IFEXISTS", C.collection_key("docs")],
-        ["HINCRBY", C.collection_key("docs"), C.COLLECTION_VERSION_FIELD, 1],
+    assert [op.encode() for op in out.on_complete] == [
+        ["SREM", SPACE.collection("docs").pending, "d1"],
+        ["HINCRBYXX", SPACE.collection("docs").meta, constants.COLLECTION_VERSION_FIELD, 1],
     ]
 
 
 def test_a_replace_retires_the_older_documents_in_its_completing_commit() -> None:
     env = ingest_env()
     env.payload["replace"] = True
-    old = Replaced("old1", "sha-old", "f.pdf")
+    old = DocumentRef("old1", "sha-old", "f.pdf")
     (out,) = asyncio.run(RetrieveHandler(MemoryStore(), dim=4, registry=FixedRegistry(replaced=[old]))([env]))
     assert isinstance(out, Output)
-    ops = out.on_complete
-    assert ops[0] == ["SREM", C.collection_pending_key("docs"), "d1"]
+    ops = [op.encode() for op in out.on_complete]
+    assert ops[0] == ["SREM", SPACE.collection("docs").pending, "d1"]
     # The new document must still exist for the swap to happen.
-    assert ops[1] == ["IFEXISTS", C.document_key("d1")]
-    assert ["SADD", C.deleted_documents_key("docs"), "old1"] in ops
-    assert ["SREM", C.collection_documents_key("docs"), "old1"] in ops
-    assert ["HDELEQ", C.collection_hashes_key("docs"), "sha-old", "old1"] in ops
-    assert ["DEL", C.document_key("old1")] in ops
+    assert ops[1] == ["IFEXISTS", keys.document("d1").hash]
+    assert ["SADD", SPACE.collection("docs").deleted, "old1"] in ops
+    assert ["SREM", SPACE.collection("docs").documents, "old1"] in ops
+    assert ["HDELEQ", SPACE.collection("docs").hashes, "sha-old", "old1"] in ops
+    assert ["DEL", keys.document("old1").hash] in ops
     [xadd] = [op for op in ops if op[0] == "XADD"]
     delete = Envelope.loads(xadd[4])
-    assert xadd[1] == C.stream_key(C.RETRIEVER, C.BULK)
+    assert xadd[1] == P0.stream(constants.RETRIEVER, constants.BULK)
     assert (delete.kind, delete.payload) == ("delete", {"document_id": "old1"})
     # One version step for the swap, last, after the retirements.
-    assert ops[-2:] == [
-        ["IFEXISTS", C.collection_key("docs")],
-        ["HINCRBY", C.collection_key("docs"), C.COLLECTION_VERSION_FIELD, 1],
-    ]
+    assert [op for op in ops if op[0] == "HINCRBYXX"] == [ops[-1]]
+    assert ops[-1] == ["HINCRBYXX", SPACE.collection("docs").meta, constants.COLLECTION_VERSION_FIELD, 1]
 
 
 def hybrid_ingest() -> Envelope:

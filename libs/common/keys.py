@@ -1,0 +1,232 @@
+"""The key space: every Valkey key DocuMind uses, built here from typed parts.
+
+No other module formats a key. A key names its partition's hash tag first::
+
+    documind:{p0}:job:<job id>
+    documind:{p0}:t:<tenant>:collection:<name>:documents
+    documind:{p0}:stream:embedder:bulk
+
+Valkey Cluster hashes only the text between the first ``{`` and ``}``, so every
+key of a partition lands in one slot: whatever one script, transaction or commit
+touches (a job, its stage streams, its document, its collection, its events)
+lives on one node. A collection's partition is a function of (tenant, collection)
+(:meth:`KeySpace.collection`); the job and document ids minted for it carry the
+partition (:func:`new_id`), so any process finds a job's keys from its id alone.
+
+Keys outside every partition: the embedding cache (a text's vector is the same
+whoever asks; each entry hashes to a slot of its own) and the cancel channel
+(pub/sub, not a key).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Final, Literal
+
+PREFIX: Final = "documind"
+# Until keys and tenants exist (issue 12) every collection is the default tenant's.
+DEFAULT_TENANT: Final = "default"
+# Tenant names: as collection names, safe in keys and URLs (no ':', '{' or '}').
+TENANT_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+Stage = Literal["embedder", "retriever", "generator"]
+Lane = Literal["interactive", "bulk"]
+
+# Published with a job id when a client cancels that job (a channel, not a key).
+CANCEL_CHANNEL: Final = f"{PREFIX}:cancel"
+
+# Ids minted for a partition: "p<index>-<32 hex digits>". An id without the prefix
+# (older data, hand-made test ids) belongs to partition 0.
+_ID = re.compile(r"p(\d{1,5})-[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One slot's worth of keys: stage streams and the jobs, documents and collections in it."""
+
+    index: int
+
+    @property
+    def tag(self) -> str:
+        """The hash tag every key of the partition carries (its cluster slot)."""
+        return f"{{p{self.index}}}"
+
+    def key(self, *parts: str) -> str:
+        return ":".join((PREFIX, self.tag, *parts))
+
+    def stream(self, stage: Stage, lane: Lane) -> str:
+        """The input stream of ``stage`` for one lane of this partition."""
+        return self.key("stream", stage) if lane == "interactive" else self.key("stream", stage, lane)
+
+    def delayed(self, stage: Stage, lane: Lane) -> str:
+        """Sorted set of a stage's messages waiting out a retry backoff (score = due time)."""
+        return self.key("delayed", stage) if lane == "interactive" else self.key("delayed", stage, lane)
+
+    def dead_letters(self) -> str:
+        """Dead letters of the partition: entries carry the stage and the reason."""
+        return self.key("dead")
+
+    def collections(self, tenant: str) -> str:
+        """Set of the names of a tenant's collections that live in this partition."""
+        return self.key("t", tenant, "collections")
+
+
+def group_name(stage: Stage) -> str:
+    """The consumer group that the workers of ``stage`` share (on each of its streams)."""
+    return f"{PREFIX}:{stage}"
+
+
+def new_id(partition: Partition) -> str:
+    """A fresh job or document id that names its partition."""
+    return f"p{partition.index}-{uuid.uuid4().hex}"
+
+
+def partition_of_id(any_id: str) -> Partition:
+    """The partition of a job or document id (partition 0 for an id without one)."""
+    found = _ID.fullmatch(any_id)
+    return Partition(int(found.group(1))) if found else Partition(0)
+
+
+@dataclass(frozen=True, slots=True)
+class JobKeys:
+    """The keys of one job, all in its partition."""
+
+    job_id: str
+    partition: Partition
+
+    @property
+    def hash(self) -> str:
+        """Hash with the status, stage, result and timings of the job."""
+        return self.partition.key("job", self.job_id)
+
+    @property
+    def done(self) -> str:
+        """Stream that receives one entry (the final fields) when the job reaches a final status."""
+        return self.partition.key("done", self.job_id)
+
+    @property
+    def events(self) -> str:
+        """Stream of the job's events in order, served as Server-Sent Events."""
+        return self.partition.key("events", self.job_id)
+
+
+def job(job_id: str) -> JobKeys:
+    return JobKeys(job_id, partition_of_id(job_id))
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentKeys:
+    """The keys of one uploaded document, in its collection's partition."""
+
+    document_id: str
+    partition: Partition
+
+    @property
+    def hash(self) -> str:
+        """Hash describing the document (kept until the document is deleted)."""
+        return self.partition.key("document", self.document_id)
+
+    @property
+    def blob(self) -> str:
+        """The uploaded bytes, waiting to be parsed."""
+        return self.partition.key("blob", self.document_id)
+
+
+def document(document_id: str) -> DocumentKeys:
+    return DocumentKeys(document_id, partition_of_id(document_id))
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionKeys:
+    """The keys of one tenant's collection."""
+
+    tenant: str
+    name: str
+    partition: Partition
+
+    def _key(self, *parts: str) -> str:
+        return self.partition.key("t", self.tenant, "collection", self.name, *parts)
+
+    @property
+    def registry(self) -> str:
+        """The tenant's set of collection names in this partition."""
+        return self.partition.collections(self.tenant)
+
+    @property
+    def meta(self) -> str:
+        """Hash of metadata (name, description, created_at, version)."""
+        return self._key()
+
+    @property
+    def documents(self) -> str:
+        """Set of the collection's document ids."""
+        return self._key("documents")
+
+    @property
+    def hashes(self) -> str:
+        """Hash sha256 -> document id: the same content is stored once per collection."""
+        return self._key("hashes")
+
+    @property
+    def deleted(self) -> str:
+        """Set of deleted document ids (tombstones): searches drop their hits at once.
+
+        Kept for good (ids are never reused), so an index that races a delete can
+        still tell it must not leave vectors.
+        """
+        return self._key("deleted")
+
+    @property
+    def pending(self) -> str:
+        """Set of documents not ready yet: searches leave their vectors out."""
+        return self._key("pending")
+
+    def filename(self, filename: str) -> str:
+        """Set of the document ids uploaded under one filename (what ``replace`` retires)."""
+        return self._key("filename", filename)
+
+    def answer(self, epoch: str, version: str, digest: str) -> str:
+        """A finished chat result (JSON) for one collection state and one normalised request.
+
+        ``epoch`` is the collection's ``created_at`` (a dropped and re-created
+        collection never meets its predecessor's answers), ``version`` its change
+        counter, ``digest`` the sha256 of the normalised question and parameters.
+        """
+        return self._key("answer", epoch, version, digest)
+
+    def job(self, job_id: str) -> JobKeys:
+        """A job of this collection (its id was minted in this partition)."""
+        return JobKeys(job_id, self.partition)
+
+
+def partition_for(tenant: str, collection: str, partitions: int) -> Partition:
+    """The partition of a tenant's collection: stable for a given partition count."""
+    if partitions == 1:
+        return Partition(0)
+    return Partition(zlib.crc32(f"{tenant}/{collection}".encode()) % partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """The partitions of one deployment (``DOCUMIND_PARTITIONS``)."""
+
+    partitions: int = 1
+
+    def all(self) -> list[Partition]:
+        return [Partition(i) for i in range(self.partitions)]
+
+    def collection(self, name: str, tenant: str = DEFAULT_TENANT) -> CollectionKeys:
+        return CollectionKeys(tenant, name, partition_for(tenant, name, self.partitions))
+
+
+def collection_of(tenant: str, name: str, job_id: str) -> CollectionKeys:
+    """The collection of a job (its partition is the job's)."""
+    return CollectionKeys(tenant, name, partition_of_id(job_id))
+
+
+def embedding_cache(model: str, text_sha256: str) -> str:
+    """A text's vector from one model (float32 little-endian bytes); in no partition."""
+    return f"{PREFIX}:cache:embedding:{model}:{text_sha256}"

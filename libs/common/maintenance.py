@@ -1,0 +1,152 @@
+"""A worker's maintenance loop: due retries, heartbeats, reclaiming, backlog gauges.
+
+Runs beside the read loop of one (stage, lane, partition) until the worker has
+drained. Every ``maintenance_interval_s`` it moves retries whose backoff has
+elapsed back onto the stream; every third of the visibility timeout it resets the
+idle time of the messages still being worked on (so nobody reclaims them); and
+when a slot is free it takes over messages idle past the visibility timeout,
+whichever consumer held them (a crashed replica's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from libs.common import metrics
+from libs.common.decode import as_text
+from libs.common.jobflow import Message, StageContext
+from libs.common.scripts import MoveDue
+from libs.common.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+# Seconds between refreshes of the backlog gauges.
+GAUGE_REFRESH_S = 5.0
+# Due retries moved back per maintenance round, at most.
+MOVE_DUE_LIMIT = 1000
+
+
+class Reader(Protocol):
+    """What maintenance needs of its worker."""
+
+    ctx: StageContext
+    group: str
+    consumer: str
+    slots: asyncio.Semaphore
+    stopping: asyncio.Event
+    inflight: set[str]
+
+    def decode(self, mid: bytes | str, fields: dict[Any, Any], now: float, delivered: int = 1) -> Message: ...
+
+    def spawn(self, messages: list[Message]) -> None: ...
+
+
+class Maintenance:
+    def __init__(self, client: aioredis.Redis, worker: Reader, settings: WorkerSettings) -> None:
+        self.r = client
+        self.w = worker
+        self.s = settings
+        self.closed = asyncio.Event()
+        self._move_due = MoveDue(client)
+        ctx = worker.ctx
+        self._heartbeat_gauge = metrics.HEARTBEAT.labels(ctx.stage, ctx.lane)
+        self._heartbeat_gauge.set(time.time())
+
+    def beat(self) -> None:
+        """Show that this worker's loops are alive (the healthcheck reads it)."""
+        self._heartbeat_gauge.set(time.time())
+
+    async def run(self) -> None:
+        last_heartbeat = time.monotonic()
+        last_gauges = 0.0
+        while not self.closed.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closed.wait(), timeout=self.s.maintenance_interval_s)
+            if self.closed.is_set():
+                return
+            self.beat()
+            try:
+                if time.monotonic() - last_gauges >= GAUGE_REFRESH_S:
+                    await self.refresh_gauges()
+                    last_gauges = time.monotonic()
+                ctx = self.w.ctx
+                await self._move_due(
+                    delayed=ctx.delayed, stream=ctx.stream, now=time.time(), limit=MOVE_DUE_LIMIT
+                )
+                if time.monotonic() - last_heartbeat >= self.s.visibility_timeout_s / 3:
+                    await self.heartbeat()
+                    last_heartbeat = time.monotonic()
+                if not self.w.stopping.is_set() and not self.w.slots.locked():
+                    await self.reclaim()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                logger.warning("stage=%s maintenance skipped, valkey unavailable: %s", self.w.ctx.stage, exc)
+
+    async def refresh_gauges(self) -> None:
+        """Backlog gauges of this stream (and the dead letters), read in one round trip."""
+        ctx = self.w.ctx
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.xlen(ctx.stream)
+            pipe.xinfo_groups(ctx.stream)
+            pipe.zcard(ctx.delayed)
+            pipe.xlen(ctx.partition.dead_letters())
+            length, groups, delayed, dead = await pipe.execute(raise_on_error=False)
+        mine = [
+            g for g in (groups if isinstance(groups, list) else []) if as_text(g.get("name")) == self.w.group
+        ]
+        if isinstance(length, int):
+            metrics.STREAM_LENGTH.labels(ctx.stage, ctx.lane).set(length)
+        if mine:
+            metrics.PENDING.labels(ctx.stage, ctx.lane).set(int(mine[0].get("pending") or 0))
+            metrics.GROUP_LAG.labels(ctx.stage, ctx.lane).set(int(mine[0].get("lag") or 0))
+        if isinstance(delayed, int):
+            metrics.DELAYED.labels(ctx.stage, ctx.lane).set(delayed)
+        if isinstance(dead, int):
+            metrics.DEAD_LETTER_SIZE.set(dead)
+
+    async def heartbeat(self) -> None:
+        """Reset the idle time of messages still being worked on, so they are not reclaimed."""
+        if self.w.inflight:
+            await self.r.xclaim(
+                self.w.ctx.stream, self.w.group, self.w.consumer, 0, list(self.w.inflight), justid=True
+            )
+
+    async def reclaim(self) -> int:
+        """Take over messages idle longer than the visibility timeout, whoever held them."""
+        stream = self.w.ctx.stream
+        await self.w.slots.acquire()
+        try:
+            _next, claimed, _deleted = await self.r.xautoclaim(
+                stream,
+                self.w.group,
+                self.w.consumer,
+                min_idle_time=int(self.s.visibility_timeout_s * 1000),
+                start_id="0-0",
+                count=self.s.read_count,
+            )
+        except BaseException:
+            self.w.slots.release()
+            raise
+        if not claimed:
+            self.w.slots.release()
+            return 0
+        async with self.r.pipeline(transaction=False) as pipe:
+            for mid, _fields in claimed:
+                pipe.xpending_range(stream, self.w.group, min=mid, max=mid, count=1)
+            pending = await pipe.execute()
+        now = time.time()
+        messages = [
+            self.w.decode(mid, fields, now, delivered=int(p[0]["times_delivered"]) if p else 1)
+            for (mid, fields), p in zip(claimed, pending, strict=True)
+        ]
+        metrics.RECLAIMED.labels(self.w.ctx.stage).inc(len(messages))
+        logger.info("stage=%s reclaimed %d idle messages", self.w.ctx.stage, len(messages))
+        self.w.spawn(messages)
+        return len(messages)
