@@ -88,7 +88,7 @@ ROWS: list[tuple[str, list[Panel]]] = [
             ),
             Panel(
                 "Dead letters",
-                "Messages moved to the documind:dead stream. See docs/operations.md, 'Dead letters'.",
+                "Messages moved to the documind:{p<N>}:dead stream. See docs/operations.md, 'Dead letters'.",
                 (Query(f"sum(increase(documind_dead_letters_total[{RANGE}]))"),),
                 kind="stat",
                 width=6,
@@ -241,7 +241,7 @@ ROWS: list[tuple[str, list[Panel]]] = [
             ),
             Panel(
                 "Delayed retries and dead-letter stream",
-                "Messages waiting out a retry backoff per stage, and entries kept in documind:dead.",
+                "Messages waiting out a retry backoff per stage, and entries kept in documind:{p<N>}:dead.",
                 (
                     Query(
                         f"max by (stage, lane) (documind_delayed_retries{{{STAGE}}})",
@@ -269,7 +269,7 @@ ROWS: list[tuple[str, list[Panel]]] = [
         [
             Panel(
                 "Dead letters per stage",
-                "Messages moved to the documind:dead stream per interval, by the stage that gave up.",
+                "Messages moved to the documind:{p<N>}:dead stream per interval, by the stage that gave up.",
                 (
                     Query(
                         f"sum by (stage) (increase(documind_dead_letters_total{{{STAGE}}}[{RATE}]))",
