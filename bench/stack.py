@@ -34,6 +34,7 @@ import psutil
 
 from bench.client import Http, multipart
 from bench.common import context_line, loadavg, run_context, sigterm_as_interrupt, write_json
+from libs.common import keys
 from libs.common.settings import EmbedderSettings, GatewaySettings
 from libs.common.supervisor import Stack
 from libs.common.valkey_server import free_port
@@ -394,13 +395,16 @@ def run_one(
 
 def flush_cache(valkey_url: str, cache: str) -> int:
     """Delete the stack's ``embedding`` or ``answer`` cache entries; the number deleted."""
+    pattern = (
+        keys.embedding_cache("*", "*") if cache == "embedding" else keys.Partition(0).key("*", "answer", "*")
+    )
     import redis
 
     client = redis.Redis.from_url(valkey_url)
     try:
-        keys = list(client.scan_iter(match=f"documind:cache:{cache}:*", count=10_000))
-        for i in range(0, len(keys), 10_000):
-            client.unlink(*keys[i : i + 10_000])
-        return len(keys)
+        found = list(client.scan_iter(match=pattern, count=10_000))
+        for i in range(0, len(found), 10_000):
+            client.unlink(*found[i : i + 10_000])
+        return len(found)
     finally:
         client.close()

@@ -28,7 +28,7 @@ def _flat(fields: Mapping[str, Scalar]) -> list[Scalar]:
     return [x for kv in fields.items() for x in kv]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetFields:
     """HSET fields on a hash."""
 
@@ -39,7 +39,7 @@ class SetFields:
         return ["HSET", self.key, *_flat(self.fields)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetIfExists:
     """HSET fields only on a hash that exists (never resurrects a deleted document)."""
 
@@ -50,7 +50,7 @@ class SetIfExists:
         return ["HSETXX", self.key, *_flat(self.fields)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Increment:
     """HINCRBY a hash field; with ``if_exists``, only on a hash that exists."""
 
@@ -63,7 +63,7 @@ class Increment:
         return ["HINCRBYXX" if self.if_exists else "HINCRBY", self.key, self.field, self.by]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeleteFieldIf:
     """HDEL a field only while its value is still ``value``."""
 
@@ -75,7 +75,7 @@ class DeleteFieldIf:
         return ["HDELEQ", self.key, self.field, self.value]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delete:
     key: str
 
@@ -83,7 +83,7 @@ class Delete:
         return ["DEL", self.key]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Expire:
     key: str
     ttl_s: int
@@ -92,7 +92,7 @@ class Expire:
         return ["EXPIRE", self.key, self.ttl_s]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AddMember:
     """SADD one member."""
 
@@ -103,7 +103,7 @@ class AddMember:
         return ["SADD", self.key, self.member]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RemoveMember:
     """SREM one member."""
 
@@ -114,7 +114,7 @@ class RemoveMember:
         return ["SREM", self.key, self.member]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Enqueue:
     """A job envelope (JSON) onto a stage's stream."""
 
@@ -125,7 +125,7 @@ class Enqueue:
         return ["XADD", self.stream, "*", ENVELOPE_FIELD, self.envelope]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Schedule:
     """A message due again at ``due`` (unix time): a retry waiting out its backoff."""
 
@@ -137,7 +137,7 @@ class Schedule:
         return ["ZADD", self.key, self.due, self.envelope]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AppendEvent:
     """One event on a job's events stream (capped at about ``EVENTS_MAXLEN``)."""
 
@@ -151,7 +151,7 @@ class AppendEvent:
                 EVENT_DATA_FIELD, data]  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AppendEntry:
     """An entry of plain fields on a stream, optionally capped at about ``maxlen``."""
 
@@ -164,7 +164,7 @@ class AppendEntry:
         return ["XADD", self.key, *cap, "*", *_flat(self.fields)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CacheValue:
     """SET a string with a TTL (a cached answer)."""
 
@@ -176,7 +176,7 @@ class CacheValue:
         return ["SET", self.key, self.value, "EX", self.ttl_s]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Guard:
     """Skip the message's remaining ops when the job (its hash) already has a final status."""
 
@@ -186,7 +186,7 @@ class Guard:
         return ["GUARD", self.key]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Join:
     """Count this part (HINCRBY field 1); go on only when it is the ``total``-th."""
 
@@ -198,7 +198,7 @@ class Join:
         return ["JOIN", self.key, self.field, self.total]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IfExists:
     """Skip the remaining ops when the key is gone."""
 
@@ -208,7 +208,7 @@ class IfExists:
         return ["IFEXISTS", self.key]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Require:
     """Skip the remaining ops when the key is gone, and report it (result ``STOPPED``)."""
 
@@ -246,19 +246,19 @@ class CommitBatch:
         self.keys = [self.first_key]
         self._index = {self.first_key: 1}
 
-    def _key(self, name: str) -> int:
-        index = self._index.get(name)
-        if index is None:
-            self.keys.append(name)
-            index = self._index[name] = len(self.keys)
-        return index
-
     def add(self, message_id: str, ops: Sequence[Op]) -> None:
         """One message's ops; ``message_id`` '' applies them without an ack."""
         encoded = []
+        index, keys = self._index, self.keys
         for op in ops:
-            cmd, key, *args = op.encode()
-            encoded.append([cmd, self._key(key), *args])
+            command = op.encode()
+            key = command[1]
+            position = index.get(key)
+            if position is None:
+                keys.append(key)
+                position = index[key] = len(keys)
+            command[1] = position
+            encoded.append(command)
         self.messages.append({"id": message_id, "ops": encoded})
 
     @property

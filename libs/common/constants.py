@@ -34,7 +34,7 @@ CHAT_WITH_HISTORY_ROUTE: Final[tuple[Stage, ...]] = (GENERATOR, EMBEDDER, RETRIE
 DEAD_LETTER_MAXLEN: Final = 100_000
 
 # The single stream-entry field that holds the serialized envelope
-# (the Lua scripts in scripts.py spell it too).
+# (the Lua scripts get it from lua.PRELUDE as F_ENVELOPE).
 ENVELOPE_FIELD: Final = "data"
 
 
@@ -88,7 +88,7 @@ ANSWER_CACHE_TTL_S: Final = 3600
 # document ready, deleted or retired by a replace (the Lua scripts spell it too).
 COLLECTION_VERSION_FIELD: Final = "version"
 # The chat payload field that names the answer cache entry a job that missed is to
-# fill: {"key": answer_cache_key(...), "ttl_s": seconds}.
+# fill: {"key": CollectionKeys.answer(...), "ttl_s": seconds}.
 ANSWER_CACHE_PAYLOAD_FIELD: Final = "answer_cache"
 
 

@@ -119,7 +119,9 @@ class DocumentStore:
         filename, sha256 = await self._r.hmget(doc_keys.hash, ["filename", "sha256"])
         if filename is None:
             return None
-        target = self.collection_keys(collection)
+        # The document's partition is its collection's (its id was minted there), whatever
+        # the partition count says now.
+        target = keys.collection_of(keys.DEFAULT_TENANT, collection, document_id)
         env = Envelope.new(
             "delete", collection, {"document_id": document_id}, timeout_s, partition=target.partition
         )

@@ -92,7 +92,7 @@ class Envelope(BaseModel):
 
     @property
     def job_keys(self) -> JobKeys:
-        return JobKeys(self.job_id, self.partition)
+        return keys.job(self.job_id)
 
     @property
     def collection_keys(self) -> CollectionKeys:
@@ -120,5 +120,8 @@ def stage_status(kind: str, stage: Stage, last: bool = True) -> JobStatus:
     if stage == "embedder":
         return JobStatus.EMBEDDING
     if stage == "retriever":
-        return {"ingest": JobStatus.INDEXING, "delete": JobStatus.DELETING}.get(kind, JobStatus.RETRIEVING)
+        return _RETRIEVER_STATUS.get(kind, JobStatus.RETRIEVING)
     return JobStatus.GENERATING if last else JobStatus.CONDENSING
+
+
+_RETRIEVER_STATUS: Final = {"ingest": JobStatus.INDEXING, "delete": JobStatus.DELETING}

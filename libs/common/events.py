@@ -30,6 +30,7 @@ from libs.common import keys
 from libs.common.commit import AppendEvent, Expire, Op
 from libs.common.constants import EVENT_DATA_FIELD, EVENT_TYPE_FIELD, EVENTS_MAXLEN
 from libs.common.decode import as_text
+from libs.common.keys import JobKeys
 
 # Event types that Lua scripts write too (lua.PRELUDE spells them from here).
 QUEUED: Final = "queued"
@@ -50,13 +51,13 @@ class Event:
         return self.type in TERMINAL
 
 
-def event_ops(job_id: str, event: str, data: dict[str, Any], ttl_s: int | None = None) -> list[Op]:
+def event_ops(job: JobKeys, event: str, data: dict[str, Any], ttl_s: int | None = None) -> list[Op]:
     """Commit ops appending one event to a job's stream.
 
     ``ttl_s`` is given with a job's final event. Events before it need none: the
     stream's TTL, set when the job was queued, outlasts the job's deadline.
     """
-    key = keys.job(job_id).events
+    key = job.events
     append = AppendEvent(key, event, data)
     return [append] if ttl_s is None else [append, Expire(key, ttl_s)]
 

@@ -46,7 +46,7 @@ from libs.common.stage import FailureRule, Outcome, Output, failure_ops
 from libs.common.status import JobStatus
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """One stream entry as read: its envelope, or None when it could not be decoded."""
 
@@ -57,7 +57,7 @@ class Message:
     read_at: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StageContext:
     """The stage, lane and partition a worker serves, and the runtime's limits."""
 
@@ -80,7 +80,7 @@ class StageContext:
         return self.partition.delayed(self.stage, self.lane)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """A message's commit ops, the outcome to count, and a log line (level, message)."""
 
@@ -91,7 +91,7 @@ class Decision:
     dead_lettered: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settled:
     """Context for one outcome: handling time, when it happened, the span's trace context."""
 
@@ -105,6 +105,10 @@ def admit(ctx: StageContext, m: Message, now: float) -> Decision | None:
     """A decision made before the handler runs, or None for a live message."""
     if m.env is None:
         return dead_letter(ctx, m, "malformed job envelope", now=now)
+    if m.env.partition != ctx.partition:
+        # Its job's keys live in another slot: only the dead letter can be written here.
+        reason = f"job {m.env.job_id} belongs to partition {m.env.partition.index}, not {ctx.partition.index}"
+        return dead_letter(ctx, m, reason, now=now, job_keys=False)
     if m.env.deadline < now:
         return expire(ctx, m, now)
     if m.delivered > ctx.max_attempts:
@@ -152,7 +156,7 @@ def settle(ctx: StageContext, m: Message, outcome: Outcome, at: Settled) -> Deci
         extra=[*out.ops],
         after=[*out.on_complete],
         result=out.payload,
-        events=[op for kind, data in out.events for op in event_ops(env.job_id, kind, data)],
+        events=[op for kind, data in out.events for op in event_ops(env.job_keys, kind, data)],
     )
 
 
@@ -172,7 +176,8 @@ def forward(ctx: StageContext, m: Message, out: Output, timings: dict[str, float
             "traceparent": at.traceparent or env.traceparent,
         }
     )
-    job = env.job_keys.hash
+    job_keys = env.job_keys
+    job = job_keys.hash
     # Of a job split into parts, the last part forwarded moves the job's status on.
     join: list[Op] = [Join(job, f"parts:{ctx.stage}", out.parts)] if out.parts > 1 else []
     status = {
@@ -189,8 +194,8 @@ def forward(ctx: StageContext, m: Message, out: Output, timings: dict[str, float
         *out.ops,
         *join,
         SetFields(job, status),
-        *[op for kind, data in out.events for op in event_ops(env.job_id, kind, data)],
-        *event_ops(env.job_id, finished, {"stage": ctx.stage, **out.event}),
+        *[op for kind, data in out.events for op in event_ops(job_keys, kind, data)],
+        *event_ops(job_keys, finished, {"stage": ctx.stage, **out.event}),
     ]
     return Decision(ops, "forwarded")
 
@@ -249,7 +254,7 @@ def fail_or_retry(
             Increment(job, "attempts"),
             SetFields(job, {"last_error": reason, "updated_at": repr(at.now)}),
             Expire(job, ctx.job_ttl_s),
-            *event_ops(env.job_id, "retrying", event),
+            *event_ops(env.job_keys, "retrying", event),
         ]
         log = (logging.WARNING, f"attempt {attempts} failed, retrying in {delay:.2f}s: {reason}")
         return Decision(ops, "retried", log)
@@ -268,8 +273,10 @@ def dead_letter(
     now: float,
     attempts: int | None = None,
     timings: dict[str, float] | None = None,
+    job_keys: bool = True,
 ) -> Decision:
-    """Move the message to the partition's dead letters; its job fails with the reason."""
+    """Move the message to the partition's dead letters; its job fails with the reason
+    (unless ``job_keys`` is false: a message whose job lives in another partition)."""
     dead = AppendEntry(
         ctx.partition.dead_letters(),
         {
@@ -282,7 +289,7 @@ def dead_letter(
         maxlen=DEAD_LETTER_MAXLEN,
     )
     log = (logging.ERROR, f"dead-lettered: {reason}")
-    if m.env is None:
+    if m.env is None or not job_keys:
         return Decision([dead], "failed", log, dead_lettered=True)
     fields: dict[str, str | int] = {"error": reason, "attempts": m.env.failures + 1}
     done = finish(ctx, m, JobStatus.FAILED, timings or m.env.timings, now, fields=fields, extra=[dead])
@@ -331,9 +338,9 @@ def finish(
         **fields,
     }
     if result is not None:
-        event = event_ops(env.job_id, "done", result, ctx.events_ttl_s)
+        event = event_ops(env.job_keys, "done", result, ctx.events_ttl_s)
     else:
-        event = event_ops(env.job_id, "error", {"status": status, "error": error}, ctx.events_ttl_s)
+        event = event_ops(env.job_keys, "error", {"status": status, "error": error}, ctx.events_ttl_s)
     ops: list[Op] = [
         Guard(job.hash),
         *([Join(job.hash, "parts:done", parts)] if parts > 1 else []),

@@ -20,17 +20,15 @@ whoever asks; each entry hashes to a slot of its own) and the cancel channel
 
 from __future__ import annotations
 
-import re
 import uuid
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Literal
 
 PREFIX: Final = "documind"
 # Until keys and tenants exist (issue 12) every collection is the default tenant's.
 DEFAULT_TENANT: Final = "default"
-# Tenant names: as collection names, safe in keys and URLs (no ':', '{' or '}').
-TENANT_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 Stage = Literal["embedder", "retriever", "generator"]
 Lane = Literal["interactive", "bulk"]
@@ -40,7 +38,8 @@ CANCEL_CHANNEL: Final = f"{PREFIX}:cancel"
 
 # Ids minted for a partition: "p<index>-<32 hex digits>". An id without the prefix
 # (older data, hand-made test ids) belongs to partition 0.
-_ID = re.compile(r"p(\d{1,5})-[0-9a-f]{32}")
+_ID_LENGTH: Final = 32
+_HEX: Final = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +54,11 @@ class Partition:
         return f"{{p{self.index}}}"
 
     def key(self, *parts: str) -> str:
-        return ":".join((PREFIX, self.tag, *parts))
+        return _prefix(self.index) + ":".join(parts)
 
     def stream(self, stage: Stage, lane: Lane) -> str:
         """The input stream of ``stage`` for one lane of this partition."""
-        return self.key("stream", stage) if lane == "interactive" else self.key("stream", stage, lane)
+        return _stream(self.index, stage, lane)
 
     def delayed(self, stage: Stage, lane: Lane) -> str:
         """Sorted set of a stage's messages waiting out a retry backoff (score = due time)."""
@@ -74,6 +73,18 @@ class Partition:
         return self.key("t", tenant, "collections")
 
 
+@lru_cache(maxsize=4096)
+def _stream(index: int, stage: Stage, lane: Lane) -> str:
+    parts = ("stream", stage) if lane == "interactive" else ("stream", stage, lane)
+    return _prefix(index) + ":".join(parts)
+
+
+@lru_cache(maxsize=1024)
+def _prefix(index: int) -> str:
+    """What every key of partition ``index`` starts with."""
+    return f"{PREFIX}:{{p{index}}}:"
+
+
 def group_name(stage: Stage) -> str:
     """The consumer group that the workers of ``stage`` share (on each of its streams)."""
     return f"{PREFIX}:{stage}"
@@ -84,37 +95,51 @@ def new_id(partition: Partition) -> str:
     return f"p{partition.index}-{uuid.uuid4().hex}"
 
 
+@lru_cache(maxsize=4096)
 def partition_of_id(any_id: str) -> Partition:
-    """The partition of a job or document id (partition 0 for an id without one)."""
-    found = _ID.fullmatch(any_id)
-    return Partition(int(found.group(1))) if found else Partition(0)
+    """The partition of a job or document id (partition 0 for an id without one).
+
+    Cached: a message asks for its job's partition several times (its keys, its
+    streams, its events).
+    """
+    head, dash, tail = any_id.partition("-")
+    if (
+        dash
+        and head[:1] == "p"
+        and head[1:6].isdigit()
+        and len(head) <= 6
+        and head[1:].isascii()
+        and len(tail) == _ID_LENGTH
+        and _HEX.issuperset(tail)
+    ):
+        return _partition(int(head[1:]))
+    return _partition(0)
+
+
+@lru_cache(maxsize=1024)
+def _partition(index: int) -> Partition:
+    return Partition(index)
 
 
 @dataclass(frozen=True, slots=True)
 class JobKeys:
-    """The keys of one job, all in its partition."""
+    """The keys of one job, all in its partition (build them with :func:`job`)."""
 
     job_id: str
     partition: Partition
-
-    @property
-    def hash(self) -> str:
-        """Hash with the status, stage, result and timings of the job."""
-        return self.partition.key("job", self.job_id)
-
-    @property
-    def done(self) -> str:
-        """Stream that receives one entry (the final fields) when the job reaches a final status."""
-        return self.partition.key("done", self.job_id)
-
-    @property
-    def events(self) -> str:
-        """Stream of the job's events in order, served as Server-Sent Events."""
-        return self.partition.key("events", self.job_id)
+    # Hash with the status, stage, result and timings of the job.
+    hash: str
+    # Stream that receives one entry (the final fields) when the job reaches a final status.
+    done: str
+    # Stream of the job's events in order, served as Server-Sent Events.
+    events: str
 
 
+@lru_cache(maxsize=4096)
 def job(job_id: str) -> JobKeys:
-    return JobKeys(job_id, partition_of_id(job_id))
+    """The keys of a job (cached: a message names its job's keys several times)."""
+    p = partition_of_id(job_id)
+    return JobKeys(job_id, p, p.key("job", job_id), p.key("done", job_id), p.key("events", job_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +224,10 @@ class CollectionKeys:
 
     def job(self, job_id: str) -> JobKeys:
         """A job of this collection (its id was minted in this partition)."""
-        return JobKeys(job_id, self.partition)
+        found = job(job_id)
+        if found.partition != self.partition:
+            raise ValueError(f"job {job_id} is not in the partition of collection {self.name}")
+        return found
 
 
 def partition_for(tenant: str, collection: str, partitions: int) -> Partition:

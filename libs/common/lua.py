@@ -1,7 +1,8 @@
 """The Lua sources of DocuMind's server-side scripts; each runs as one atomic step.
 
 Call them only through their typed wrappers in :mod:`libs.common.scripts`, which
-own each script's KEYS and ARGV order. Every script starts with :data:`PRELUDE`,
+own each script's KEYS and ARGV order. Every script starts with the lines of
+:data:`PRELUDE` it uses (:func:`with_prelude`),
 generated from the Python constants (final statuses, field names), so Lua and
 Python spell them alike. Every key a script touches is passed in KEYS, and all
 of a call's keys lie in one partition (one cluster slot; see ``keys.py``).
@@ -9,6 +10,7 @@ of a call's keys lie in one partition (one cluster slot; see ``keys.py``).
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from libs.common import events
@@ -58,6 +60,14 @@ def _prelude() -> str:
 
 # Generated from Python: the statuses after which a job never changes, and shared names.
 PRELUDE: Final = _prelude()
+
+
+def with_prelude(source: str) -> str:
+    """``source`` after the prelude lines that define a name it uses (a script runs its
+    prelude on every call: the ones it does not need would cost every call)."""
+    used = [line for line in PRELUDE.splitlines() if re.search(rf"\b{line.split()[1]}\b", source)]
+    return "\n".join([*used, source])
+
 
 # Applies the outcome of a whole batch. For every message it first acknowledges
 # (and deletes) the input entry; only when XACK reports the entry was still

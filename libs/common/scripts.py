@@ -25,7 +25,7 @@ class _Script:
     source: ClassVar[str]
 
     def __init__(self, client: aioredis.Redis) -> None:
-        self._script = client.register_script(lua.PRELUDE + self.source)
+        self._script = client.register_script(lua.with_prelude(self.source))
 
     async def _run(self, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         slots.record(self.name, keys)

@@ -24,10 +24,6 @@ class JobStatus(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
 
-    @property
-    def final(self) -> bool:
-        return self in FINAL_STATUSES
-
 
 # Statuses after which nothing changes.
 FINAL_STATUSES: Final = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED})

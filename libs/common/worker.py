@@ -34,6 +34,7 @@ from libs.common import jobflow, metrics
 from libs.common.commit import SKIPPED, STALE, CommitBatch
 from libs.common.constants import ENVELOPE_FIELD, INTERACTIVE
 from libs.common.envelope import Envelope, stage_status
+from libs.common.errors import JobEnded
 from libs.common.jobflow import Decision, Message, Settled, StageContext
 from libs.common.keys import Lane, Partition, Stage, group_name
 from libs.common.logs import job_log
@@ -237,7 +238,7 @@ class Worker:
             self._stage_seconds.observe(elapsed)
             now = time.time()
             for m, outcome, span in zip(live, outcomes, spans, strict=True):
-                self._settle(batch, m, outcome, span, Settled(elapsed, now))
+                self._settle(batch, m, outcome, span, elapsed=elapsed, now=now)
         applied = await self._commit(batch, group=self.group)
         by_id = {m.id: m for m in messages}
         for message_id, result in zip(batch.ids, applied, strict=True):
@@ -252,16 +253,25 @@ class Worker:
                 )
 
     def _settle(
-        self, batch: CommitBatch, m: Message, outcome: Outcome, span: trace.Span | None, at: Settled
+        self,
+        batch: CommitBatch,
+        m: Message,
+        outcome: Outcome,
+        span: trace.Span | None,
+        *,
+        elapsed: float,
+        now: float,
     ) -> None:
         assert m.env is not None
         self._queue_wait.observe(round(max(0.0, m.read_at - m.env.enqueued_at), 6))
-        with trace.use_span(span, end_on_exit=True) if span else contextlib.nullcontext():
-            if span and isinstance(outcome, BaseException):
+        if span is None:
+            self._decided(batch, m, jobflow.settle(self.ctx, m, outcome, Settled(elapsed, now)))
+            return
+        with trace.use_span(span, end_on_exit=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, JobEnded):
                 span.record_exception(outcome)
-            traceparent = current_traceparent() if span else None
-            decision = jobflow.settle(self.ctx, m, outcome, Settled(at.elapsed, at.now, traceparent))
-            self._decided(batch, m, decision)
+            at = Settled(elapsed, now, current_traceparent())
+            self._decided(batch, m, jobflow.settle(self.ctx, m, outcome, at))
 
     def _decided(self, batch: CommitBatch, m: Message, decision: Decision) -> None:
         batch.add(m.id, decision.ops)

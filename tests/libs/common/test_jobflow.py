@@ -188,3 +188,13 @@ def test_a_job_that_ended_meanwhile_is_only_guarded() -> None:
     decision = settle(ctx(), m, JobEnded("cancelled"), at())
     assert m.env is not None
     assert decision.ops == [Guard(m.env.job_keys.hash)] and decision.outcome == "skipped"
+
+
+def test_a_message_of_another_partition_is_dead_lettered_without_touching_its_job() -> None:
+    env = Envelope.new("chat", "docs", {"question": "q"}, 60, partition=Partition(5), now=NOW - 1)
+    m = Message("1-0", env.dumps().encode(), env, 1, NOW)
+    decision = admit(ctx(), m, NOW)
+    assert decision is not None and decision.dead_lettered
+    [dead] = decision.ops
+    assert isinstance(dead, AppendEntry) and dead.key == P.dead_letters()
+    assert "belongs to partition 5, not 2" in str(dead.fields["reason"])

@@ -74,5 +74,5 @@ def test_no_script_spells_a_status_event_or_answer_itself() -> None:
 
 def test_every_script_compiles_with_the_prelude(valkey: redis.Redis) -> None:
     for name, source in SCRIPTS.items():
-        sha = valkey.script_load(lua.PRELUDE + source)
+        sha = valkey.script_load(lua.with_prelude(source))
         assert valkey.script_exists(sha) == [True], name
