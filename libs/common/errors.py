@@ -13,7 +13,8 @@
     │   ├── NotFound        what it names does not exist (``name``)
     │   │   ├── CollectionNotFound
     │   │   ├── DocumentNotFound
-    │   │   └── JobNotFound
+    │   │   ├── JobNotFound
+    │   │   └── ApiKeyNotFound       (or another tenant's key)
     │   ├── Conflict        it clashes with what exists
     │   │   ├── CollectionExists
     │   │   ├── JobAlreadyEnded       (``status``: how it ended)
@@ -22,9 +23,14 @@
     │   ├── InvalidRequest  a value no schema caught (``param``: which, if known)
     │   ├── PayloadTooLarge
     │   ├── UnsupportedMediaType
-    │   └── Unavailable     try again in ``retry_after_s`` seconds
-    │       ├── QueueFull           the first stage is too far behind
-    │       └── QueueUnavailable    Valkey does not answer
+    │   ├── Unavailable     try again in ``retry_after_s`` seconds
+    │   │   ├── QueueFull           the first stage is too far behind
+    │   │   └── QueueUnavailable    Valkey does not answer
+    │   ├── Unauthorized    no valid API key (``reason``: missing, malformed,
+    │   │                   unknown, revoked or expired)
+    │   ├── Forbidden       the key lacks a permission (``permission``)
+    │   └── RateLimited     the key's requests per minute are used up
+    │                       (``retry_after_s``, ``limit``, ``reset_s``)
     └── JobUnanswered       a job ended without an answer (``status``, ``reason``)
         ├── JobFailed
         ├── JobExpired
@@ -42,7 +48,7 @@ into OpenAI's error shape. Nothing here knows HTTP.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from libs.common.status import JobStatus
 
@@ -103,6 +109,12 @@ class DocumentNotFound(NotFound):
 
 class JobNotFound(NotFound):
     kind = "job"
+
+
+class ApiKeyNotFound(NotFound):
+    """No such key, or (asked by a tenant's admin) a key of another tenant."""
+
+    kind = "API key"
 
 
 class Conflict(RequestRefused):
@@ -174,6 +186,46 @@ class QueueUnavailable(Unavailable):
     """Valkey, which holds the queues and the jobs, does not answer."""
 
     default_message = "the job queue is unavailable; retry later"
+
+
+# --- API keys ---------------------------------------------------------------------
+
+# Why a request has no principal. Clients are told only what they can act on:
+# a malformed token and an unknown key are both "invalid API key".
+UnauthorizedReason = Literal["missing", "malformed", "unknown", "revoked", "expired"]
+_UNAUTHORIZED_MESSAGES: dict[str, str] = {
+    "missing": "missing API key: send 'Authorization: Bearer <key>'",
+    "malformed": "invalid API key",
+    "unknown": "invalid API key",
+    "revoked": "API key revoked",
+    "expired": "API key expired",
+}
+
+
+class Unauthorized(RequestRefused):
+    """The request carries no valid API key; ``reason`` is for logs, the message for clients."""
+
+    def __init__(self, reason: UnauthorizedReason) -> None:
+        super().__init__(_UNAUTHORIZED_MESSAGES[reason])
+        self.reason: UnauthorizedReason = reason
+
+
+class Forbidden(RequestRefused):
+    """The key is valid but lacks ``permission`` (a ``Permission`` value, or a scope)."""
+
+    def __init__(self, permission: str, message: str | None = None) -> None:
+        super().__init__(message or f"this API key lacks the '{permission}' permission")
+        self.permission = permission
+
+
+class RateLimited(RequestRefused):
+    """The key used up its ``limit`` requests per minute: retry after ``retry_after_s``."""
+
+    def __init__(self, retry_after_s: int, limit: int, reset_s: int) -> None:
+        super().__init__(f"rate limit of {limit} requests per minute exceeded; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+        self.limit = limit
+        self.reset_s = reset_s
 
 
 # --- job outcomes -----------------------------------------------------------------

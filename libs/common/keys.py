@@ -258,3 +258,53 @@ def collection_of(tenant: str, name: str, job_id: str) -> CollectionKeys:
 def embedding_cache(model: str, text_sha256: str) -> str:
     """A text's vector from one model (float32 little-endian bytes); in no partition."""
     return f"{PREFIX}:cache:embedding:{model}:{text_sha256}"
+
+
+# --- API keys (issue 12) ------------------------------------------------------
+# Outside every partition. A key's record and its rate-limit state share one hash
+# tag, ``{k<key id>}``, so the AUTHENTICATE script touches one slot; a tenant's
+# set of key ids has a tag of its own, ``{t<tenant>}``:
+#
+#     documind:{k0123456789abcdef}:apikey
+#     documind:{k0123456789abcdef}:rate
+#     documind:{tacme}:apikeys
+#     documind:apikeys:tenants
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyKeys:
+    """The keys of one API key (build them with :func:`api_key`)."""
+
+    key_id: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{k{self.key_id}}}"
+
+    @property
+    def record(self) -> str:
+        """Hash of the key: hashed secret, tenant, role, collections, limits, dates."""
+        return f"{PREFIX}:{self.tag}:apikey"
+
+    @property
+    def rate(self) -> str:
+        """The key's rate-limit state (GCRA: its theoretical arrival time, in microseconds)."""
+        return f"{PREFIX}:{self.tag}:rate"
+
+
+def api_key(key_id: str) -> ApiKeyKeys:
+    """The keys of an API key id (the operator's rate state uses the id ``operator``)."""
+    if not key_id or "{" in key_id or "}" in key_id:
+        raise ValueError(f"not an API key id: {key_id!r}")
+    return ApiKeyKeys(key_id)
+
+
+def tenant_api_keys(tenant: str) -> str:
+    """Set of the ids of a tenant's API keys (listing tolerates ids whose record is gone)."""
+    if not tenant or "{" in tenant or "}" in tenant:
+        raise ValueError(f"not a tenant name: {tenant!r}")
+    return f"{PREFIX}:{{t{tenant}}}:apikeys"
+
+
+# Set of the tenants that have (or had) API keys: what the operator's listing walks.
+API_KEY_TENANTS: Final = f"{PREFIX}:apikeys:tenants"

@@ -14,10 +14,12 @@ from typing import Any, ClassVar
 import redis.asyncio as aioredis
 
 from libs.common import lua, slots
+from libs.common.apikey_record import AuthOutcome
 from libs.common.commit import CommitBatch, Scalar
 from libs.common.constants import CollectionMode
 from libs.common.decode import as_text
-from libs.common.keys import CollectionKeys, DocumentKeys, JobKeys
+from libs.common.keys import ApiKeyKeys, CollectionKeys, DocumentKeys, JobKeys
+from libs.common.ratelimit import RateDecision
 
 
 class _Script:
@@ -230,3 +232,51 @@ class ServeCachedAnswer(_Script):
         final = _flat(final_fields)
         args = [job_ttl_s, done_ttl_s, events_ttl_s, events_maxlen, len(final), *final, *_flat(job_fields)]
         return bool(await self._run([entry, job.hash, job.done, job.events], args))
+
+
+# --- API keys (issue 12) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuthReply:
+    """AUTHENTICATE's answer: the outcome, and for ``OK`` the rate decision and the
+    record's tenant, role and collections field (as stored; '' for the operator)."""
+
+    outcome: AuthOutcome
+    rate: RateDecision | None = None
+    tenant: str = ""
+    role: str = ""
+    collections: str = ""
+
+
+class Authenticate(_Script):
+    name = "AUTHENTICATE"
+    source = lua.AUTHENTICATE
+
+    async def __call__(
+        self, key: ApiKeyKeys, *, secret_sha256: str | None, now: float, default_rpm: int
+    ) -> AuthReply:
+        """Check a key's secret hash and count the request against its rate limit.
+
+        ``secret_sha256`` None: the operator, already checked in-process (no record;
+        only the rate limit of ``key`` applies). ``now`` is epoch seconds.
+        """
+        operator = secret_sha256 is None
+        args = [secret_sha256 or "", round(now * 1_000_000), default_rpm, "1" if operator else "0"]
+        reply: list[Any] = await self._run([key.record, key.rate], args)
+        outcome = AuthOutcome(int(reply[0]))
+        if outcome != AuthOutcome.OK:
+            return AuthReply(outcome)
+        allowed, limit, remaining, reset_s, retry_after_s = (int(x) for x in reply[1:6])
+        rate = RateDecision(bool(allowed), limit, remaining, reset_s, retry_after_s)
+        tenant, role, collections = (as_text(x) for x in reply[6:9])
+        return AuthReply(outcome, rate, tenant, role, collections)
+
+
+class RevokeApiKey(_Script):
+    name = "REVOKE_API_KEY"
+    source = lua.REVOKE_API_KEY
+
+    async def __call__(self, key: ApiKeyKeys, *, tenant: str | None, now: float, retention_s: int) -> int:
+        """0: no such key (in ``tenant``, when given); 1: revoked now; 2: revoked already."""
+        return int(await self._run([key.record, key.rate], [tenant or "", repr(now), retention_s]))

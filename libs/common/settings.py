@@ -5,13 +5,38 @@ Each service builds its settings once at start-up and passes them down.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.common.constants import ANSWER_CACHE_TTL_S, EMBEDDING_CACHE_TTL_S
+
+# The highest per-key rate limit: GCRA's emission interval (60 s / limit) is counted
+# in whole microseconds.
+MAX_REQUESTS_PER_MINUTE: Final = 1_000_000
+ADMIN_KEY_MIN_CHARS: Final = 32
+# Words an admin key made only of (case, digits and punctuation aside) is a placeholder.
+_PLACEHOLDER = re.compile(
+    r"(?:admin|administrator|changeme|change|me|secret|password|passwd|pass|placeholder|example|your"
+    r"|key|here|api|documind|operator|default|token|test|todo|replace|with|insert|set)+"
+)
+# Fewer distinct characters than this is not random (e.g. "0000...", "abababab...").
+_MIN_DISTINCT_CHARS: Final = 8
+
+
+def admin_key_problem(value: str) -> str | None:
+    """Why ``value`` is no acceptable operator key, or None when it is."""
+    if not value.strip():
+        return "is empty: unset it to run without an operator key"
+    if len(value) < ADMIN_KEY_MIN_CHARS:
+        return f"is shorter than {ADMIN_KEY_MIN_CHARS} characters"
+    letters = re.sub(r"[^a-z]", "", value.lower())
+    if len(set(value)) < _MIN_DISTINCT_CHARS or (letters and _PLACEHOLDER.fullmatch(letters)):
+        return "looks like a placeholder: generate one, e.g. with secrets.token_urlsafe(32)"
+    return None
 
 
 class CommonSettings(BaseSettings):
@@ -79,6 +104,9 @@ class WorkerSettings(CommonSettings):
 
 
 class GatewaySettings(CommonSettings):
+    # A refused value is not echoed in the error (the admin key is a secret).
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     host: str = "127.0.0.1"
     port: int = 8000
     # New jobs get 503 when the first stage's backlog is above this.
@@ -98,6 +126,23 @@ class GatewaySettings(CommonSettings):
     # How long a finished answer is reused for the same normalised question and
     # parameters while its collection is unchanged; 0 turns the answer cache off.
     answer_cache_ttl_s: int = Field(default=ANSWER_CACHE_TTL_S, ge=0)
+    # The operator key (DOCUMIND_ADMIN_KEY): manages every tenant's API keys. Unset:
+    # there is no operator (a tenant's first key must then come some other way, e.g.
+    # a CLI). When set it must be at least 32 characters and no placeholder
+    # (see admin_key_problem); an empty value is refused, not taken as unset.
+    admin_key: SecretStr | None = None
+    # Requests per minute of an API key that sets none (also its burst), and of the
+    # operator; counted in Valkey, so every gateway replica shares each key's limit.
+    rate_limit_per_min: int = Field(default=600, ge=1, le=MAX_REQUESTS_PER_MINUTE)
+    # Jobs one tenant may have in flight at once (admission control, not yet enforced).
+    tenant_max_inflight: int = Field(default=1000, ge=1)
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (problem := admin_key_problem(value.get_secret_value())):
+            raise ValueError(f"DOCUMIND_ADMIN_KEY {problem}")
+        return value
 
 
 class EmbedderSettings(WorkerSettings):
