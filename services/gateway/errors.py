@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from libs.common.errors import (
     Conflict,
     DocuMindError,
+    Forbidden,
     InvalidRequest,
     JobCancelled,
     JobExpired,
@@ -28,7 +29,9 @@ from libs.common.errors import (
     NotFound,
     PayloadTooLarge,
     QueueUnavailable,
+    RateLimited,
     RequestRefused,
+    Unauthorized,
     Unavailable,
     UnsupportedMediaType,
 )
@@ -42,6 +45,9 @@ HTTP_STATUS: dict[type[DocuMindError], int] = {
     UnsupportedMediaType: 415,
     Unavailable: 503,
     RequestRefused: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    RateLimited: 429,
     JobUnanswered: 500,
     JobFailed: 500,
     JobExpired: 504,
@@ -63,8 +69,10 @@ def status_of(exc: DocuMindError) -> int:
 
 def headers_of(exc: DocuMindError) -> dict[str, str] | None:
     """What a client should do next, as headers: wait, or not send it again."""
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, Unavailable | RateLimited):
         return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, JobUnanswered):
         # The pipeline has retried already: the client should not submit it again.
         return {"x-should-retry": "false"}

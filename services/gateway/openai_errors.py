@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from libs.common.errors import (
     CollectionNotFound,
     DocuMindError,
+    Forbidden,
     InvalidRequest,
     JobCancelled,
     JobExpired,
@@ -34,7 +35,9 @@ from libs.common.errors import (
     NotFound,
     QueueFull,
     QueueUnavailable,
+    RateLimited,
     RequestRefused,
+    Unauthorized,
 )
 from services.gateway.deps import settings as settings_of
 from services.gateway.errors import VALKEY_DOWN, headers_of
@@ -53,6 +56,9 @@ OPENAI_ERRORS: dict[type[DocuMindError], OpenAIShape] = {
     QueueFull: OpenAIShape(503, "server_error", "overloaded"),
     QueueUnavailable: OpenAIShape(503, "server_error"),
     RequestRefused: OpenAIShape(400, "invalid_request_error"),
+    Unauthorized: OpenAIShape(401, "invalid_request_error", "invalid_api_key"),
+    Forbidden: OpenAIShape(403, "invalid_request_error", "insufficient_permissions"),
+    RateLimited: OpenAIShape(429, "requests", "rate_limit_exceeded"),
     JobUnanswered: OpenAIShape(500, "server_error", "job_failed"),
     JobFailed: OpenAIShape(500, "server_error", "job_failed"),
     JobExpired: OpenAIShape(504, "timeout_error", "job_expired"),

@@ -18,12 +18,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import errors as domain
 from libs.common.errors import (
+    ApiKeyNotFound,
     CollectionExists,
     CollectionNotFound,
     Conflict,
     DocumentNotFound,
     DocuMindError,
     DuplicateDocument,
+    Forbidden,
     InvalidRequest,
     JobAlreadyEnded,
     JobCancelled,
@@ -35,7 +37,9 @@ from libs.common.errors import (
     PayloadTooLarge,
     QueueFull,
     QueueUnavailable,
+    RateLimited,
     RequestRefused,
+    Unauthorized,
     Unavailable,
     UnsupportedMediaType,
 )
@@ -45,6 +49,11 @@ RETRY_2 = {"retry-after": "2"}
 # Each error, its status, and the headers it carries (besides content-type/length).
 CASES: list[tuple[DocuMindError, int, dict[str, str]]] = [
     (NotFound("x"), 404, {}),
+    (ApiKeyNotFound("k1"), 404, {}),
+    (Unauthorized("missing"), 401, {"www-authenticate": "Bearer"}),
+    (Unauthorized("unknown"), 401, {"www-authenticate": "Bearer"}),
+    (Forbidden("write"), 403, {}),
+    (RateLimited(3, 60, 5), 429, {"retry-after": "3"}),
     (CollectionNotFound("docs"), 404, {}),
     (DocumentNotFound("d1"), 404, {}),
     (JobNotFound("j1"), 404, {}),

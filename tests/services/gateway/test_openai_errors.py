@@ -14,12 +14,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from libs.common import errors as domain
 from libs.common.errors import (
+    ApiKeyNotFound,
     CollectionExists,
     CollectionNotFound,
     Conflict,
     DocumentNotFound,
     DocuMindError,
     DuplicateDocument,
+    Forbidden,
     InvalidRequest,
     JobAlreadyEnded,
     JobCancelled,
@@ -31,7 +33,9 @@ from libs.common.errors import (
     PayloadTooLarge,
     QueueFull,
     QueueUnavailable,
+    RateLimited,
     RequestRefused,
+    Unauthorized,
     Unavailable,
     UnsupportedMediaType,
     job_unanswered,
@@ -42,6 +46,7 @@ from services.gateway.openai_errors import OpenAIRoute, openai_body
 
 NO_RETRY = {"x-should-retry": "false"}
 # Each error; the status, type, code and param it becomes; the headers it carries.
+BEARER = {"www-authenticate": "Bearer"}
 CASES: list[tuple[DocuMindError, int, str, str | None, str | None, dict[str, str]]] = [
     (CollectionNotFound("town"), 404, "invalid_request_error", "model_not_found", "model", {}),
     (
@@ -53,6 +58,17 @@ CASES: list[tuple[DocuMindError, int, str, str | None, str | None, dict[str, str
         {},
     ),
     (NotFound("x"), 404, "invalid_request_error", None, None, {}),
+    (ApiKeyNotFound("k1"), 404, "invalid_request_error", None, None, {}),
+    (
+        Unauthorized("revoked"),
+        401,
+        "invalid_request_error",
+        "invalid_api_key",
+        None,
+        {"www-authenticate": "Bearer"},
+    ),
+    (Forbidden("write"), 403, "invalid_request_error", "insufficient_permissions", None, {}),
+    (RateLimited(3, 60, 5), 429, "requests", "rate_limit_exceeded", None, {"retry-after": "3"}),
     (DocumentNotFound("d1"), 404, "invalid_request_error", None, None, {}),
     (JobNotFound("j1"), 404, "invalid_request_error", None, None, {}),
     (RequestRefused("no"), 400, "invalid_request_error", None, None, {}),
