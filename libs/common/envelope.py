@@ -96,7 +96,7 @@ class Envelope(BaseModel):
 
     @property
     def collection_keys(self) -> CollectionKeys:
-        return CollectionKeys(self.tenant, self.collection, self.partition)
+        return keys.collection(self.tenant, self.collection, self.partition)
 
     @property
     def stream(self) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Final, Literal
 
 PREFIX: Final = "documind"
@@ -38,8 +38,6 @@ CANCEL_CHANNEL: Final = f"{PREFIX}:cancel"
 
 # Ids minted for a partition: "p<index>-<32 hex digits>". An id without the prefix
 # (older data, hand-made test ids) belongs to partition 0.
-_ID_LENGTH: Final = 32
-_HEX: Final = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,19 +98,13 @@ def partition_of_id(any_id: str) -> Partition:
     """The partition of a job or document id (partition 0 for an id without one).
 
     Cached: a message asks for its job's partition several times (its keys, its
-    streams, its events).
+    streams, its events). An id that only looks minted ("p7-x") maps to its
+    partition all the same: its keys are simply not found there.
     """
-    head, dash, tail = any_id.partition("-")
-    if (
-        dash
-        and head[:1] == "p"
-        and head[1:6].isdigit()
-        and len(head) <= 6
-        and head[1:].isascii()
-        and len(tail) == _ID_LENGTH
-        and _HEX.issuperset(tail)
-    ):
-        return _partition(int(head[1:]))
+    head, dash, _ = any_id.partition("-")
+    digits = head[1:]
+    if dash and head[:1] == "p" and 0 < len(digits) <= 5 and digits.isascii() and digits.isdigit():
+        return _partition(int(digits))
     return _partition(0)
 
 
@@ -164,9 +156,9 @@ def document(document_id: str) -> DocumentKeys:
     return DocumentKeys(document_id, partition_of_id(document_id))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CollectionKeys:
-    """The keys of one tenant's collection."""
+    """The keys of one tenant's collection (each built once: build it with :func:`collection`)."""
 
     tenant: str
     name: str
@@ -175,27 +167,27 @@ class CollectionKeys:
     def _key(self, *parts: str) -> str:
         return self.partition.key("t", self.tenant, "collection", self.name, *parts)
 
-    @property
+    @cached_property
     def registry(self) -> str:
         """The tenant's set of collection names in this partition."""
         return self.partition.collections(self.tenant)
 
-    @property
+    @cached_property
     def meta(self) -> str:
         """Hash of metadata (name, description, created_at, version)."""
         return self._key()
 
-    @property
+    @cached_property
     def documents(self) -> str:
         """Set of the collection's document ids."""
         return self._key("documents")
 
-    @property
+    @cached_property
     def hashes(self) -> str:
         """Hash sha256 -> document id: the same content is stored once per collection."""
         return self._key("hashes")
 
-    @property
+    @cached_property
     def deleted(self) -> str:
         """Set of deleted document ids (tombstones): searches drop their hits at once.
 
@@ -204,7 +196,7 @@ class CollectionKeys:
         """
         return self._key("deleted")
 
-    @property
+    @cached_property
     def pending(self) -> str:
         """Set of documents not ready yet: searches leave their vectors out."""
         return self._key("pending")
@@ -230,11 +222,17 @@ class CollectionKeys:
         return found
 
 
+@lru_cache(maxsize=4096)
+def collection(tenant: str, name: str, partition: Partition) -> CollectionKeys:
+    """The keys of a tenant's collection in ``partition`` (shared: their names are built once)."""
+    return CollectionKeys(tenant, name, partition)
+
+
 def partition_for(tenant: str, collection: str, partitions: int) -> Partition:
     """The partition of a tenant's collection: stable for a given partition count."""
     if partitions == 1:
-        return Partition(0)
-    return Partition(zlib.crc32(f"{tenant}/{collection}".encode()) % partitions)
+        return _partition(0)
+    return _partition(zlib.crc32(f"{tenant}/{collection}".encode()) % partitions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,12 +245,12 @@ class KeySpace:
         return [Partition(i) for i in range(self.partitions)]
 
     def collection(self, name: str, tenant: str = DEFAULT_TENANT) -> CollectionKeys:
-        return CollectionKeys(tenant, name, partition_for(tenant, name, self.partitions))
+        return collection(tenant, name, partition_for(tenant, name, self.partitions))
 
 
 def collection_of(tenant: str, name: str, job_id: str) -> CollectionKeys:
     """The collection of a job (its partition is the job's)."""
-    return CollectionKeys(tenant, name, partition_of_id(job_id))
+    return collection(tenant, name, partition_of_id(job_id))
 
 
 def embedding_cache(model: str, text_sha256: str) -> str:

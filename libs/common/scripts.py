@@ -31,7 +31,7 @@ class _Script:
 
     async def _run(self, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         slots.record(self.name, keys)
-        return await self._script(keys=list(keys), args=list(args), client=client)
+        return await self._script(keys=keys, args=args, client=client)
 
 
 def _flat(fields: Mapping[str, Scalar]) -> list[Scalar]:
