@@ -24,7 +24,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 PREFIX: Final = "documind"
 # Until keys and tenants exist (issue 12) every collection is the default tenant's.
@@ -113,8 +113,7 @@ def _partition(index: int) -> Partition:
     return Partition(index)
 
 
-@dataclass(frozen=True, slots=True)
-class JobKeys:
+class JobKeys(NamedTuple):
     """The keys of one job, all in its partition (build them with :func:`job`)."""
 
     job_id: str
@@ -131,7 +130,8 @@ class JobKeys:
 def job(job_id: str) -> JobKeys:
     """The keys of a job (cached: a message names its job's keys several times)."""
     p = partition_of_id(job_id)
-    return JobKeys(job_id, p, p.key("job", job_id), p.key("done", job_id), p.key("events", job_id))
+    prefix = _prefix(p.index)
+    return JobKeys(job_id, p, f"{prefix}job:{job_id}", f"{prefix}done:{job_id}", f"{prefix}events:{job_id}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,7 +104,7 @@ class Submit(_Script):
             blob,
             blob_ttl_s,
             collection.name,
-            mode.value,
+            mode,
             repr(now),
             document.sha256 if document else "",
             document.keys.document_id if document else "",
