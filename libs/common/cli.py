@@ -11,10 +11,17 @@ from typing import Any
 
 import httpx
 
+from libs.common.admin_key import auth_headers, resolve_api_key
 from libs.common.cli_output import console, error_detail, print_table
 from libs.common.status import JobStatus, is_final
 
 DEFAULT_URL = os.environ.get("DOCUMIND_URL", "http://127.0.0.1:8000")
+DEFAULT_DATA_DIR = os.environ.get("DOCUMIND_DATA_DIR", ".documind")
+
+
+def _headers(args: argparse.Namespace) -> dict[str, str]:
+    """``Authorization: Bearer`` with --api-key, DOCUMIND_API_KEY or the data dir's admin.key."""
+    return auth_headers(resolve_api_key(args.api_key, Path(args.data_dir)))
 
 
 def _wait_job(client: httpx.Client, url: str, job_id: str, timeout_s: float) -> dict[str, Any]:
@@ -46,11 +53,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from libs.common.ingest_cli import collect, ingest
 
     files = collect(args.paths, args.include, args.exclude)
-    return ingest(args.url, args.collection, files, args.timeout)
+    return ingest(args.url, args.collection, files, args.timeout, headers=_headers(args))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    with httpx.Client(timeout=30.0) as client:
+    with httpx.Client(timeout=30.0, headers=_headers(args)) as client:
         body: dict[str, Any] = {"question": args.question, "collection": args.collection}
         if args.top_k:
             body["top_k"] = args.top_k
@@ -73,7 +80,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
-    resp = httpx.get(f"{args.url}/v1/collections", timeout=30)
+    resp = httpx.get(f"{args.url}/v1/collections", timeout=30, headers=_headers(args))
     if resp.status_code != 200:
         print(f"failed ({resp.status_code}): {error_detail(resp)}", file=sys.stderr)
         return 1
@@ -86,7 +93,8 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 
 def cmd_documents(args: argparse.Namespace) -> int:
-    resp = httpx.get(f"{args.url}/v1/collections/{args.collection}/documents", timeout=30)
+    url = f"{args.url}/v1/collections/{args.collection}/documents"
+    resp = httpx.get(url, timeout=30, headers=_headers(args))
     if resp.status_code != 200:
         print(f"failed ({resp.status_code}): {error_detail(resp)}", file=sys.stderr)
         return 1
@@ -140,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("collection")
     docs.add_argument("--url", default=DEFAULT_URL)
     docs.set_defaults(func=cmd_documents)
+    for client_command in (ingest, ask, colls, docs):
+        client_command.add_argument(
+            "--api-key", help="API key (default: DOCUMIND_API_KEY, else the data dir's admin.key)"
+        )
+        client_command.add_argument(
+            "--data-dir", default=DEFAULT_DATA_DIR, help="where `documind up` keeps admin.key"
+        )
     return parser
 
 

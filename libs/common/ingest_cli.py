@@ -144,14 +144,22 @@ def summary_rows(items: list[Item]) -> list[list[str]]:
     return [[str(i.path), str(i.pages or ""), str(i.chunks or ""), i.status, i.reason] for i in items]
 
 
-def ingest(url: str, collection: str, paths: list[Path], timeout_s: float, out: TextIO | None = None) -> int:
+def ingest(
+    url: str,
+    collection: str,
+    paths: list[Path],
+    timeout_s: float,
+    out: TextIO | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> int:
     """Upload, follow to ready or failed, print the summary; 1 if any file failed."""
     items = [Item(p) for p in paths]
     if not items:
         print("no files to ingest", file=sys.stderr)
         return 1
     con = console(out)
-    with httpx.Client(base_url=url, timeout=httpx.Timeout(60.0)) as client:
+    with httpx.Client(base_url=url, timeout=httpx.Timeout(60.0), headers=headers) as client:
         for item in items:
             try:
                 with item.path.open("rb") as fh:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from libs.common.admin_key import ADMIN_KEY_FILE, ensure_admin_key
 from libs.common.valkey_server import ValkeyServer
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class Stack:
         self.valkey = ValkeyServer(self.data_dir / "valkey", appendonly=True)
         self.children: list[Child] = []
         self.stopping = threading.Event()
+        # The operator key this start created (shown once), if it created one.
+        self.new_admin_key: str | None = None
 
     @property
     def url(self) -> str:
@@ -85,6 +88,10 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
+        if not base.get("DOCUMIND_ADMIN_KEY"):
+            key, created = ensure_admin_key(self.data_dir)
+            base["DOCUMIND_ADMIN_KEY"] = key
+            self.new_admin_key = key if created else None
         for name in SERVICES:
             child = Child(name, base, self.data_dir / "logs" / f"{name}.log")
             child.start()
@@ -158,6 +165,9 @@ def run_stack(data_dir: Path, port: int, host: str) -> int:
         print(f"starting DocuMind (data in {stack.data_dir}) ...", flush=True)
         stack.start()
         print(f"DocuMind is ready at {stack.url}  (Ctrl-C to stop)", flush=True)
+        if stack.new_admin_key:
+            where = stack.data_dir / ADMIN_KEY_FILE
+            print(f"operator API key (shown once; kept in {where}): {stack.new_admin_key}", flush=True)
         stack.supervise()
     except (RuntimeError, TimeoutError) as exc:
         print(f"documind: {exc}", file=sys.stderr)

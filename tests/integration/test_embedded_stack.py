@@ -57,6 +57,11 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, dict[str
             break
     else:
         pytest.fail(f"documind up exited early with {proc.wait()}")
+    # The operator key it created on first start: printed once, kept for the CLI (0600).
+    shown = proc.stdout.readline()
+    kept = tmp_path / "data" / "admin.key"
+    assert "operator API key" in shown and shown.split()[-1] == kept.read_text().strip()
+    assert kept.stat().st_mode & 0o777 == 0o600
     try:
         yield proc, f"http://127.0.0.1:{port}", env
     finally:

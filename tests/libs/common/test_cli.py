@@ -28,6 +28,8 @@ class FakeGateway:
     def __init__(self) -> None:
         self.answers: dict[tuple[str, str], list[Answer]] = {}
         self.requests: list[tuple[str, str]] = []
+        # The Authorization header of each request (None without one).
+        self.auth: list[str | None] = []
         self.url = ""
 
     def on(self, method: str, path: str, *answers: Answer) -> None:
@@ -51,6 +53,7 @@ def gateway() -> Iterator[FakeGateway]:
     class Handler(BaseHTTPRequestHandler):
         def _reply(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            fake.auth.append(self.headers.get("Authorization"))
             status, body = fake.answer(self.command, self.path.split("?")[0])
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -260,3 +263,23 @@ def test_the_command_in_a_pipe(gateway: FakeGateway) -> None:
     assert time.monotonic() - started < 15
     assert done.returncode == 1
     assert (done.stdout, done.stderr) == ("", "cancelled: cancelled by the client while retrieving\n")
+
+
+def test_commands_send_the_key_from_the_flag_then_the_environment_then_the_data_dir(
+    gateway: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway.on("GET", "/v1/collections", (200, {"collections": []}))
+    monkeypatch.delenv("DOCUMIND_API_KEY", raising=False)
+    listing = ["collections", "--url", gateway.url, "--data-dir", str(tmp_path)]
+    assert main(listing) == 0  # no key anywhere: nothing sent
+    (tmp_path / "admin.key").write_text("from-the-data-dir\n")
+    assert main(listing) == 0
+    monkeypatch.setenv("DOCUMIND_API_KEY", "from-the-environment")
+    assert main(listing) == 0
+    assert main([*listing, "--api-key", "from-the-flag"]) == 0
+    assert gateway.auth == [
+        None,
+        "Bearer from-the-data-dir",
+        "Bearer from-the-environment",
+        "Bearer from-the-flag",
+    ]
