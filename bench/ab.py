@@ -37,7 +37,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from bench.common import markdown_table
+from bench.common import loadavg, markdown_table, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / ".documind" / "models" / "all-MiniLM-L6-v2-int8.onnx"
@@ -177,8 +177,8 @@ def run_all(
         if code:
             raise SystemExit(f"{side} run {i + 1} exited with {code}; see {log}")
         results[side].append(json.loads(result.read_text()))
-        took, load = time.monotonic() - started, os.getloadavg()[0]
-        print(f"round {i + 1}, {side}: {took:.0f} s, 1-minute load {load:.2f} at end", flush=True)
+        took, load = time.monotonic() - started, loadavg()
+        print(f"round {i + 1}, {side}: {took:.0f} s, 1-minute load {load} at end", flush=True)
     return results
 
 
@@ -197,8 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("DOCUMIND_ONNX_MODEL_PATH", str(MODEL))
-    load0 = os.getloadavg()[0]
-    print(f"CPU: {cpu_info()}; 1-minute load {load0:.2f}; output in {out}")
+    load0 = loadavg()
+    print(f"CPU: {cpu_info()}; 1-minute load {load0}; output in {out}")
     with ExitStack() as stack:
         base, base_sha = stack.enter_context(worktree(args.base))
         if args.head:
@@ -214,16 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = summarise(args.bench, results["head"], results["base"])
     ends = ("loadavg_1m_start", "loadavg_1m_end")
     loads = [r["config"][k] for runs in results.values() for r in runs for k in ends if r["config"].get(k)]
-    load1 = os.getloadavg()[0]
+    load1 = loadavg()
     print("\n" + markdown_table(HEADER, rows))
     print(f"\n`python -m bench.{args.bench} {' '.join(bench_args)}`, {args.rounds} runs a side, alternated")
     print(f"CPU: {cpu_info()}")
     span = f"{min(loads)} to {max(loads)}" if loads else "?"
-    print(f"1-minute load: {load0:.2f} before, {load1:.2f} after; at the runs' starts and ends {span}")
+    print(f"1-minute load: {load0} before, {load1} after; at the runs' starts and ends {span}")
     if args.json:
         meta = {"bench": args.bench, "head": head_sha, "base": base_sha, "args": bench_args}
         meta |= {"cpu": cpu_info(), "loadavg_before_after": [load0, load1]}
-        Path(args.json).write_text(json.dumps({**meta, "table": rows, "runs": results}, indent=2) + "\n")
+        write_json(args.json, {**meta, "table": rows, "runs": results})
     return 0
 
 

@@ -57,7 +57,7 @@ def test_a_partition_and_everything_in_it_hash_to_one_slot() -> None:
     space = KeySpace(partitions=4)
     for partition in space.all():
         coll = keys.CollectionKeys("acme", "docs", partition)
-        job = coll.job(keys.new_id(partition))
+        job = keys.job(keys.new_id(partition))
         doc = keys.document(keys.new_id(partition))
         names = [
             partition.stream("embedder", "bulk"),

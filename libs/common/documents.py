@@ -80,9 +80,11 @@ class DocumentStore:
 
     async def collections(self, tenant: str = keys.DEFAULT_TENANT) -> list[dict[str, Any]]:
         """The tenant's collections, from every partition, by name."""
-        names: set[str] = set()
-        for partition in self.space.all():
-            names.update(as_text(n) for n in await self._r.smembers(partition.collections(tenant)))
+        async with self._r.pipeline(transaction=False) as pipe:
+            for partition in self.space.all():
+                pipe.smembers(partition.collections(tenant))
+            found_sets: list[set[bytes]] = await pipe.execute()
+        names = {as_text(n) for members in found_sets for n in members}
         found = [await self.collection(name) for name in sorted(names)]
         return [c for c in found if c is not None]
 

@@ -36,9 +36,6 @@ Lane = Literal["interactive", "bulk"]
 # Published with a job id when a client cancels that job (a channel, not a key).
 CANCEL_CHANNEL: Final = f"{PREFIX}:cancel"
 
-# Ids minted for a partition: "p<index>-<32 hex digits>". An id without the prefix
-# (older data, hand-made test ids) belongs to partition 0.
-
 
 @dataclass(frozen=True, slots=True)
 class Partition:
@@ -89,7 +86,10 @@ def group_name(stage: Stage) -> str:
 
 
 def new_id(partition: Partition) -> str:
-    """A fresh job or document id that names its partition."""
+    """A fresh job or document id that names its partition: "p<index>-<32 hex digits>".
+
+    An id without the prefix (older data, hand-made test ids) belongs to partition 0.
+    """
     return f"p{partition.index}-{uuid.uuid4().hex}"
 
 
@@ -213,13 +213,6 @@ class CollectionKeys:
         counter, ``digest`` the sha256 of the normalised question and parameters.
         """
         return self._key("answer", epoch, version, digest)
-
-    def job(self, job_id: str) -> JobKeys:
-        """A job of this collection (its id was minted in this partition)."""
-        found = job(job_id)
-        if found.partition != self.partition:
-            raise ValueError(f"job {job_id} is not in the partition of collection {self.name}")
-        return found
 
 
 @lru_cache(maxsize=4096)
