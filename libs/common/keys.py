@@ -20,7 +20,7 @@ whoever asks; each entry hashes to a slot of its own) and the cancel channel
 
 from __future__ import annotations
 
-import uuid
+import secrets
 import zlib
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -90,7 +90,7 @@ def new_id(partition: Partition) -> str:
 
     An id without the prefix (older data, hand-made test ids) belongs to partition 0.
     """
-    return f"p{partition.index}-{uuid.uuid4().hex}"
+    return f"p{partition.index}-{secrets.token_hex(16)}"
 
 
 @lru_cache(maxsize=4096)

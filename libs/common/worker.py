@@ -263,7 +263,7 @@ class Worker:
         now: float,
     ) -> None:
         assert m.env is not None
-        self._queue_wait.observe(round(max(0.0, m.read_at - m.env.enqueued_at), 6))
+        self._queue_wait.observe(max(0.0, m.read_at - m.env.enqueued_at))
         if span is None:
             self._decided(batch, m, jobflow.settle(self.ctx, m, outcome, Settled(elapsed, now)))
             return
