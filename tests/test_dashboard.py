@@ -19,10 +19,10 @@ from typing import Any
 
 import promql_parser
 import yaml
-from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from libs.common.settings import GatewaySettings
+from tests.auth import admin_secret, operator_client
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "deploy/grafana"
@@ -307,7 +307,9 @@ def test_gateway_answers_metrics_on_the_scraped_path() -> None:
     from services.gateway.app import create_app
 
     path = scrape_jobs()["gateway"].get("metrics_path", "/metrics")
-    client = TestClient(create_app(GatewaySettings()))  # no lifespan: /metrics needs no Valkey
+    settings = GatewaySettings(admin_key=admin_secret())
+    # No lifespan: /metrics needs no Valkey.
+    client = operator_client(create_app(settings))
     answer = client.get(path, follow_redirects=False)
     assert answer.status_code == 200, f"{path} answers {answer.status_code}"
     assert "# TYPE documind_http_requests_total counter" in answer.text

@@ -14,8 +14,11 @@ import httpx
 import redis
 
 from libs.common import constants, keys
+from libs.common.admin_key import auth_headers
 from libs.common.keys import Partition
+from libs.common.settings import MAX_REQUESTS_PER_MINUTE
 from libs.common.valkey_server import free_port
+from tests.auth import ADMIN_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +41,11 @@ class Stack:
             "DOCUMIND_MAINTENANCE_INTERVAL_S": "0.1",
             "DOCUMIND_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            # The gateway's operator key, and the key CLI subprocesses started with this env send.
+            "DOCUMIND_ADMIN_KEY": ADMIN_KEY,
+            "DOCUMIND_API_KEY": ADMIN_KEY,
+            # Tests send bursts of requests with that one key; a test of the limit sets its own.
+            "DOCUMIND_RATE_LIMIT_PER_MIN": str(MAX_REQUESTS_PER_MINUTE),
             **env,
         }
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -70,6 +78,17 @@ class Stack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization: Bearer`` with the key the gateway was given (``DOCUMIND_ADMIN_KEY``)."""
+        return auth_headers(self.env["DOCUMIND_ADMIN_KEY"])
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An HTTP client of the gateway that authenticates as the operator; ``kwargs``
+        (``timeout``, ...) go to :class:`httpx.Client`."""
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return httpx.Client(base_url=self.url, headers=headers, **kwargs)
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         """Until the gateway answers /readyz (Valkey up, every stage's group created)."""
@@ -116,10 +135,12 @@ class Stack:
             time.sleep(0.05)  # process start-up
         raise TimeoutError(f"no {stage} group; logs in {self.tmp}")
 
-    def wait_job(self, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
-        """Block on the job's done stream, then read its final state through the API."""
+    def wait_job(self, job_id: str, timeout_s: float = 60, headers: Any = None) -> dict[str, Any]:
+        """Block on the job's done stream, then read its final state through the API
+        (as the operator, or with ``headers``: another tenant's job is not found)."""
         self.r.xread({keys.job(job_id).done: "0-0"}, count=1, block=int(timeout_s * 1000))
-        job: dict[str, Any] = httpx.get(f"{self.url}/v1/jobs/{job_id}", timeout=10).json()
+        resp = httpx.get(f"{self.url}/v1/jobs/{job_id}", headers=headers or self.headers, timeout=10)
+        job: dict[str, Any] = resp.json()
         return job
 
     def stop(self) -> None:

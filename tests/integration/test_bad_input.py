@@ -23,6 +23,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             s.start_all()
             resp = httpx.post(
                 f"{s.url}/v1/collections/docs/documents",
+                headers=s.headers,
                 files={"file": ("a.txt", b"Granite lighthouses stand on the northern cliffs.")},
             )
             assert s.wait_job(resp.json()["job_id"])["status"] == "done"
@@ -33,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, timeout=10) as c:
+    with stack.client(timeout=10) as c:
         yield c
     stack.assert_alive()
 

@@ -36,7 +36,7 @@ class Services:
         self.stack = stack
         self.embedder_metrics = f"http://127.0.0.1:{embedder_port}/metrics"
         self.generator_metrics = f"http://127.0.0.1:{generator_port}/metrics"
-        self.client = httpx.Client(base_url=stack.url, timeout=30)
+        self.client = stack.client(timeout=30)
 
     def upload(self, collection: str, filename: str, data: bytes, *, replace: bool = False) -> str:
         resp = self.client.post(
@@ -67,9 +67,10 @@ class Services:
         return metric(self.generator_metrics, "documind_messages", {"stage": "generator", "outcome": "done"})
 
 
-def metric(url: str, name: str, labels: dict[str, str]) -> float:
+def metric(url: str, name: str, labels: dict[str, str], headers: dict[str, str] | None = None) -> float:
     """The value of one counter series at ``url`` (0 when absent)."""
-    resp = httpx.get(url, timeout=10, follow_redirects=True)  # the gateway's /metrics is a mount
+    # The gateway's /metrics is a mount (a redirect to /metrics/).
+    resp = httpx.get(url, headers=headers, timeout=10, follow_redirects=True)
     assert resp.status_code == 200, resp.text
     text = resp.text
     for family in text_string_to_metric_families(text):
@@ -83,7 +84,8 @@ def metric(url: str, name: str, labels: dict[str, str]) -> float:
 
 def answer_cache(services: Services, result: str) -> float:
     url = f"{services.stack.url}/metrics"
-    return metric(url, "documind_cache_requests", {"cache": "answer", "result": result})
+    labels = {"cache": "answer", "result": result}
+    return metric(url, "documind_cache_requests", labels, headers=services.stack.headers)
 
 
 def embedding_hits(services: Services) -> float:

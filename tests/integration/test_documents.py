@@ -34,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, timeout=10) as c:
+    with stack.client(timeout=10) as c:
         yield c
 
 
@@ -113,7 +113,7 @@ def test_a_queued_document_says_so(valkey_url: str, tmp_path: Path) -> None:
     try:
         stack.start("gateway")
         stack.wait_healthy()
-        with httpx.Client(base_url=stack.url, timeout=10) as client:
+        with stack.client(timeout=10) as client:
             up = upload(client, "later", "x.txt", TEXT)
             doc = client.get(f"/v1/documents/{up['document_id']}").json()
         assert doc["status"] == "queued"
@@ -245,7 +245,7 @@ def test_deleting_a_collection_while_its_upload_is_queued_leaves_nothing(
     try:
         stack.start("gateway")
         stack.wait_healthy()
-        with httpx.Client(base_url=stack.url, timeout=10) as client:
+        with stack.client(timeout=10) as client:
             up = upload(client, "brief", "x.txt", TEXT)
             assert client.delete("/v1/collections/brief").json()["documents"] == 1
             # The upload's bytes went with it; the queued ingest finds nothing to index.
@@ -323,7 +323,7 @@ def test_replace_is_atomic_for_searches_running_throughout(valkey_url: str, tmp_
     new_text = " ".join(s.replace("pay", "settle") for s in sentences).encode()
     try:
         stack.start_all()
-        with httpx.Client(base_url=stack.url, timeout=30) as client:
+        with stack.client(timeout=30) as client:
             old = upload(client, "rules", "rules.txt", old_text)
             assert stack.wait_job(old["job_id"])["status"] == "done"
             resp = client.post(
@@ -334,7 +334,7 @@ def test_replace_is_atomic_for_searches_running_throughout(valkey_url: str, tmp_
             seen: list[frozenset[str]] = []
 
             def search_until_done() -> None:
-                with httpx.Client(base_url=stack.url, timeout=30) as c:
+                with stack.client(timeout=30) as c:
                     while not done.is_set():
                         query = {"query": "boats moor at berth", "collection": "rules", "top_k": 8}
                         job = stack.wait_job(c.post("/v1/search", json=query).json()["job_id"])

@@ -42,9 +42,17 @@ def service_pid(pid: int, name: str) -> int | None:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, dict[str, str]]]:
     port = free_port()
-    env = {**os.environ, "DOCUMIND_EMBEDDINGS": "hash", "DOCUMIND_URL": f"http://127.0.0.1:{port}"}
+    data = tmp_path / "data"
+    # The CLI finds the operator key where `documind up` keeps it (DATA_DIR/admin.key), as
+    # after `make run`: no key from the caller's environment.
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DOCUMIND_API_KEY", "DOCUMIND_ADMIN_KEY")},
+        "DOCUMIND_EMBEDDINGS": "hash",
+        "DOCUMIND_URL": f"http://127.0.0.1:{port}",
+        "DOCUMIND_DATA_DIR": str(data),
+    }
     proc = subprocess.Popen(
-        [*CLI, "up", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+        [*CLI, "up", "--port", str(port), "--data-dir", str(data)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -59,7 +67,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, dict[str
         pytest.fail(f"documind up exited early with {proc.wait()}")
     # The operator key it created on first start: printed once, kept for the CLI (0600).
     shown = proc.stdout.readline()
-    kept = tmp_path / "data" / "admin.key"
+    kept = data / "admin.key"
     assert "operator API key" in shown and shown.split()[-1] == kept.read_text().strip()
     assert kept.stat().st_mode & 0o777 == 0o600
     try:

@@ -53,9 +53,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def documents(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     pdf = make_pdf(tmp_path_factory.mktemp("docs") / "elmsworth.pdf")
     ids = {}
-    with httpx.Client(timeout=30) as client:
+    with stack.client(timeout=30) as client:
         for name, data in (("elmsworth.pdf", pdf.read_bytes()), ("bakery.txt", TXT.encode())):
-            resp = client.post(f"{stack.url}/v1/collections/town/documents", files={"file": (name, data)})
+            resp = client.post("/v1/collections/town/documents", files={"file": (name, data)})
             assert resp.status_code == 202, resp.text
             body = resp.json()
             job = stack.wait_job(body["job_id"], timeout_s=120)
@@ -66,7 +66,10 @@ def documents(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 def ask(stack: Stack, question: str, collection: str = "town") -> dict[str, object]:
     resp = httpx.post(
-        f"{stack.url}/v1/chat", json={"question": question, "collection": collection}, timeout=10
+        f"{stack.url}/v1/chat",
+        json={"question": question, "collection": collection},
+        headers=stack.headers,
+        timeout=10,
     )
     assert resp.status_code == 202, resp.text
     job = stack.wait_job(resp.json()["job_id"])
@@ -106,6 +109,7 @@ def test_search_returns_hits_with_pages(stack: Stack, documents: dict[str, str])
     resp = httpx.post(
         f"{stack.url}/v1/search",
         json={"query": "town council meeting", "collection": "town", "top_k": 3},
+        headers=stack.headers,
         timeout=10,
     )
     assert resp.status_code == 202
@@ -131,12 +135,13 @@ def test_seed_compatible_endpoints(stack: Stack, documents: dict[str, str]) -> N
     resp = httpx.post(
         f"{stack.url}/chat",
         params={"query": "When was the lighthouse built?", "collection": "town"},
+        headers=stack.headers,
         timeout=10,
     )
     assert resp.status_code == 202
     job_id = resp.json()["job_id"]
     stack.wait_job(job_id)
-    result = httpx.get(f"{stack.url}/result/{job_id}", timeout=10).json()
+    result = httpx.get(f"{stack.url}/result/{job_id}", headers=stack.headers, timeout=10).json()
     assert result["status"] == "done"
     assert result["result"]["citations"][0]["page"] == 2
 
@@ -156,9 +161,9 @@ def test_citations_on_a_real_published_pdf_point_at_the_page_holding_the_snippet
     from pypdf import PdfReader
 
     pages = [_squash(p.extract_text() or "") for p in PdfReader(DEBIAN_PDF).pages]
-    with httpx.Client(timeout=30) as client:
+    with stack.client(timeout=30) as client:
         resp = client.post(
-            f"{stack.url}/v1/collections/debian/documents",
+            "/v1/collections/debian/documents",
             files={"file": (DEBIAN_PDF.name, DEBIAN_PDF.read_bytes())},
         )
         assert resp.status_code == 202

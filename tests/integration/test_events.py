@@ -59,7 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s = Stack(server.url, tmp)
         try:
             s.start_all()
-            with httpx.Client(base_url=s.url, timeout=30) as client:
+            with s.client(timeout=30) as client:
                 up = client.post("/v1/collections/ferries/documents", files={"file": ("ferry.txt", DOC)})
                 assert s.wait_job(up.json()["job_id"])["status"] == "done"
             yield s
@@ -75,7 +75,7 @@ def ask(client: httpx.Client, question: str) -> dict[str, Any]:
 
 
 def test_a_chat_job_streams_its_stages_tokens_and_result_then_replays_them(stack: Stack) -> None:
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
+    with stack.client(timeout=30) as client:
         accepted = ask(client, "When does the ferry leave Rossaveal?")
         assert accepted["events_url"] == f"/v1/jobs/{accepted['job_id']}/events"
         events = list(read_sse(client, accepted["events_url"]))
@@ -102,7 +102,7 @@ def test_a_chat_job_streams_its_stages_tokens_and_result_then_replays_them(stack
 
 
 def test_reconnecting_with_last_event_id_gets_exactly_the_rest(stack: Stack) -> None:
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
+    with stack.client(timeout=30) as client:
         accepted = ask(client, "Where are tickets sold?")
         url = accepted["events_url"]
         events = list(read_sse(client, url))
@@ -117,7 +117,7 @@ def test_reconnecting_with_last_event_id_gets_exactly_the_rest(stack: Stack) -> 
 
 def test_a_reader_connected_before_the_job_ends_sees_it_live(stack: Stack) -> None:
     """The stream is read while the job runs (it blocks for new events, no polling)."""
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
+    with stack.client(timeout=30) as client:
         accepted = ask(client, "Do bicycles cost extra?")
         seen: list[Sse] = []
         reader = threading.Thread(target=lambda: seen.extend(read_sse(client, accepted["events_url"])))
@@ -136,7 +136,7 @@ def test_cancelling_a_queued_job_ends_its_stream_and_the_generator_skips_it(
         for name in ("gateway", "embedder", "retriever"):
             stack.start(name)
         stack.wait_healthy()
-        with httpx.Client(base_url=stack.url, timeout=30) as client:
+        with stack.client(timeout=30) as client:
             up = client.post("/v1/collections/ferries/documents", files={"file": ("ferry.txt", DOC)})
             assert stack.wait_job(up.json()["job_id"])["status"] == "done"
             accepted = ask(client, "When does the ferry leave?")
@@ -177,7 +177,7 @@ def test_cancelling_a_job_mid_answer_abandons_the_llm_call(valkey_url: str, tmp_
         )
         try:
             stack.start_all()
-            with httpx.Client(base_url=stack.url, timeout=30) as client:
+            with stack.client(timeout=30) as client:
                 up = client.post("/v1/collections/ferries/documents", files={"file": ("ferry.txt", DOC)})
                 assert stack.wait_job(up.json()["job_id"])["status"] == "done"
                 accepted = ask(client, "When does the ferry leave?")

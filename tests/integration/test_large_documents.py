@@ -116,7 +116,7 @@ def watch_until_indexing(
 def test_a_500_page_pdf_flows_as_bounded_parts_with_visible_progress_and_bounded_memory(
     stack: Stack, big_pdf: bytes
 ) -> None:
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
+    with stack.client(timeout=30) as client:
         check_large_pdf(stack, client, big_pdf)
 
 
@@ -183,7 +183,7 @@ def test_a_pdf_over_the_page_limit_fails_with_the_reason_and_leaves_nothing(
         stack = Stack(server.url, tmp_path, DOCUMIND_MAX_PAGES="100")
         try:
             stack.start_all()
-            with httpx.Client(base_url=stack.url, timeout=30) as client:
+            with stack.client(timeout=30) as client:
                 up = upload(client, "limits", "logbook.pdf", big_pdf)
                 job = stack.wait_job(up["job_id"])
                 assert job["status"] == "failed"

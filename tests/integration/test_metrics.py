@@ -17,8 +17,10 @@ from tests.integration.harness import Stack
 pytestmark = pytest.mark.timeout(180)
 
 
-def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    resp = httpx.get(url, timeout=10, follow_redirects=True)
+def scrape(
+    url: str, headers: dict[str, str] | None = None
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    resp = httpx.get(url, headers=headers, timeout=10, follow_redirects=True)
     assert resp.status_code == 200
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -43,7 +45,7 @@ def test_each_service_exposes_its_series_and_they_move(valkey_url: str, tmp_path
             stack.start("gateway")
             stack.wait_ready()
             job_ids = []
-            with httpx.Client(base_url=stack.url, timeout=30) as client:
+            with stack.client(timeout=30) as client:
                 up = client.post(
                     "/v1/collections/m/documents", files={"file": ("f.txt", b"The ferry leaves at nine.")}
                 )
@@ -56,7 +58,7 @@ def test_each_service_exposes_its_series_and_they_move(valkey_url: str, tmp_path
                     job_ids.append(job_id)
                     assert stack.wait_job(job_id)["status"] == "done", stack.logs()
             metrics = {name: scrape(f"http://127.0.0.1:{port}/metrics") for name, port in ports.items()}
-            metrics["gateway"] = scrape(f"{stack.url}/metrics")
+            metrics["gateway"] = scrape(f"{stack.url}/metrics", headers=stack.headers)
             # The container healthcheck passes for every live worker process.
             for name, port in ports.items():
                 assert healthcheck_main([str(port)]) == 0, name

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from libs.common import keys
+from tests.auth import ADMIN_KEY
 from tests.integration.harness import Stack
 
 DOCUMENTS = {
@@ -32,10 +33,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s = Stack(server.url, tmp)  # hash embeddings, extractive answers
         try:
             s.start_all()
-            with httpx.Client(timeout=30) as client:
+            with s.client(timeout=30) as client:
                 for name, text in DOCUMENTS.items():
                     resp = client.post(
-                        f"{s.url}/v1/collections/harbour/documents", files={"file": (name, text.encode())}
+                        "/v1/collections/harbour/documents", files={"file": (name, text.encode())}
                     )
                     assert resp.status_code == 202, resp.text
                     job = s.wait_job(resp.json()["job_id"])
@@ -47,7 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=stack.url + "/v1", api_key="unused", max_retries=0, timeout=60) as c:
+    with openai.OpenAI(base_url=stack.url + "/v1", api_key=ADMIN_KEY, max_retries=0, timeout=60) as c:
         yield c
 
 
@@ -58,7 +59,9 @@ def extra(obj: Any) -> dict[str, Any]:
 
 
 def job(stack: Stack, job_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = httpx.get(f"{stack.url}/v1/jobs/{job_id}", timeout=10).json()
+    found: dict[str, Any] = httpx.get(
+        f"{stack.url}/v1/jobs/{job_id}", headers=stack.headers, timeout=10
+    ).json()
     return found
 
 

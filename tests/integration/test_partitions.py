@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
@@ -53,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def test_every_partition_serves_uploads_questions_replaces_and_deletes(stack: Stack) -> None:
     names = collections_over_every_partition()
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
+    with stack.client(timeout=30) as client:
         uploaded = {}
         for hour, name in enumerate(names, start=6):
             body = TEXT.format(name=name, hour=f"{hour} o'clock").encode()

@@ -14,7 +14,6 @@ import time
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -132,7 +131,7 @@ def test_the_pipeline_answers_with_the_real_llm(
         stack.start("gateway")
         stack.wait_ready()
 
-        with httpx.Client(base_url=stack.url, timeout=30) as client:
+        with stack.client(timeout=30) as client:
             upload = client.post(
                 "/v1/collections/harbour/documents", files={"file": ("harbour.txt", DOCUMENT.encode())}
             )

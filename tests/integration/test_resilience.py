@@ -36,7 +36,10 @@ def stack(valkey_url: str, tmp_path: Path) -> Iterator[Stack]:
 
 def ingest(stack: Stack, collection: str = "docs") -> None:
     resp = httpx.post(
-        f"{stack.url}/v1/collections/{collection}/documents", files={"file": ("notes.txt", DOC)}, timeout=10
+        f"{stack.url}/v1/collections/{collection}/documents",
+        files={"file": ("notes.txt", DOC)},
+        headers=stack.headers,
+        timeout=10,
     )
     assert resp.status_code == 202, resp.text
     job = stack.wait_job(resp.json()["job_id"])
@@ -45,10 +48,10 @@ def ingest(stack: Stack, collection: str = "docs") -> None:
 
 def submit_chats(stack: Stack, n: int, collection: str = "docs") -> list[str]:
     ids = []
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         for i in range(n):
             resp = client.post(
-                f"{stack.url}/v1/chat",
+                "/v1/chat",
                 json={"question": f"How many ships did the keeper count? #{i}", "collection": collection},
             )
             assert resp.status_code == 202, resp.text
@@ -124,26 +127,26 @@ def test_sigterm_lets_in_flight_work_finish(stack: Stack) -> None:
 def test_backpressure_refuses_new_jobs_and_keeps_accepted_ones(stack: Stack) -> None:
     stack.start("gateway", DOCUMIND_MAX_BACKLOG="5", DOCUMIND_RETRY_AFTER_S="3")
     stack.wait_healthy()
-    with httpx.Client(timeout=10) as client:
-        up = client.post(f"{stack.url}/v1/collections/docs/documents", files={"file": ("notes.txt", DOC)})
+    with stack.client(timeout=10) as client:
+        up = client.post("/v1/collections/docs/documents", files={"file": ("notes.txt", DOC)})
         assert up.status_code == 202
         accepted = [up.json()["job_id"]]
         # The backlog limit is per lane: the upload waits on the bulk lane, questions
         # fill the interactive one.
         for i in range(5):
-            resp = client.post(f"{stack.url}/v1/chat", json={"question": f"ships? {i}", "collection": "docs"})
+            resp = client.post("/v1/chat", json={"question": f"ships? {i}", "collection": "docs"})
             assert resp.status_code == 202
             accepted.append(resp.json()["job_id"])
-        refused = client.post(f"{stack.url}/v1/chat", json={"question": "one more", "collection": "docs"})
+        refused = client.post("/v1/chat", json={"question": "one more", "collection": "docs"})
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "3"
         assert "retry" in refused.json()["detail"]
         # A full question lane does not turn uploads away.
-        up2 = client.post(f"{stack.url}/v1/collections/docs/documents", files={"file": ("more.txt", DOC)})
+        up2 = client.post("/v1/collections/docs/documents", files={"file": ("more.txt", DOC)})
         assert up2.status_code == 202, up2.text
         accepted.append(up2.json()["job_id"])
         # A long wait on a job nobody works on yet answers with its status, not an error.
-        waited = client.get(f"{stack.url}/v1/jobs/{accepted[1]}", params={"wait": 6})
+        waited = client.get(f"/v1/jobs/{accepted[1]}", params={"wait": 6})
         assert waited.status_code == 200
         assert waited.json()["status"] == "queued"
         for name in ("embedder", "retriever", "generator"):
@@ -151,7 +154,7 @@ def test_backpressure_refuses_new_jobs_and_keeps_accepted_ones(stack: Stack) -> 
         jobs = [stack.wait_job(job_id) for job_id in accepted]
         assert [j["status"] for j in jobs] == ["done"] * 7
         # With the backlog drained, new jobs are accepted again.
-        again = client.post(f"{stack.url}/v1/chat", json={"question": "ships?", "collection": "docs"})
+        again = client.post("/v1/chat", json={"question": "ships?", "collection": "docs"})
         assert again.status_code == 202
 
 
@@ -179,11 +182,9 @@ def test_kill_9_of_the_retriever_mid_ingest_leaves_one_copy_of_each_chunk(stack:
     texts = [
         f"Report {i}. The river gauge {i} read {i * 7} centimetres at dawn on day {i}." for i in range(6)
     ]
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         ups = [
-            client.post(
-                f"{stack.url}/v1/collections/gauges/documents", files={"file": (f"r{i}.txt", t.encode())}
-            )
+            client.post("/v1/collections/gauges/documents", files={"file": (f"r{i}.txt", t.encode())})
             for i, t in enumerate(texts)
         ]
         ids = [u.json()["job_id"] for u in ups]
@@ -196,9 +197,7 @@ def test_kill_9_of_the_retriever_mid_ingest_leaves_one_copy_of_each_chunk(stack:
         jobs = [stack.wait_job(job_id) for job_id in ids]
         assert [j["status"] for j in jobs] == ["done"] * len(ids)
         # Every report is in once: as many hits as chunks, none repeated.
-        resp = client.post(
-            f"{stack.url}/v1/search", json={"query": "river gauge", "collection": "gauges", "top_k": 50}
-        )
+        resp = client.post("/v1/search", json={"query": "river gauge", "collection": "gauges", "top_k": 50})
         hits = stack.wait_job(resp.json()["job_id"])["result"]["hits"]
         total = sum(j["result"]["chunks"] for j in jobs)
         assert len(hits) == total == len({(h["document_id"], h["text"]) for h in hits})

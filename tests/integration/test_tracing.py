@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.integration.harness import Stack
@@ -38,7 +37,7 @@ def test_one_jobs_spans_come_from_all_four_services_under_one_trace(valkey_url: 
     stack = Stack(valkey_url, tmp_path, OTEL_TRACES_EXPORTER="console", DOCUMIND_LOG_FORMAT="json")
     try:
         stack.start_all()
-        with httpx.Client(base_url=stack.url, timeout=30) as client:
+        with stack.client(timeout=30) as client:
             up = client.post(
                 "/v1/collections/traced/documents",
                 files={"file": ("ferry.txt", b"The ferry to Inishmore leaves at nine from the pier.")},
@@ -114,7 +113,7 @@ def test_a_collector_that_never_answers_neither_slows_nor_breaks_requests(
     )
     try:
         stack.start_all()
-        with httpx.Client(base_url=stack.url, timeout=30) as client:
+        with stack.client(timeout=30) as client:
             up = client.post(
                 "/v1/collections/dark/documents", files={"file": ("ferry.txt", b"The ferry leaves at nine.")}
             )

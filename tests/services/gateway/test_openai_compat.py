@@ -23,6 +23,7 @@ from services.gateway.openai_compat import MAX_HISTORY_MESSAGES, split_messages
 from services.gateway.openai_errors import openai_body, shape_of
 from services.gateway.openai_schemas import ChatMessage
 from services.gateway.submit import Submitter
+from tests.auth import admin_secret, operator_client
 
 P0 = Partition(0)
 
@@ -80,8 +81,10 @@ def test_bad_messages_are_refused(messages: list[tuple[str, Any]], says: str) ->
 
 @pytest.fixture
 def client(valkey_url: str) -> Iterator[TestClient]:
-    settings = GatewaySettings(_env_file=None, valkey_url=valkey_url, max_backlog=1)  # type: ignore[call-arg]
-    with TestClient(create_app(settings)) as c:
+    settings = GatewaySettings(  # type: ignore[call-arg]
+        _env_file=None, valkey_url=valkey_url, max_backlog=1, admin_key=admin_secret()
+    )
+    with operator_client(create_app(settings)) as c:
         assert c.post("/v1/collections", json={"name": "town"}).status_code == 201
         yield c
 

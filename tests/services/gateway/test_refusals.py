@@ -9,14 +9,20 @@ from fastapi.testclient import TestClient
 
 from libs.common.settings import GatewaySettings
 from services.gateway.app import create_app
+from tests.auth import admin_secret, operator_client
 
 
 @pytest.fixture
 def client(valkey_url: str) -> Iterator[TestClient]:
     settings = GatewaySettings(  # type: ignore[call-arg]
-        _env_file=None, valkey_url=valkey_url, max_backlog=1, max_top_k=5, max_question_chars=20
+        _env_file=None,
+        valkey_url=valkey_url,
+        max_backlog=1,
+        max_top_k=5,
+        max_question_chars=20,
+        admin_key=admin_secret(),
     )
-    with TestClient(create_app(settings)) as c:
+    with operator_client(create_app(settings)) as c:
         assert c.post("/v1/collections", json={"name": "town"}).status_code == 201
         yield c
 
