@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
+
+from libs.common.admin_key import API_KEY_ENV, auth_headers
 
 FINAL_JOB = frozenset({"done", "failed", "expired", "cancelled"})
 
@@ -21,6 +24,8 @@ class Http:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
         self.reader, self.writer, self.port = reader, writer, port
+        # As the CLI does: the key in DOCUMIND_API_KEY (the bench stacks set it).
+        self.auth = "".join(f"{k}: {v}\r\n" for k, v in auth_headers(os.environ.get(API_KEY_ENV)).items())
 
     @classmethod
     async def connect(cls, port: int) -> Http:
@@ -35,6 +40,7 @@ class Http:
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Length: {len(body)}\r\n"
+        head += self.auth
         head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.writer.write(head.encode() + b"\r\n" + body)
         status = await self.reader.readline()

@@ -67,7 +67,9 @@ from rq.results import Result
 
 from bench.common import Latency, loadavg, sigterm_as_interrupt
 from bench.rq_worker import RESULT_PREFIX, noop
+from bench.stack import use_bench_key
 from libs.common import constants, keys
+from libs.common.admin_key import API_KEY_ENV, auth_headers
 from libs.common.envelope import Envelope
 from libs.common.jobs import JobStore
 from libs.common.keys import Partition
@@ -317,7 +319,7 @@ class DocuMind:
             messages = batches = 0.0
             for name in self.replica_names(stage):
                 log = (self.children.logdir / f"{name}.log").read_text()
-                ports = re.findall(r"metrics on :(\d+)/metrics", log)
+                ports = re.findall(r"metrics on [^\s:]*:(\d+)/metrics", log)
                 conn = http.client.HTTPConnection("127.0.0.1", int(ports[-1]), timeout=5)
                 try:
                     conn.request("GET", "/metrics")
@@ -468,7 +470,7 @@ class DocuMind:
         """
         seconds: list[float] = []
         body = json.dumps({"collection": COLLECTION, "question": QUESTION})
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **auth_headers(os.environ.get(API_KEY_ENV))}
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             for i in range(rounds):
@@ -665,6 +667,7 @@ def run(args: argparse.Namespace) -> Report:
     )
     tmp = Path(tempfile.mkdtemp(prefix="documind-bench-"))
     ok = False
+    use_bench_key()
     server = ValkeyServer(tmp / "valkey", appendonly=args.aof)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DOCUMIND_DATA_DIR": str(tmp / "data")}
     children = Children(tmp, env)

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -35,7 +36,8 @@ import psutil
 from bench.client import Http, multipart
 from bench.common import context_line, loadavg, run_context, sigterm_as_interrupt, write_json
 from libs.common import keys
-from libs.common.settings import EmbedderSettings, GatewaySettings
+from libs.common.admin_key import API_KEY_ENV
+from libs.common.settings import MAX_REQUESTS_PER_MINUTE, EmbedderSettings, GatewaySettings
 from libs.common.supervisor import Stack
 from libs.common.valkey_server import free_port
 
@@ -105,6 +107,16 @@ def load_scifact(limit: int | None = None, root: Path = SCIFACT) -> Corpus:
 # --- the stack ------------------------------------------------------------------------------------
 
 
+def use_bench_key() -> str:
+    """An operator key for the stacks this process starts, sent by ``Http`` (as the CLI
+    sends ``DOCUMIND_API_KEY``); the rate limit is raised so that it never throttles a
+    benchmark, whose requests are still counted (the same one round trip)."""
+    key = os.environ.get("DOCUMIND_ADMIN_KEY") or secrets.token_urlsafe(32)
+    os.environ["DOCUMIND_ADMIN_KEY"] = os.environ[API_KEY_ENV] = key
+    os.environ.setdefault("DOCUMIND_RATE_LIMIT_PER_MIN", str(MAX_REQUESTS_PER_MINUTE))
+    return key
+
+
 class BenchStack:
     """``documind up``'s stack (its supervisor's :class:`Stack`) on a temporary data dir and free port.
 
@@ -116,6 +128,7 @@ class BenchStack:
     def __init__(self, keep: bool = False) -> None:
         self.keep = keep
         self.tmp = Path(tempfile.mkdtemp(prefix="documind-bench-"))
+        use_bench_key()
         self.stack = Stack(self.tmp / "data", port=free_port())
         self.start_s = 0.0
 
@@ -177,9 +190,11 @@ class BenchStack:
 
     def metrics(self) -> dict[str, str]:
         """Each service's Prometheus text: the gateway's /metrics and each worker's own port."""
-        urls = {"gateway": f"http://127.0.0.1:{self.port}/metrics"}
+        urls = {}
         for child in self.stack.children:
-            found = re.findall(r"metrics on :(\d+)/metrics", child.log_path.read_text(errors="replace"))
+            found = re.findall(
+                r"metrics on [^\s:]*:(\d+)/metrics", child.log_path.read_text(errors="replace")
+            )
             if found:
                 urls[child.name] = f"http://127.0.0.1:{found[-1]}/metrics"
         return asyncio.run(_fetch_all(urls))

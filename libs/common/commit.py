@@ -115,6 +115,17 @@ class RemoveMember:
 
 
 @dataclass(slots=True)
+class RemoveScored:
+    """ZREM one member of a sorted set."""
+
+    key: str
+    member: str
+
+    def encode(self) -> list[Any]:
+        return ["ZREM", self.key, self.member]
+
+
+@dataclass(slots=True)
 class Enqueue:
     """A job envelope (JSON) onto a stage's stream."""
 
@@ -220,7 +231,8 @@ class Require:
 
 Op = (
     SetFields | SetIfExists | Increment | DeleteFieldIf | Delete | Expire | AddMember | RemoveMember
-    | Enqueue | Schedule | AppendEvent | AppendEntry | CacheValue | Guard | Join | IfExists | Require
+    | RemoveScored | Enqueue | Schedule | AppendEvent | AppendEntry | CacheValue | Guard | Join | IfExists
+    | Require
 )  # fmt: skip
 
 # What COMMIT reports per message.

@@ -52,6 +52,7 @@ class SubmitAnswer(enum.StrEnum):
     OK = "ok"
     UNKNOWN = "unknown"  # no such collection
     FULL = "full"  # the first stage's backlog is at its limit
+    BUSY = "busy"  # the tenant has its limit of jobs in flight
     DUPLICATE = "duplicate:"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from libs.common import keys
+from libs.common.access import Access, reaches
 from libs.common.commit import STOPPED, CommitBatch, Require
 from libs.common.constants import EMBEDDED_PART_FIELD
 from libs.common.decode import as_text
@@ -48,28 +49,27 @@ class DocumentStore:
 
     # --- collections -----------------------------------------------------------
 
-    def collection_keys(self, name: str) -> CollectionKeys:
-        return self.space.collection(name)
+    def collection_keys(self, name: str, tenant: str = keys.DEFAULT_TENANT) -> CollectionKeys:
+        return self.space.collection(name, tenant)
 
-    async def create_collection(self, name: str, description: str = "") -> bool:
-        """False when a collection of that name exists already."""
-        return await self._create(self.collection_keys(name), description=description, now=time.time())
+    async def create_collection(self, access: Access, name: str, description: str = "") -> bool:
+        """False when the tenant has a collection of that name already."""
+        target = self.collection_keys(name, access.tenant)
+        return await self._create(target, description=description, now=time.time())
 
-    async def collection_exists(self, name: str) -> bool:
-        collection = self.collection_keys(name)
+    async def collection_exists(self, access: Access, name: str) -> bool:
+        """Whether the tenant has ``name`` and ``access`` reaches it."""
+        if not access.sees(name):
+            return False
+        collection = self.collection_keys(name, access.tenant)
         return bool(await self._r.sismember(collection.registry, name))
 
-    async def collection_of(self, document_id: str) -> str | None:
-        """The collection a document belongs to; None for an unknown document."""
-        found = await self._r.hget(keys.document(document_id).hash, "collection")
-        return as_text(found) if found else None
-
-    async def collection(self, name: str) -> dict[str, Any] | None:
-        if not await self.collection_exists(name):
+    async def collection(self, access: Access, name: str) -> dict[str, Any] | None:
+        if not await self.collection_exists(access, name):
             return None
-        raw = await self._r.hgetall(self.collection_keys(name).meta)
+        raw = await self._r.hgetall(self.collection_keys(name, access.tenant).meta)
         meta = {as_text(k): as_text(v) for k, v in raw.items()}
-        docs = await self.documents(name)
+        docs = await self.documents(access, name)
         return {
             "name": name,
             "description": meta.get("description", ""),
@@ -78,31 +78,34 @@ class DocumentStore:
             "chunks": sum(d["chunks"] or 0 for d in docs if d["status"] == DocumentStatus.READY),
         }
 
-    async def collections(self, tenant: str = keys.DEFAULT_TENANT) -> list[dict[str, Any]]:
-        """The tenant's collections, from every partition, by name."""
+    async def collections(self, access: Access) -> list[dict[str, Any]]:
+        """The tenant's collections within reach, from every partition, by name."""
         async with self._r.pipeline(transaction=False) as pipe:
             for partition in self.space.all():
-                pipe.smembers(partition.collections(tenant))
+                pipe.smembers(partition.collections(access.tenant))
             found_sets: list[set[bytes]] = await pipe.execute()
         names = {as_text(n) for members in found_sets for n in members}
-        found = [await self.collection(name) for name in sorted(names)]
+        found = [await self.collection(access, name) for name in sorted(names) if access.sees(name)]
         return [c for c in found if c is not None]
 
     # --- documents ---------------------------------------------------------------
 
-    async def under_filename(self, collection: str, filename: str) -> list[str]:
+    async def under_filename(self, access: Access, collection: str, filename: str) -> list[str]:
         """The ids of the collection's documents uploaded under ``filename``."""
-        ids = await self._r.smembers(self.collection_keys(collection).filename(filename))
+        ids = await self._r.smembers(self.collection_keys(collection, access.tenant).filename(filename))
         return sorted(as_text(i) for i in ids)
 
-    async def get(self, document_id: str) -> dict[str, Any] | None:
+    async def get(self, document_id: str, access: Access | None = None) -> dict[str, Any] | None:
+        """The document; None when unknown or out of ``access``'s reach."""
         raw = await self._r.hgetall(keys.document(document_id).hash)
-        if not raw:
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
+        if not fields or not reaches(access, fields):
             return None
-        return await self._view({as_text(k): as_text(v) for k, v in raw.items()})
+        return await self._view(fields)
 
-    async def documents(self, collection: str) -> list[dict[str, Any]]:
-        ids = sorted(as_text(i) for i in await self._r.smembers(self.collection_keys(collection).documents))
+    async def documents(self, access: Access, collection: str) -> list[dict[str, Any]]:
+        target = self.collection_keys(collection, access.tenant)
+        ids = sorted(as_text(i) for i in await self._r.smembers(target.documents))
         async with self._r.pipeline(transaction=False) as pipe:
             for doc_id in ids:
                 pipe.hgetall(keys.document(doc_id).hash)
@@ -110,24 +113,35 @@ class DocumentStore:
         views = [await self._view({as_text(k): as_text(v) for k, v in raw.items()}) for raw in raws if raw]
         return sorted(views, key=lambda d: d["created_at"])
 
-    async def delete(self, document_id: str, collection: str, timeout_s: float) -> str | None:
-        """Remove a document; None if unknown, else the id of the job removing its vectors.
+    async def delete(self, document_id: str, timeout_s: float, access: Access | None = None) -> str | None:
+        """Remove a document; None if unknown (or out of reach), else the id of the job
+        removing its vectors.
 
         When this returns, searches no longer return the document: its id is a
         tombstone that the retriever filters on until, and after, the vectors go.
         The collection's version moves on in the same step (cached answers go stale).
         """
         doc_keys = keys.document(document_id)
-        filename, sha256 = await self._r.hmget(doc_keys.hash, ["filename", "sha256"])
-        if filename is None:
+        found = await self._r.hmget(doc_keys.hash, ["filename", "sha256", "tenant", "collection"])
+        filename, sha256, tenant, collection = (as_text(x) if x is not None else None for x in found)
+        if filename is None or collection is None:
+            return None
+        record = {"tenant": tenant or keys.DEFAULT_TENANT, "collection": collection}
+        if not reaches(access, record):
             return None
         # The document's partition is its collection's (its id was minted there), whatever
         # the partition count says now.
-        target = keys.collection_of(keys.DEFAULT_TENANT, collection, document_id)
+        target = keys.collection_of(record["tenant"], collection, document_id)
         env = Envelope.new(
-            "delete", collection, {"document_id": document_id}, timeout_s, partition=target.partition
+            "delete",
+            collection,
+            {"document_id": document_id},
+            timeout_s,
+            partition=target.partition,
+            tenant=target.tenant,
+            key_id=access.key_id if access else "",
         )
-        ref = DocumentRef(document_id, as_text(sha256 or b""), as_text(filename))
+        ref = DocumentRef(document_id, sha256 or "", filename)
         batch = CommitBatch(doc_keys.hash)
         # Gone meanwhile (a concurrent delete): nothing is written, and it is unknown here.
         batch.add(
@@ -136,7 +150,7 @@ class DocumentStore:
         (result,) = await self._commit(batch, group="")
         return env.job_id if result != STOPPED else None
 
-    async def delete_collection(self, name: str, timeout_s: float) -> list[str] | None:
+    async def delete_collection(self, access: Access, name: str, timeout_s: float) -> list[str] | None:
         """Remove a collection and all its documents; None if unknown, else the delete jobs.
 
         The collection disappears first (questions get 404, an upload starts a
@@ -144,11 +158,13 @@ class DocumentStore:
         hidden at once, blobs removed, vectors removed by the retriever. A
         same-named collection created meanwhile keeps its own documents.
         """
-        target = self.collection_keys(name)
+        if not access.sees(name):
+            return None
+        target = self.collection_keys(name, access.tenant)
         if not await self._drop(target):
             return None
         ids = sorted(as_text(i) for i in await self._r.smembers(target.documents))
-        jobs = [await self.delete(doc_id, name, timeout_s) for doc_id in ids]
+        jobs = [await self.delete(doc_id, timeout_s, access) for doc_id in ids]
         return [j for j in jobs if j is not None]
 
     async def _view(self, h: dict[str, str]) -> dict[str, Any]:

@@ -26,8 +26,9 @@ class Envelope(BaseModel):
     v: Literal[1] = ENVELOPE_VERSION
     job_id: str
     kind: JobKind
-    # The tenant whose collection this is (one tenant, "default", until keys exist).
+    # The tenant whose collection this is, and the API key that asked ("" for none).
     tenant: str = DEFAULT_TENANT
+    key_id: str = ""
     collection: str
     # Stages still to run, the current one first.
     route: list[Stage]
@@ -61,6 +62,7 @@ class Envelope(BaseModel):
         route: Sequence[Stage] | None = None,
         partition: Partition | None = None,
         tenant: str = DEFAULT_TENANT,
+        key_id: str = "",
     ) -> Envelope:
         """A job just submitted; ``route`` defaults to ``ROUTES[kind]``.
 
@@ -72,6 +74,7 @@ class Envelope(BaseModel):
             job_id=job_id or keys.new_id(partition or Partition(0)),
             kind=kind,
             tenant=tenant,
+            key_id=key_id,
             collection=collection,
             route=list(route or ROUTES[kind]),
             created_at=now,

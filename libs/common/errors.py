@@ -29,8 +29,10 @@
     │   ├── Unauthorized    no valid API key (``reason``: missing, malformed,
     │   │                   unknown, revoked or expired)
     │   ├── Forbidden       the key lacks a permission (``permission``)
-    │   └── RateLimited     the key's requests per minute are used up
-    │                       (``retry_after_s``, ``limit``, ``reset_s``)
+    │   ├── RateLimited     the key's requests per minute are used up
+    │   │                   (``retry_after_s``, ``limit``, ``reset_s``)
+    │   └── TooManyJobs     the tenant has its limit of jobs in flight
+    │                       (``retry_after_s``, ``limit``)
     └── JobUnanswered       a job ended without an answer (``status``, ``reason``)
         ├── JobFailed
         ├── JobExpired
@@ -226,6 +228,17 @@ class RateLimited(RequestRefused):
         self.retry_after_s = retry_after_s
         self.limit = limit
         self.reset_s = reset_s
+
+
+class TooManyJobs(RequestRefused):
+    """The tenant has ``limit`` jobs queued or running: none more until some end."""
+
+    def __init__(self, retry_after_s: int, limit: int) -> None:
+        super().__init__(
+            f"this tenant has {limit} jobs queued or running, its limit; retry in {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+        self.limit = limit
 
 
 # --- job outcomes -----------------------------------------------------------------

@@ -34,6 +34,7 @@ from libs.common.commit import (
     Increment,
     Join,
     Op,
+    RemoveScored,
     Schedule,
     SetFields,
 )
@@ -350,6 +351,8 @@ def finish(
         # Waiters get the final fields with the notification: no extra read.
         AppendEntry(job.done, final),
         Expire(job.done, DONE_TTL_S),
+        # No longer in flight: it stops counting against its tenant's limit.
+        RemoveScored(env.partition.inflight(env.tenant), job.hash),
         *(events or []),
         *event,
         *(after or []),

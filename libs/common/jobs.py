@@ -11,19 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 
 from libs.common import keys
+from libs.common.access import Access
 from libs.common.constants import BLOB_TTL_S, DONE_TTL_S, EVENTS_MAXLEN, JOB_TTL_S, CollectionMode
 from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.events import queued_ttl_s
-from libs.common.keys import CANCEL_CHANNEL
+from libs.common.keys import CANCEL_CHANNEL, DEFAULT_TENANT
 from libs.common.scripts import Cancel, ExpireOverdue, NewDocument, Submit
 from libs.common.status import JobStatus, is_final
 from libs.common.telemetry import trace_id_of
+
+# More jobs in flight than any tenant could have: no limit.
+NO_LIMIT: Final = 2**53
 
 
 class JobStore:
@@ -47,6 +51,7 @@ class JobStore:
         env: Envelope,
         *,
         max_backlog: int,
+        max_inflight: int | None = None,
         extra: dict[str, str] | None = None,
         collection: CollectionMode = CollectionMode.ANY,
         document: NewDocument | None = None,
@@ -55,6 +60,8 @@ class JobStore:
 
         'ok'; 'unknown' when ``collection`` is REQUIRE and the collection does
         not exist; 'full' when the first stage's backlog is at ``max_backlog``;
+        'busy' when the tenant has ``max_inflight`` jobs in flight in the job's
+        partition (None: no limit);
         'duplicate:<document id>' when the document's sha256 is already in the
         collection. CREATE registers the collection with the job; ``document``
         registers an upload (its hash fields and bytes) in the collection. The
@@ -71,19 +78,29 @@ class JobStore:
             job_ttl_s=self.ttl_s,
             events_ttl_s=queued_ttl_s(self.events_ttl_s, env.deadline - env.created_at),
             max_backlog=max_backlog,
+            max_inflight=NO_LIMIT if max_inflight is None else max_inflight,
             now=env.created_at,
+            deadline=env.deadline,
             document=document,
             blob_ttl_s=BLOB_TTL_S,
         )
 
-    async def cancel(self, job_id: str) -> str:
+    async def cancel(self, job_id: str, access: Access | None = None) -> str:
         """Cancel a job not yet final: 'cancelled' when this call cancelled it,
-        'ended:<status>' when it was already final, '' for an unknown job."""
+        'ended:<status>' when it was already final, '' for an unknown job (or one
+        out of ``access``'s reach)."""
         job = keys.job(job_id)
-        raw = await self._r.hget(job.hash, "document_id")
+        document_id, tenant, collection = await self._r.hmget(
+            job.hash, ["document_id", "tenant", "collection"]
+        )
+        if collection is None:
+            return ""
+        if access is not None and not access.owns(as_text(tenant or DEFAULT_TENANT), as_text(collection)):
+            return ""
         return await self._cancel(
             job,
-            document=keys.document(as_text(raw)) if raw else None,
+            inflight=job.partition.inflight(as_text(tenant or DEFAULT_TENANT)),
+            document=keys.document(as_text(document_id)) if document_id else None,
             now=time.time(),
             done_ttl_s=DONE_TTL_S,
             events_ttl_s=self.events_ttl_s,
@@ -91,10 +108,11 @@ class JobStore:
             channel=CANCEL_CHANNEL,
         )
 
-    async def get(self, job_id: str) -> dict[str, Any] | None:
+    async def get(self, job_id: str, access: Access | None = None) -> dict[str, Any] | None:
+        """The job as it stands; None when unknown or out of ``access``'s reach."""
         job = keys.job(job_id)
         raw = await self._r.hgetall(job.hash)
-        if not raw:
+        if not raw or not _reaches(access, raw):
             return None
         if self._overdue(raw) and await self._expire_overdue(
             job,
@@ -114,7 +132,9 @@ class JobStore:
         deadline = float(raw.get(b"deadline") or "inf")
         return time.time() > deadline + self.overdue_grace_s
 
-    async def wait(self, job_id: str, timeout_s: float) -> dict[str, Any] | None:
+    async def wait(
+        self, job_id: str, timeout_s: float, access: Access | None = None
+    ) -> dict[str, Any] | None:
         """The job once final, or as it stands after ``timeout_s``; None if unknown.
 
         Reads the job and blocks on its ``done`` stream side by side (one round
@@ -124,7 +144,7 @@ class JobStore:
         its deadline and grace is expired here if no stage finished it.
         """
         if timeout_s <= 0:
-            return await self.get(job_id)
+            return await self.get(job_id, access)
         block_ms = max(1, int(timeout_s * 1000))
         job = keys.job(job_id)
         notified = asyncio.ensure_future(self._r.xread({job.done: "0-0"}, count=1, block=block_ms))
@@ -133,6 +153,8 @@ class JobStore:
         except BaseException:
             notified.cancel()
             raise
+        if raw and not _reaches(access, raw):
+            raw = {}
         final = bool(raw) and is_final(as_text(raw.get(b"status", b"")))
         if not raw or final or self._overdue(raw):
             if final:
@@ -166,6 +188,7 @@ def job_fields(env: Envelope) -> dict[str, str]:
         "job_id": env.job_id,
         "kind": env.kind,
         "tenant": env.tenant,
+        "key_id": env.key_id,
         "collection": env.collection,
         "status": JobStatus.QUEUED,
         "stage": env.stage,
@@ -177,6 +200,14 @@ def job_fields(env: Envelope) -> dict[str, str]:
         # The trace every stage's span joins: find the job in the trace viewer.
         "trace_id": trace_id_of(env.traceparent),
     }
+
+
+def _reaches(access: Access | None, raw: dict[Any, Any]) -> bool:
+    """Whether a job's hash (as read: bytes) is within ``access``'s reach."""
+    if access is None:
+        return True
+    tenant = as_text(raw.get(b"tenant") or DEFAULT_TENANT)
+    return access.owns(tenant, as_text(raw.get(b"collection") or b""))
 
 
 def decode_job(raw: dict[Any, Any]) -> dict[str, Any]:

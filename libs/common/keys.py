@@ -67,6 +67,11 @@ class Partition:
         """Set of the names of a tenant's collections that live in this partition."""
         return self.key("t", tenant, "collections")
 
+    def inflight(self, tenant: str) -> str:
+        """Sorted set of a tenant's jobs queued or running in this partition (their
+        hash keys, scored by deadline): what ``DOCUMIND_TENANT_MAX_INFLIGHT`` counts."""
+        return self.key("t", tenant, "inflight")
+
 
 @lru_cache(maxsize=4096)
 def _stream(index: int, stage: Stage, lane: Lane) -> str:
@@ -246,9 +251,11 @@ def collection_of(tenant: str, name: str, job_id: str) -> CollectionKeys:
     return collection(tenant, name, partition_of_id(job_id))
 
 
-def embedding_cache(model: str, text_sha256: str) -> str:
-    """A text's vector from one model (float32 little-endian bytes); in no partition."""
-    return f"{PREFIX}:cache:embedding:{model}:{text_sha256}"
+def embedding_cache(model: str, text_sha256: str, tenant: str = DEFAULT_TENANT) -> str:
+    """A text's vector from one model (float32 little-endian bytes), per tenant (no
+    tenant learns what another embedded); in no partition."""
+    own = "" if tenant == DEFAULT_TENANT else f":{tenant}"
+    return f"{PREFIX}:cache:embedding:{model}:{text_sha256}{own}"
 
 
 # --- API keys (issue 12) ------------------------------------------------------

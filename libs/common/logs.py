@@ -1,6 +1,7 @@
 """Process logging: one JSON object per line (or plain text), with the job in context.
 
-Every line about a job carries ``job_id``, ``stage`` and ``trace_id``: pass
+Every line about a job carries ``job_id``, ``stage``, ``trace_id``, ``tenant`` and
+``key_id`` (the API key that asked; never its secret): pass
 ``extra=job_log(env, stage)`` or run the code inside ``bound(...)``.
 """
 
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from libs.common.envelope import Envelope
 from libs.common.telemetry import trace_id_of
 
-JOB_FIELDS = ("job_id", "stage", "trace_id")
+JOB_FIELDS = ("job_id", "stage", "trace_id", "tenant", "key_id")
 _CONTEXT: ContextVar[dict[str, str]] = ContextVar("documind_log_context", default={})  # noqa: B039
 
 
@@ -27,7 +28,15 @@ def job_log(env: Envelope | None, stage: str) -> dict[str, str]:
     for a message whose envelope could not be read."""
     if env is None:
         return {"stage": stage}
-    return {"job_id": env.job_id, "stage": stage, "trace_id": trace_id_of(env.traceparent)}
+    fields = {
+        "job_id": env.job_id,
+        "stage": stage,
+        "trace_id": trace_id_of(env.traceparent),
+        "tenant": env.tenant,
+    }
+    if env.key_id:
+        fields["key_id"] = env.key_id
+    return fields
 
 
 @contextmanager

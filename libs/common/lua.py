@@ -51,6 +51,7 @@ def _prelude() -> str:
         "R_OK": SubmitAnswer.OK,
         "R_UNKNOWN": SubmitAnswer.UNKNOWN,
         "R_FULL": SubmitAnswer.FULL,
+        "R_BUSY": SubmitAnswer.BUSY,
         "R_DUPLICATE": SubmitAnswer.DUPLICATE,
     }
     lines = [f"local FINAL = {{{final}}}"]
@@ -86,7 +87,8 @@ local group = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 local applied = {}
 local plain = {
-  XADD=true, HSET=true, EXPIRE=true, DEL=true, ZADD=true, HINCRBY=true, SADD=true, SREM=true, SET=true,
+  XADD=true, HSET=true, EXPIRE=true, DEL=true, ZADD=true, ZREM=true, HINCRBY=true, SADD=true, SREM=true,
+  SET=true,
 }
 local function rest(op, from)
   local args = {}
@@ -130,33 +132,42 @@ return applied
 """
 
 # Admission of a new job, in one round trip with its checks. Returns 'ok',
-# 'unknown' (no such collection), 'full' (backlog too long) or
-# 'duplicate:<document id>' (that content is already in the collection).
-# See scripts.Submit for KEYS and ARGV.
+# 'unknown' (no such collection), 'full' (backlog too long), 'busy' (the tenant
+# has its limit of jobs in flight in this partition) or 'duplicate:<document id>'
+# (that content is already in the collection). The tenant's in-flight set holds
+# the job (scored by its deadline) until a final status removes it; an entry past
+# its deadline no longer counts. See scripts.Submit for KEYS and ARGV.
 SUBMIT: Final = """
 local stream, job, registry, meta, hashes, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local inflight = KEYS[7]
 local max_backlog, envelope, job_ttl, blob_bytes, blob_ttl, name, mode, now, sha, doc_id, events_ttl =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local has_doc, has_blob = ARGV[12] == '1', ARGV[13] == '1'
+local max_inflight, deadline = tonumber(ARGV[14]), tonumber(ARGV[15])
 if mode == M_REQUIRE and redis.call('SISMEMBER', registry, name) == 0 then return R_UNKNOWN end
 if sha ~= '' then
   local existing = redis.call('HGET', hashes, sha)
   if existing then return R_DUPLICATE .. existing end
 end
 if redis.call('XLEN', stream) >= tonumber(max_backlog) then return R_FULL end
+redis.call('ZREMRANGEBYSCORE', inflight, '-inf', '(' .. now)
+if redis.call('ZCARD', inflight) >= max_inflight then return R_BUSY end
+redis.call('ZADD', inflight, deadline, job)
+local keep = math.ceil(deadline - tonumber(now)) + 60
+if redis.call('TTL', inflight) < keep then redis.call('EXPIRE', inflight, keep) end
 if mode == M_CREATE and redis.call('SADD', registry, name) == 1 then
   redis.call('HSET', meta, 'name', name, 'description', '', 'created_at', now)
 end
-local n = tonumber(ARGV[14])
+local n = tonumber(ARGV[16])
 local fields = {}
-for i = 15, 14 + n do fields[#fields + 1] = ARGV[i] end
+for i = 17, 16 + n do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
 redis.call('EXPIRE', job, job_ttl)
 if has_doc then
   local d = {}
-  for i = 15 + n, #ARGV do d[#d + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[7], unpack(d))
-  for k = 8, 10 do redis.call('SADD', KEYS[k], doc_id) end
+  for i = 17 + n, #ARGV do d[#d + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[8], unpack(d))
+  for k = 9, 11 do redis.call('SADD', KEYS[k], doc_id) end
   if sha ~= '' then redis.call('HSET', hashes, sha, doc_id) end
 end
 if has_blob then redis.call('SET', KEYS[#KEYS], blob_bytes, 'EX', blob_ttl) end
@@ -217,7 +228,7 @@ return 1
 # so every stage's commit skips it), waiters and event readers are told, an
 # ingest's document fails with the reason, and generators abandon it.
 # KEYS[1] = job hash, KEYS[2] = done stream, KEYS[3] = events stream,
-# KEYS[4] = the job's document hash, for a job that has one
+# KEYS[4] = its tenant's in-flight set, KEYS[5] = the job's document hash, for a job that has one
 # ARGV[1] = now, ARGV[2] = done ttl, ARGV[3] = events ttl, ARGV[4] = events maxlen,
 # ARGV[5] = cancel channel, ARGV[6] = job id
 # Returns 'cancelled', 'ended:<status>' for a job already final, '' for an unknown job.
@@ -233,8 +244,9 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', E_TYPE, EV_CANCELLED,
   E_DATA, cjson.encode({status=S_CANCELLED, error=err}))
 redis.call('EXPIRE', KEYS[3], ARGV[3])
-if #KEYS >= 4 and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('HSET', KEYS[4], 'status', D_FAILED, 'error', err, 'updated_at', ARGV[1])
+redis.call('ZREM', KEYS[4], KEYS[1])
+if #KEYS >= 5 and redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('HSET', KEYS[5], 'status', D_FAILED, 'error', err, 'updated_at', ARGV[1])
 end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return S_CANCELLED

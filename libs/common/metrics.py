@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 MESSAGES = Counter(
     "documind_messages_total",
@@ -85,3 +85,14 @@ LLM_SECONDS = Histogram(
 LLM_TOKENS = Counter(
     "documind_llm_completion_tokens_total", "Answer pieces (about one token each) streamed by the LLM."
 )
+
+
+def serve_metrics(service: str, port: int, host: str) -> int:
+    """Serve this process's /metrics on ``host``:``port`` (0: a free port) in a thread.
+
+    Prints the port, so operators (and `documind up`) find each replica's metrics.
+    """
+    server, _thread = start_http_server(port, addr=host)
+    bound = int(server.server_port)
+    print(f"{service}: metrics on {host}:{bound}/metrics", flush=True)
+    return bound

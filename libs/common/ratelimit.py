@@ -18,6 +18,8 @@ LIMIT_HEADER = "RateLimit-Limit"
 REMAINING_HEADER = "RateLimit-Remaining"
 RESET_HEADER = "RateLimit-Reset"
 RETRY_AFTER_HEADER = "Retry-After"
+# On every authenticated response.
+RATE_LIMIT_HEADERS = (LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER)
 
 
 @dataclass(frozen=True, slots=True)

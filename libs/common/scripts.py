@@ -77,12 +77,22 @@ class Submit(_Script):
         job_ttl_s: int,
         events_ttl_s: int,
         max_backlog: int,
+        max_inflight: int,
         now: float,
+        deadline: float,
         document: NewDocument | None = None,
         blob_ttl_s: int = 0,
     ) -> str:
-        """'ok', 'unknown', 'full' or 'duplicate:<document id>' (see ``lua.SUBMIT``)."""
-        keys = [stream, job.hash, collection.registry, collection.meta, collection.hashes, job.events]
+        """'ok', 'unknown', 'full', 'busy' or 'duplicate:<document id>' (see ``lua.SUBMIT``)."""
+        keys = [
+            stream,
+            job.hash,
+            collection.registry,
+            collection.meta,
+            collection.hashes,
+            job.events,
+            collection.partition.inflight(collection.tenant),
+        ]
         doc_fields: list[Scalar] = []
         blob = b""
         if document is not None:
@@ -111,6 +121,8 @@ class Submit(_Script):
             events_ttl_s,
             "1" if document is not None else "0",
             "1" if document is not None and document.blob is not None else "0",
+            max_inflight,
+            repr(deadline),
             len(items),
             *items,
             *doc_fields,
@@ -171,6 +183,7 @@ class Cancel(_Script):
         self,
         job: JobKeys,
         *,
+        inflight: str,
         document: DocumentKeys | None,
         now: float,
         done_ttl_s: int,
@@ -178,8 +191,10 @@ class Cancel(_Script):
         events_maxlen: int,
         channel: str,
     ) -> str:
-        """'cancelled', 'ended:<status>' for a job already final, '' for an unknown job."""
-        keys = [job.hash, job.done, job.events, *([document.hash] if document else [])]
+        """'cancelled', 'ended:<status>' for a job already final, '' for an unknown job.
+
+        ``inflight``: the tenant's set of jobs in flight (``Partition.inflight``)."""
+        keys = [job.hash, job.done, job.events, inflight, *([document.hash] if document else [])]
         args = [now, done_ttl_s, events_ttl_s, events_maxlen, channel, job.job_id]
         return as_text(await self._run(keys, args))
 

@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 import uvloop
-from prometheus_client import start_http_server
 
 from libs.common.constants import STAGE_LANES
 from libs.common.keys import KeySpace, Stage
 from libs.common.logs import configure_logging
+from libs.common.metrics import serve_metrics
 from libs.common.settings import WorkerSettings
 from libs.common.stage import Handler
 from libs.common.telemetry import setup_tracing
@@ -43,9 +43,7 @@ def run_worker_service(stage: Stage, settings: WorkerSettings, build_handler: Ha
     """Run one worker process until SIGTERM/SIGINT; exits 0 after a graceful stop."""
     configure_logging(settings.log_level, stage, settings.log_format)
     setup_tracing(f"documind-{stage}", settings.traces_exporter)
-    server, _thread = start_http_server(settings.metrics_port, addr="0.0.0.0")
-    # Printed so operators (and `documind up`) can find this replica's metrics.
-    print(f"{stage}: metrics on :{server.server_port}/metrics", flush=True)
+    serve_metrics(stage, settings.metrics_port, settings.metrics_host)
     uvloop.run(_serve(stage, settings, build_handler))
 
 

@@ -5,6 +5,7 @@ Each service builds its settings once at start-up and passes them down.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Final, Literal
@@ -39,6 +40,20 @@ def admin_key_problem(value: str) -> str | None:
     return None
 
 
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class CommonSettings(BaseSettings):
     """Settings every process shares."""
 
@@ -62,6 +77,10 @@ class CommonSettings(BaseSettings):
     # "json": one JSON object per line, with job_id, stage and trace_id on job lines; "text": plain.
     log_format: Literal["json", "text"] = "json"
     data_dir: Path = Path(".documind")
+    # Prometheus /metrics of this process: its port (0 picks a free one, printed at
+    # start) and the address it listens on (loopback unless a scraper needs more).
+    metrics_port: int = Field(default=0, ge=0)
+    metrics_host: str = "127.0.0.1"
     # Tracing is configured by the standard OpenTelemetry variables (the SDK reads the
     # rest: OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL, _HEADERS, OTEL_TRACES_SAMPLER, ...).
     # Exporters: otlp, console or none; unset, otlp when an OTLP endpoint is set, else none.
@@ -99,8 +118,6 @@ class WorkerSettings(CommonSettings):
     status_delay_s: float = Field(default=0.005, ge=0)
     # On SIGTERM, in-flight batches get this long to finish.
     shutdown_grace_s: float = Field(default=20.0, ge=0)
-    # Prometheus /metrics port of this worker; 0 picks a free port.
-    metrics_port: int = Field(default=0, ge=0)
 
 
 class GatewaySettings(CommonSettings):
@@ -126,16 +143,51 @@ class GatewaySettings(CommonSettings):
     # How long a finished answer is reused for the same normalised question and
     # parameters while its collection is unchanged; 0 turns the answer cache off.
     answer_cache_ttl_s: int = Field(default=ANSWER_CACHE_TTL_S, ge=0)
-    # The operator key (DOCUMIND_ADMIN_KEY): manages every tenant's API keys. Unset:
-    # there is no operator (a tenant's first key must then come some other way, e.g.
-    # a CLI). When set it must be at least 32 characters and no placeholder
-    # (see admin_key_problem); an empty value is refused, not taken as unset.
+    # "on": every route but the probes needs an API key. "off": every request acts as
+    # the operator, for local development only: refused unless ``host`` is loopback.
+    auth: Literal["on", "off"] = "on"
+    # The operator key (DOCUMIND_ADMIN_KEY): manages every tenant's API keys and acts
+    # in the default tenant. Required while auth is on (`documind up` makes one). It
+    # must be at least 32 characters and no placeholder (see admin_key_problem); an
+    # empty value is refused, not taken as unset.
     admin_key: SecretStr | None = None
+    # Host header values served, comma-separated ("*.example.com" matches subdomains,
+    # "*" any): a page elsewhere cannot reach the API through DNS rebinding.
+    allowed_hosts: str = "localhost,127.0.0.1"
+    # Origins whose pages may call the API from a browser (CORS), comma-separated;
+    # empty: none.
+    cors_origins: str = ""
     # Requests per minute of an API key that sets none (also its burst), and of the
     # operator; counted in Valkey, so every gateway replica shares each key's limit.
     rate_limit_per_min: int = Field(default=600, ge=1, le=MAX_REQUESTS_PER_MINUTE)
-    # Jobs one tenant may have in flight at once (admission control, not yet enforced).
+    # Jobs one tenant may have queued or running at once (per partition): past it, 429.
     tenant_max_inflight: int = Field(default=1000, ge=1)
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return _csv(self.allowed_hosts)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _csv(self.cors_origins)
+
+    def startup_problem(self) -> str | None:
+        """Why the gateway must not start with these settings, or None."""
+        if self.auth == "off":
+            if not is_loopback(self.host):
+                return (
+                    "DOCUMIND_AUTH=off is for local development: "
+                    f"bind DOCUMIND_HOST to a loopback address, not {self.host}"
+                )
+            return None
+        if self.admin_key is None:
+            return (
+                "DOCUMIND_ADMIN_KEY is not set (`documind up` creates one; "
+                "or set DOCUMIND_AUTH=off on a loopback address)"
+            )
+        if not self.allowed_host_list:
+            return "DOCUMIND_ALLOWED_HOSTS is empty: no request could be served"
+        return None
 
     @field_validator("admin_key")
     @classmethod

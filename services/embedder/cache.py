@@ -5,7 +5,8 @@ text (``keys.embedding_cache``) as float32 little-endian bytes. A
 model call looks up all its texts with one MGET, sends only the misses to the
 model and stores their vectors with one pipelined ``SET ... EX``. Questions and
 document chunks share it: a re-uploaded document, or a question asked again,
-skips the model.
+skips the model. Each tenant's vectors are its own (the key names the tenant): a
+tenant cannot tell from a quick answer that another embedded the same text.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def model_id(embedder: Embedder) -> str:
     return f"{embedder.name}:{embedder.dim}"
 
 
-def text_key(model: str, text: str) -> str:
-    return keys.embedding_cache(model, hashlib.sha256(text.encode("utf-8")).hexdigest())
+def text_key(model: str, text: str, tenant: str = keys.DEFAULT_TENANT) -> str:
+    return keys.embedding_cache(model, hashlib.sha256(text.encode("utf-8")).hexdigest(), tenant)
 
 
 class EmbeddingCache:
@@ -53,27 +54,35 @@ class EmbeddingCache:
         self._hits = metrics.CACHE_REQUESTS.labels("embedding", "hit")
         self._misses = metrics.CACHE_REQUESTS.labels("embedding", "miss")
 
-    async def embed(self, texts: Sequence[str], priority: Priority = Priority.BULK) -> np.ndarray:
-        """Vectors of ``texts``, in order, shape (len(texts), dim)."""
+    async def embed(
+        self, texts: Sequence[str], priority: Priority = Priority.BULK, tenants: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Vectors of ``texts``, in order, shape (len(texts), dim).
+
+        ``tenants``: whose each text is (default: the default tenant's); a tenant's
+        cached vectors serve only that tenant.
+        """
         if self.ttl_s <= 0 or not texts:
             return await self.batcher.embed(texts, priority)
-        distinct = list(dict.fromkeys(texts))
-        names = [text_key(self.model, t) for t in distinct]
+        owned = list(zip(tenants or [keys.DEFAULT_TENANT] * len(texts), texts, strict=True))
+        distinct = list(dict.fromkeys(owned))
+        names = [text_key(self.model, text, tenant) for tenant, text in distinct]
         found: list[Any] = await self.r.mget(names)
         width = self.embedder.dim * 4
-        vectors: dict[str, np.ndarray] = {}
-        for text, raw in zip(distinct, found, strict=True):
+        vectors: dict[tuple[str, str], np.ndarray] = {}
+        for item, raw in zip(distinct, found, strict=True):
             # A value of another size (written by a differently configured model) is a miss.
             if raw is not None and len(raw) == width:
-                vectors[text] = np.frombuffer(raw, dtype="<f4")
-        misses = [t for t in distinct if t not in vectors]
+                vectors[item] = np.frombuffer(raw, dtype="<f4")
+        misses = [item for item in distinct if item not in vectors]
         self._hits.inc(len(distinct) - len(misses))
         self._misses.inc(len(misses))
         if misses:
-            fresh = await self.batcher.embed(misses, priority)
+            fresh = await self.batcher.embed([text for _, text in misses], priority)
             async with self.r.pipeline(transaction=False) as pipe:
-                for text, vector in zip(misses, fresh, strict=True):
-                    vectors[text] = np.asarray(vector, dtype="<f4")
-                    pipe.set(text_key(self.model, text), vectors[text].tobytes(), ex=self.ttl_s)
+                for (tenant, text), vector in zip(misses, fresh, strict=True):
+                    vectors[tenant, text] = np.asarray(vector, dtype="<f4")
+                    key = text_key(self.model, text, tenant)
+                    pipe.set(key, vectors[tenant, text].tobytes(), ex=self.ttl_s)
                 await pipe.execute()
-        return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False)
+        return np.stack([vectors[item] for item in owned]).astype(np.float32, copy=False)

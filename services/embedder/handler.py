@@ -98,12 +98,14 @@ class EmbedHandler:
         try:
             if queries:
                 questions = [view(batch[i], SearchQuery)["query"] for i in queries]
-                vectors = await self.cache.embed(questions, Priority.QUERY)
+                tenants = [batch[i].tenant for i in queries]
+                vectors = await self.cache.embed(questions, Priority.QUERY, tenants)
                 for i, vector in zip(queries, vectors, strict=True):
                     outcomes[i] = {**batch[i].payload, "vector": encode_vector(vector)}
             for group in _groups(pending, parts_of, self.s.ingest_part_chunks):
                 texts = [c["text"] for i in group for c in parts_of[i]["chunks"]]
-                vectors = await self.cache.embed(texts)
+                owners = [batch[i].tenant for i in group for _ in parts_of[i]["chunks"]]
+                vectors = await self.cache.embed(texts, tenants=owners)
                 pos = 0
                 for i in group:
                     p = parts_of[i]

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from starlette.datastructures import Headers
 
 from libs.common import metrics
+from libs.common.access import Access
 from libs.common.constants import (
     ANSWER_CACHE_PAYLOAD_FIELD,
     COLLECTION_VERSION_FIELD,
@@ -70,10 +71,14 @@ def request_digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# A request header asking for a fresh answer ("bypass").
+CACHE_BYPASS_HEADER: Final = "X-DocuMind-Cache"
+
+
 def bypass_requested(headers: Headers) -> bool:
     """``Cache-Control: no-cache`` or ``X-DocuMind-Cache: bypass``: answer afresh."""
     directives = {d.strip().lower() for d in headers.get("cache-control", "").split(",")}
-    return "no-cache" in directives or headers.get("x-documind-cache", "").strip().lower() == "bypass"
+    return "no-cache" in directives or headers.get(CACHE_BYPASS_HEADER, "").strip().lower() == "bypass"
 
 
 class AnswerCache:
@@ -92,7 +97,7 @@ class AnswerCache:
         return self.s.answer_cache_ttl_s > 0
 
     async def lookup(
-        self, collection: str, payload: dict[str, Any], *, bypass: bool = False
+        self, access: Access, collection: str, payload: dict[str, Any], *, bypass: bool = False
     ) -> Envelope | None:
         """A chat job answered from the cache, already done; None when it must be queued.
 
@@ -100,16 +105,22 @@ class AnswerCache:
         to fill. Nothing happens with the cache off or for an unknown collection
         (the submit that follows answers 404).
         """
-        if not self.enabled:
+        if not self.enabled or not access.sees(collection):
             return None
         started = time.perf_counter()
-        target = self.space.collection(collection)
+        target = self.space.collection(collection, access.tenant)
         key = await self.key(target, payload)
         if key is None:
             return None
         if not bypass:
             env = Envelope.new(
-                "chat", collection, dict(payload), self.s.job_timeout_s, partition=target.partition
+                "chat",
+                collection,
+                dict(payload),
+                self.s.job_timeout_s,
+                partition=target.partition,
+                tenant=target.tenant,
+                key_id=access.key_id,
             )
             if await self.serve(key, env, started):
                 self._hits.inc()

@@ -6,17 +6,24 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from prometheus_client import Counter, Histogram, make_asgi_app
+from prometheus_client import Counter, Histogram
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common.apikeys import ApiKeyStore
+from libs.common.ratelimit import RATE_LIMIT_HEADERS
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import tracing_enabled
 from services.gateway import errors
+from services.gateway.answer_cache import CACHE_BYPASS_HEADER
+from services.gateway.auth import PUBLIC_PATHS, Authentication, Gate, authorize
 from services.gateway.collections import router as collections_router
 from services.gateway.events import router as events_router
+from services.gateway.keys_api import router as keys_router
 from services.gateway.openai_compat import router as openai_router
 from services.gateway.routes import router
 from services.gateway.submit import Submitter
@@ -28,28 +35,54 @@ HTTP_REQUESTS = Counter(
 HTTP_SECONDS = Histogram("documind_http_request_seconds", "HTTP request handling time.", ["method", "route"])
 
 
+class StartupError(RuntimeError):
+    """Settings the gateway refuses to serve with (see ``GatewaySettings.startup_problem``)."""
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
+    if problem := settings.startup_problem():
+        raise StartupError(problem)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = connect(settings.valkey_url, max(settings.max_wait_s, settings.sse_keepalive_s))
         app.state.settings = settings
         app.state.submitter = Submitter(client, settings)
+        app.state.keys = ApiKeyStore.from_settings(client, settings)
+        store = app.state.keys if settings.auth == "on" else None
+        app.state.gate = Gate(
+            store, open_rpm=settings.rate_limit_per_min, retry_after_s=settings.retry_after_s
+        )
         try:
             yield
         finally:
             await client.aclose()
 
-    app = FastAPI(title="DocuMind", version="0.1.0", lifespan=lifespan)
+    # Every route needs a valid key (``authorize``) but the probes; the docs are no routes.
+    app = FastAPI(title="DocuMind", version="0.1.0", lifespan=lifespan, dependencies=[Depends(authorize)])
+    public = {*PUBLIC_PATHS, app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    # Outermost first: Host check, CORS, metrics, authentication (add_middleware prepends).
+    app.add_middleware(Authentication, public={p for p in public if p})
     app.add_middleware(HttpMetrics)
+    if origins := settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", CACHE_BYPASS_HEADER],
+            expose_headers=[*RATE_LIMIT_HEADERS, "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_host_list)
     app.include_router(router)
     app.include_router(events_router)
     app.include_router(collections_router)
     app.include_router(uploads_router)
     app.include_router(openai_router)
-    app.mount("/metrics", make_asgi_app())
+    app.include_router(keys_router)
     if tracing_enabled():
         # A server span per request: the trace every stage of its job joins.
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
 
     errors.install(app, settings.retry_after_s)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from libs.common.access import Access
 from libs.common.constants import CHAT_WITH_HISTORY_ROUTE
 from libs.common.envelope import Envelope
 from services.gateway.submit import Submitter
@@ -11,6 +12,7 @@ from services.gateway.submit import Submitter
 
 async def submit_chat(
     sub: Submitter,
+    access: Access,
     collection: str,
     question: str,
     *,
@@ -32,8 +34,8 @@ async def submit_chat(
     payload: dict[str, Any] = {"question": question, "query": question, "top_k": sub.top_k(top_k)}
     if history:
         payload["history"] = history
-    cached = await sub.answers.lookup(collection, payload, bypass=bypass_cache)
+    cached = await sub.answers.lookup(access, collection, payload, bypass=bypass_cache)
     if cached is not None:
         return cached
     route = CHAT_WITH_HISTORY_ROUTE if history else None
-    return await sub.submit("chat", collection, payload, route=route)
+    return await sub.submit("chat", collection, payload, access=access, route=route)

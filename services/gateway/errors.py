@@ -31,6 +31,7 @@ from libs.common.errors import (
     QueueUnavailable,
     RateLimited,
     RequestRefused,
+    TooManyJobs,
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
@@ -48,6 +49,7 @@ HTTP_STATUS: dict[type[DocuMindError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     RateLimited: 429,
+    TooManyJobs: 429,
     JobUnanswered: 500,
     JobFailed: 500,
     JobExpired: 504,
@@ -69,7 +71,7 @@ def status_of(exc: DocuMindError) -> int:
 
 def headers_of(exc: DocuMindError) -> dict[str, str] | None:
     """What a client should do next, as headers: wait, or not send it again."""
-    if isinstance(exc, Unavailable | RateLimited):
+    if isinstance(exc, Unavailable | RateLimited | TooManyJobs):
         return {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": "Bearer"}

@@ -11,8 +11,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from libs.common import events, keys
+from libs.common.apikeys import Permission
 from libs.common.errors import InvalidRequest, JobAlreadyEnded, JobNotFound
 from libs.common.status import JobStatus, is_final
+from services.gateway.auth import access_of
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
 from services.gateway.schemas import JobCancelled
@@ -48,11 +50,12 @@ async def job_events(
     after: Annotated[str | None, Query(description="Resume after this event id (as Last-Event-ID)")] = None,
 ) -> StreamingResponse:
     """The job's events from the start (or after ``Last-Event-ID``) up to its final one."""
+    access = access_of(request, Permission.READ)
     sub, settings = submitter(request), settings_of(request)
     start = last_event_id or after or "0-0"
     if not _EVENT_ID.fullmatch(start):
         raise InvalidRequest(f"Last-Event-ID must be an event id like 1732440000000-0, not {start!r}")
-    job = await sub.jobs.get(job_id)
+    job = await sub.jobs.get(job_id, access)
     if job is None:
         raise JobNotFound(job_id)
     kept = await sub.r.exists(keys.job(job_id).events)
@@ -90,7 +93,7 @@ async def job_events(
 @router.delete("/v1/jobs/{job_id}", response_model=JobCancelled)
 async def cancel_job(job_id: str, request: Request) -> JobCancelled:
     """Cancel a queued or running job: stages skip it, its LLM call is abandoned."""
-    status = await submitter(request).jobs.cancel(job_id)
+    status = await submitter(request).jobs.cancel(job_id, access_of(request, Permission.WRITE))
     if not status:
         raise JobNotFound(job_id)
     if status != JobStatus.CANCELLED:

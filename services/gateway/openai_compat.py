@@ -30,6 +30,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from libs.common import events
+from libs.common.apikeys import Permission
 from libs.common.constants import COLLECTION_NAME_PATTERN
 from libs.common.envelope import Envelope
 from libs.common.errors import (
@@ -43,6 +44,7 @@ from libs.common.errors import (
 from libs.common.settings import GatewaySettings
 from libs.common.status import JobStatus, is_final
 from services.gateway.answer_cache import bypass_requested
+from services.gateway.auth import access_of
 from services.gateway.chat import submit_chat
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
@@ -78,13 +80,14 @@ def _unknown_model(model: str) -> CollectionNotFound:
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(request: Request) -> ModelList:
     """The collections, as OpenAI models."""
-    found = await submitter(request).docs.collections()
+    found = await submitter(request).docs.collections(access_of(request, Permission.READ))
     return ModelList(data=[ModelCard(id=c["name"], created=int(c["created_at"])) for c in found])
 
 
 @router.get("/v1/models/{model}", response_model=ModelCard, responses=_ERRORS)
 async def get_model(model: str, request: Request) -> ModelCard:
-    found = await submitter(request).docs.collection(model) if _COLLECTION_NAME.match(model) else None
+    access = access_of(request, Permission.READ)
+    found = await submitter(request).docs.collection(access, model) if _COLLECTION_NAME.match(model) else None
     if found is None:
         raise _unknown_model(model)
     return ModelCard(id=found["name"], created=int(found["created_at"]))
@@ -147,12 +150,14 @@ def split_messages(messages: list[ChatMessage], max_chars: int) -> tuple[str, li
 )
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     """Answer the last user message from the collection named by ``model``."""
+    access = access_of(request, Permission.READ)
     sub, settings = submitter(request), settings_of(request)
     if not _COLLECTION_NAME.match(body.model):
         raise _unknown_model(body.model)
     question, history = split_messages(body.messages, settings.max_question_chars)
     env = await submit_chat(
         sub,
+        access,
         body.model,
         question,
         top_k=body.top_k,

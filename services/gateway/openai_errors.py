@@ -37,6 +37,7 @@ from libs.common.errors import (
     QueueUnavailable,
     RateLimited,
     RequestRefused,
+    TooManyJobs,
     Unauthorized,
 )
 from services.gateway.deps import settings as settings_of
@@ -59,6 +60,7 @@ OPENAI_ERRORS: dict[type[DocuMindError], OpenAIShape] = {
     Unauthorized: OpenAIShape(401, "invalid_request_error", "invalid_api_key"),
     Forbidden: OpenAIShape(403, "invalid_request_error", "insufficient_permissions"),
     RateLimited: OpenAIShape(429, "requests", "rate_limit_exceeded"),
+    TooManyJobs: OpenAIShape(429, "requests", "rate_limit_exceeded"),
     JobUnanswered: OpenAIShape(500, "server_error", "job_failed"),
     JobFailed: OpenAIShape(500, "server_error", "job_failed"),
     JobExpired: OpenAIShape(504, "timeout_error", "job_expired"),

@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from redis.exceptions import RedisError
 
+from libs.common.apikeys import Permission
 from libs.common.constants import COLLECTION_NAME_PATTERN, STAGE_LANES
 from libs.common.decode import as_text
 from libs.common.errors import InvalidRequest, JobNotFound
 from libs.common.keys import group_name
 from libs.common.settings import GatewaySettings
 from services.gateway.answer_cache import bypass_requested
+from services.gateway.auth import access_of
 from services.gateway.chat import submit_chat
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
@@ -37,19 +39,27 @@ def _check_question(text: str, settings: GatewaySettings, field: str) -> None:
 
 @router.post("/v1/chat", status_code=202, response_model=JobAccepted)
 async def chat(body: ChatRequest, request: Request) -> JobAccepted:
+    access = access_of(request, Permission.READ)
     sub, settings = submitter(request), settings_of(request)
     _check_question(body.question, settings, "question")
     env = await submit_chat(
-        sub, body.collection, body.question, top_k=body.top_k, bypass_cache=bypass_requested(request.headers)
+        sub,
+        access,
+        body.collection,
+        body.question,
+        top_k=body.top_k,
+        bypass_cache=bypass_requested(request.headers),
     )
     return JobAccepted(job_id=env.job_id, events_url=events_url(env.job_id))
 
 
 @router.post("/v1/search", status_code=202, response_model=JobAccepted)
 async def search(body: SearchRequest, request: Request) -> JobAccepted:
+    access = access_of(request, Permission.READ)
     sub, settings = submitter(request), settings_of(request)
     _check_question(body.query, settings, "query")
-    env = await sub.submit("search", body.collection, {"query": body.query, "top_k": sub.top_k(body.top_k)})
+    payload = {"query": body.query, "top_k": sub.top_k(body.top_k)}
+    env = await sub.submit("search", body.collection, payload, access=access)
     return JobAccepted(job_id=env.job_id, events_url=events_url(env.job_id))
 
 
@@ -59,8 +69,9 @@ async def get_job(
     request: Request,
     wait: Annotated[float, Query(ge=0, description="Seconds to wait for a final status")] = 0,
 ) -> JobView:
+    access = access_of(request, Permission.READ)
     sub, settings = submitter(request), settings_of(request)
-    job = await sub.jobs.wait(job_id, min(wait, settings.max_wait_s))
+    job = await sub.jobs.wait(job_id, min(wait, settings.max_wait_s), access)
     if job is None:
         raise JobNotFound(job_id)
     return JobView.model_validate(job)

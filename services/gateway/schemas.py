@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from libs.common.constants import COLLECTION_NAME_PATTERN
 
@@ -131,3 +132,45 @@ class CollectionDeleted(BaseModel):
     # Documents removed, and the jobs removing their vectors (hidden from searches already).
     documents: int
     job_ids: list[str]
+
+
+# --- API keys -------------------------------------------------------------------
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1)
+    tenant: str
+    role: Literal["reader", "writer", "admin"]
+    # Omitted or null: every collection of the tenant.
+    collections: list[str] | None = None
+    # Omitted or null: the deployment's default (DOCUMIND_RATE_LIMIT_PER_MIN).
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    # RFC 3339, with a time zone; omitted or null: never.
+    expires_at: AwareDatetime | None = None
+
+
+class KeyView(BaseModel):
+    """A key as listed: never its secret."""
+
+    id: str
+    name: str
+    tenant: str
+    role: str
+    collections: list[str] | None
+    requests_per_minute: int
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class KeyCreated(KeyView):
+    # The secret token: shown in this response only, stored hashed.
+    key: str
+
+
+class KeyList(BaseModel):
+    keys: list[KeyView]
+
+
+class KeyRevoked(BaseModel):
+    id: str
+    revoked: bool

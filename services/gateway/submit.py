@@ -8,10 +8,17 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from libs.common import keys
+from libs.common.access import Access
 from libs.common.constants import CollectionMode, SubmitAnswer
 from libs.common.documents import DocumentStore
 from libs.common.envelope import Envelope, JobKind
-from libs.common.errors import CollectionNotFound, DuplicateDocument, InvalidRequest, QueueFull
+from libs.common.errors import (
+    CollectionNotFound,
+    DuplicateDocument,
+    InvalidRequest,
+    QueueFull,
+    TooManyJobs,
+)
 from libs.common.jobs import JobStore
 from libs.common.keys import KeySpace, Stage
 from libs.common.scripts import NewDocument
@@ -29,9 +36,9 @@ class Submitter:
         self.docs = DocumentStore(client, self.jobs, self.space)
         self.answers = AnswerCache(client, settings)
 
-    def new_document_id(self, collection: str) -> str:
+    def new_document_id(self, access: Access, collection: str) -> str:
         """An id for a document uploaded to ``collection`` (it names the collection's partition)."""
-        return keys.new_id(self.space.collection(collection).partition)
+        return keys.new_id(self.space.collection(collection, access.tenant).partition)
 
     def top_k(self, requested: int | None) -> int:
         k = requested or self.s.default_top_k
@@ -45,6 +52,7 @@ class Submitter:
         collection: str,
         payload: dict[str, Any],
         *,
+        access: Access,
         blob: bytes | None = None,
         extra: dict[str, str] | None = None,
         timeout_s: float | None = None,
@@ -54,13 +62,17 @@ class Submitter:
         route: Sequence[Stage] | None = None,
     ) -> Envelope:
         """Queue a job. Raises :class:`CollectionNotFound` (unless this job creates the
-        collection), :class:`QueueFull` when the first stage is too far behind, and
+        collection), :class:`QueueFull` when the first stage is too far behind,
+        :class:`TooManyJobs` when the tenant has its limit of jobs in flight, and
         :class:`DuplicateDocument` when ``sha256`` is in the collection already.
 
         ``route`` overrides the stages of ``kind`` (``ROUTES[kind]``). A ``document``
         (an upload's hash fields, with its ``document_id`` from :meth:`new_document_id`)
-        is registered with the job, ``blob`` its bytes."""
-        target = self.space.collection(collection)
+        is registered with the job, ``blob`` its bytes. A collection out of ``access``'s
+        reach is not found, as one that does not exist."""
+        if not access.sees(collection):
+            raise CollectionNotFound(collection)
+        target = self.space.collection(collection, access.tenant)
         with tracer.start_as_current_span(f"submit {kind}"):
             env = Envelope.new(
                 kind,
@@ -71,12 +83,13 @@ class Submitter:
                 route=route,
                 partition=target.partition,
                 tenant=target.tenant,
+                key_id=access.key_id,
             )
             upload = None
             if document is not None:
                 upload = NewDocument(
                     keys.document(document["document_id"]),
-                    {**document, "job_id": env.job_id},
+                    {**document, "tenant": env.tenant, "job_id": env.job_id},
                     filename=document.get("filename", ""),
                     sha256=sha256,
                     blob=blob,
@@ -84,6 +97,7 @@ class Submitter:
             answer = await self.jobs.submit(
                 env,
                 max_backlog=self.s.max_backlog,
+                max_inflight=self.s.tenant_max_inflight,
                 extra=extra,
                 collection=CollectionMode.REQUIRE if collection_must_exist else CollectionMode.CREATE,
                 document=upload,
@@ -94,4 +108,6 @@ class Submitter:
             raise CollectionNotFound(collection)
         if answer == SubmitAnswer.FULL:
             raise QueueFull(self.s.retry_after_s)
+        if answer == SubmitAnswer.BUSY:
+            raise TooManyJobs(self.s.retry_after_s, self.s.tenant_max_inflight)
         return env

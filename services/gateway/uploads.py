@@ -10,14 +10,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
+from libs.common.access import Access
+from libs.common.apikeys import Permission
 from libs.common.constants import COLLECTION_NAME_PATTERN, SUPPORTED_EXTENSIONS
 from libs.common.errors import (
     DuplicateDocument,
+    Forbidden,
     InvalidRequest,
     PayloadTooLarge,
     QueueFull,
     UnsupportedMediaType,
 )
+from services.gateway.auth import access_of
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
 from services.gateway.schemas import UploadAccepted, UploadedDocument
@@ -46,9 +50,13 @@ async def upload_documents(
         ),
     ] = False,
 ) -> UploadAccepted:
+    access = access_of(request, Permission.WRITE)
     sub, settings = submitter(request), settings_of(request)
     if re.fullmatch(COLLECTION_NAME_PATTERN, collection) is None:
         raise InvalidRequest("collection names are 1-64 letters, digits, '_', '.', '-'")
+    if not access.sees(collection):
+        # An upload may create the collection: a key scoped elsewhere may not.
+        raise Forbidden("collections", f"this API key may not reach collection '{collection}'")
     if len(file) > settings.max_files_per_upload:
         raise PayloadTooLarge(f"at most {settings.max_files_per_upload} files per upload")
     # Every file is checked before any is queued: a bad one rejects the request whole.
@@ -71,6 +79,7 @@ async def upload_documents(
             accepted.append(
                 await _submit_one(
                     sub,
+                    access,
                     collection,
                     name,
                     ext,
@@ -92,9 +101,17 @@ async def upload_documents(
 
 
 async def _submit_one(
-    sub: Submitter, collection: str, filename: str, ext: str, *, data: bytes, timeout_s: float, replace: bool
+    sub: Submitter,
+    access: Access,
+    collection: str,
+    filename: str,
+    ext: str,
+    *,
+    data: bytes,
+    timeout_s: float,
+    replace: bool,
 ) -> UploadedDocument:
-    document_id = sub.new_document_id(collection)
+    document_id = sub.new_document_id(access, collection)
     sha256 = hashlib.sha256(data).hexdigest()
     document = {
         "document_id": document_id,
@@ -109,12 +126,13 @@ async def _submit_one(
     replaces: list[str] = []
     if replace:
         payload["replace"] = True
-        replaces = await sub.docs.under_filename(collection, filename)
+        replaces = await sub.docs.under_filename(access, collection, filename)
     try:
         env = await sub.submit(
             "ingest",
             collection,
             payload,
+            access=access,
             blob=data,
             extra={"document_id": document_id},
             timeout_s=timeout_s,
@@ -124,7 +142,7 @@ async def _submit_one(
         )
     except DuplicateDocument as dup:
         # Same content, same collection: the existing document, nothing added.
-        existing = await sub.docs.get(dup.document_id)
+        existing = await sub.docs.get(dup.document_id, access)
         job_id = existing["job_id"] if existing else ""
         return UploadedDocument(filename=filename, job_id=job_id, document_id=dup.document_id, duplicate=True)
     return UploadedDocument(filename=filename, job_id=env.job_id, document_id=document_id, replaces=replaces)

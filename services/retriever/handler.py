@@ -38,7 +38,7 @@ from libs.common.stage import Outcome, Output
 from libs.common.vectors import decode_vector
 from services.retriever.fusion import Fusion
 from services.retriever.sparse import Bm25
-from services.retriever.store import VectorStore
+from services.retriever.store import VectorStore, store_collection
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Hidden(NamedTuple):
 class Registry(Protocol):
     """What the retriever reads from the document registry (Valkey in production)."""
 
-    async def hidden(self, collections: set[CollectionKeys]) -> dict[str, Hidden]: ...
+    async def hidden(self, collections: set[CollectionKeys]) -> dict[CollectionKeys, Hidden]: ...
 
     async def replaced_by(self, env: Envelope) -> list[DocumentRef]: ...
 
@@ -66,11 +66,13 @@ class ValkeyRegistry:
     def __init__(self, client: aioredis.Redis) -> None:
         self.r = client
 
-    async def hidden(self, collections: set[CollectionKeys]) -> dict[str, Hidden]:
-        """Hidden documents per collection name (the collections of one partition's batch)."""
-        found: dict[str, Hidden] = {}
+    async def hidden(self, collections: set[CollectionKeys]) -> dict[CollectionKeys, Hidden]:
+        """Hidden documents per collection (of any tenant, in any partition)."""
+        found: dict[CollectionKeys, Hidden] = {}
         for partition in {c.partition for c in collections}:
-            mine = sorted((c for c in collections if c.partition == partition), key=lambda c: c.name)
+            mine = sorted(
+                (c for c in collections if c.partition == partition), key=lambda c: (c.tenant, c.name)
+            )
             names = [k for c in mine for k in (c.deleted, c.pending)]
             # One transaction: a replace's swap is seen whole or not at all.
             async with slots.transaction(self.r, "hidden", names) as pipe:
@@ -79,7 +81,7 @@ class ValkeyRegistry:
                 sets = await pipe.execute()
             for k, c in enumerate(mine):
                 deleted, pending = sets[2 * k], sets[2 * k + 1]
-                found[c.name] = Hidden(
+                found[c] = Hidden(
                     frozenset(as_text(m) for m in deleted), frozenset(as_text(m) for m in pending)
                 )
         return found
@@ -108,8 +110,8 @@ class ValkeyRegistry:
 class NoRegistry:
     """Nothing hidden, nothing replaced: for a store used without Valkey (tests)."""
 
-    async def hidden(self, collections: set[CollectionKeys]) -> dict[str, Hidden]:
-        return {c.name: Hidden() for c in collections}
+    async def hidden(self, collections: set[CollectionKeys]) -> dict[CollectionKeys, Hidden]:
+        return {c: Hidden() for c in collections}
 
     async def replaced_by(self, env: Envelope) -> list[DocumentRef]:
         return []
@@ -160,28 +162,31 @@ class RetrieveHandler:
         ]
         if indexed:
             now_hidden = await self.registry.hidden({e.collection_keys for e in indexed})
-            late = [e for e in indexed if e.payload["document_id"] in now_hidden[e.collection].deleted]
+            late = [e for e in indexed if e.payload["document_id"] in now_hidden[e.collection_keys].deleted]
             for env in late:
                 await asyncio.to_thread(
-                    self.store.delete_document, env.collection, env.payload["document_id"]
+                    self.store.delete_document, store_collection(env), env.payload["document_id"]
                 )
         return outcomes
 
     def _run(
-        self, batch: Sequence[Envelope], hidden: dict[str, Hidden], replaced: dict[str, list[DocumentRef]]
+        self,
+        batch: Sequence[Envelope],
+        hidden: dict[CollectionKeys, Hidden],
+        replaced: dict[str, list[DocumentRef]],
     ) -> list[Outcome]:
         out: list[Outcome] = []
         for env in batch:
             try:
                 if env.kind == "ingest":
-                    if env.payload["document_id"] in hidden[env.collection].deleted:
+                    if env.payload["document_id"] in hidden[env.collection_keys].deleted:
                         out.append(self._skip(env))
                     else:
                         out.append(self._index(env, replaced.get(env.job_id, [])))
                 elif env.kind == "delete":
                     out.append(self._delete(env))
                 else:
-                    out.append(self._search(env, hidden[env.collection].all))
+                    out.append(self._search(env, hidden[env.collection_keys].all))
             except PermanentError as exc:
                 out.append(exc)
         return out
@@ -194,7 +199,7 @@ class RetrieveHandler:
 
     def _delete(self, env: Envelope) -> dict[str, object]:
         document_id = view(env, DeleteDocument)["document_id"]
-        self.store.delete_document(env.collection, document_id)
+        self.store.delete_document(store_collection(env), document_id)
         return {"document_id": document_id, "deleted": True}
 
     def _index(self, env: Envelope, replaced: list[DocumentRef]) -> Output:
@@ -203,8 +208,8 @@ class RetrieveHandler:
         chunks = [Chunk.model_validate({k: v for k, v in c.items() if k != "vector"}) for c in items]
         vectors = [decode_vector(c["vector"]) for c in items]
         sparse = [self.bm25.document(sparse_text(chunk)) for chunk in chunks]
-        self.store.ensure_collection(env.collection, self.dim)
-        self.store.upsert(env.collection, chunks, vectors, sparse)
+        self.store.ensure_collection(store_collection(env), self.dim)
+        self.store.upsert(store_collection(env), chunks, vectors, sparse)
         parts = int(p.get("parts", 1))
         logger.info(
             "indexed %d chunks of %s (part %d of %d)",
@@ -243,6 +248,7 @@ class RetrieveHandler:
             self.delete_timeout_s,
             partition=env.partition,
             tenant=env.tenant,
+            key_id=env.key_id,
         )
         collection = env.collection_keys
         return document_ops.delete_document(
@@ -252,7 +258,7 @@ class RetrieveHandler:
     def _search(self, env: Envelope, hidden: frozenset[str]) -> Output:
         p = view(env, SearchVector)
         hits = self.store.search(
-            env.collection,
+            store_collection(env),
             decode_vector(p["vector"]),
             int(p["top_k"]),
             exclude=hidden,

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from libs.common.envelope import Envelope
 from libs.common.errors import PermanentError
+from libs.common.keys import DEFAULT_TENANT
 from libs.common.models import Chunk, Hit
 from services.retriever.fusion import Fusion
 from services.retriever.sparse import SparseVector
@@ -96,6 +98,18 @@ class VectorStore(Protocol):
 # that case-insensitive filesystems cannot merge two collections, no dots or
 # separators so a name can never leave its parent directory.
 _PLAIN_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def store_collection(env: Envelope) -> str:
+    """The store's collection of a job's collection: each tenant's vectors are its own.
+
+    The default tenant's keep the plain name (stores made before tenants existed);
+    another tenant's name joins both with '~', which no collection name holds (such
+    names are hashed by :func:`storage_name`).
+    """
+    if env.tenant == DEFAULT_TENANT:
+        return env.collection
+    return f"{env.tenant}~{env.collection}"
 
 
 def storage_name(name: str) -> str:

@@ -50,6 +50,8 @@ class Stack:
         }
         self.procs: list[subprocess.Popen[bytes]] = []
         self.port = 0
+        # The last gateway's Prometheus endpoint (its metrics port, off the API's).
+        self.gateway_metrics_url = ""
         # No socket timeout: wait_job blocks on a done stream for up to a minute.
         self.r = redis.Redis.from_url(valkey_url, socket_timeout=None)
 
@@ -59,6 +61,8 @@ class Stack:
         if name == "gateway":
             self.port = free_port()
             full_env["DOCUMIND_PORT"] = str(self.port)
+            full_env.setdefault("DOCUMIND_METRICS_PORT", str(free_port()))
+            self.gateway_metrics_url = f"http://127.0.0.1:{full_env['DOCUMIND_METRICS_PORT']}/metrics"
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
             cwd=ROOT,

@@ -69,8 +69,7 @@ class Services:
 
 def metric(url: str, name: str, labels: dict[str, str], headers: dict[str, str] | None = None) -> float:
     """The value of one counter series at ``url`` (0 when absent)."""
-    # The gateway's /metrics is a mount (a redirect to /metrics/).
-    resp = httpx.get(url, headers=headers, timeout=10, follow_redirects=True)
+    resp = httpx.get(url, headers=headers, timeout=10)
     assert resp.status_code == 200, resp.text
     text = resp.text
     for family in text_string_to_metric_families(text):
@@ -83,9 +82,8 @@ def metric(url: str, name: str, labels: dict[str, str], headers: dict[str, str] 
 
 
 def answer_cache(services: Services, result: str) -> float:
-    url = f"{services.stack.url}/metrics"
     labels = {"cache": "answer", "result": result}
-    return metric(url, "documind_cache_requests", labels, headers=services.stack.headers)
+    return metric(services.stack.gateway_metrics_url, "documind_cache_requests", labels)
 
 
 def embedding_hits(services: Services) -> float:

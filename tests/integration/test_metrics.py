@@ -58,7 +58,7 @@ def test_each_service_exposes_its_series_and_they_move(valkey_url: str, tmp_path
                     job_ids.append(job_id)
                     assert stack.wait_job(job_id)["status"] == "done", stack.logs()
             metrics = {name: scrape(f"http://127.0.0.1:{port}/metrics") for name, port in ports.items()}
-            metrics["gateway"] = scrape(f"{stack.url}/metrics", headers=stack.headers)
+            metrics["gateway"] = scrape(stack.gateway_metrics_url)
             # The container healthcheck passes for every live worker process.
             for name, port in ports.items():
                 assert healthcheck_main([str(port)]) == 0, name

@@ -16,6 +16,7 @@ from libs.common.commit import (
     Increment,
     Join,
     Op,
+    RemoveScored,
     Schedule,
     SetFields,
     SetIfExists,
@@ -82,6 +83,21 @@ def test_a_message_past_its_deadline_expires_its_job() -> None:
     assert AppendEntry(job.done, fields) in decision.ops
     [event] = of(decision.ops, AppendEvent)
     assert event.type == "error" and event.data["status"] == "expired"  # type: ignore[attr-defined]
+
+
+def test_every_final_status_frees_the_tenants_in_flight_slot() -> None:
+    m = message(tenant="acme")
+    assert m.env is not None
+    freed = RemoveScored(P.inflight("acme"), m.env.job_keys.hash)
+    last = message(tenant="acme", route=["generator"], job_id=m.env.job_id)
+    done = settle(ctx("generator"), last, {}, at())
+    expired = admit(ctx(), message(tenant="acme", deadline=NOW - 3, job_id=m.env.job_id), NOW)
+    failed = settle(ctx(), m, PermanentError("unreadable"), at())
+    for decision in (done, expired, failed):
+        assert decision is not None and freed in decision.ops, decision
+    # A job moving on to its next stage is still in flight.
+    forwarded = settle(ctx(), m, {}, at())
+    assert not of(forwarded.ops, RemoveScored)
 
 
 def test_a_message_delivered_too_often_is_dead_lettered() -> None:

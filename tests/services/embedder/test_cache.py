@@ -132,3 +132,21 @@ def test_the_handler_embeds_questions_and_chunks_through_the_cache(valkey_url: s
     q1, q2 = first[0], again[0]
     assert isinstance(q1, dict) and isinstance(q2, dict)
     assert decode_vector(q1["vector"]) == decode_vector(q2["vector"])
+
+
+def test_a_tenants_cached_vectors_serve_only_that_tenant(valkey_url: str) -> None:
+    embedder = CountingEmbedder()
+
+    async def main() -> None:
+        r = aioredis.Redis.from_url(valkey_url)
+        try:
+            cache = EmbeddingCache(r, embedder, 3600)
+            await cache.embed(["salary of the ceo"], tenants=["acme"])
+            await cache.embed(["salary of the ceo"], tenants=["globex"])
+            await cache.embed(["salary of the ceo", "salary of the ceo"], tenants=["acme", "globex"])
+        finally:
+            await r.aclose()
+
+    asyncio.run(main())
+    # The second tenant's question went to the model: the first one's vector did not answer it.
+    assert embedder.calls == [["salary of the ceo"], ["salary of the ceo"]]

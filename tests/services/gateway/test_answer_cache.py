@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from starlette.datastructures import Headers
 
 from libs.common import constants, events, keys
+from libs.common.access import Access
 from libs.common.jobs import JobStore
 from libs.common.keys import KeySpace
 from libs.common.settings import GatewaySettings
@@ -23,6 +24,7 @@ from services.gateway.answer_cache import (
 )
 
 SPACE = KeySpace()
+ACCESS = Access()
 
 
 @pytest.mark.parametrize(
@@ -81,11 +83,11 @@ def test_a_miss_names_the_entry_and_a_hit_is_a_finished_job(valkey_url: str) -> 
         r = aioredis.Redis.from_url(valkey_url)
         try:
             cache, jobs = AnswerCache(r, settings), JobStore(r)
-            assert await cache.lookup("docs", payload("Where?")) is None  # no such collection
+            assert await cache.lookup(ACCESS, "docs", payload("Where?")) is None  # no such collection
             await r.hset(SPACE.collection("docs").meta, mapping={"name": "docs", "created_at": "123.5"})
 
             asked = payload("Where is the reset button?")
-            assert await cache.lookup("docs", asked) is None
+            assert await cache.lookup(ACCESS, "docs", asked) is None
             entry = asked[PAYLOAD_FIELD]
             assert entry["ttl_s"] == 60
             assert entry["key"].startswith(SPACE.collection("docs").answer("123.5", "0", ""))
@@ -93,7 +95,7 @@ def test_a_miss_names_the_entry_and_a_hit_is_a_finished_job(valkey_url: str) -> 
             result = {"answer": "Behind the cover [1].", "citations": [], "mode": "extractive"}
             await r.set(entry["key"], json.dumps({**result, "cached": True}), ex=60)
 
-            env = await cache.lookup("docs", payload("where is the  reset button"))
+            env = await cache.lookup(ACCESS, "docs", payload("where is the  reset button"))
             assert env is not None
             job = await jobs.wait(env.job_id, 1)
             assert job is not None
@@ -107,13 +109,13 @@ def test_a_miss_names_the_entry_and_a_hit_is_a_finished_job(valkey_url: str) -> 
 
             # Bypassed: a miss that still names the entry, so the fresh answer refreshes it.
             fresh = payload("Where is the reset button?")
-            assert await cache.lookup("docs", fresh, bypass=True) is None
+            assert await cache.lookup(ACCESS, "docs", fresh, bypass=True) is None
             assert fresh[PAYLOAD_FIELD]["key"] == entry["key"]
 
             # The collection changed: the same question misses, under a new key.
             await r.hincrby(SPACE.collection("docs").meta, constants.COLLECTION_VERSION_FIELD, 1)
             again = payload("Where is the reset button?")
-            assert await cache.lookup("docs", again) is None
+            assert await cache.lookup(ACCESS, "docs", again) is None
             assert again[PAYLOAD_FIELD]["key"] != entry["key"]
             assert again[PAYLOAD_FIELD]["key"].startswith(SPACE.collection("docs").answer("123.5", "1", ""))
         finally:
@@ -130,7 +132,7 @@ def test_with_the_cache_off_nothing_is_looked_up(valkey_url: str) -> None:
         try:
             await r.hset(SPACE.collection("docs").meta, mapping={"name": "docs", "created_at": "1.0"})
             asked = payload("Where?")
-            assert await AnswerCache(r, settings).lookup("docs", asked) is None
+            assert await AnswerCache(r, settings).lookup(ACCESS, "docs", asked) is None
             assert PAYLOAD_FIELD not in asked
         finally:
             await r.aclose()

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
 from libs.common import constants, keys
+from libs.common.access import Access
 from libs.common.envelope import Envelope
 from libs.common.errors import InvalidRequest
 from libs.common.keys import Partition
@@ -136,8 +137,8 @@ def test_a_question_with_history_starts_at_the_generator(valkey_url: str, valkey
         client = aioredis.Redis.from_url(valkey_url)
         try:
             sub = Submitter(client, GatewaySettings(_env_file=None, valkey_url=valkey_url))  # type: ignore[call-arg]
-            await sub.docs.create_collection("town")
-            return await submit_chat(sub, "town", "When does it leave?", history=history)
+            await sub.docs.create_collection(Access(), "town")
+            return await submit_chat(sub, Access(), "town", "When does it leave?", history=history)
         finally:
             await client.aclose()
 

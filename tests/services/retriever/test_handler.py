@@ -100,9 +100,9 @@ class FixedRegistry:
         self.pending = frozenset(pending or ())
         self.replaced = replaced or []
 
-    async def hidden(self, collections: set[CollectionKeys]) -> dict[str, Hidden]:
+    async def hidden(self, collections: set[CollectionKeys]) -> dict[CollectionKeys, Hidden]:
         ids = self.rounds.pop(0) if len(self.rounds) > 1 else self.rounds[0]
-        return {c.name: Hidden(frozenset(ids), self.pending) for c in collections}
+        return {c: Hidden(frozenset(ids), self.pending) for c in collections}
 
     async def replaced_by(self, env: Envelope) -> list[DocumentRef]:
         return self.replaced
@@ -140,6 +140,19 @@ def test_delete_job_removes_the_vectors() -> None:
     (out,) = asyncio.run(handler([delete]))
     assert out == {"document_id": "d1", "deleted": True}
     assert store.count("docs") == 0
+
+
+def test_two_tenants_collections_of_one_name_keep_their_own_vectors() -> None:
+    store = MemoryStore()
+    handler = RetrieveHandler(store, dim=4)
+    theirs = ingest_env()
+    theirs = theirs.model_copy(update={"tenant": "acme"})
+    asyncio.run(handler([theirs]))
+    mine = query_env("search", [1, 0, 0, 0])
+    (found,) = asyncio.run(handler([mine]))
+    assert isinstance(found, Output) and found.payload["hits"] == []
+    (found,) = asyncio.run(handler([mine.model_copy(update={"tenant": "acme"})]))
+    assert isinstance(found, Output) and [h["document_id"] for h in found.payload["hits"]] == ["d1"]
 
 
 def test_pending_documents_are_not_searchable() -> None:

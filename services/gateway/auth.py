@@ -1,0 +1,170 @@
+"""Who is asking: every request but the public ones carries an API key.
+
+Two parts, so that no route can forget authentication:
+
+- :class:`Authentication`, an ASGI middleware, authenticates every request to a
+  path not in the public set, in one Valkey round trip (``ApiKeyStore``): the key,
+  its revocation and expiry, and its rate limit. It puts ``RateLimit-*`` headers
+  on the response, whatever answers it (a route, an error, a stream).
+- :func:`authorize`, a dependency the application puts on every route, turns that
+  outcome into a 401, a 429 or a :class:`Principal` (the route's own error shape
+  applies: OpenAI routes answer OpenAI errors). Routes then take their
+  :class:`Access` with :func:`access_of`, naming the permission they need.
+
+With ``DOCUMIND_AUTH=off`` (local development on a loopback address only) every
+request acts as the operator in the default tenant, with no limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from libs.common.access import Access
+from libs.common.apikeys import ApiKeyStore, AuthResult, Permission, Principal
+from libs.common.errors import QueueUnavailable, Unauthorized
+from libs.common.keys import DEFAULT_TENANT
+from libs.common.logs import bind
+from libs.common.ratelimit import RATE_LIMIT_HEADERS
+
+logger = logging.getLogger(__name__)
+
+# Paths anyone may read: liveness and readiness probes.
+PUBLIC_PATHS: Final = frozenset({"/healthz", "/readyz"})
+_STATE_KEY: Final = "documind_auth"
+
+
+@dataclass(frozen=True, slots=True)
+class _Public:
+    """A public path: no key needed."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    """Authentication is off: everyone is the operator."""
+
+    principal: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class _Down:
+    """Valkey did not answer the authentication: 503, as for any request that needs it."""
+
+    error: QueueUnavailable
+
+
+_Outcome = AuthResult | _Public | _Open | _Down
+
+
+class Gate:
+    """What the middleware asks: the key store, or nothing when authentication is off."""
+
+    def __init__(self, store: ApiKeyStore | None, *, open_rpm: int, retry_after_s: int) -> None:
+        self.store = store
+        self._open = _Open(Principal.operator(open_rpm))
+        self.retry_after_s = retry_after_s
+
+    async def outcome(self, authorization: str | None) -> _Outcome:
+        if self.store is None:
+            return self._open
+        try:
+            return await self.store.authenticate_header(authorization)
+        except (RedisError, OSError) as exc:
+            logger.warning("authentication: valkey did not answer: %s", exc)
+            return _Down(QueueUnavailable(self.retry_after_s))
+
+
+class Authentication:
+    """Authenticates each non-public HTTP request (see the module's docstring).
+
+    ``public`` holds the paths that need no key: the probes and the API's docs.
+    The gate is read from ``app.state.gate`` at each request (it is built at start-up).
+    """
+
+    def __init__(self, app: ASGIApp, public: Iterable[str] = PUBLIC_PATHS) -> None:
+        self.app = app
+        self.public = frozenset(public)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        if scope["path"] in self.public:
+            state[_STATE_KEY] = _Public()
+            await self.app(scope, receive, send)
+            return
+        gate: Gate = scope["app"].state.gate
+        outcome = await gate.outcome(_header(scope, b"authorization"))
+        state[_STATE_KEY] = outcome
+        rate = getattr(outcome, "rate", None)
+        principal = getattr(outcome, "principal", None)
+        if principal is not None:
+            # Log lines about this request name the tenant and the key (never its secret).
+            bind(tenant=principal.tenant or DEFAULT_TENANT, key_id=principal.key_id)
+        if rate is None:
+            await self.app(scope, receive, send)
+            return
+        limits = rate.headers()
+        extra = [(k.lower().encode(), limits[k].encode()) for k in RATE_LIMIT_HEADERS]
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
+# Declares the scheme in the OpenAPI document (the docs' "Authorize" button, generated
+# clients); the middleware has already read the header.
+_BEARER = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer dm_...`")
+
+
+async def authorize(request: Request, _scheme: Annotated[object, Depends(_BEARER)] = None) -> None:
+    """The dependency on every route: a public path passes; any other needs a valid
+    key within its rate limit (else 401 or 429, or 503 when Valkey is down)."""
+    outcome: _Outcome | None = request.scope.get("state", {}).get(_STATE_KEY)
+    if isinstance(outcome, _Public):
+        return
+    if outcome is None:
+        raise Unauthorized("missing")
+    if isinstance(outcome, _Down):
+        raise outcome.error
+    if isinstance(outcome, _Open):
+        request.state.principal = outcome.principal
+        return
+    request.state.principal = outcome.check().principal
+
+
+def principal_of(request: Request) -> Principal:
+    """The request's principal (set by :func:`authorize`)."""
+    found: Principal | None = getattr(request.state, "principal", None)
+    if found is None:
+        raise Unauthorized("missing")
+    return found
+
+
+def access_of(request: Request, permission: Permission) -> Access:
+    """What the request may reach, once its key is known to have ``permission`` (else 403).
+
+    The operator acts in the default tenant.
+    """
+    principal = principal_of(request)
+    principal.require(permission)
+    return Access(principal.tenant or DEFAULT_TENANT, principal.key_id, principal.collections)
