@@ -148,6 +148,16 @@ class Principal:
         self.require(Permission.MANAGE_KEYS)
         return None if self.can(Permission.MANAGE_ALL_KEYS) else self.tenant
 
+    def covers(self, record: ApiKeyRecord) -> bool:
+        """Whether this principal may see and revoke ``record``: the operator every key;
+        an admin its tenant's keys, and when scoped only keys scoped within its own."""
+        scope = self.keys_scope()
+        if scope is not None and scope != record.tenant:
+            return False
+        if self.collections is None:
+            return True
+        return record.collections is not None and set(record.collections) <= self.collections
+
     def require_grant(self, tenant: str, collections: Iterable[str] | None) -> None:
         """Raise :class:`Forbidden` unless this principal may create a key for ``tenant``
         scoped to ``collections`` (None: all): its own tenant, within its own scope."""
@@ -298,6 +308,13 @@ class ApiKeyStore:
                     pipe.srem(keys.tenant_api_keys(t), key_id)
                 await pipe.execute()
         return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    async def get(self, key_id: str) -> ApiKeyRecord | None:
+        """A key's record (revoked or not); None for no such key."""
+        if not is_key_id(key_id) and key_id != OPERATOR_KEY_ID:
+            return None
+        raw: Any = await self._r.hgetall(keys.api_key(key_id).record)
+        return ApiKeyRecord.from_fields(raw) if raw else None
 
     async def revoke(self, key_id: str, tenant: str | None, *, now: float | None = None) -> None:
         """Revoke a key of ``tenant`` (None: of any tenant, for the operator).

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import Counter, Histogram
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -62,7 +63,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="DocuMind", version="0.1.0", lifespan=lifespan, dependencies=[Depends(authorize)])
     public = {*PUBLIC_PATHS, app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     # Outermost first: Host check, CORS, metrics, authentication (add_middleware prepends).
-    app.add_middleware(Authentication, public={p for p in public if p})
+    app.add_middleware(
+        Authentication,
+        public={p for p in public if p},
+        openai_paths=[route.path_regex for route in openai_router.routes if isinstance(route, APIRoute)],
+        cors_origins=settings.cors_origin_list,
+    )
     app.add_middleware(HttpMetrics)
     if origins := settings.cors_origin_list:
         app.add_middleware(

@@ -4,12 +4,13 @@ Two parts, so that no route can forget authentication:
 
 - :class:`Authentication`, an ASGI middleware, authenticates every request to a
   path not in the public set, in one Valkey round trip (``ApiKeyStore``): the key,
-  its revocation and expiry, and its rate limit. It puts ``RateLimit-*`` headers
-  on the response, whatever answers it (a route, an error, a stream).
-- :func:`authorize`, a dependency the application puts on every route, turns that
-  outcome into a 401, a 429 or a :class:`Principal` (the route's own error shape
-  applies: OpenAI routes answer OpenAI errors). Routes then take their
-  :class:`Access` with :func:`access_of`, naming the permission they need.
+  its revocation and expiry, and its rate limit. It answers a refused request
+  itself (401, 429, or 503 when Valkey is down) before the body is read, and puts
+  ``RateLimit-*`` headers on every response (a route's, an error's, a stream's).
+- :func:`authorize`, a dependency the application puts on every route, checks the
+  outcome again (a route can never run without it) and hands the route its
+  :class:`Principal`. Routes then take their :class:`Access` with :func:`access_of`,
+  naming the permission they need.
 
 With ``DOCUMIND_AUTH=off`` (local development on a loopback address only) every
 request acts as the operator in the default tenant, with no limit.
@@ -20,19 +21,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from re import Pattern
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 from redis.exceptions import RedisError
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.access import Access
 from libs.common.apikeys import ApiKeyStore, AuthResult, Permission, Principal
-from libs.common.errors import QueueUnavailable, Unauthorized
+from libs.common.errors import DocuMindError, Forbidden, QueueUnavailable, Unauthorized
 from libs.common.keys import DEFAULT_TENANT
 from libs.common.logs import bind
 from libs.common.ratelimit import RATE_LIMIT_HEADERS
+from services.gateway.errors import error_response
+from services.gateway.openai_errors import openai_response
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +89,26 @@ class Gate:
 class Authentication:
     """Authenticates each non-public HTTP request (see the module's docstring).
 
-    ``public`` holds the paths that need no key: the probes and the API's docs.
-    The gate is read from ``app.state.gate`` at each request (it is built at start-up).
+    A request refused here (no valid key, over its limit, Valkey down) is answered
+    at once, before its body is read: an unauthenticated upload costs nothing.
+    ``public`` holds the paths that need no key: the probes and the API's docs;
+    requests to ``openai_paths`` (patterns) are refused in OpenAI's error shape.
+    With authentication off, a request from a web page of another origin (not in
+    ``cors_origins``) is refused: no site a developer visits acts as the operator.
+    The gate is read from ``app.state.gate`` at each request (built at start-up).
     """
 
-    def __init__(self, app: ASGIApp, public: Iterable[str] = PUBLIC_PATHS) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        public: Iterable[str] = PUBLIC_PATHS,
+        openai_paths: Iterable[Pattern[str]] = (),
+        cors_origins: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.public = frozenset(public)
+        self.openai_paths = tuple(openai_paths)
+        self.cors_origins = frozenset(cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,15 +123,23 @@ class Authentication:
         outcome = await gate.outcome(_header(scope, b"authorization"))
         state[_STATE_KEY] = outcome
         rate = getattr(outcome, "rate", None)
+        extra: list[tuple[bytes, bytes]] = []
+        if rate is not None:
+            limits = rate.headers()
+            extra = [(k.lower().encode(), limits[k].encode()) for k in RATE_LIMIT_HEADERS]
+        refusal = self._refusal(scope, outcome)
+        if refusal is not None:
+            response = self._response(scope["path"], refusal)
+            response.raw_headers.extend(extra)
+            await response(scope, receive, send)
+            return
         principal = getattr(outcome, "principal", None)
         if principal is not None:
             # Log lines about this request name the tenant and the key (never its secret).
             bind(tenant=principal.tenant or DEFAULT_TENANT, key_id=principal.key_id)
-        if rate is None:
+        if not extra:
             await self.app(scope, receive, send)
             return
-        limits = rate.headers()
-        extra = [(k.lower().encode(), limits[k].encode()) for k in RATE_LIMIT_HEADERS]
 
         async def send_with_limits(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -121,6 +147,27 @@ class Authentication:
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
+
+    def _refusal(self, scope: Scope, outcome: _Outcome) -> DocuMindError | None:
+        if isinstance(outcome, _Down):
+            return outcome.error
+        if isinstance(outcome, _Open):
+            origin = _header(scope, b"origin")
+            if origin is not None and origin not in self.cors_origins:
+                return Forbidden("origin", f"requests from {origin} are refused while DOCUMIND_AUTH=off")
+            return None
+        if isinstance(outcome, _Public):
+            return None
+        try:
+            outcome.check()
+        except DocuMindError as exc:
+            return exc
+        return None
+
+    def _response(self, path: str, exc: DocuMindError) -> Response:
+        if any(p.match(path) for p in self.openai_paths):
+            return openai_response(exc)
+        return error_response(exc)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -26,6 +27,7 @@ from services.gateway.schemas import (
 )
 
 router = APIRouter()
+logger = logging.getLogger(__name__)
 
 
 def events_url(job_id: str) -> str:
@@ -122,8 +124,10 @@ async def readyz(request: Request, response: Response) -> dict[str, object]:
                         name = stage if lane == "interactive" else f"{stage}:{lane}"
                         missing.append(name if len(partitions) == 1 else f"{name} ({partition.tag})")
     except RedisError as exc:
+        # The probe is public: the details (addresses) go to the log only.
+        logger.warning("readyz: valkey: %s", exc)
         response.status_code = 503
-        return {"status": "unavailable", "reason": f"valkey: {exc}"}
+        return {"status": "unavailable", "reason": "valkey does not answer"}
     if missing:
         response.status_code = 503
         return {"status": "unavailable", "reason": f"no consumer group yet for: {', '.join(missing)}"}

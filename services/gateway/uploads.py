@@ -19,6 +19,7 @@ from libs.common.errors import (
     InvalidRequest,
     PayloadTooLarge,
     QueueFull,
+    TooManyJobs,
     UnsupportedMediaType,
 )
 from services.gateway.auth import access_of
@@ -88,12 +89,13 @@ async def upload_documents(
                     replace=replace,
                 )
             )
-        except QueueFull as exc:
+        except (QueueFull, TooManyJobs) as exc:
             if not accepted:
                 raise
             # Those already accepted stay accepted: say which, so a client retries only the rest.
             done = ", ".join(f"{d.filename} ({d.document_id})" for d in accepted)
-            raise QueueFull(exc.retry_after_s, f"{exc.message}; already accepted: {done}") from exc
+            exc.message = f"{exc.message}; already accepted: {done}"
+            raise
     first = accepted[0]
     return UploadAccepted(
         job_id=first.job_id, document_id=first.document_id, duplicate=first.duplicate, documents=accepted

@@ -4,6 +4,7 @@ the CLI with a tenant's key."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -86,6 +87,18 @@ def test_every_route_in_the_openapi_document_needs_a_key(stack: Stack) -> None:
             assert resp.headers["www-authenticate"] == "Bearer", (method, path)
 
 
+def test_a_request_without_a_key_is_refused_before_its_body_is_read(stack: Stack) -> None:
+    head = (
+        "POST /v1/collections/big/documents HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"--b\r\n" + b"x" * 1000)
+        # The answer comes while almost all of the declared gigabyte is still unsent.
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 401"), answer
+
+
 def test_the_docs_are_public_and_no_route_serves_metrics(stack: Stack) -> None:
     assert httpx.get(f"{stack.url}/docs", timeout=10).status_code == 200
     # Metrics live on the metrics port, not on the API's.
@@ -121,6 +134,34 @@ def test_roles(stack: Stack, operator: httpx.Client) -> None:
         assert all("key" not in k for k in listed)
         elsewhere = new_key(operator, "other", "reader")
         assert c.delete(f"/v1/keys/{elsewhere['id']}").status_code == 404
+
+
+def test_an_admin_grants_no_more_than_it_has(stack: Stack, operator: httpx.Client) -> None:
+    wide = new_key(operator, "grants", "admin")
+    narrow = new_key(
+        operator,
+        "grants",
+        "admin",
+        collections=["a"],
+        requests_per_minute=60,
+        expires_at="2098-01-01T00:00:00Z",
+    )
+    hidden = new_key(operator, "grants", "reader", collections=["secret-project"])
+    with as_key(stack, narrow["key"]) as c:
+        listed = {k["id"] for k in c.get("/v1/keys").json()["keys"]}
+        assert narrow["id"] in listed and not listed & {wide["id"], hidden["id"]}
+        # Keys out of its reach are not found: it cannot lock out a wider admin.
+        assert c.delete(f"/v1/keys/{wide['id']}").status_code == 404
+        grant = {"name": "g", "tenant": "grants", "role": "reader", "collections": ["a"]}
+        faster = c.post("/v1/keys", json={**grant, "requests_per_minute": 61})
+        assert faster.status_code == 403 and "at most 60 requests per minute" in faster.json()["detail"]
+        later = c.post("/v1/keys", json={**grant, "expires_at": "2099-01-01T00:00:00Z"})
+        assert later.status_code == 403
+        made = c.post("/v1/keys", json=grant)
+        assert made.status_code == 201, made.text
+        assert made.json()["requests_per_minute"] == 60
+        assert made.json()["expires_at"].startswith("2098-01-01")
+        assert c.delete(f"/v1/keys/{made.json()['id']}").status_code == 200
 
 
 def test_a_key_is_created_as_asked_and_its_secret_shown_once(operator: httpx.Client) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from fastapi.testclient import TestClient
 
 from libs.common.settings import GatewaySettings
 from services.gateway.app import StartupError, create_app
@@ -54,3 +55,13 @@ def test_the_gateway_process_exits_with_the_reason() -> None:
     )
     assert done.returncode != 0
     assert "DOCUMIND_AUTH=off is for local development" in done.stderr
+
+
+def test_with_auth_off_a_page_of_another_origin_is_refused(valkey_url: str) -> None:
+    app = create_app(settings(auth="off", valkey_url=valkey_url))
+    with TestClient(app, base_url="http://localhost") as client:
+        assert client.get("/v1/collections").status_code == 200
+        cross = client.post("/v1/collections", json={"name": "x"}, headers={"Origin": "https://evil.example"})
+        assert cross.status_code == 403
+        assert "requests from https://evil.example are refused" in cross.json()["detail"]
+        assert client.get("/v1/collections").json()["collections"] == []
