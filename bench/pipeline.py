@@ -401,8 +401,9 @@ class DocuMind:
         per request than the gateway does).
         """
         body = json.dumps({"collection": COLLECTION, "question": QUESTION}).encode()
+        auth = "".join(f"{k}: {v}\r\n" for k, v in auth_headers(os.environ.get(API_KEY_ENV)).items())
         request = (
-            f"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n{auth}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -480,7 +481,7 @@ class DocuMind:
                 accepted = resp.read()
                 if resp.status != 202:
                     raise RuntimeError(f"POST /v1/chat answered {resp.status}: {accepted!r}")
-                conn.request("GET", f"/v1/jobs/{json.loads(accepted)['job_id']}?wait=5")
+                conn.request("GET", f"/v1/jobs/{json.loads(accepted)['job_id']}?wait=5", headers=headers)
                 resp = conn.getresponse()
                 job = resp.read()
                 seconds.append(time.perf_counter() - t0)
