@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import Counter, Histogram
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -36,6 +38,12 @@ HTTP_REQUESTS = Counter(
 HTTP_SECONDS = Histogram("documind_http_request_seconds", "HTTP request handling time.", ["method", "route"])
 
 
+DOCS_URL: Final = "/docs"
+REDOC_URL: Final = "/redoc"
+# Where the docs pages' JavaScript, CSS and icon are served from (public).
+DOCS_ASSETS: Final = "/docs-assets"
+
+
 class StartupError(RuntimeError):
     """Settings the gateway refuses to serve with (see ``GatewaySettings.startup_problem``)."""
 
@@ -59,13 +67,23 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             await client.aclose()
 
-    # Every route needs a valid key (``authorize``) but the probes; the docs are no routes.
-    app = FastAPI(title="DocuMind", version="0.1.0", lifespan=lifespan, dependencies=[Depends(authorize)])
-    public = {*PUBLIC_PATHS, app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    # Every route needs a valid key (``authorize``) but the probes and the API's docs,
+    # whose JavaScript and CSS come from the fastapi-offline package (no CDN).
+    app = FastAPIOffline(
+        docs_url=DOCS_URL,
+        redoc_url=REDOC_URL,
+        static_url=DOCS_ASSETS,
+        title="DocuMind",
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(authorize)],
+    )
+    public = {*PUBLIC_PATHS, app.openapi_url, DOCS_URL, REDOC_URL, app.swagger_ui_oauth2_redirect_url}
     # Outermost first: Host check, CORS, metrics, authentication (add_middleware prepends).
     app.add_middleware(
         Authentication,
         public={p for p in public if p},
+        public_prefixes=[f"{DOCS_ASSETS}/"],
         openai_paths=[route.path_regex for route in openai_router.routes if isinstance(route, APIRoute)],
         cors_origins=settings.cors_origin_list,
     )

@@ -91,7 +91,8 @@ class Authentication:
 
     A request refused here (no valid key, over its limit, Valkey down) is answered
     at once, before its body is read: an unauthenticated upload costs nothing.
-    ``public`` holds the paths that need no key: the probes and the API's docs;
+    ``public`` holds the paths that need no key: the probes and the API's docs
+    (``public_prefixes``: their static assets);
     requests to ``openai_paths`` (patterns) are refused in OpenAI's error shape.
     With authentication off, a request from a web page of another origin (not in
     ``cors_origins``) is refused: no site a developer visits acts as the operator.
@@ -104,9 +105,11 @@ class Authentication:
         public: Iterable[str] = PUBLIC_PATHS,
         openai_paths: Iterable[Pattern[str]] = (),
         cors_origins: Iterable[str] = (),
+        public_prefixes: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.public = frozenset(public)
+        self.public_prefixes = tuple(public_prefixes)
         self.openai_paths = tuple(openai_paths)
         self.cors_origins = frozenset(cors_origins)
 
@@ -115,7 +118,8 @@ class Authentication:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
-        if scope["path"] in self.public:
+        path: str = scope["path"]
+        if path in self.public or (self.public_prefixes and path.startswith(self.public_prefixes)):
             state[_STATE_KEY] = _Public()
             await self.app(scope, receive, send)
             return
