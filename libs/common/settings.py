@@ -140,6 +140,13 @@ class GatewaySettings(CommonSettings):
     max_wait_s: float = Field(default=30.0, ge=0)
     # An events stream with nothing new for this long sends a keep-alive comment.
     sse_keepalive_s: float = Field(default=15.0, gt=0)
+    # Pooled Valkey connections of ordinary requests; one that finds none free for
+    # valkey_pool_wait_s is refused with 503 and Retry-After. Waiters hold none.
+    valkey_pool_size: int = Field(default=100, ge=1)
+    valkey_pool_wait_s: float = Field(default=1.0, gt=0)
+    # Connections that read every stream the process's waiters follow (events streams,
+    # ?wait=), per partition with waiters, plus one (see libs/common/fanout.py).
+    waiter_connections: int = Field(default=2, ge=1, le=64)
     # How long a finished answer is reused for the same normalised question and
     # parameters while its collection is unchanged; 0 turns the answer cache off.
     answer_cache_ttl_s: int = Field(default=ANSWER_CACHE_TTL_S, ge=0)
