@@ -244,6 +244,20 @@ class EmbedderSettings(WorkerSettings):
     # A DOCX (a ZIP archive) claiming to unpack to more than this is refused as a
     # likely zip bomb before anything is unpacked.
     max_unpacked_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    # Each upload is parsed and chunked in a child process under these limits
+    # (services/embedder/sandbox.py); over one, its document fails with a reason that
+    # names the limit. Wall time of one upload's parse:
+    parse_timeout_s: float = Field(default=120.0, gt=0)
+    # Address space of that process in MiB (RLIMIT_AS; it starts at about 100).
+    parse_memory_mb: int = Field(default=2048, ge=64)
+    # Characters of text one document may yield, and chunks it may make.
+    max_extracted_chars: int = Field(default=10_000_000, ge=1)
+    max_chunks: int = Field(default=25_000, ge=1)
+    # Parses one embedder runs at once (at most parse_memory_mb each).
+    parse_processes: int = Field(default=2, ge=1)
+    # A .txt or .md upload of at most this many bytes is parsed in the embedder itself
+    # (bounded work, well under a second, without a process start); 0: none.
+    parse_inline_bytes: int = Field(default=64 * 1024, ge=0)
     # How long a text's vector is kept for reuse (per model and text); 0 turns the
     # embedding cache off.
     embedding_cache_ttl_s: int = Field(default=EMBEDDING_CACHE_TTL_S, ge=0)
