@@ -11,6 +11,9 @@ runs them. Figures (MiB):
 * peak during queries: ``--concurrency`` (16) clients asking every judged
   question once as chat (extractive) and once as search.
 
+``python -m bench.memory valkey [--chats 100000]`` measures Valkey's memory instead:
+after that many chats, and what one finished job keeps (``bench/valkey_memory.py``).
+
 A peak is the kernel's high-water mark of the process's RSS (``VmHWM``),
 reset just before the phase through ``/proc/PID/clear_refs``: exact, with no
 sampling. Linux only.
@@ -107,7 +110,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["valkey"]:
+        from bench import valkey_memory
+
+        return valkey_memory.main(given[1:])
+    args = parse_args(given)
     return run_one(args, "bench.memory", "memory", lambda session: measure(session, args.concurrency), table)
 
 

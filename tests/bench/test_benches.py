@@ -105,3 +105,17 @@ def test_edge_scale_bench_in_its_smallest_mode(tmp_path: Path) -> None:
             assert 0 < p50 <= p99, (shard, name)
     assert 0.9 <= fig["hnsw_ef"]["64"]["recall@10"] <= 1.0
     assert 0.9 <= fig["policy_recall@10"] <= 1.0
+
+
+def test_valkey_memory_bench(tmp_path: Path) -> None:
+    fig = run_bench("bench.memory", tmp_path / "valkey.json", "valkey", "--chats", "40", "--clients", "2")
+    figures = fig["figures"]
+    assert figures["chats"] == 40
+    assert figures["used_memory_after_bytes"] > figures["used_memory_before_bytes"]
+    kinds = figures["keys"]
+    assert set(kinds) == {"job hash", "done stream", "events stream", "answer-cache entry"}
+    assert (
+        kinds["job hash"]["count"] == 40
+        and kinds["job hash"]["ttl_s_max"] > kinds["events stream"]["ttl_s_max"]
+    )
+    assert figures["kept_per_job_after_events_expire_bytes"] == kinds["job hash"]["bytes_median"] > 0
