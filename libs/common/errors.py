@@ -25,6 +25,7 @@
     │   ├── UnsupportedMediaType
     │   ├── Unavailable     try again in ``retry_after_s`` seconds
     │   │   ├── QueueFull           the first stage is too far behind
+    │   │   ├── StoreFull           Valkey is at its memory limit
     │   │   └── QueueUnavailable    Valkey does not answer
     │   ├── Unauthorized    no valid API key (``reason``: missing, malformed,
     │   │                   unknown, revoked or expired)
@@ -182,6 +183,15 @@ class QueueFull(Unavailable):
     """The first stage's backlog is over its limit: no job was queued."""
 
     default_message = "too many jobs queued; retry later"
+
+
+class StoreFull(Unavailable):
+    """Valkey is at its memory limit (``maxmemory``, no eviction): it refuses writes."""
+
+    default_message = (
+        "the job store is full (Valkey reached its memory limit): new work is refused until "
+        "finished jobs expire; retry later"
+    )
 
 
 class QueueUnavailable(Unavailable):

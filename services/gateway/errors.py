@@ -4,9 +4,9 @@ Routes and the service layer raise ``libs.common.errors`` classes; the handlers
 :func:`install` puts on the app answer them as ``{"detail": message}`` with the
 status in :data:`HTTP_STATUS` (``Retry-After`` when the error has a delay,
 ``x-should-retry: false`` for a job that ended without an answer). A Valkey that
-does not answer is :class:`QueueUnavailable`, and a body that fails validation
-is 422 with its errors listed. The OpenAI routes answer in OpenAI's shape
-instead (``openai_errors``).
+does not answer is :class:`QueueUnavailable`, one at its memory limit
+:class:`StoreFull`, and a body that fails validation is 422 with its errors listed.
+The OpenAI routes answer in OpenAI's shape instead (``openai_errors``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common.errors import (
@@ -31,6 +32,7 @@ from libs.common.errors import (
     QueueUnavailable,
     RateLimited,
     RequestRefused,
+    StoreFull,
     TooManyJobs,
     Unauthorized,
     Unavailable,
@@ -57,8 +59,16 @@ HTTP_STATUS: dict[type[DocuMindError], int] = {
 }
 # Any other error of ours that reaches a client (none is meant to).
 DEFAULT_STATUS = 500
-# Valkey errors that mean "not now" rather than a bug.
-VALKEY_DOWN = (RedisConnectionError, RedisTimeoutError)
+# Valkey errors that mean "not now" rather than a bug: it does not answer, or it is at
+# its memory limit and refuses writes (see ``unavailable``).
+VALKEY_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError)
+
+
+def unavailable(exc: Exception, retry_after_s: int) -> Unavailable:
+    """What a client is told of one of the ``VALKEY_DOWN`` errors."""
+    if isinstance(exc, OutOfMemoryError):
+        return StoreFull(retry_after_s)
+    return QueueUnavailable(retry_after_s)
 
 
 def status_of(exc: DocuMindError) -> int:
@@ -92,7 +102,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         return error_response(exc)
 
     async def valkey_down(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(QueueUnavailable(retry_after_s))
+        return error_response(unavailable(exc, retry_after_s))
 
     for cls in HTTP_STATUS:
         app.exception_handler(cls)(documind_error)

@@ -37,11 +37,12 @@ from libs.common.errors import (
     QueueUnavailable,
     RateLimited,
     RequestRefused,
+    StoreFull,
     TooManyJobs,
     Unauthorized,
 )
 from services.gateway.deps import settings as settings_of
-from services.gateway.errors import VALKEY_DOWN, headers_of
+from services.gateway.errors import VALKEY_DOWN, headers_of, unavailable
 
 
 class OpenAIShape(NamedTuple):
@@ -56,6 +57,7 @@ OPENAI_ERRORS: dict[type[DocuMindError], OpenAIShape] = {
     NotFound: OpenAIShape(404, "invalid_request_error"),
     QueueFull: OpenAIShape(503, "server_error", "overloaded"),
     QueueUnavailable: OpenAIShape(503, "server_error"),
+    StoreFull: OpenAIShape(503, "server_error", "overloaded"),
     RequestRefused: OpenAIShape(400, "invalid_request_error"),
     Unauthorized: OpenAIShape(401, "invalid_request_error", "invalid_api_key"),
     Forbidden: OpenAIShape(403, "invalid_request_error", "insufficient_permissions"),
@@ -128,8 +130,8 @@ class OpenAIRoute(APIRoute):
                 return openai_response(invalid(exc))
             except (RequestRefused, JobUnanswered) as exc:
                 return openai_response(exc)
-            except VALKEY_DOWN:
-                return openai_response(QueueUnavailable(settings_of(request).retry_after_s))
+            except VALKEY_DOWN as exc:
+                return openai_response(unavailable(exc, settings_of(request).retry_after_s))
             except HTTPException as exc:
                 return _framework(exc)
 

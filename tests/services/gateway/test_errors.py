@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import errors as domain
@@ -39,6 +40,7 @@ from libs.common.errors import (
     QueueUnavailable,
     RateLimited,
     RequestRefused,
+    StoreFull,
     TooManyJobs,
     Unauthorized,
     Unavailable,
@@ -75,6 +77,7 @@ CASES: list[tuple[DocuMindError, int, dict[str, str]]] = [
         {"retry-after": "2"},
     ),
     (QueueUnavailable(3), 503, {"retry-after": "3"}),
+    (StoreFull(3), 503, {"retry-after": "3"}),
     (RequestRefused("no"), 400, {}),
     (JobUnanswered("it broke"), 500, {"x-should-retry": "false"}),
     (JobFailed("it broke"), 500, {"x-should-retry": "false"}),
@@ -146,6 +149,16 @@ def test_a_valkey_outage_is_503_with_retry_after(down: Exception) -> None:
         resp = c.get("/raise/0")
     assert resp.status_code == 503
     assert resp.json() == {"detail": "the job queue is unavailable; retry later"}
+    assert resp.headers["Retry-After"] == "7"
+
+
+def test_a_full_valkey_is_503_saying_so() -> None:
+    with TestClient(
+        raising_app(OutOfMemoryError("command not allowed when used memory > 'maxmemory'."))
+    ) as c:
+        resp = c.get("/raise/0")
+    assert resp.status_code == 503
+    assert resp.json()["detail"].startswith("the job store is full (Valkey reached its memory limit)")
     assert resp.headers["Retry-After"] == "7"
 
 

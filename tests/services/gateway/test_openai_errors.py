@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 
 from libs.common import errors as domain
 from libs.common.errors import (
@@ -35,6 +36,7 @@ from libs.common.errors import (
     QueueUnavailable,
     RateLimited,
     RequestRefused,
+    StoreFull,
     TooManyJobs,
     Unauthorized,
     Unavailable,
@@ -92,6 +94,7 @@ CASES: list[tuple[DocuMindError, int, str, str | None, str | None, dict[str, str
     (Unavailable(4), 400, "invalid_request_error", None, None, {"retry-after": "4"}),
     (QueueFull(2), 503, "server_error", "overloaded", None, {"retry-after": "2"}),
     (QueueUnavailable(3), 503, "server_error", None, None, {"retry-after": "3"}),
+    (StoreFull(3), 503, "server_error", "overloaded", None, {"retry-after": "3"}),
     (JobUnanswered("it broke"), 500, "server_error", "job_failed", None, NO_RETRY),
     (JobFailed("generator: LLM down"), 500, "server_error", "job_failed", None, NO_RETRY),
     (JobExpired("deadline passed"), 504, "timeout_error", "job_expired", None, NO_RETRY),
@@ -156,6 +159,13 @@ def test_an_invalid_body_is_400_naming_the_field(client: TestClient) -> None:
     assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", "n", None)
     unparsable = client.post("/raise/0", content=b"{not json", headers={"Content-Type": "application/json"})
     assert unparsable.status_code == 400 and unparsable.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_full_valkey_is_503_overloaded() -> None:
+    with TestClient(raising_app(OutOfMemoryError("maxmemory"))) as c:
+        resp = c.post("/raise/0", json={"n": 1})
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "9"
+    assert resp.json()["error"]["code"] == "overloaded"
 
 
 def test_a_valkey_outage_is_503_with_retry_after() -> None:
