@@ -77,6 +77,9 @@ class CommonSettings(BaseSettings):
     # "json": one JSON object per line, with job_id, stage and trace_id on job lines; "text": plain.
     log_format: Literal["json", "text"] = "json"
     data_dir: Path = Path(".documind")
+    # Valkey's memory limit (its maxmemory, with noeviction) in MB: `documind up` sets
+    # it on the embedded Valkey; in production give the value the server has. 0: unknown.
+    valkey_maxmemory_mb: int = Field(default=0, ge=0)
     # Prometheus /metrics of this process: its port (0 picks a free one, printed at
     # start) and the address it listens on (loopback unless a scraper needs more).
     metrics_port: int = Field(default=0, ge=0)
@@ -147,6 +150,9 @@ class GatewaySettings(CommonSettings):
     # Connections that read every stream the process's waiters follow (events streams,
     # ?wait=), per partition with waiters, plus one (see libs/common/fanout.py).
     waiter_connections: int = Field(default=2, ge=1, le=64)
+    # New jobs are refused (503) while Valkey's memory is above this share of
+    # VALKEY_MAXMEMORY_MB: jobs already accepted keep room to finish.
+    valkey_memory_high_water: float = Field(default=0.9, gt=0, le=1)
     # How long a finished answer is reused for the same normalised question and
     # parameters while its collection is unchanged; 0 turns the answer cache off.
     answer_cache_ttl_s: int = Field(default=ANSWER_CACHE_TTL_S, ge=0)
