@@ -254,8 +254,8 @@ class EmbedderSettings(WorkerSettings):
     # (services/embedder/sandbox.py); over one, its document fails with a reason that
     # names the limit. Wall time of one upload's parse:
     parse_timeout_s: float = Field(default=120.0, gt=0)
-    # Address space of that process in MiB (RLIMIT_AS; it starts at about 100).
-    parse_memory_mb: int = Field(default=2048, ge=64)
+    # Address space of that process in MiB (RLIMIT_AS; it starts at about 110).
+    parse_memory_mb: int = Field(default=2048, ge=128)
     # Characters of text one document may yield, and chunks it may make.
     max_extracted_chars: int = Field(default=10_000_000, ge=1)
     max_chunks: int = Field(default=25_000, ge=1)
