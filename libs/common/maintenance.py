@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from libs.common import metrics
 from libs.common.decode import as_text
 from libs.common.jobflow import Message, StageContext
+from libs.common.outage import Outage
 from libs.common.scripts import MoveDue
 from libs.common.settings import WorkerSettings
 
@@ -43,6 +44,7 @@ class Reader(Protocol):
     slots: asyncio.Semaphore
     stopping: asyncio.Event
     inflight: set[str]
+    outage: Outage
 
     def decode(self, mid: bytes | str, fields: dict[Any, Any], now: float, delivered: int = 1) -> Message: ...
 
@@ -87,7 +89,10 @@ class Maintenance:
                 if not self.w.stopping.is_set() and not self.w.slots.locked():
                     await self.reclaim()
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                logger.warning("stage=%s maintenance skipped, valkey unavailable: %s", self.w.ctx.stage, exc)
+                # Skipped this round; the next comes an interval later (logged once per outage).
+                await self.w.outage.failed(exc)
+            else:
+                self.w.outage.answered()
 
     async def refresh_gauges(self) -> None:
         """Backlog gauges of this stream (and the dead letters), read in one round trip."""

@@ -5,6 +5,15 @@ started as ``python -m services.<name>`` so each command line names its
 service. A service that dies is restarted; Ctrl-C or SIGTERM stops the
 services first (each finishes its in-flight work) and Valkey last.
 
+Valkey is supervised too: when ``valkey-server`` dies it is reaped and started
+again on the same port, with the same data dir, ACL file and append-only file, so
+the ``DOCUMIND_VALKEY_URL`` the services hold stays valid. Meanwhile the services
+keep running: the gateway answers 503 with ``Retry-After`` (``/readyz`` says
+"valkey does not answer") and the workers wait with backoff (``outage.py``) until
+it answers again. What Valkey acknowledged before it was killed is in the AOF: it
+hands each write to the kernel before replying, so a killed process loses none of
+it (with ``appendfsync everysec``, a crash of the machine may lose the last second).
+
 Valkey listens on 127.0.0.1 and requires a password: the services connect as the
 ACL user ``documind``, which cannot run CONFIG, DEBUG, FLUSHALL, SHUTDOWN or the
 rest of ``@dangerous``; its password (``DATA_DIR/valkey.secret``) reaches them
@@ -28,6 +37,7 @@ from pathlib import Path
 import httpx
 
 from libs.common.admin_key import ADMIN_KEY_FILE, ensure_admin_key
+from libs.common.urls import mask_credentials
 from libs.common.valkey_acl import ValkeyUsers
 from libs.common.valkey_server import ValkeyServer
 
@@ -36,13 +46,30 @@ logger = logging.getLogger(__name__)
 SERVICES = ("embedder", "retriever", "generator", "gateway")
 
 
+# Seconds a restarted valkey-server may take to load its AOF and answer.
+VALKEY_RESTART_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Restarts:
+    """When to restart a process that died: at once, then after 1, 2, 4 ... 30 s while
+    it keeps dying within a minute of its last restarts."""
+
+    times: list[float] = field(default_factory=list)
+
+    def next_delay(self) -> float:
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < 60] + [now]
+        return min(2 ** (len(self.times) - 1), 30) if len(self.times) > 1 else 0
+
+
 @dataclass
 class Child:
     name: str
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    restarts: list[float] = field(default_factory=list)
+    restarts: Restarts = field(default_factory=Restarts)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
@@ -75,6 +102,7 @@ class Stack:
         self.extra_env = extra_env or {}
         self.grace_s = grace_s
         self.valkey = ValkeyServer(self.data_dir / "valkey", appendonly=True)
+        self.valkey_restarts = Restarts()
         self.children: list[Child] = []
         self.stopping = threading.Event()
         # The operator key this start created (shown once), if it created one.
@@ -128,14 +156,14 @@ class Stack:
         raise TimeoutError(f"the stack was not ready after {timeout_s:.0f}s; see {self.data_dir / 'logs'}")
 
     def supervise(self) -> None:
-        """Restart children that die, until stop() is called."""
+        """Restart Valkey and the children when they die, until stop() is called."""
         while not self.stopping.wait(0.5):
+            if not self._keep_valkey():
+                return
             for child in self.children:
                 if child.proc is None or child.proc.poll() is None:
                     continue
-                now = time.monotonic()
-                child.restarts = [t for t in child.restarts if now - t < 60] + [now]
-                delay = min(2 ** (len(child.restarts) - 1), 30) if len(child.restarts) > 1 else 0
+                delay = child.restarts.next_delay()
                 logger.warning(
                     "%s exited with %s; restarting%s",
                     child.name,
@@ -145,6 +173,29 @@ class Stack:
                 if delay and self.stopping.wait(delay):
                     return
                 child.start()
+
+    def _keep_valkey(self) -> bool:
+        """Start valkey-server again if it died (``poll()`` reaps it); False: stopping."""
+        proc = self.valkey.proc
+        if proc is None or proc.poll() is None:
+            return True
+        delay = self.valkey_restarts.next_delay()
+        logger.warning(
+            "valkey-server exited with %s; restarting it on port %d with its AOF%s",
+            proc.returncode,
+            self.valkey.port,
+            f" in {delay}s" if delay else "",
+        )
+        if delay and self.stopping.wait(delay):
+            return False
+        try:
+            self.valkey.start(timeout_s=VALKEY_RESTART_TIMEOUT_S)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            # start() left no server running: the next round tries again, later.
+            logger.error("valkey-server did not start again: %s", exc)
+            return True
+        logger.warning("valkey-server is back on port %d", self.valkey.port)
+        return True
 
     def stop(self) -> None:
         self.stopping.set()
@@ -174,6 +225,8 @@ def run_stack(data_dir: Path, port: int, host: str) -> int:
     try:
         print(f"starting DocuMind (data in {stack.data_dir}) ...", flush=True)
         stack.start()
+        valkey = mask_credentials(stack.valkey.url)
+        print(f"Valkey at {valkey} (data in {stack.valkey.data_dir}; restarted if it dies)", flush=True)
         print(f"DocuMind is ready at {stack.url}  (Ctrl-C to stop)", flush=True)
         if stack.new_admin_key:
             where = stack.data_dir / ADMIN_KEY_FILE

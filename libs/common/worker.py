@@ -9,7 +9,8 @@ acknowledged. Retries, dead letters and expiry are decided there too;
 ``maintenance.py`` moves due retries back and reclaims crashed consumers'
 messages. On ``stop()`` the loop stops reading and in-flight batches get
 ``shutdown_grace_s`` to finish; anything unacknowledged stays pending for another
-consumer.
+consumer. A Valkey that stops answering is waited out with capped backoff and
+logged once per outage (``outage.py``); the process carries on.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from libs.common.jobflow import Decision, Message, Settled, StageContext
 from libs.common.keys import Lane, Partition, Stage, group_name
 from libs.common.logs import job_log
 from libs.common.maintenance import Maintenance
+from libs.common.outage import Backoff, Outage
 from libs.common.scripts import Commit, MarkRunning, Running
 from libs.common.settings import WorkerSettings
 from libs.common.stage import FailureRule, Handler, Outcome
@@ -85,6 +87,8 @@ class Worker:
         self.inflight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
+        # Shared by the workers on this client (a process's): one log line per Valkey outage.
+        self.outage = Outage.of(client, f"stage={stage}")
         self.maintenance = Maintenance(client, self, settings)
         self._tracing = tracing_enabled()
         # Label children resolved once per kind and outcome, not per message.
@@ -139,6 +143,7 @@ class Worker:
                 logger.warning("stage=%s maintenance did not stop in time", self.stage)
 
     async def _read_loop(self) -> None:
+        backoff = Backoff()
         while not self.stopping.is_set():
             await self.slots.acquire()
             if self.stopping.is_set():
@@ -148,20 +153,30 @@ class Worker:
                 messages = await self.read()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self.slots.release()
-                logger.warning("stage=%s valkey unavailable: %s", self.stage, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=1.0)
+                await self._wait_out(exc, backoff)
                 continue
             except ResponseError as exc:
                 self.slots.release()
                 if "NOGROUP" not in str(exc):
                     raise
-                await self.ensure_group()
+                # The stream or group is gone (a Valkey that came back without them).
+                try:
+                    await self.ensure_group()
+                except (RedisConnectionError, RedisTimeoutError) as down:
+                    await self._wait_out(down, backoff)
                 continue
+            self.outage.answered()
+            backoff.reset()
             if messages:
                 self.spawn(messages)
             else:
                 self.slots.release()
+
+    async def _wait_out(self, exc: Exception, backoff: Backoff) -> None:
+        """Valkey did not answer: note it (logged once per outage), wait, unless stopping."""
+        await self.outage.failed(exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=backoff.next_delay())
 
     async def _drain(self) -> None:
         if not self._tasks:

@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, RedisError, ResponseError
 
 from libs.common.apikeys import Permission
 from libs.common.constants import COLLECTION_NAME_PATTERN, STAGE_LANES
@@ -117,12 +117,16 @@ async def readyz(request: Request, response: Response) -> dict[str, object]:
                 for lane in lanes:
                     try:
                         groups = await r.xinfo_groups(partition.stream(stage, lane))
-                    except RedisError:
+                    except ResponseError:  # no such stream yet
                         groups = []
                     names = {as_text(g["name"]) for g in groups}
                     if group_name(stage) not in names:
                         name = stage if lane == "interactive" else f"{stage}:{lane}"
                         missing.append(name if len(partitions) == 1 else f"{name} ({partition.tag})")
+    except BusyLoadingError:
+        # Restarted (by `documind up`'s supervisor, say) and still reading its AOF.
+        response.status_code = 503
+        return {"status": "unavailable", "reason": "valkey is loading its data"}
     except RedisError as exc:
         # The probe is public: the details (addresses) go to the log only.
         logger.warning("readyz: valkey: %s", exc)

@@ -27,6 +27,7 @@ from libs.common import events
 from libs.common.constants import GENERATOR
 from libs.common.envelope import Envelope
 from libs.common.keys import CANCEL_CHANNEL
+from libs.common.outage import Backoff, Outage
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +133,15 @@ class CancelWatch:
             task.cancel()
 
     async def _listen(self) -> None:
+        # The workers' outage too (same client): logged once per outage, backoff per loop.
+        outage = Outage.of(self.r, f"stage={GENERATOR}")
+        backoff = Backoff()
         while not self._closed.is_set():
             pubsub = self.r.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CANCEL_CHANNEL)
+                outage.answered()
+                backoff.reset()
                 self.subscribed.set()
                 while not self._closed.is_set():
                     message = await pubsub.get_message(timeout=1.0)
@@ -143,9 +149,9 @@ class CancelWatch:
                         data = message["data"]
                         self._cancelled(data.decode() if isinstance(data, bytes) else str(data))
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                logger.warning("stage=generator cancel channel unavailable: %s", exc)
+                await outage.failed(exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closed.wait(), timeout=1.0)
+                    await asyncio.wait_for(self._closed.wait(), timeout=backoff.next_delay())
             finally:
                 close: Callable[[], Awaitable[None]] = pubsub.aclose  # untyped in redis
                 with contextlib.suppress(Exception):

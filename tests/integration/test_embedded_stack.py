@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.common.valkey_acl import ADMIN_SECRET_FILE, SERVICE_SECRET_FILE
 from libs.common.valkey_server import free_port
 
 pytestmark = pytest.mark.timeout(240)
@@ -59,12 +60,18 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, dict[str
         text=True,
     )
     assert proc.stdout is not None
+    printed = []
     for line in proc.stdout:  # blocks until the stack says it is ready
+        printed.append(line)
         if "ready at" in line:
             assert f"http://127.0.0.1:{port}" in line
             break
     else:
         pytest.fail(f"documind up exited early with {proc.wait()}")
+    # The Valkey it started and supervises, its password masked.
+    assert any(line.startswith("Valkey at redis://documind:***@127.0.0.1:") for line in printed), printed
+    secrets = [(data / name).read_text().strip() for name in (SERVICE_SECRET_FILE, ADMIN_SECRET_FILE)]
+    assert not any(secret in "".join(printed) for secret in secrets)
     # The operator key it created on first start: printed once, kept for the CLI (0600).
     shown = proc.stdout.readline()
     kept = data / "admin.key"
