@@ -33,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import httpx
 
@@ -87,6 +88,20 @@ class Child:
             self.proc.send_signal(signal.SIGTERM)
 
 
+# The embedded Valkey's memory limit unless DOCUMIND_VALKEY_MAXMEMORY_MB says: a quarter
+# of this machine's memory, at most this much.
+DEFAULT_MAXMEMORY_MB: Final = 2048
+
+
+def maxmemory_mb(extra_env: dict[str, str]) -> int:
+    """The embedded Valkey's limit in MB: the setting, else min(RAM / 4, 2 GB)."""
+    given = extra_env.get("DOCUMIND_VALKEY_MAXMEMORY_MB") or os.environ.get("DOCUMIND_VALKEY_MAXMEMORY_MB")
+    if given and int(given) > 0:
+        return int(given)
+    ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    return max(64, min(DEFAULT_MAXMEMORY_MB, ram_mb // 4))
+
+
 class Stack:
     def __init__(
         self,
@@ -101,7 +116,11 @@ class Stack:
         self.host = host
         self.extra_env = extra_env or {}
         self.grace_s = grace_s
-        self.valkey = ValkeyServer(self.data_dir / "valkey", appendonly=True)
+        self.maxmemory_mb = maxmemory_mb(self.extra_env)
+        # Bounded: at the limit Valkey refuses writes rather than evict a job's keys
+        # (the gateway turns new work away before that, see memory_guard).
+        limits = ["--maxmemory", f"{self.maxmemory_mb}mb", "--maxmemory-policy", "noeviction"]
+        self.valkey = ValkeyServer(self.data_dir / "valkey", appendonly=True, extra_args=limits)
         self.valkey_restarts = Restarts()
         self.children: list[Child] = []
         self.stopping = threading.Event()
@@ -125,6 +144,7 @@ class Stack:
             "DOCUMIND_PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
+            "DOCUMIND_VALKEY_MAXMEMORY_MB": str(self.maxmemory_mb),
         }
         if not base.get("DOCUMIND_ADMIN_KEY"):
             key, created = ensure_admin_key(self.data_dir)
