@@ -20,7 +20,7 @@ event's id, so a reader resumes after the last id it saw.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from libs.common.commit import AppendEvent, Expire, Op
 from libs.common.constants import EVENT_DATA_FIELD, EVENT_TYPE_FIELD, EVENTS_MAXLEN
 from libs.common.decode import as_text
 from libs.common.keys import JobKeys
+from libs.common.watch import Watcher
 
 # Event types that Lua scripts write too (lua.PRELUDE spells them from here).
 QUEUED: Final = "queued"
@@ -86,26 +87,27 @@ def _decode(entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
 
 
 async def read(
-    r: aioredis.Redis, job_id: str, after: str = "0-0", *, block_ms: int = 15_000
-) -> AsyncIterator[Event | None]:
+    source: Watcher, job_id: str, after: str = "0-0", *, block_ms: int = 15_000
+) -> AsyncGenerator[Event | None, None]:
     """The job's events after ``after``, as they come, up to its final event.
 
     Yields None whenever ``block_ms`` passes without a new event (time for a
-    keep-alive, or for the caller to check the job).
+    keep-alive, or for the caller to check the job). The events come through a watch
+    of ``source`` (the gateway's :class:`~libs.common.fanout.Fanout`), which ends
+    when the iteration does: close the iterator (``contextlib.aclosing``) when
+    leaving it early.
     """
-    key = keys.job(job_id).events
-    last = after
-    while True:
-        reply: Any = await r.xread({key: last}, count=500, block=block_ms)
-        if not reply:
-            yield None
-            continue
-        for entry_id, fields in reply[0][1]:
-            event = _decode(entry_id, fields)
-            last = event.id
-            yield event
-            if event.terminal:
-                return
+    async with source.watch(keys.job(job_id).events, after) as watch:
+        while True:
+            entries = await watch.next(block_ms / 1000)
+            if not entries:
+                yield None
+                continue
+            for entry_id, fields in entries:
+                event = _decode(entry_id, fields)
+                yield event
+                if event.terminal:
+                    return
 
 
 async def history(r: aioredis.Redis, job_id: str, after: str = "0-0") -> list[Event]:

@@ -3,12 +3,11 @@
 Statuses: queued, embedding, retrieving, generating, indexing (in flight) and
 done, failed, expired, cancelled (final). Every write refreshes the hash's TTL. When a job
 reaches a final status one entry is added to its ``done`` stream, which waiters
-block on (see :meth:`JobStore.wait`).
+follow (see :meth:`JobStore.wait`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any, Final
@@ -25,6 +24,7 @@ from libs.common.keys import CANCEL_CHANNEL, DEFAULT_TENANT
 from libs.common.scripts import Cancel, ExpireOverdue, NewDocument, Submit
 from libs.common.status import JobStatus, is_final
 from libs.common.telemetry import trace_id_of
+from libs.common.watch import DirectReads, Watcher
 
 # More jobs in flight than any tenant could have: no limit.
 NO_LIMIT: Final = 2**53
@@ -37,8 +37,11 @@ class JobStore:
         ttl_s: int = JOB_TTL_S,
         overdue_grace_s: float = 5.0,
         events_ttl_s: int = 3600,
+        watcher: Watcher | None = None,
     ) -> None:
+        """``watcher`` follows done streams for :meth:`wait` (default: reads on ``client``)."""
         self._r = client
+        self._watcher: Watcher = watcher or DirectReads(client)
         self.ttl_s = ttl_s
         self.events_ttl_s = events_ttl_s
         self.overdue_grace_s = overdue_grace_s
@@ -137,47 +140,29 @@ class JobStore:
     ) -> dict[str, Any] | None:
         """The job once final, or as it stands after ``timeout_s``; None if unknown.
 
-        Reads the job and blocks on its ``done`` stream side by side (one round
-        trip's latency); the stream's entry carries the final fields, so no read
-        follows the wake-up. For an unknown or already final job the blocking
-        read is abandoned (its connection is dropped, not reused). A job past
-        its deadline and grace is expired here if no stage finished it.
+        Reads the job, then, while it is in flight, watches its ``done`` stream (through
+        the store's watcher: in the gateway the fan-out, so no pooled connection is held
+        while waiting). The stream keeps its entry, so a job that ends in between is not
+        missed, and the entry carries the final fields, so no read follows the wake-up.
+        A job past its deadline and grace is expired here if no stage finished it.
         """
         if timeout_s <= 0:
             return await self.get(job_id, access)
-        block_ms = max(1, int(timeout_s * 1000))
         job = keys.job(job_id)
-        notified = asyncio.ensure_future(self._r.xread({job.done: "0-0"}, count=1, block=block_ms))
-        try:
-            raw = await self._r.hgetall(job.hash)
-        except BaseException:
-            notified.cancel()
-            raise
+        raw = await self._r.hgetall(job.hash)
         if raw and not _reaches(access, raw):
             raw = {}
-        final = bool(raw) and is_final(as_text(raw.get(b"status", b"")))
-        if not raw or final or self._overdue(raw):
-            if final:
-                # A recently finished job's notification is already there: let the
-                # read complete rather than drop a connection for it.
-                await asyncio.wait({notified}, timeout=0.02)
-            if not notified.done():
-                notified.cancel()
-            await asyncio.gather(notified, return_exceptions=True)
-            if not raw:
-                return None
-            return decode_job(raw) if final else await self.get(job_id)
+        if not raw:
+            return None
+        if is_final(as_text(raw.get(b"status", b""))):
+            return decode_job(raw)
+        if self._overdue(raw):
+            return await self.get(job_id)
         # Wake by the deadline's end at the latest, to expire the job if nobody finished it.
         overdue_in = float(raw.get(b"deadline") or "inf") + self.overdue_grace_s - time.time()
-        limit = max(0.0, overdue_in) + 0.05 if overdue_in < timeout_s else None
-        done, _ = await asyncio.wait({notified}, timeout=limit)
-        if not done:
-            notified.cancel()
-            await asyncio.gather(notified, return_exceptions=True)
-            return await self.get(job_id)
-        reply: Any = notified.result()
-        if reply:
-            _key, entries = reply[0]
+        async with self._watcher.watch(job.done, "0-0") as watch:
+            entries = await watch.next(min(timeout_s, max(0.0, overdue_in) + 0.05))
+        if entries:
             return decode_job({**raw, **entries[0][1]})
         return await self.get(job_id)
 

@@ -258,6 +258,13 @@ def embedding_cache(model: str, text_sha256: str, tenant: str = DEFAULT_TENANT) 
     return f"{PREFIX}:cache:embedding:{model}:{text_sha256}{own}"
 
 
+def waiter_wake(tag: str, reader: str) -> str:
+    """A stream one waiter reader of a gateway blocks on beside the streams it reads
+    (``libs.common.fanout``): an entry added ends its read. ``tag`` is their hash tag
+    ("{p0}"), so one XREAD stays in one slot; ``reader`` names the process and reader."""
+    return f"{PREFIX}:{tag}:wake:{reader}"
+
+
 # --- API keys (issue 12) ------------------------------------------------------
 # Outside every partition. A key's record and its rate-limit state share one hash
 # tag, ``{k<key id>}``, so the AUTHENTICATE script touches one slot; a tenant's

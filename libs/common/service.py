@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 import uvloop
@@ -22,18 +23,34 @@ from libs.common.worker import Worker
 logger = logging.getLogger(__name__)
 
 
-def connect(url: str, longest_block_s: float) -> aioredis.Redis:
+def connect(
+    url: str,
+    longest_block_s: float,
+    *,
+    max_connections: int | None = None,
+    pool_wait_s: float = 0.0,
+    client_name: str | None = None,
+) -> aioredis.Redis:
     """An async client whose socket timeout outlasts the longest blocking read it makes.
 
     redis-py's default socket timeout (5 s) would cut a longer XREAD BLOCK short.
+    With ``max_connections`` its pool holds at most that many; a command that finds
+    none free waits up to ``pool_wait_s`` for one, then raises ``ConnectionError``
+    (immediately when 0). ``client_name`` names its connections in CLIENT LIST.
     """
-    return aioredis.Redis.from_url(
-        url,
-        health_check_interval=30,
-        socket_keepalive=True,
-        socket_timeout=longest_block_s + 10,
-        socket_connect_timeout=5,
-    )
+    options: dict[str, Any] = {
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+        "socket_timeout": longest_block_s + 10,
+        "socket_connect_timeout": 5,
+        "client_name": client_name,
+    }
+    if max_connections is not None and pool_wait_s > 0:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_wait_s, **options
+        )
+        return aioredis.Redis.from_pool(pool)
+    return aioredis.Redis.from_url(url, max_connections=max_connections, **options)
 
 
 HandlerFactory = Callable[[aioredis.Redis], Awaitable[Handler]]

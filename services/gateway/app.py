@@ -17,6 +17,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.apikeys import ApiKeyStore
+from libs.common.fanout import Fanout
 from libs.common.ratelimit import RATE_LIMIT_HEADERS
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
@@ -54,9 +55,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = connect(settings.valkey_url, max(settings.max_wait_s, settings.sse_keepalive_s))
+        # Ordinary requests share a bounded pool; waiters share the fan-out's few connections.
+        client = connect(
+            settings.valkey_url,
+            max(settings.max_wait_s, settings.sse_keepalive_s),
+            max_connections=settings.valkey_pool_size,
+            pool_wait_s=settings.valkey_pool_wait_s,
+            client_name="documind-gateway",
+        )
+        waiters = Fanout.from_url(
+            settings.valkey_url, readers=settings.waiter_connections, client_name="documind-gateway-waiters"
+        )
         app.state.settings = settings
-        app.state.submitter = Submitter(client, settings)
+        app.state.submitter = Submitter(client, settings, waiters)
         app.state.keys = ApiKeyStore.from_settings(client, settings)
         store = app.state.keys if settings.auth == "on" else None
         app.state.gate = Gate(
@@ -65,6 +76,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
+            await waiters.aclose()
             await client.aclose()
 
     # Every route needs a valid key (``authorize``) but the probes and the API's docs,

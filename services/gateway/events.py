@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -13,12 +15,15 @@ from fastapi.responses import StreamingResponse
 from libs.common import events, keys
 from libs.common.apikeys import Permission
 from libs.common.errors import InvalidRequest, JobAlreadyEnded, JobNotFound
+from libs.common.jobs import JobStore
 from libs.common.status import JobStatus, is_final
 from services.gateway.auth import access_of
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
+from services.gateway.errors import VALKEY_DOWN
 from services.gateway.schemas import JobCancelled
 
+logger = logging.getLogger(__name__)
 router = APIRouter()
 
 _EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
@@ -28,6 +33,18 @@ _FINAL_EVENT_ID = "0-1"
 
 def sse(event_id: str, event: str, data: dict[str, Any]) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def still_there(jobs: JobStore, job_id: str) -> bool | None:
+    """Whether a job followed by an open stream still exists (None: Valkey did not say).
+
+    A stream that has started must not end over a busy pool or a Valkey hiccup: the
+    caller keeps the stream open and asks again at the next keep-alive."""
+    try:
+        return await jobs.get(job_id) is not None
+    except VALKEY_DOWN as exc:
+        logger.info("job %s: not checked at a keep-alive (%s)", job_id, exc)
+        return None
 
 
 def _final_event(job: dict[str, Any]) -> str:
@@ -58,30 +75,33 @@ async def job_events(
     job = await sub.jobs.get(job_id, access)
     if job is None:
         raise JobNotFound(job_id)
+    # Every pooled read happens before the response starts (a full pool is a 503 then);
+    # once it has started, the stream reads through the waiters' fan-out only.
+    final = is_final(job["status"])
     kept = await sub.r.exists(keys.job(job_id).events)
+    replay = await events.history(sub.r, job_id, after=start) if final and kept else []
 
     async def stream() -> AsyncIterator[str]:
-        if is_final(job["status"]):
+        if final:
             # Nothing more will come: replay what is kept after ``start``, and end.
-            if not kept:
-                if start == "0-0":
-                    yield _final_event(job)
-                return
-            for kept_event in await events.history(sub.r, job_id, after=start):
+            if not kept and start == "0-0":
+                yield _final_event(job)
+            for kept_event in replay:
                 yield sse(kept_event.id, kept_event.type, kept_event.data)
             return
         block_ms = int(settings.sse_keepalive_s * 1000)
-        async for event in events.read(sub.r, job_id, start, block_ms=block_ms):
-            if event is not None:
-                yield sse(event.id, event.type, event.data)
-                continue
-            if await request.is_disconnected():
-                return
-            # Quiet for a while: is the job still there? (A job past its deadline is
-            # expired by this read, which writes its final event.)
-            if await sub.jobs.get(job_id) is None:
-                return
-            yield ": keep-alive\n\n"
+        async with aclosing(events.read(sub.waiters, job_id, start, block_ms=block_ms)) as follow:
+            async for event in follow:
+                if event is not None:
+                    yield sse(event.id, event.type, event.data)
+                    continue
+                if await request.is_disconnected():
+                    return
+                # Quiet for a while: is the job still there? (A job past its deadline is
+                # expired by this read, which writes its final event.)
+                if await still_there(sub.jobs, job_id) is False:
+                    return
+                yield ": keep-alive\n\n"
 
     return StreamingResponse(
         stream(),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -48,6 +49,7 @@ from services.gateway.auth import access_of
 from services.gateway.chat import submit_chat
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
+from services.gateway.events import still_there
 from services.gateway.openai_errors import OpenAIRoute, openai_body
 from services.gateway.openai_schemas import (
     ChatCompletion,
@@ -226,22 +228,24 @@ async def _wait_final(sub: Submitter, settings: GatewaySettings, env: Envelope) 
 async def _stream(
     request: Request, sub: Submitter, settings: GatewaySettings, job_id: str, chunks: ChunkStream
 ) -> AsyncIterator[str]:
-    """The completion's frames, from the job's events as they come."""
+    """The completion's frames, from the job's events as they come (through the waiters'
+    fan-out: the stream, once started, needs no pooled connection)."""
     yield chunks.start()
     block_ms = int(settings.sse_keepalive_s * 1000)
-    async for event in events.read(sub.r, job_id, block_ms=block_ms):
-        if event is not None:
-            for out in chunks.feed(event):
-                yield out
-            if chunks.ended:
+    async with aclosing(events.read(sub.waiters, job_id, block_ms=block_ms)) as follow:
+        async for event in follow:
+            if event is not None:
+                for out in chunks.feed(event):
+                    yield out
+                if chunks.ended:
+                    return
+                continue
+            if await request.is_disconnected():
                 return
-            continue
-        if await request.is_disconnected():
-            return
-        # Quiet for a while: is the job still there? (A job past its deadline is
-        # expired by this read, which writes its final event.)
-        if await sub.jobs.get(job_id) is None:
-            for out in chunks.fail(openai_body(JobFailed("the job is gone"))):
-                yield out
-            return
-        yield ": keep-alive\n\n"
+            # Quiet for a while: is the job still there? (A job past its deadline is
+            # expired by this read, which writes its final event.)
+            if await still_there(sub.jobs, job_id) is False:
+                for out in chunks.fail(openai_body(JobFailed("the job is gone"))):
+                    yield out
+                return
+            yield ": keep-alive\n\n"

@@ -24,14 +24,21 @@ from libs.common.keys import KeySpace, Stage
 from libs.common.scripts import NewDocument
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import current_traceparent, tracer
+from libs.common.watch import DirectReads, Watcher
 from services.gateway.answer_cache import AnswerCache
 
 
 class Submitter:
-    def __init__(self, client: aioredis.Redis, settings: GatewaySettings) -> None:
+    def __init__(
+        self, client: aioredis.Redis, settings: GatewaySettings, waiters: Watcher | None = None
+    ) -> None:
+        """``waiters`` follow the streams routes wait on (default: reads on ``client``)."""
         self.r = client
         self.s = settings
-        self.jobs = JobStore(client, settings.job_ttl_s, settings.overdue_grace_s, settings.events_ttl_s)
+        self.waiters: Watcher = waiters or DirectReads(client)
+        self.jobs = JobStore(
+            client, settings.job_ttl_s, settings.overdue_grace_s, settings.events_ttl_s, self.waiters
+        )
         self.space = KeySpace(settings.partitions)
         self.docs = DocumentStore(client, self.jobs, self.space)
         self.answers = AnswerCache(client, settings)
