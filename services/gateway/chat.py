@@ -34,6 +34,8 @@ async def submit_chat(
     payload: dict[str, Any] = {"question": question, "query": question, "top_k": sub.top_k(top_k)}
     if history:
         payload["history"] = history
+    # A cached answer is a (small) job too: none while Valkey is near its limit.
+    await sub.memory.check()
     cached = await sub.answers.lookup(access, collection, payload, bypass=bypass_cache)
     if cached is not None:
         return cached

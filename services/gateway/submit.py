@@ -21,6 +21,7 @@ from libs.common.errors import (
 )
 from libs.common.jobs import JobStore
 from libs.common.keys import KeySpace, Stage
+from libs.common.memory_guard import MemoryGuard
 from libs.common.scripts import NewDocument
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import current_traceparent, tracer
@@ -42,6 +43,9 @@ class Submitter:
         self.space = KeySpace(settings.partitions)
         self.docs = DocumentStore(client, self.jobs, self.space)
         self.answers = AnswerCache(client, settings)
+        self.memory = MemoryGuard(
+            client, settings.valkey_maxmemory_mb, settings.valkey_memory_high_water, settings.retry_after_s
+        )
 
     def new_document_id(self, access: Access, collection: str) -> str:
         """An id for a document uploaded to ``collection`` (it names the collection's partition)."""
@@ -70,7 +74,8 @@ class Submitter:
     ) -> Envelope:
         """Queue a job. Raises :class:`CollectionNotFound` (unless this job creates the
         collection), :class:`QueueFull` when the first stage is too far behind,
-        :class:`TooManyJobs` when the tenant has its limit of jobs in flight, and
+        :class:`TooManyJobs` when the tenant has its limit of jobs in flight,
+        :class:`StoreFull` when Valkey is near its memory limit, and
         :class:`DuplicateDocument` when ``sha256`` is in the collection already.
 
         ``route`` overrides the stages of ``kind`` (``ROUTES[kind]``). A ``document``
@@ -79,6 +84,7 @@ class Submitter:
         reach is not found, as one that does not exist."""
         if not access.sees(collection):
             raise CollectionNotFound(collection)
+        await self.memory.check()
         target = self.space.collection(collection, access.tenant)
         with tracer.start_as_current_span(f"submit {kind}"):
             env = Envelope.new(

@@ -22,7 +22,11 @@ CLI = [sys.executable, "-m", "libs.common.cli"]
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    started = Stack(tmp_path / "data", port=free_port(), extra_env={"DOCUMIND_EMBEDDINGS": "hash"})
+    started = Stack(
+        tmp_path / "data",
+        port=free_port(),
+        extra_env={"DOCUMIND_EMBEDDINGS": "hash", "DOCUMIND_VALKEY_MAXMEMORY_MB": "64"},
+    )
     try:
         started.start()
         yield started
@@ -60,3 +64,19 @@ def test_the_pipeline_runs_as_the_service_user_without_one_refused_command(
         assert admin.acl_log() == []
         others = [c for c in admin.client_list() if c["id"] != str(admin.client_id())]
         assert others and {c["user"] for c in others} == {SERVICE_USER}
+
+
+def test_the_embedded_valkey_is_bounded_and_refuses_new_work_near_its_limit(stack: Stack) -> None:
+    with redis.Redis.from_url(stack.valkey.admin_url, decode_responses=True) as admin:
+        assert admin.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        limit = int(admin.config_get("maxmemory")["maxmemory"])
+        assert limit == stack.maxmemory_mb * 1024 * 1024 > 0
+        assert {c.env["DOCUMIND_VALKEY_MAXMEMORY_MB"] for c in stack.children} == {str(stack.maxmemory_mb)}
+        # Fill Valkey past the gateway's high-water mark (90 % of the limit).
+        used = int(admin.memory_stats()["total.allocated"])
+        chunk = 1024 * 1024
+        for i in range(max(0, int(0.92 * limit - used)) // chunk + 1):
+            admin.set(f"filler:{i}", "x" * chunk)
+        out = cli(stack, "ask", "Is there room?", "--collection", "port")
+        assert out.returncode != 0
+        assert "the job store is" in out.stdout + out.stderr and "full" in out.stdout + out.stderr
