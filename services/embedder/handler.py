@@ -8,24 +8,28 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import document_ops, keys
 from libs.common.commit import Delete, Op
 from libs.common.constants import EMBEDDED_PART_FIELD, EMBEDDER
+from libs.common.decode import as_text
 from libs.common.envelope import Envelope
-from libs.common.errors import PermanentError
+from libs.common.errors import JobEnded, PermanentError
 from libs.common.logs import job_log
-from libs.common.models import Chunk
 from libs.common.payloads import IngestPart, IngestUpload, SearchQuery, view
 from libs.common.scripts import HSetIfExists
 from libs.common.settings import EmbedderSettings
 from libs.common.stage import Outcome, Output
+from libs.common.status import is_final
 from libs.common.vectors import encode_vector
 from services.embedder.backends import Embedder
 from services.embedder.batcher import EmbeddingBatcher, Priority
 from services.embedder.cache import EmbeddingCache
-from services.embedder.chunking import chunk_pages
-from services.embedder.parsing import Page, parse_document
+from services.embedder.parse_job import ChunkSpec, Parsed, ParseJob, ParseLimits, parse_and_chunk
+from services.embedder.parsing import MARKDOWN_EXTENSIONS, TEXT_EXTENSIONS, file_extension
+from services.embedder.sandbox import ParseSandbox
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,10 @@ class EmbedHandler:
     as parts of at most that many chunks, queued back on this stage's stream:
     each part is embedded on its own (by whichever replica reads it), adds to
     the document's progress and goes on as its own index message.
+
+    Uploads are parsed in a sandbox (``sandbox.py``: a child process per upload,
+    with limits on time, memory, characters and chunks), all of a read's at once up
+    to ``parse_processes``; a tiny text file is parsed here, off the event loop.
     """
 
     def __init__(self, client: aioredis.Redis, embedder: Embedder, settings: EmbedderSettings) -> None:
@@ -55,6 +63,9 @@ class EmbedHandler:
         )
         self.cache = EmbeddingCache(client, embedder, settings.embedding_cache_ttl_s, self.batcher)
         self._hset_if_exists = HSetIfExists(client)
+        self.chunking = ChunkSpec.for_backend(settings, embedder)
+        self.limits = ParseLimits.from_settings(settings)
+        self.sandbox = ParseSandbox(settings.parse_processes, settings.log_level, settings.log_format)
 
     def on_failure(self, env: Envelope, error: str, now: float) -> list[Op]:
         """An ingest that fails here leaves its document failed, with the reason."""
@@ -71,7 +82,10 @@ class EmbedHandler:
         uploads = [i for i, e in enumerate(batch) if e.kind == "ingest" and "chunks" not in e.payload]
         if uploads:
             blobs: list[Any] = await self._blobs([batch[i] for i in uploads])
-            parsed = await asyncio.to_thread(self._parse_all, [batch[i] for i in uploads], blobs)
+            parsed = await asyncio.gather(
+                *(self._parse(batch[i], blob) for i, blob in zip(uploads, blobs, strict=True)),
+                return_exceptions=True,
+            )
             counts: dict[str, tuple[int, int]] = {}
             for i, result in zip(uploads, parsed, strict=True):
                 if isinstance(result, BaseException):
@@ -124,6 +138,7 @@ class EmbedHandler:
 
     async def aclose(self) -> None:
         await self.batcher.aclose()
+        await self.sandbox.aclose()
 
     async def _blobs(self, envs: list[Envelope]) -> list[bytes | None]:
         """The uploads' bytes, in one round trip (each in its document's partition)."""
@@ -159,38 +174,7 @@ class EmbedHandler:
                 )
             await pipe.execute()
 
-    def _parse_all(
-        self, envs: list[Envelope], blobs: list[bytes | None]
-    ) -> list[tuple[int, list[Chunk]] | BaseException]:
-        out: list[tuple[int, list[Chunk]] | BaseException] = []
-        for env, blob in zip(envs, blobs, strict=True):
-            try:
-                out.append(self._parse(env, blob))
-            except PermanentError as exc:
-                out.append(exc)
-        return out
-
-    def _chunk(self, pages: list[Page], doc_id: str, filename: str) -> list[Chunk]:
-        """Chunks sized in the model's own tokens when the backend has a tokenizer, else in words."""
-        count_tokens = getattr(self.embedder, "count_tokens", None)
-        max_tokens = getattr(self.embedder, "max_text_tokens", None)
-        if callable(count_tokens) and isinstance(max_tokens, int) and max_tokens > 0:
-            size = min(self.s.chunk_size_tokens, max_tokens)
-            return chunk_pages(
-                pages,
-                doc_id,
-                filename,
-                # Every word is at least one token: the word limit never binds first.
-                size_words=size,
-                overlap_words=0,
-                count_tokens=count_tokens,
-                max_tokens=max_tokens,
-                size_tokens=size,
-                overlap_tokens=self.s.chunk_overlap_tokens,
-            )
-        return chunk_pages(pages, doc_id, filename, self.s.chunk_size_words, self.s.chunk_overlap_words)
-
-    def _parse(self, env: Envelope, blob: bytes | None) -> tuple[int, list[Chunk]]:
+    async def _parse(self, env: Envelope, blob: bytes | None) -> tuple[int, list[dict[str, Any]]]:
         """(page count, chunks) of one upload."""
         upload = view(env, IngestUpload)
         doc_id, filename = upload["document_id"], upload["filename"]
@@ -199,21 +183,47 @@ class EmbedHandler:
                 "the uploaded file is gone: the document was deleted, "
                 "or its upload expired before it could be parsed"
             )
-        pages = parse_document(filename, blob, self.s.max_pages, max_unpacked_bytes=self.s.max_unpacked_bytes)
-        chunks = self._chunk(pages, doc_id, filename)
-        if not chunks:
-            raise PermanentError("no extractable text")
+        job = ParseJob(filename, self.chunking, self.limits)
+        parsed: Parsed
+        if self._inline(filename, blob):
+            parsed = await asyncio.to_thread(parse_and_chunk, job, blob)
+        else:
+            fields = job_log(env, EMBEDDER)
+            parsed = await self.sandbox.parse(job, blob, lambda: self._unwanted(env), fields)
         logger.info(
             "parsed %s: %d pages, %d chunks",
             filename,
-            len(pages),
-            len(chunks),
+            parsed.pages,
+            len(parsed.chunks),
             extra=job_log(env, EMBEDDER),
         )
-        return len(pages), chunks
+        return parsed.pages, parsed.chunk_dicts(doc_id, filename)
+
+    def _inline(self, filename: str, blob: bytes) -> bool:
+        """A text file small enough to parse here: bounded work, cheaper than a process."""
+        ext = file_extension(filename)
+        small = len(blob) <= self.s.parse_inline_bytes
+        return small and (ext in TEXT_EXTENSIONS or ext in MARKDOWN_EXTENSIONS)
+
+    async def _unwanted(self, env: Envelope) -> BaseException | None:
+        """Why an upload being parsed need not be any more: its job ended (cancelled,
+        expired) or its document was deleted (its blob is gone). None while wanted."""
+        document = keys.document(view(env, IngestUpload)["document_id"])
+        try:
+            async with self.r.pipeline(transaction=False) as pipe:
+                pipe.hget(env.job_keys.hash, "status")
+                pipe.exists(document.blob)
+                status, blob = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError):
+            return None  # keep parsing: the commit will find out
+        if status is not None and is_final(as_text(status)):
+            return JobEnded(f"the job is {as_text(status)}: its parse was stopped")
+        if not blob:
+            return PermanentError("the document was deleted while it was being parsed")
+        return None
 
 
-def _parts(upload: IngestUpload, pages: int, chunks: list[Chunk], size: int) -> list[IngestPart]:
+def _parts(upload: IngestUpload, pages: int, chunks: list[dict[str, Any]], size: int) -> list[IngestPart]:
     """The document's index payloads: its chunks in order, at most ``size`` per part."""
     groups = [chunks[k : k + size] for k in range(0, len(chunks), size)]
     parts: list[IngestPart] = []
@@ -225,7 +235,7 @@ def _parts(upload: IngestUpload, pages: int, chunks: list[Chunk], size: int) -> 
             part=n,
             parts=len(groups),
             chunks_total=len(chunks),
-            chunks=[c.model_dump() for c in group],
+            chunks=group,
         )
         if "replace" in upload:
             part["replace"] = upload["replace"]

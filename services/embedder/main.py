@@ -15,7 +15,9 @@ def main() -> None:
     settings = EmbedderSettings()
 
     async def build(client: aioredis.Redis) -> EmbedHandler:
-        return EmbedHandler(client, build_embedder(settings), settings)
+        handler = EmbedHandler(client, build_embedder(settings), settings)
+        handler.sandbox.warm()  # the parse sandbox's fork server imports the parsers now
+        return handler
 
     run_worker_service(EMBEDDER, settings, build)
 

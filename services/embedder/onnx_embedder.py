@@ -127,6 +127,8 @@ class OnnxEmbedder:
         self._tokenizer = Tokenizer.from_str(meta[META_TOKENIZER])
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=self.max_seq_length)
+        #: The tokenizer as JSON: the parse sandbox's children count tokens with it.
+        self.tokenizer_json: str = meta[META_TOKENIZER]
         self._counter = Tokenizer.from_str(meta[META_TOKENIZER])
         self._counter.no_padding()
         self._counter.no_truncation()

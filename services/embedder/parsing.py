@@ -12,7 +12,7 @@ from pathlib import PurePath
 
 from libs.common import constants
 from libs.common.errors import PermanentError
-from services.embedder.formats.common import Page, Section
+from services.embedder.formats.common import Page, Section, check_chars
 from services.embedder.formats.docx_format import DEFAULT_MAX_UNPACKED_BYTES, parse_docx
 from services.embedder.formats.html_format import parse_html
 from services.embedder.formats.pdf import parse_pdf
@@ -61,15 +61,17 @@ def parse_document(
     max_pages: int,
     *,
     max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES,
+    max_chars: int | None = None,
 ) -> list[Page]:
     """Pages of text of an uploaded file, in order, numbered from 1.
 
     Every physical page of a PDF is returned, empty ones as ``""``, so numbers stay
     right. Text, Markdown, DOCX and HTML files are a single page; DOCX and HTML
     pages carry their heading sections. A DOCX claiming to unpack to more than
-    ``max_unpacked_bytes`` is refused before it is unpacked. Raises
-    :class:`PermanentError` for an unsupported type, an empty or unreadable file,
-    too many pages, a likely zip bomb, or a document without any text.
+    ``max_unpacked_bytes`` is refused before it is unpacked; reading stops once the
+    text passes ``max_chars`` characters. Raises :class:`PermanentError` for an
+    unsupported type, an empty or unreadable file, too many pages or characters, a
+    likely zip bomb, or a document without any text.
     """
     ext = file_extension(filename)
     if ext not in SUPPORTED_EXTENSIONS:
@@ -80,16 +82,17 @@ def parse_document(
     if not data:
         raise PermanentError("empty file")
     if ext in PDF_EXTENSIONS:
-        pages = parse_pdf(data, max_pages)
+        pages = parse_pdf(data, max_pages, max_chars)
         if not any(page.text.strip() for page in pages):
             raise PermanentError("no extractable text (a scanned or image-only PDF needs OCR first)")
         return pages
     if ext in DOCX_EXTENSIONS:
-        pages = parse_docx(data, max_unpacked_bytes)
+        pages = parse_docx(data, max_unpacked_bytes, max_chars)
     elif ext in HTML_EXTENSIONS:
-        pages = parse_html(data)
+        pages = parse_html(data, max_chars)
     else:
         pages = [Page(number=1, text=decode_text(data))]
+        check_chars(len(pages[0].text), max_chars)
     if not any(page.text.strip() for page in pages):
         raise PermanentError("no extractable text")
     return pages

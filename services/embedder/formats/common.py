@@ -7,6 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from libs.common.errors import PermanentError
+
+#: The setting a document's text must stay within (see :func:`check_chars`).
+MAX_CHARS_SETTING = "DOCUMIND_MAX_EXTRACTED_CHARS"
+
 
 @dataclass(frozen=True, slots=True)
 class Section:
@@ -47,6 +52,16 @@ def normalise(text: str) -> str:
     """Unix newlines, no NUL characters, no byte-order mark."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     return text.removeprefix("\ufeff")
+
+
+def check_chars(count: int, limit: int | None) -> None:
+    """Raise :class:`PermanentError` once a document's text passes ``limit`` characters.
+
+    Parsers call it as text accumulates, so a document that unpacks to far more text
+    than any real one stops early instead of being read to the end.
+    """
+    if limit is not None and count > limit:
+        raise PermanentError(f"the document has more than {limit:,} characters of text ({MAX_CHARS_SETTING})")
 
 
 def collapse(text: str) -> str:

@@ -15,7 +15,7 @@ import zipfile
 from typing import Any
 
 from libs.common.errors import PermanentError
-from services.embedder.formats.common import Page, TextBuilder, normalise
+from services.embedder.formats.common import Page, TextBuilder, check_chars, normalise
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,10 @@ def check_zip(data: bytes, max_unpacked_bytes: int) -> None:
             raise PermanentError("could not read DOCX: it is encrypted; upload an unprotected copy")
 
 
-def parse_docx(data: bytes, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES) -> list[Page]:
+def parse_docx(
+    data: bytes, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES, max_chars: int | None = None
+) -> list[Page]:
+    """The body's text as one page; stops once it passes ``max_chars`` characters."""
     check_zip(data, max_unpacked_bytes)
     import docx
     from docx.table import Table
@@ -78,6 +81,7 @@ def parse_docx(data: bytes, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
         # Body blocks in order; content controls (w:sdt) are opened, not skipped.
         stack: list[Any] = list(reversed(list(document.element.body.iterchildren())))
         while stack:
+            check_chars(builder.length, max_chars)
             element = stack.pop()
             if element.tag == f"{_W}p":
                 _add_paragraph(builder, Paragraph(element, document))
@@ -87,7 +91,7 @@ def parse_docx(data: bytes, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
                 content = element.find(f"{_W}sdtContent")
                 if content is not None:
                     stack.extend(reversed(list(content.iterchildren())))
-    except PermanentError:
+    except (PermanentError, MemoryError):
         raise
     except Exception as exc:  # malformed parts break python-docx in many ways
         logger.debug("python-docx failed to read a document", exc_info=True)

@@ -3,8 +3,10 @@
 Scripts, styles, templates, hidden elements and navigation chrome (``nav``,
 ``aside``, and ``header``/``footer`` outside an ``article`` or ``main``) are
 dropped. The tree is walked without recursion, so deep nesting cannot overflow
-the stack; libxml2 itself stops reading at its nesting limit (256 levels), keeping
-the text before it.
+the stack. libxml2 reads up to 2048 levels deep (``huge_tree``); a document nested
+deeper is read again by the standard library's tokenizer, which keeps no tree: its
+text, paragraph breaks and dropped elements as above (no heading path, no hidden or
+chrome rules), instead of losing everything past libxml2's limit.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 from libs.common.errors import PermanentError
-from services.embedder.formats.common import Page, TextBuilder, normalise
+from services.embedder.formats.common import Page, TextBuilder, check_chars, normalise
 from services.embedder.formats.text import decode_text
 
 logger = logging.getLogger(__name__)
@@ -27,6 +30,10 @@ _DROPPED = frozenset(
         "embed", "svg", "math", "canvas", "audio", "video", "map", "select", "button", "dialog",
     }
 )  # fmt: skip
+# Elements without an end tag.
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+)
 _CHROME = frozenset({"header", "footer"})
 _CONTENT = frozenset({"article", "main"})
 _CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search", "menu"})
@@ -48,20 +55,32 @@ _META_CHARSET = re.compile(rb"<meta[^>]{0,512}?charset\s*=\s*[\"']?\s*([A-Za-z0-
 _WESTERN_LABELS = frozenset({"iso8859-1", "latin-1", "ascii", "cp1252"})
 
 
-def parse_html(data: bytes) -> list[Page]:
+def parse_html(data: bytes, max_chars: int | None = None) -> list[Page]:
+    """The visible text as one page; stops once it passes ``max_chars`` characters."""
     from lxml import etree
 
     text = decode_html(data)
     parser = etree.HTMLParser(
-        encoding="utf-8", remove_comments=True, remove_pis=True, no_network=True, recover=True
+        encoding="utf-8",
+        remove_comments=True,
+        remove_pis=True,
+        no_network=True,
+        recover=True,
+        huge_tree=True,
     )
     try:
         root = etree.fromstring(text.encode("utf-8"), parser)
     except (etree.LxmlError, ValueError) as exc:
         raise PermanentError(f"could not read HTML: {exc}") from exc
+    if any("Excessive depth" in error.message for error in parser.error_log):
+        logger.info("HTML nested deeper than libxml2 reads; extracting its text without a tree")
+        flat = _FlatText(max_chars)
+        flat.feed(text)
+        flat.close()
+        return [flat.builder.page()]
     if root is None:
         raise PermanentError("no extractable text")
-    return [_visible_text(root).page()]
+    return [_visible_text(root, max_chars).page()]
 
 
 def decode_html(data: bytes) -> str:
@@ -82,7 +101,7 @@ def decode_html(data: bytes) -> str:
     return decode_text(data)
 
 
-def _visible_text(root: Any) -> TextBuilder:
+def _visible_text(root: Any, max_chars: int | None) -> TextBuilder:
     builder = TextBuilder()
     # Items: ("open", element), ("close", element) or ("text", string).
     stack: list[tuple[str, Any]] = [("open", root)]
@@ -100,6 +119,7 @@ def _visible_text(root: Any) -> TextBuilder:
                     builder.brk(builder.SPACE)
                 chunk = _SPACES.sub(" ", item).strip()
             start = builder.add(chunk)
+            check_chars(builder.length, max_chars)
             if not pre and item[-1].isspace():
                 builder.brk(builder.SPACE)
             if heading is not None and start is not None:
@@ -132,6 +152,44 @@ def _visible_text(root: Any) -> TextBuilder:
             stack.append(("open", child))
         stack.append(("text", item.text))
     return builder
+
+
+class _FlatText(HTMLParser):
+    """Visible text from a token stream (no tree, so no depth limit)."""
+
+    def __init__(self, max_chars: int | None) -> None:
+        super().__init__(convert_charrefs=True)
+        self.builder = TextBuilder()
+        self.max_chars = max_chars
+        self.dropped = 0  # open elements whose content is never visible
+        self.pre = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _DROPPED and tag not in _VOID:
+            self.dropped += 1
+        self.pre += tag == "pre"
+        _block_break(self.builder, tag)
+        if tag == "br":
+            self.builder.brk(self.builder.LINE)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _DROPPED and tag not in _VOID:
+            self.dropped = max(0, self.dropped - 1)
+        self.pre = max(0, self.pre - (tag == "pre"))
+        _block_break(self.builder, tag)
+
+    def handle_data(self, data: str) -> None:
+        if self.dropped or not data:
+            return
+        if self.pre:
+            self.builder.add(data)
+        else:
+            if data[0].isspace():
+                self.builder.brk(self.builder.SPACE)
+            self.builder.add(_SPACES.sub(" ", data).strip())
+            if data[-1].isspace():
+                self.builder.brk(self.builder.SPACE)
+        check_chars(self.builder.length, self.max_chars)
 
 
 def _block_break(builder: TextBuilder, tag: str) -> None:

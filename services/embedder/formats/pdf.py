@@ -6,12 +6,13 @@ import io
 import logging
 
 from libs.common.errors import PermanentError
-from services.embedder.formats.common import Page, normalise
+from services.embedder.formats.common import Page, check_chars, normalise
 
 logger = logging.getLogger(__name__)
 
 
-def parse_pdf(data: bytes, max_pages: int) -> list[Page]:
+def parse_pdf(data: bytes, max_pages: int, max_chars: int | None = None) -> list[Page]:
+    """Every page's text; stops once the text passes ``max_chars`` characters."""
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import DependencyError, PyPdfError
 
@@ -27,7 +28,7 @@ def parse_pdf(data: bytes, max_pages: int) -> list[Page]:
             if opened == PasswordType.NOT_DECRYPTED:
                 raise PermanentError("encrypted PDF: it needs a password; upload an unprotected copy")
         count = len(reader.pages)
-    except PermanentError:
+    except (PermanentError, MemoryError):
         raise
     except PyPdfError as exc:
         raise PermanentError(f"could not read PDF: {exc}") from exc
@@ -42,14 +43,19 @@ def parse_pdf(data: bytes, max_pages: int) -> list[Page]:
 
     pages: list[Page] = []
     failures: list[str] = []
+    chars = 0
     for index in range(count):
         try:
             text = reader.pages[index].extract_text() or ""
+        except MemoryError:
+            raise
         except Exception as exc:  # one damaged page should not lose the others
             logger.warning("could not extract text of PDF page %d: %s", index + 1, exc)
             failures.append(f"page {index + 1}: {type(exc).__name__}: {exc}")
             text = ""
         pages.append(Page(number=index + 1, text=normalise(text)))
+        chars += len(pages[-1].text)
+        check_chars(chars, max_chars)
     if len(failures) == count:
         raise PermanentError(f"could not read PDF: {failures[0]}")
     return pages

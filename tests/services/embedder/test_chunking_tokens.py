@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from libs.common.models import Chunk
+from services.embedder import parse_job
 from services.embedder.backends import LocalEmbedder
 from services.embedder.chunking import chunk_pages
 from services.embedder.parsing import Page, Section
@@ -280,11 +281,14 @@ def test_handler_uses_the_model_tokenizer(local_model: LocalEmbedder) -> None:
 
     handler = EmbedHandler(UNCONNECTED, local_model, EmbedderSettings(_env_file=None))
     text = realish_text(5, paragraphs=20)
-    chunks = handler._chunk([Page(1, text)], "doc-1", "a.txt")
+    chunks = parse_job.chunk(handler.chunking, [Page(1, text)], "doc-1", "a.txt")
     sizes = [local_model.count_tokens(c.text) for c in chunks]
     assert max(sizes) <= 254
     # Sized in tokens (about 200), not in words.
     assert sum(sizes) / len(sizes) > 120
+    # The parse sandbox counts with the tokenizer's JSON: the same counts as the model.
+    counter = parse_job.token_counter(local_model.tokenizer_json)
+    assert [counter(c.text) for c in chunks] == sizes
 
 
 def test_handler_without_a_tokenizer_sizes_in_words() -> None:
@@ -294,7 +298,7 @@ def test_handler_without_a_tokenizer_sizes_in_words() -> None:
 
     settings = EmbedderSettings(_env_file=None, chunk_size_words=12, chunk_overlap_words=2)
     handler = EmbedHandler(UNCONNECTED, HashEmbedder(dim=8), settings)
-    chunks = handler._chunk([Page(1, prose(4))], "doc-1", "a.txt")
+    chunks = parse_job.chunk(handler.chunking, [Page(1, prose(4))], "doc-1", "a.txt")
     assert max(len(c.text.split()) for c in chunks) == 12
 
 
@@ -304,17 +308,26 @@ def test_handler_with_a_tokenizer_sizes_in_tokens() -> None:
     from services.embedder.handler import EmbedHandler
 
     class Tokenizing(HashEmbedder):
-        max_text_tokens = 40
+        """A backend that brings its tokenizer (as JSON): a token per word or punctuation mark."""
 
-        def count_tokens(self, text: str) -> int:
-            return word_pieces(text)
+        max_text_tokens = 40
+        tokenizer_json = whitespace_tokenizer_json()
 
     settings = EmbedderSettings(
         _env_file=None, chunk_size_words=8, chunk_size_tokens=30, chunk_overlap_tokens=5
     )
     handler = EmbedHandler(UNCONNECTED, Tokenizing(dim=8), settings)
     pages = [Page(1, prose(4))]
-    chunks = handler._chunk(pages, "doc-1", "a.txt")
-    check_guarantees(pages, chunks, word_pieces, 40)
-    assert max(word_pieces(c.text) for c in chunks) <= 33  # about chunk_size_tokens
+    chunks = parse_job.chunk(handler.chunking, pages, "doc-1", "a.txt")
+    count = parse_job.token_counter(Tokenizing.tokenizer_json)
+    check_guarantees(pages, chunks, count, 40)
+    assert max(count(c.text) for c in chunks) <= 33  # about chunk_size_tokens
     assert max(len(c.text.split()) for c in chunks) > 8  # the word size does not apply
+
+
+def whitespace_tokenizer_json() -> str:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    return tokenizer.to_str()

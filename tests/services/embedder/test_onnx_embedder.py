@@ -136,6 +136,15 @@ def test_tokens_as_the_torch_model(onnx: OnnxEmbedder) -> None:
 
 
 @pytest.mark.slow
+def test_the_parse_sandbox_counts_tokens_as_the_model(onnx: OnnxEmbedder) -> None:
+    from services.embedder.parse_job import token_counter
+
+    counter = token_counter(onnx.tokenizer_json)
+    for text in ("", "hello world", "word " * 1000, "Crème brûlée, déjà vu! ÆØÅ 東京 🙂"):
+        assert counter(text) == onnx.count_tokens(text)
+
+
+@pytest.mark.slow
 def test_long_texts_are_truncated_to_the_model_input(onnx: OnnxEmbedder) -> None:
     words = [f"w{i % 97}" for i in range(2000)]
     long_text = " ".join(words)

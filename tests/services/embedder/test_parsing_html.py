@@ -111,9 +111,21 @@ def test_html_encodings(data: bytes, expected: str) -> None:
 def test_deeply_nested_html() -> None:
     html = "<p>intro</p>" + "<div>" * 200 + "deep text" + "</div>" * 200 + "<p>outro</p>"
     assert parse(html) == "intro\n\ndeep text\n\noutro"
-    # Past the parser's depth limit the rest is lost, but nothing crashes.
-    html = "<p>intro</p>" + "<div>" * 5000 + "deep text" + "</div>" * 5000
-    assert parse(html).startswith("intro")
+    # Deeper than libxml2 reads (2048 levels), the text is still all there.
+    html = "<p>intro</p>" + "<div>" * 5000 + "deep text" + "</div>" * 5000 + "<p>outro</p>"
+    assert parse(html) == "intro\n\ndeep text\n\noutro"
+
+
+def test_html_deeper_than_libxml2_reads_keeps_its_text_without_a_tree() -> None:
+    html = (
+        "<h1>Title</h1><p>intro &amp; more</p><script>SECRET_SCRIPT</script>"
+        + "<div><span>" * 50_000
+        + "deep<br>text <img src=x> <embed src=y> here<pre>  kept  </pre>"
+        + "</span></div>" * 50_000
+        + "<style>SECRET_STYLE</style><p>outro</p>"
+    )
+    # Breaks, entities, <pre> and dropped elements as in the tree walk (void ones too).
+    assert parse(html) == "Title\n\nintro & more\n\ndeep\ntext here\n\n  kept  \n\noutro"
 
 
 @pytest.mark.parametrize(
