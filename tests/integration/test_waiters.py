@@ -2,14 +2,13 @@
 
 Against a real Valkey and a real gateway process. The full figure (2,000 streams and
 2,000 waiters) is ``bench.waiters``'s; here ``DOCUMIND_TEST_WAITERS`` of each (300 by
-default: six times the gateway's pool of 50) run the same code.
+default: together twelve times the gateway's pool of 50) run the same code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from bench.waiters import follow_events, gateway_connections, hold
+from bench.waiters import follow_events, following, gateway_connections, hold
 from libs.common.admin_key import API_KEY_ENV
 from libs.common.valkey_server import ValkeyServer
 from tests.auth import ADMIN_KEY
@@ -29,7 +28,6 @@ WAITERS = int(os.environ.get("DOCUMIND_TEST_WAITERS", "300"))
 POOL = 50
 READERS = 2
 COLLECTION = "waits"
-_GAUGE = re.compile(r"^documind_waiters (\S+)$", re.MULTILINE)
 
 
 @pytest.fixture
@@ -66,8 +64,7 @@ async def gateway_follows(stack: Stack, streams: int, timeout_s: float = 120) ->
     """Until the gateway's waiters follow ``streams`` streams (its ``documind_waiters``)."""
     async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(timeout_s):
         while True:
-            found = _GAUGE.search((await client.get(stack.gateway_metrics_url)).text)
-            if found and float(found.group(1)) >= streams:
+            if following((await client.get(stack.gateway_metrics_url)).text) >= streams:
                 return
             await asyncio.sleep(0.05)  # polling the gauge: it has no event to block on
 
