@@ -119,3 +119,12 @@ def test_valkey_memory_bench(tmp_path: Path) -> None:
         and kinds["job hash"]["ttl_s_max"] > kinds["events stream"]["ttl_s_max"]
     )
     assert figures["kept_per_job_after_events_expire_bytes"] == kinds["job hash"]["bytes_median"] > 0
+
+
+def test_waiters_bench(tmp_path: Path) -> None:
+    fig = run_bench("bench.waiters", tmp_path / "waiters.json", "--jobs", "30", "--ordinary", "10")
+    figures = fig["figures"]
+    assert figures["streams_held"] == figures["streams_ended_done"] == 30
+    assert figures["waiters_held"] == figures["waiters_done"] == 30
+    assert figures["ordinary"]["statuses"] == {"200": 10}
+    assert figures["gateway_valkey_connections"]["documind-gateway-waiters"] <= 3
