@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -32,9 +31,9 @@ from typing import Any
 
 import redis
 
-from bench.client import Http, multipart
+from bench.client import Http
 from bench.common import context_line, loadavg, run_context, write_json
-from bench.stack import BenchStack
+from bench.stack import BenchStack, ingest
 from libs.common import keys
 
 DOCUMENT = " ".join(
@@ -76,22 +75,6 @@ async def ask_all(port: int, chats: int, clients: int) -> list[str]:
     return done
 
 
-async def ingest(port: int) -> None:
-    conn = await Http.connect(port)
-    try:
-        body, content_type = multipart([("ferries.txt", DOCUMENT.encode())])
-        status, raw = await conn.request(
-            "POST", "/v1/collections/memory/documents", body, {"Content-Type": content_type}
-        )
-        if status != 202:
-            raise RuntimeError(f"upload answered {status}: {raw!r}")
-        job = await conn.wait_job(json.loads(raw)["job_id"])
-        if job["status"] != "done":
-            raise RuntimeError(f"ingest ended {job['status']}: {job}")
-    finally:
-        await conn.close()
-
-
 def key_sizes(r: redis.Redis, job_ids: Sequence[str]) -> dict[str, dict[str, float]]:
     """Median MEMORY USAGE and TTL of each kind of key the sampled jobs left."""
     kinds: dict[str, list[tuple[int, int]]] = {"job hash": [], "done stream": [], "events stream": []}
@@ -126,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with BenchStack() as bench:
         admin = redis.Redis.from_url(bench.stack.valkey.admin_url)
         try:
-            asyncio.run(ingest(bench.port))
+            ingested = asyncio.run(ingest(bench.port, {"ferries": DOCUMENT}, "memory", files_per_upload=1))
+            if ingested.failed:
+                raise RuntimeError(f"ingest failed: {ingested.failed}")
             before = int(admin.info("memory")["used_memory"])
             started = time.perf_counter()
             job_ids = asyncio.run(ask_all(bench.port, args.chats, args.clients))

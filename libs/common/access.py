@@ -8,9 +8,9 @@ Code acting for the system itself (workers, maintenance) passes no access.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
+from libs.common.decode import as_text
 from libs.common.keys import DEFAULT_TENANT
 
 
@@ -30,11 +30,10 @@ class Access:
         """Whether a thing of ``tenant``'s ``collection`` is within reach."""
         return tenant == self.tenant and self.sees(collection)
 
-    def owns_record(self, fields: Mapping[str, str]) -> bool:
-        """:meth:`owns` for a job's or document's hash (no ``tenant`` field: the default's)."""
-        return self.owns(fields.get("tenant") or DEFAULT_TENANT, fields.get("collection", ""))
 
-
-def reaches(access: Access | None, fields: Mapping[str, str]) -> bool:
-    """Whether ``access`` (None: the system, which reaches everything) reaches a record."""
-    return access is None or access.owns_record(fields)
+def reaches(access: Access | None, tenant: str | bytes | None, collection: str | bytes | None) -> bool:
+    """Whether ``access`` (None: the system, which reaches everything) reaches a job or
+    document of ``tenant``'s ``collection``, as read from its hash (no tenant: the default's)."""
+    if access is None:
+        return True
+    return access.owns(as_text(tenant or DEFAULT_TENANT), as_text(collection or ""))

@@ -99,7 +99,7 @@ class DocumentStore:
         """The document; None when unknown or out of ``access``'s reach."""
         raw = await self._r.hgetall(keys.document(document_id).hash)
         fields = {as_text(k): as_text(v) for k, v in raw.items()}
-        if not fields or not reaches(access, fields):
+        if not fields or not reaches(access, fields.get("tenant"), fields.get("collection")):
             return None
         return await self._view(fields)
 
@@ -126,12 +126,11 @@ class DocumentStore:
         filename, sha256, tenant, collection = (as_text(x) if x is not None else None for x in found)
         if filename is None or collection is None:
             return None
-        record = {"tenant": tenant or keys.DEFAULT_TENANT, "collection": collection}
-        if not reaches(access, record):
+        if not reaches(access, tenant, collection):
             return None
         # The document's partition is its collection's (its id was minted there), whatever
         # the partition count says now.
-        target = keys.collection_of(record["tenant"], collection, document_id)
+        target = keys.collection_of(tenant or keys.DEFAULT_TENANT, collection, document_id)
         env = Envelope.new(
             "delete",
             collection,

@@ -15,7 +15,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 
 from libs.common import keys
-from libs.common.access import Access
+from libs.common.access import Access, reaches
 from libs.common.constants import BLOB_TTL_S, DONE_TTL_S, EVENTS_MAXLEN, JOB_TTL_S, CollectionMode
 from libs.common.decode import as_text
 from libs.common.envelope import Envelope
@@ -98,7 +98,7 @@ class JobStore:
         )
         if collection is None:
             return ""
-        if access is not None and not access.owns(as_text(tenant or DEFAULT_TENANT), as_text(collection)):
+        if not reaches(access, tenant, collection):
             return ""
         return await self._cancel(
             job,
@@ -115,7 +115,7 @@ class JobStore:
         """The job as it stands; None when unknown or out of ``access``'s reach."""
         job = keys.job(job_id)
         raw = await self._r.hgetall(job.hash)
-        if not raw or not _reaches(access, raw):
+        if not raw or not reaches(access, raw.get(b"tenant"), raw.get(b"collection")):
             return None
         if self._overdue(raw) and await self._expire_overdue(
             job,
@@ -150,7 +150,7 @@ class JobStore:
             return await self.get(job_id, access)
         job = keys.job(job_id)
         raw = await self._r.hgetall(job.hash)
-        if raw and not _reaches(access, raw):
+        if raw and not reaches(access, raw.get(b"tenant"), raw.get(b"collection")):
             raw = {}
         if not raw:
             return None
@@ -185,14 +185,6 @@ def job_fields(env: Envelope) -> dict[str, str]:
         # The trace every stage's span joins: find the job in the trace viewer.
         "trace_id": trace_id_of(env.traceparent),
     }
-
-
-def _reaches(access: Access | None, raw: dict[Any, Any]) -> bool:
-    """Whether a job's hash (as read: bytes) is within ``access``'s reach."""
-    if access is None:
-        return True
-    tenant = as_text(raw.get(b"tenant") or DEFAULT_TENANT)
-    return access.owns(tenant, as_text(raw.get(b"collection") or b""))
 
 
 def decode_job(raw: dict[Any, Any]) -> dict[str, Any]:
