@@ -25,6 +25,7 @@ from libs.common.telemetry import tracing_enabled
 from services.gateway import errors
 from services.gateway.answer_cache import CACHE_BYPASS_HEADER
 from services.gateway.auth import PUBLIC_PATHS, Authentication, Gate, authorize
+from services.gateway.body_limit import BodyLimit
 from services.gateway.collections import router as collections_router
 from services.gateway.events import router as events_router
 from services.gateway.keys_api import router as keys_router
@@ -91,7 +92,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         dependencies=[Depends(authorize)],
     )
     public = {*PUBLIC_PATHS, app.openapi_url, DOCS_URL, REDOC_URL, app.swagger_ui_oauth2_redirect_url}
-    # Outermost first: Host check, CORS, metrics, authentication (add_middleware prepends).
+    # Outermost first: Host check, CORS, metrics, authentication, body limit (add_middleware prepends).
+    app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(
         Authentication,
         public={p for p in public if p},
