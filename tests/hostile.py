@@ -58,6 +58,29 @@ def text_pdf(*page_texts: str) -> bytes:
     return pdf(streams)
 
 
+def truncated_pdf(*page_texts: str, keep: float = 0.5) -> bytes:
+    """A plain PDF cut short: its first ``keep`` of bytes, as an interrupted download."""
+    data = text_pdf(*page_texts)
+    return data[: int(len(data) * keep)]
+
+
+def encrypted_pdf(*page_texts: str, user_password: str, owner_password: str = "owner") -> bytes:
+    """A plain PDF encrypted with AES-256; an empty ``user_password`` opens it for reading
+    (only the owner's rights are protected), as many "protected" PDFs are."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(text_pdf(*page_texts))))
+    writer.encrypt(user_password=user_password, owner_password=owner_password, algorithm="AES-256")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def blank_pdf(pages: int) -> bytes:
+    """``pages`` pages that draw nothing (one shared empty content stream)."""
+    return pdf([zlib.compress(b"")], pages=[0] * pages)
+
+
 def zlib_bomb_pdf(pages: int = 20, mb_per_page: int = 70) -> bytes:
     """About 70 KB a page: each page's stream inflates to ``mb_per_page`` MB of spaces."""
     bomb = zlib.compress(b" " * (mb_per_page * 1024 * 1024), 9)
@@ -70,8 +93,9 @@ def shared_stream_pdf(pages: int = 40, ops: int = 1_000_000) -> bytes:
     return pdf([stream], pages=[0] * pages)
 
 
-def docx(body_xml: bytes | Iterable[bytes], *, level: int = 6) -> bytes:
-    """A minimal DOCX whose ``word/document.xml`` body is ``body_xml`` (or its pieces)."""
+def docx(body_xml: bytes | Iterable[bytes], *, level: int = 6, prolog: bytes = b"") -> bytes:
+    """A minimal DOCX whose ``word/document.xml`` body is ``body_xml`` (or its pieces),
+    with ``prolog`` (a DOCTYPE) between the XML declaration and the root element."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
         archive.writestr(
@@ -93,7 +117,8 @@ def docx(body_xml: bytes | Iterable[bytes], *, level: int = 6) -> bytes:
         )
         with archive.open("word/document.xml", "w", force_zip64=True) as part:
             part.write(
-                b'<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="%b"><w:body>' % _W.encode()
+                b'<?xml version="1.0" encoding="UTF-8"?>%b<w:document xmlns:w="%b"><w:body>'
+                % (prolog, _W.encode())
             )
             for piece in [body_xml] if isinstance(body_xml, bytes) else body_xml:
                 part.write(piece)
@@ -120,6 +145,32 @@ def docx_dense(paragraphs: int = 2_000_000) -> bytes:
         for start in range(0, paragraphs, 10_000)
     )
     return docx(pieces, level=1)
+
+
+def entity_declarations(root: str, levels: int = 10) -> str:
+    """A DOCTYPE declaring "billion laughs" entities: ``&lol{levels-1};`` would expand to
+    10**(levels-1) copies of "lol" (3 GB at ten levels) from under a kilobyte."""
+    entities = ['<!ENTITY lol0 "lol">']
+    entities += [f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, levels)]
+    return f"<!DOCTYPE {root} [\n" + "\n".join(entities) + "\n]>"
+
+
+def laughs_docx(before: str, after: str) -> bytes:
+    """A DOCX whose document.xml declares the entities and uses the largest between two paragraphs."""
+    prolog = entity_declarations("w:document").encode()
+    body = paragraph(before) + b"<w:p><w:r><w:t>&lol9;</w:t></w:r></w:p>" + paragraph(after)
+    return docx(body, prolog=prolog)
+
+
+def laughs_html(before: str, after: str, *, xhtml: bool = False) -> bytes:
+    """An HTML page (or, with ``xhtml``, an XHTML one) that declares the entities and uses
+    the largest between two paragraphs."""
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n' if xhtml else ""
+    namespace = ' xmlns="http://www.w3.org/1999/xhtml"' if xhtml else ""
+    return (
+        f"{head}{entity_declarations('html')}<html{namespace}><body><p>{before}</p>"
+        f"<p>&lol9;</p><p>{after}</p></body></html>"
+    ).encode()
 
 
 def deep_html(depth: int, text: str) -> bytes:

@@ -84,7 +84,10 @@ def parse_document(
     if ext in PDF_EXTENSIONS:
         pages = parse_pdf(data, max_pages, max_chars)
         if not any(page.text.strip() for page in pages):
-            raise PermanentError("no extractable text (a scanned or image-only PDF needs OCR first)")
+            where = "its one page" if len(pages) == 1 else f"any of its {len(pages):,} pages"
+            raise PermanentError(
+                f"no extractable text on {where} (a scanned or image-only PDF needs OCR first)"
+            )
         return pages
     if ext in DOCX_EXTENSIONS:
         pages = parse_docx(data, max_unpacked_bytes, max_chars)

@@ -3,7 +3,9 @@
 A DOCX is a ZIP archive; :func:`check_zip` looks at what it claims to unpack to
 before anything is unpacked, so a zip bomb is refused instead of filling memory.
 Python's :mod:`zipfile` never inflates a member past the size it declares (it
-fails the CRC check instead), so the declared sizes are a safe bound.
+fails the CRC check instead), so the declared sizes are a safe bound. The XML is
+read by python-docx's parser, which resolves no entities, behind libxml2's cap on
+entity amplification: a "billion laughs" part fails with a reason that says so.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ logger = logging.getLogger(__name__)
 
 #: Default of :func:`parse_docx`'s limit (the embedder's ``max_unpacked_bytes``).
 DEFAULT_MAX_UNPACKED_BYTES = 200 * 1024 * 1024
+MAX_UNPACKED_SETTING = "DOCUMIND_MAX_UNPACKED_BYTES"
 # Members this big that compress better than this are treated as bombs whatever the total.
 LARGE_MEMBER_BYTES = 10 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 100
 # Real documents have tens of parts, a few thousand with many images.
 MAX_MEMBERS = 10_000
+# How libxml2 reports XML entities that expand too far (lxml's XMLSyntaxError).
+_ENTITY_WORDS = ("entity amplification", "entity reference loop")
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _HEADING_STYLE = re.compile(r"^heading ([1-9])$", re.IGNORECASE)
@@ -47,20 +52,23 @@ def check_zip(data: bytes, max_unpacked_bytes: int) -> None:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
         raise PermanentError(f"could not read DOCX: not a valid ZIP archive ({exc})") from exc
     if len(members) > MAX_MEMBERS:
-        raise PermanentError(f"refusing a DOCX with {len(members)} parts; at most {MAX_MEMBERS} (zip bomb?)")
+        raise PermanentError(
+            f"refusing a DOCX with {len(members):,} parts; at most {MAX_MEMBERS:,} (zip bomb?)"
+        )
     total = 0
     for member in members:
         total += member.file_size
         if total > max_unpacked_bytes:
             raise PermanentError(
-                f"refusing a DOCX that unpacks to more than {max_unpacked_bytes} bytes (zip bomb?)"
+                f"refusing a DOCX that unpacks to more than {max_unpacked_bytes:,} bytes "
+                f"({MAX_UNPACKED_SETTING}; zip bomb?)"
             )
         if member.file_size > LARGE_MEMBER_BYTES and (
             member.compress_size == 0 or member.file_size / member.compress_size > MAX_COMPRESSION_RATIO
         ):
             raise PermanentError(
-                f"refusing a DOCX whose part '{member.filename}' unpacks to {member.file_size} bytes "
-                f"from {member.compress_size} (more than {MAX_COMPRESSION_RATIO}:1; zip bomb?)"
+                f"refusing a DOCX whose part '{member.filename}' unpacks to {member.file_size:,} bytes "
+                f"from {member.compress_size:,} (more than {MAX_COMPRESSION_RATIO}:1; zip bomb?)"
             )
         if member.flag_bits & 0x1:
             raise PermanentError("could not read DOCX: it is encrypted; upload an unprotected copy")
@@ -95,6 +103,11 @@ def parse_docx(
         raise
     except Exception as exc:  # malformed parts break python-docx in many ways
         logger.debug("python-docx failed to read a document", exc_info=True)
+        if any(word in str(exc).lower() for word in _ENTITY_WORDS):
+            raise PermanentError(
+                "could not read DOCX: its XML declares entities that expand far beyond the file "
+                "(an XML entity-expansion or 'billion laughs' attack?); Word never writes them"
+            ) from exc
         raise PermanentError(f"could not read DOCX: {type(exc).__name__}: {exc}") from exc
     return [builder.page()]
 

@@ -7,6 +7,11 @@ the stack. libxml2 reads up to 2048 levels deep (``huge_tree``); a document nest
 deeper is read again by the standard library's tokenizer, which keeps no tree: its
 text, paragraph breaks and dropped elements as above (no heading path, no hidden or
 chrome rules), instead of losing everything past libxml2's limit.
+
+Entities are never expanded beyond HTML's own: libxml2's HTML parser reads no
+``<!ENTITY>`` declarations, so a "billion laughs" document keeps its references as
+written. The DOCTYPE's internal subset that declares them (XHTML may carry one) is
+dropped before parsing rather than shown as text.
 """
 
 from __future__ import annotations
@@ -51,6 +56,11 @@ _SPACES = re.compile(r"\s+")
 
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _META_CHARSET = re.compile(rb"<meta[^>]{0,512}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+# A DOCTYPE with an internal subset ("<!DOCTYPE html [ <!ENTITY ...> ]>"), looked
+# for in the document's prolog only.
+_DOCTYPE_SUBSET = re.compile(r"<!DOCTYPE[^\[>]{0,1024}\[", re.IGNORECASE)
+_SUBSET_END = re.compile(r"\]\s*>")
+_PROLOG_CHARS = 4096
 # Browsers read these labels as Windows-1252 (WHATWG encoding standard).
 _WESTERN_LABELS = frozenset({"iso8859-1", "latin-1", "ascii", "cp1252"})
 
@@ -59,7 +69,7 @@ def parse_html(data: bytes, max_chars: int | None = None) -> list[Page]:
     """The visible text as one page; stops once it passes ``max_chars`` characters."""
     from lxml import etree
 
-    text = decode_html(data)
+    text = _without_internal_subset(decode_html(data))
     parser = etree.HTMLParser(
         encoding="utf-8",
         remove_comments=True,
@@ -99,6 +109,15 @@ def decode_html(data: bytes) -> str:
                 encoding = "cp1252"
             return normalise(data.decode(encoding, errors="replace"))
     return decode_text(data)
+
+
+def _without_internal_subset(text: str) -> str:
+    """``text`` without its DOCTYPE's internal subset (DTD declarations are never content)."""
+    start = _DOCTYPE_SUBSET.search(text, 0, _PROLOG_CHARS)
+    if start is None:
+        return text
+    end = _SUBSET_END.search(text, start.end())
+    return text if end is None else text[: start.start()] + text[end.end() :]
 
 
 def _visible_text(root: Any, max_chars: int | None) -> TextBuilder:

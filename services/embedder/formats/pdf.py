@@ -1,4 +1,10 @@
-"""PDF: one :class:`Page` per physical page, numbers kept."""
+"""PDF: one :class:`Page` per physical page, numbers kept.
+
+A PDF that cannot be opened fails with what is wrong with it, as far as the bytes
+tell: not a PDF at all, cut short (no ``%%EOF`` at its end: an interrupted upload
+or download, whose first pages are not indexed on their own, so that no answer
+silently misses the rest), damaged, or encrypted with a password.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,13 @@ from libs.common.errors import PermanentError
 from services.embedder.formats.common import Page, check_chars, normalise
 
 logger = logging.getLogger(__name__)
+
+#: The setting a PDF's page count must stay within.
+MAX_PAGES_SETTING = "DOCUMIND_MAX_PAGES"
+# Where readers look for the header and the end-of-file marker (the PDF standard
+# allows junk before one and after the other; readers accept about this much).
+_HEADER_WINDOW = 1024
+_TRAILER_WINDOW = 1024
 
 
 def parse_pdf(data: bytes, max_pages: int, max_chars: int | None = None) -> list[Page]:
@@ -26,18 +39,21 @@ def parse_pdf(data: bytes, max_pages: int, max_chars: int | None = None) -> list
             except DependencyError as exc:
                 raise PermanentError(f"encrypted PDF: cannot decrypt it here ({exc})") from exc
             if opened == PasswordType.NOT_DECRYPTED:
-                raise PermanentError("encrypted PDF: it needs a password; upload an unprotected copy")
+                raise PermanentError(
+                    "encrypted PDF: it is password-protected (it needs a password to open); "
+                    "upload an unprotected copy"
+                )
         count = len(reader.pages)
     except (PermanentError, MemoryError):
         raise
     except PyPdfError as exc:
-        raise PermanentError(f"could not read PDF: {exc}") from exc
+        raise unreadable(data, str(exc)) from exc
     except Exception as exc:  # malformed input can break the parser in many ways
         logger.debug("pypdf failed to open a document", exc_info=True)
-        raise PermanentError(f"could not read PDF: {type(exc).__name__}: {exc}") from exc
+        raise unreadable(data, f"{type(exc).__name__}: {exc}") from exc
 
     if count > max_pages:
-        raise PermanentError(f"PDF has {count} pages; at most {max_pages} are accepted")
+        raise PermanentError(f"the PDF has {count:,} pages; at most {max_pages:,} ({MAX_PAGES_SETTING})")
     if count == 0:
         raise PermanentError("could not read PDF: it has no pages")
 
@@ -59,3 +75,15 @@ def parse_pdf(data: bytes, max_pages: int, max_chars: int | None = None) -> list
     if len(failures) == count:
         raise PermanentError(f"could not read PDF: {failures[0]}")
     return pages
+
+
+def unreadable(data: bytes, detail: str) -> PermanentError:
+    """Why a PDF that pypdf could not open is unreadable, in the uploader's terms."""
+    if b"%PDF-" not in data[:_HEADER_WINDOW]:
+        return PermanentError("could not read PDF: the file is not a PDF (it has no %PDF- header)")
+    if b"%%EOF" not in data[-_TRAILER_WINDOW:]:
+        return PermanentError(
+            "could not read PDF: the file is truncated (it does not end with the %%EOF marker: "
+            "the upload or an earlier download was cut short); upload the complete file"
+        )
+    return PermanentError(f"could not read PDF: the file is damaged ({detail})")

@@ -14,6 +14,7 @@ from services.embedder.parsing import (
     file_extension,
     parse_document,
 )
+from tests import hostile
 
 
 def make_pdf(page_texts: list[str]) -> bytes:
@@ -70,14 +71,32 @@ def test_pdf_empty_pages_are_kept() -> None:
 
 
 def test_pdf_without_text_layer() -> None:
-    with pytest.raises(PermanentError, match="no extractable text"):
+    with pytest.raises(PermanentError, match="no extractable text on any of its 2 pages"):
         parse_document("scan.pdf", make_pdf(["", ""]), max_pages=10)
+    with pytest.raises(PermanentError, match="no extractable text on its one page"):
+        parse_document("scan.pdf", make_pdf([""]), max_pages=10)
+
+
+def test_thousands_of_blank_pages() -> None:
+    with pytest.raises(PermanentError, match="no extractable text on any of its 3,000 pages"):
+        parse_document("blank.pdf", hostile.blank_pdf(3000), max_pages=3000)
 
 
 def test_pdf_with_user_password() -> None:
     data = encrypt(make_pdf(THREE_PAGES), user_password="s3cret")
-    with pytest.raises(PermanentError, match="encrypted PDF"):
+    with pytest.raises(PermanentError, match="encrypted PDF: it is password-protected"):
         parse_document("locked.pdf", data, max_pages=10)
+    aes = hostile.encrypted_pdf("Aardvark", user_password="s3cret")
+    with pytest.raises(PermanentError, match="encrypted PDF: it is password-protected"):
+        parse_document("locked.pdf", aes, max_pages=10)
+
+
+def test_pdf_with_an_aes_owner_password_only_is_read() -> None:
+    # AES needs the cryptography package (pypdf[crypto]); RC4 does not.
+    pages = parse_document(
+        "restricted.pdf", hostile.encrypted_pdf("Aardvark", user_password=""), max_pages=10
+    )
+    assert [p.text for p in pages] == ["Aardvark"]
 
 
 def test_pdf_with_owner_password_only_is_read() -> None:
@@ -89,18 +108,26 @@ def test_pdf_with_owner_password_only_is_read() -> None:
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
 def test_truncated_pdf(keep: float) -> None:
     data = make_pdf(THREE_PAGES)
-    with pytest.raises(PermanentError, match="could not read PDF"):
+    with pytest.raises(PermanentError, match="could not read PDF: the file is truncated"):
         parse_document("broken.pdf", data[: int(len(data) * keep)], max_pages=10)
 
 
-@pytest.mark.parametrize("data", [b"hello, I am not a PDF", b"%PDF-1.7\n\x00\x01garbage", bytes(range(256))])
-def test_not_a_pdf(data: bytes) -> None:
-    with pytest.raises(PermanentError, match="could not read PDF"):
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"hello, I am not a PDF", "the file is not a PDF"),
+        (bytes(range(256)), "the file is not a PDF"),
+        (b"%PDF-1.7\n\x00\x01garbage", "the file is truncated"),
+        (b"%PDF-1.7\n\x00\x01garbage\n%%EOF\n", "the file is damaged"),
+    ],
+)
+def test_not_a_pdf(data: bytes, reason: str) -> None:
+    with pytest.raises(PermanentError, match=f"could not read PDF: {reason}"):
         parse_document("fake.pdf", data, max_pages=10)
 
 
 def test_too_many_pages() -> None:
-    with pytest.raises(PermanentError, match="3 pages; at most 2"):
+    with pytest.raises(PermanentError, match="3 pages; at most 2 \\(DOCUMIND_MAX_PAGES\\)"):
         parse_document("long.pdf", make_pdf(THREE_PAGES), max_pages=2)
     assert len(parse_document("long.pdf", make_pdf(THREE_PAGES), max_pages=3)) == 3
 

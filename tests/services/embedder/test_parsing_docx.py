@@ -10,6 +10,7 @@ from libs.common.errors import PermanentError
 from services.embedder.chunking import chunk_pages
 from services.embedder.formats.docx_format import check_zip
 from services.embedder.parsing import parse_document
+from tests import hostile
 
 
 def make_docx() -> bytes:
@@ -140,7 +141,8 @@ def zip_bomb(member_bytes: int, name: str = "word/document.xml") -> bytes:
 
 def test_zip_bomb_over_the_total_limit() -> None:
     data = zip_bomb(3 * 1024 * 1024)
-    with pytest.raises(PermanentError, match="unpacks to more than 1000000 bytes \\(zip bomb\\?\\)"):
+    reason = r"unpacks to more than 1,000,000 bytes \(DOCUMIND_MAX_UNPACKED_BYTES; zip bomb\?\)"
+    with pytest.raises(PermanentError, match=reason):
         parse_document("bomb.docx", data, max_pages=1, max_unpacked_bytes=1_000_000)
 
 
@@ -154,7 +156,7 @@ def test_zip_bomb_by_compression_ratio() -> None:
 
 def test_large_zip_bomb() -> None:
     data = zip_bomb(300 * 1024 * 1024)
-    with pytest.raises(PermanentError, match="unpacks to more than 209715200 bytes"):
+    with pytest.raises(PermanentError, match="unpacks to more than 209,715,200 bytes"):
         parse_document("bomb.docx", data, max_pages=1)
 
 
@@ -168,3 +170,8 @@ def test_default_unpacked_limit() -> None:
     from libs.common.settings import EmbedderSettings
 
     assert EmbedderSettings.model_fields["max_unpacked_bytes"].default == 200 * 1024 * 1024
+
+
+def test_entity_expansion_is_refused_with_a_reason() -> None:
+    with pytest.raises(PermanentError, match="entity-expansion or 'billion laughs' attack"):
+        parse_document("laughs.docx", hostile.laughs_docx("Before.", "After."), max_pages=1)

@@ -5,6 +5,7 @@ import pytest
 from libs.common.errors import PermanentError
 from services.embedder.chunking import chunk_pages
 from services.embedder.parsing import parse_document
+from tests import hostile
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -144,3 +145,9 @@ def test_html_without_visible_text(html: str) -> None:
 def test_binary_garbage_as_html() -> None:
     with pytest.raises(PermanentError, match=r"could not read|no extractable text"):
         parse(bytes(range(256)) * 4)
+
+
+@pytest.mark.parametrize("xhtml", [False, True], ids=["html", "xhtml"])
+def test_declared_entities_are_not_expanded(xhtml: bool) -> None:
+    """A "billion laughs" DOCTYPE: its references stay as written, the declarations go."""
+    assert parse(hostile.laughs_html("Before.", "After.", xhtml=xhtml)) == "Before.\n\n&lol9;\n\nAfter."
