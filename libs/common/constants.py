@@ -62,6 +62,9 @@ EVENT_DATA_FIELD: Final = "data"
 
 # Upload types the parser accepts (the gateway answers 415 for anything else).
 SUPPORTED_EXTENSIONS: Final = frozenset({".txt", ".md", ".markdown", ".pdf", ".docx", ".html", ".htm"})
+# Longest filename an upload may have, in characters, once reduced to its last path
+# component: what common filesystems allow (255), so every name a real file had fits.
+MAX_FILENAME_CHARS: Final = 255
 
 # Collection names: safe in keys, URLs and Qdrant collection names.
 COLLECTION_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

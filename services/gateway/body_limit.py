@@ -21,10 +21,12 @@ is refused there first.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final
 
 from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.errors import PayloadTooLarge
@@ -121,7 +123,7 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _path_patterns(routes: list[object]) -> tuple[re.Pattern[str], ...]:
+def _path_patterns(routes: Iterable[BaseRoute]) -> tuple[re.Pattern[str], ...]:
     return tuple(route.path_regex for route in routes if isinstance(route, APIRoute))
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from libs.common.access import Access
 from libs.common.apikeys import Permission
-from libs.common.constants import COLLECTION_NAME_PATTERN, SUPPORTED_EXTENSIONS
+from libs.common.constants import COLLECTION_NAME_PATTERN, MAX_FILENAME_CHARS, SUPPORTED_EXTENSIONS
 from libs.common.errors import (
     DuplicateDocument,
     Forbidden,
@@ -30,10 +30,18 @@ from services.gateway.submit import Submitter
 
 router = APIRouter()
 
+# C0 and C1 control characters (NUL, newlines, escape) and the bidirectional
+# overrides and isolates that make "report\u202etxt.exe" display as "reportexe.txt".
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# How much of a refused long filename its error shows.
+_SHOWN_CHARS = 40
+
 
 def safe_filename(raw: str | None) -> str:
-    """The filename is metadata only: its last component, never a path."""
-    return PurePath((raw or "").replace("\\", "/")).name
+    """The filename is metadata only: its last component, never a path, without
+    control characters or spaces at either end ("C:\\x\\a.txt" and "../a.txt" are "a.txt")."""
+    name = _UNSAFE_CHARS.sub("", raw or "").replace("\\", "/")
+    return PurePath(name).name.strip()
 
 
 @router.post("/v1/collections/{collection}/documents", status_code=202, response_model=UploadAccepted)
@@ -59,11 +67,19 @@ async def upload_documents(
         # An upload may create the collection: a key scoped elsewhere may not.
         raise Forbidden("collections", f"this API key may not reach collection '{collection}'")
     if len(file) > settings.max_files_per_upload:
-        raise PayloadTooLarge(f"at most {settings.max_files_per_upload} files per upload")
+        raise PayloadTooLarge(
+            f"{len(file):,} files in one upload; at most {settings.max_files_per_upload:,} "
+            "(DOCUMIND_MAX_FILES_PER_UPLOAD)"
+        )
     # Every file is checked before any is queued: a bad one rejects the request whole.
     checked: list[tuple[str, str, bytes]] = []
     for upload in file:
         name = safe_filename(upload.filename)
+        if len(name) > MAX_FILENAME_CHARS:
+            raise InvalidRequest(
+                f"{name[:_SHOWN_CHARS]}...: the filename has {len(name):,} characters; "
+                f"at most {MAX_FILENAME_CHARS}"
+            )
         ext = PurePath(name).suffix.lower()
         if ext not in SUPPORTED_EXTENSIONS:
             supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
@@ -72,7 +88,10 @@ async def upload_documents(
             )
         data = await upload.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
-            raise PayloadTooLarge(f"{name}: file is larger than {settings.max_upload_bytes} bytes")
+            raise PayloadTooLarge(
+                f"{name}: the file is larger than {settings.max_upload_bytes:,} bytes "
+                "(DOCUMIND_MAX_UPLOAD_BYTES)"
+            )
         checked.append((name, ext, data))
     accepted: list[UploadedDocument] = []
     for name, ext, data in checked:

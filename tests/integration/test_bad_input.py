@@ -82,7 +82,7 @@ def test_unsupported_file_type(client: httpx.Client) -> None:
 def test_oversized_upload(client: httpx.Client) -> None:
     resp = client.post("/v1/collections/docs/documents", files={"file": ("big.txt", b"a " * 2000)})
     assert resp.status_code == 413
-    assert "larger than 2000 bytes" in detail(resp)
+    assert "larger than 2,000 bytes (DOCUMIND_MAX_UPLOAD_BYTES)" in detail(resp)
 
 
 def test_upload_without_file_field(client: httpx.Client) -> None:
