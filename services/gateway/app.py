@@ -22,12 +22,13 @@ from libs.common.ratelimit import RATE_LIMIT_HEADERS
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import tracing_enabled
-from services.gateway import errors
+from services.gateway import errors, methods, openapi
 from services.gateway.answer_cache import CACHE_BYPASS_HEADER
 from services.gateway.auth import PUBLIC_PATHS, Authentication, Gate, authorize
 from services.gateway.body_limit import BodyLimit
 from services.gateway.collections import router as collections_router
 from services.gateway.events import router as events_router
+from services.gateway.health import router as health_router
 from services.gateway.keys_api import router as keys_router
 from services.gateway.openai_compat import router as openai_router
 from services.gateway.routes import router
@@ -94,11 +95,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     public = {*PUBLIC_PATHS, app.openapi_url, DOCS_URL, REDOC_URL, app.swagger_ui_oauth2_redirect_url}
     # Outermost first: Host check, CORS, metrics, authentication, body limit (add_middleware prepends).
     app.add_middleware(BodyLimit, settings=settings)
+    openai_routes = [route for route in openai_router.routes if isinstance(route, APIRoute)]
+    openai_paths = [route.path_regex for route in openai_routes]
     app.add_middleware(
         Authentication,
         public={p for p in public if p},
         public_prefixes=[f"{DOCS_ASSETS}/"],
-        openai_paths=[route.path_regex for route in openai_router.routes if isinstance(route, APIRoute)],
+        openai_paths=openai_paths,
         cors_origins=settings.cors_origin_list,
     )
     app.add_middleware(HttpMetrics)
@@ -112,17 +115,26 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_host_list)
-    app.include_router(router)
-    app.include_router(events_router)
-    app.include_router(collections_router)
-    app.include_router(uploads_router)
-    app.include_router(openai_router)
-    app.include_router(keys_router)
+    # Each router behind the key check with the errors any of its routes may answer.
+    rest = (router, events_router, collections_router, keys_router)
+    for included in rest:
+        app.include_router(included, responses=openapi.AUTHENTICATED)
+    # A form that cannot be parsed (400), too many or too large files, unreadable types.
+    app.include_router(
+        uploads_router, responses={**openapi.AUTHENTICATED, **openapi.rest_errors(400, 413, 415)}
+    )
+    app.include_router(openai_router, responses=openapi.OPENAI_AUTHENTICATED)
+    app.include_router(health_router)
     if tracing_enabled():
         # A server span per request: the trace every stage of its job joins.
         FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
 
     errors.install(app, settings.retry_after_s)
+    every_router = (*rest, uploads_router, openai_router, health_router)
+    methods.install(
+        app, [*app.router.routes, *(r for included in every_router for r in included.routes)], openai_paths
+    )
+    openapi.install(app, settings, public=PUBLIC_PATHS, openai=[route.path for route in openai_routes])
     return app
 
 

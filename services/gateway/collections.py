@@ -8,6 +8,7 @@ from libs.common.apikeys import Permission
 from libs.common.errors import CollectionExists, CollectionNotFound, DocumentNotFound, Forbidden
 from services.gateway.auth import access_of
 from services.gateway.deps import submitter
+from services.gateway.openapi import rest_errors
 from services.gateway.schemas import (
     CollectionCreate,
     CollectionDeleted,
@@ -21,7 +22,9 @@ from services.gateway.schemas import (
 router = APIRouter()
 
 
-@router.post("/v1/collections", status_code=201, response_model=CollectionView)
+@router.post(
+    "/v1/collections", status_code=201, response_model=CollectionView, responses=rest_errors(400, 409, 413)
+)
 async def create_collection(body: CollectionCreate, request: Request) -> CollectionView:
     access = access_of(request, Permission.WRITE)
     if not access.sees(body.name):
@@ -38,7 +41,7 @@ async def list_collections(request: Request) -> CollectionList:
     return CollectionList(collections=[CollectionView.model_validate(c) for c in found])
 
 
-@router.get("/v1/collections/{name}", response_model=CollectionView)
+@router.get("/v1/collections/{name}", response_model=CollectionView, responses=rest_errors(404))
 async def get_collection(name: str, request: Request) -> CollectionView:
     found = await submitter(request).docs.collection(access_of(request, Permission.READ), name)
     if found is None:
@@ -46,7 +49,7 @@ async def get_collection(name: str, request: Request) -> CollectionView:
     return CollectionView.model_validate(found)
 
 
-@router.delete("/v1/collections/{name}", response_model=CollectionDeleted)
+@router.delete("/v1/collections/{name}", response_model=CollectionDeleted, responses=rest_errors(404))
 async def delete_collection(name: str, request: Request) -> CollectionDeleted:
     access = access_of(request, Permission.WRITE)
     sub = submitter(request)
@@ -56,17 +59,18 @@ async def delete_collection(name: str, request: Request) -> CollectionDeleted:
     return CollectionDeleted(name=name, deleted=True, documents=len(jobs), job_ids=jobs)
 
 
-@router.get("/v1/collections/{name}/documents", response_model=DocumentList)
-async def list_documents(name: str, request: Request) -> DocumentList:
+# {collection}, as the upload's path has it: one path, GET and POST.
+@router.get("/v1/collections/{collection}/documents", response_model=DocumentList, responses=rest_errors(404))
+async def list_documents(collection: str, request: Request) -> DocumentList:
     access = access_of(request, Permission.READ)
     docs = submitter(request).docs
-    if not await docs.collection_exists(access, name):
-        raise CollectionNotFound(name)
-    found = await docs.documents(access, name)
+    if not await docs.collection_exists(access, collection):
+        raise CollectionNotFound(collection)
+    found = await docs.documents(access, collection)
     return DocumentList(documents=[DocumentView.model_validate(d) for d in found])
 
 
-@router.get("/v1/documents/{document_id}", response_model=DocumentView)
+@router.get("/v1/documents/{document_id}", response_model=DocumentView, responses=rest_errors(404))
 async def get_document(document_id: str, request: Request) -> DocumentView:
     found = await submitter(request).docs.get(document_id, access_of(request, Permission.READ))
     if found is None:
@@ -74,7 +78,7 @@ async def get_document(document_id: str, request: Request) -> DocumentView:
     return DocumentView.model_validate(found)
 
 
-@router.delete("/v1/documents/{document_id}", response_model=DocumentDeleted)
+@router.delete("/v1/documents/{document_id}", response_model=DocumentDeleted, responses=rest_errors(404))
 async def delete_document(document_id: str, request: Request) -> DocumentDeleted:
     access = access_of(request, Permission.WRITE)
     sub = submitter(request)

@@ -14,19 +14,22 @@ from fastapi.responses import StreamingResponse
 
 from libs.common import events, keys
 from libs.common.apikeys import Permission
-from libs.common.errors import InvalidRequest, JobAlreadyEnded, JobNotFound
+from libs.common.errors import JobAlreadyEnded, JobNotFound
 from libs.common.jobs import JobStore
 from libs.common.status import JobStatus, is_final
 from services.gateway.auth import access_of
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
 from services.gateway.errors import VALKEY_DOWN
+from services.gateway.openapi import rest_errors
 from services.gateway.schemas import JobCancelled
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
-_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+# A stream entry id, "<ms>-<seq>" (19 digits at most each: within Valkey's 64 bits).
+EVENT_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 # A final job whose events are no longer kept: its end, as the job hash has it.
 _FINAL_EVENT_ID = "0-1"
 
@@ -58,20 +61,38 @@ def _final_event(job: dict[str, Any]) -> str:
 @router.get(
     "/v1/jobs/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "the job's events"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the job's events"},
+        **rest_errors(404),
+    },
 )
 async def job_events(
     job_id: str,
     request: Request,
-    last_event_id: Annotated[str | None, Header(description="Resume after this event id")] = None,
-    after: Annotated[str | None, Query(description="Resume after this event id (as Last-Event-ID)")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            description="Resume after this event id (what an EventSource sends when it reconnects); "
+            "a value that is no event id is ignored"
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            pattern=EVENT_ID_PATTERN,
+            description="Resume after this event id, like 1732440000000-0 (Last-Event-ID comes first)",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """The job's events from the start (or after ``Last-Event-ID``) up to its final one."""
     access = access_of(request, Permission.READ)
     sub, settings = submitter(request), settings_of(request)
+    if last_event_id is not None and not _EVENT_ID.fullmatch(last_event_id):
+        # Only a client's own bookkeeping sends one (an EventSource echoes our ids): start
+        # where the rest of the request says, as if there were none.
+        logger.info("job %s: Last-Event-ID %r is no event id; ignored", job_id, last_event_id[:40])
+        last_event_id = None
     start = last_event_id or after or "0-0"
-    if not _EVENT_ID.fullmatch(start):
-        raise InvalidRequest(f"Last-Event-ID must be an event id like 1732440000000-0, not {start!r}")
     job = await sub.jobs.get(job_id, access)
     if job is None:
         raise JobNotFound(job_id)
@@ -110,7 +131,7 @@ async def job_events(
     )
 
 
-@router.delete("/v1/jobs/{job_id}", response_model=JobCancelled)
+@router.delete("/v1/jobs/{job_id}", response_model=JobCancelled, responses=rest_errors(404, 409))
 async def cancel_job(job_id: str, request: Request) -> JobCancelled:
     """Cancel a queued or running job: stages skip it, its LLM call is abandoned."""
     status = await submitter(request).jobs.cancel(job_id, access_of(request, Permission.WRITE))

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from libs.common.apikeys import ApiKeyRecord, ApiKeyStore, Permission
 from libs.common.errors import ApiKeyNotFound, Forbidden
 from services.gateway.auth import principal_of
+from services.gateway.openapi import rest_errors
 from services.gateway.schemas import KeyCreate, KeyCreated, KeyList, KeyRevoked, KeyView
 
 router = APIRouter(tags=["keys"])
@@ -35,7 +36,7 @@ def _view(record: ApiKeyRecord, default_rpm: int) -> dict[str, object]:
     }
 
 
-@router.post("/v1/keys", status_code=201, response_model=KeyCreated)
+@router.post("/v1/keys", status_code=201, response_model=KeyCreated, responses=rest_errors(400, 413))
 async def create_key(body: KeyCreate, request: Request) -> KeyCreated:
     principal = principal_of(request)
     principal.require_grant(body.tenant, body.collections)
@@ -78,7 +79,7 @@ async def list_keys(request: Request) -> KeyList:
     return KeyList(keys=[KeyView.model_validate(_view(r, store.default_rpm)) for r in found])
 
 
-@router.delete("/v1/keys/{key_id}", response_model=KeyRevoked)
+@router.delete("/v1/keys/{key_id}", response_model=KeyRevoked, responses=rest_errors(404))
 async def revoke_key(key_id: str, request: Request) -> KeyRevoked:
     principal = principal_of(request)
     store = _store(request)

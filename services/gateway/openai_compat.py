@@ -52,27 +52,24 @@ from services.gateway.deps import submitter
 from services.gateway.events import still_there
 from services.gateway.openai_errors import OpenAIRoute, openai_body
 from services.gateway.openai_schemas import (
+    ROLES,
     ChatCompletion,
     ChatCompletionRequest,
     ChatMessage,
-    ErrorBody,
     ModelCard,
     ModelList,
 )
 from services.gateway.openai_stream import ChunkStream, documind_extra, estimate_tokens
+from services.gateway.openapi import openai_errors
 from services.gateway.submit import Submitter
 
 # Earlier messages sent with a question as its history: the latest this many.
 MAX_HISTORY_MESSAGES = 8
-_ROLES = frozenset({"system", "developer", "user", "assistant"})
+_ROLES = frozenset(ROLES)
 _COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
 
 
 router = APIRouter(route_class=OpenAIRoute, tags=["openai"])
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": why}
-    for code, why in ((400, "bad messages"), (404, "unknown model (collection)"), (503, "queue full"))
-}
 
 
 def _unknown_model(model: str) -> CollectionNotFound:
@@ -86,7 +83,7 @@ async def list_models(request: Request) -> ModelList:
     return ModelList(data=[ModelCard(id=c["name"], created=int(c["created_at"])) for c in found])
 
 
-@router.get("/v1/models/{model}", response_model=ModelCard, responses=_ERRORS)
+@router.get("/v1/models/{model}", response_model=ModelCard, responses=openai_errors(404))
 async def get_model(model: str, request: Request) -> ModelCard:
     access = access_of(request, Permission.READ)
     found = await submitter(request).docs.collection(access, model) if _COLLECTION_NAME.match(model) else None
@@ -143,7 +140,7 @@ def split_messages(messages: list[ChatMessage], max_chars: int) -> tuple[str, li
     "/v1/chat/completions",
     response_model=ChatCompletion,
     responses={
-        **_ERRORS,
+        **openai_errors(400, 404, 409, 500, 504),
         200: {
             "description": "a chat.completion, or with stream: true chat.completion.chunk events",
             "content": {"text/event-stream": {}},

@@ -15,13 +15,14 @@ job that ended without an answer:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, NamedTuple
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from libs.common.errors import (
     CollectionNotFound,
@@ -110,11 +111,11 @@ def invalid(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(message, param=where or None)
 
 
-def _framework(exc: HTTPException) -> JSONResponse:
-    """An HTTPException FastAPI raised itself (a body it could not parse; ours raise none)."""
-    type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    status = 400 if exc.status_code < 500 else exc.status_code
-    return JSONResponse(error_body(str(exc.detail), type_, None), status_code=status, headers=exc.headers)
+def framework_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """An HTTP error the framework raised itself (a body it could not parse, a method the
+    path does not take; ours raise none), in OpenAI's shape."""
+    type_ = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse(error_body(message, type_, None), status_code=status, headers=headers)
 
 
 class OpenAIRoute(APIRoute):
@@ -133,6 +134,7 @@ class OpenAIRoute(APIRoute):
             except VALKEY_DOWN as exc:
                 return openai_response(unavailable(exc, settings_of(request).retry_after_s))
             except HTTPException as exc:
-                return _framework(exc)
+                # Starlette's (a body that is not UTF-8), FastAPI's subclass (one not JSON).
+                return framework_response(exc.status_code, str(exc.detail), exc.headers)
 
         return in_openai_shape

@@ -8,19 +8,34 @@ client: ``completion.model_extra["documind"]``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.models import Citation
 
+# The roles a message may have (``openai_compat.split_messages`` refuses others, with a
+# message that names them; the schema lists them).
+ROLES: Final = ("system", "developer", "user", "assistant")
+# OpenAI's text part, the one kind of content part DocuMind reads.
+_TEXT_PART: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+    "required": ["type", "text"],
+}
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: str
+    role: str = Field(json_schema_extra={"enum": list(ROLES)})
     # A string, or OpenAI's content parts ([{"type": "text", "text": ...}, ...]).
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[dict[str, Any]] | None = Field(
+        default=None,
+        json_schema_extra={
+            "anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}, {"type": "null"}]
+        },
+    )
 
 
 class StreamOptions(BaseModel):
@@ -37,10 +52,13 @@ class ChatCompletionRequest(BaseModel):
 
     # The collection to answer from.
     model: str
-    messages: list[ChatMessage]
+    # The conversation; the last message is the user's question (JSON Schema cannot say
+    # "the last item", so ``split_messages`` checks it: 400 otherwise).
+    messages: list[ChatMessage] = Field(json_schema_extra={"minItems": 1})
     stream: bool = False
     stream_options: StreamOptions | None = None
-    # DocuMind extension: chunks to retrieve (default DOCUMIND_DEFAULT_TOP_K).
+    # DocuMind extension: chunks to retrieve (default DOCUMIND_DEFAULT_TOP_K, at most
+    # DOCUMIND_MAX_TOP_K: ``openapi.limits``).
     top_k: int | None = Field(default=None, ge=1)
 
 

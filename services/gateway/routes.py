@@ -1,25 +1,24 @@
-"""REST routes: jobs, documents, health, and the seed-compatible shape."""
+"""REST routes: questions, searches, jobs, and the seed-compatible shape."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
-from redis.exceptions import BusyLoadingError, RedisError, ResponseError
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
 
 from libs.common.apikeys import Permission
-from libs.common.constants import COLLECTION_NAME_PATTERN, STAGE_LANES
-from libs.common.decode import as_text
+from libs.common.constants import COLLECTION_NAME_PATTERN
 from libs.common.errors import InvalidRequest, JobNotFound
-from libs.common.keys import group_name
 from libs.common.settings import GatewaySettings
 from services.gateway.answer_cache import bypass_requested
 from services.gateway.auth import access_of
 from services.gateway.chat import submit_chat
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
+from services.gateway.openapi import rest_errors
 from services.gateway.schemas import (
+    NOT_BLANK,
     ChatRequest,
     JobAccepted,
     JobView,
@@ -27,7 +26,6 @@ from services.gateway.schemas import (
 )
 
 router = APIRouter()
-logger = logging.getLogger(__name__)
 
 
 def events_url(job_id: str) -> str:
@@ -39,7 +37,7 @@ def _check_question(text: str, settings: GatewaySettings, field: str) -> None:
         raise InvalidRequest(f"{field} is longer than {settings.max_question_chars} characters")
 
 
-@router.post("/v1/chat", status_code=202, response_model=JobAccepted)
+@router.post("/v1/chat", status_code=202, response_model=JobAccepted, responses=rest_errors(400, 404, 413))
 async def chat(body: ChatRequest, request: Request) -> JobAccepted:
     access = access_of(request, Permission.READ)
     sub, settings = submitter(request), settings_of(request)
@@ -55,7 +53,7 @@ async def chat(body: ChatRequest, request: Request) -> JobAccepted:
     return JobAccepted(job_id=env.job_id, events_url=events_url(env.job_id))
 
 
-@router.post("/v1/search", status_code=202, response_model=JobAccepted)
+@router.post("/v1/search", status_code=202, response_model=JobAccepted, responses=rest_errors(400, 404, 413))
 async def search(body: SearchRequest, request: Request) -> JobAccepted:
     access = access_of(request, Permission.READ)
     sub, settings = submitter(request), settings_of(request)
@@ -65,7 +63,9 @@ async def search(body: SearchRequest, request: Request) -> JobAccepted:
     return JobAccepted(job_id=env.job_id, events_url=events_url(env.job_id))
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobView, response_model_exclude_none=True)
+@router.get(
+    "/v1/jobs/{job_id}", response_model=JobView, response_model_exclude_none=True, responses=rest_errors(404)
+)
 async def get_job(
     job_id: str,
     request: Request,
@@ -82,57 +82,22 @@ async def get_job(
 # --- the seed-compatible shape --------------------------------------------------
 
 
-@router.post("/chat", status_code=202, response_model=JobAccepted)
+@router.post("/chat", status_code=202, response_model=JobAccepted, responses=rest_errors(404))
 async def chat_compat(
     request: Request,
-    query: Annotated[str, Query(min_length=1)],
+    # At most DOCUMIND_MAX_QUESTION_CHARS characters (``openapi.limits``).
+    query: Annotated[str, Query(min_length=1, json_schema_extra=NOT_BLANK)],
     collection: Annotated[str, Query(pattern=COLLECTION_NAME_PATTERN)],
 ) -> JobAccepted:
-    return await chat(ChatRequest(question=query, collection=collection), request)
+    try:
+        body = ChatRequest(question=query, collection=collection)
+    except ValidationError as exc:  # a blank query
+        raise InvalidRequest(f"query: {exc.errors()[0]['msg']}", param="query") from None
+    return await chat(body, request)
 
 
-@router.get("/result/{job_id}", response_model=JobView, response_model_exclude_none=True)
+@router.get(
+    "/result/{job_id}", response_model=JobView, response_model_exclude_none=True, responses=rest_errors(404)
+)
 async def result_compat(job_id: str, request: Request) -> JobView:
     return await get_job(job_id, request, 0)
-
-
-# --- health ---------------------------------------------------------------------
-
-
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@router.get("/readyz")
-async def readyz(request: Request, response: Response) -> dict[str, object]:
-    sub = submitter(request)
-    r = sub.r
-    partitions = sub.space.all()
-    missing: list[str] = []
-    try:
-        await r.ping()
-        for partition in partitions:
-            for stage, lanes in STAGE_LANES.items():
-                for lane in lanes:
-                    try:
-                        groups = await r.xinfo_groups(partition.stream(stage, lane))
-                    except ResponseError:  # no such stream yet
-                        groups = []
-                    names = {as_text(g["name"]) for g in groups}
-                    if group_name(stage) not in names:
-                        name = stage if lane == "interactive" else f"{stage}:{lane}"
-                        missing.append(name if len(partitions) == 1 else f"{name} ({partition.tag})")
-    except BusyLoadingError:
-        # Restarted (by `documind up`'s supervisor, say) and still reading its AOF.
-        response.status_code = 503
-        return {"status": "unavailable", "reason": "valkey is loading its data"}
-    except RedisError as exc:
-        # The probe is public: the details (addresses) go to the log only.
-        logger.warning("readyz: valkey: %s", exc)
-        response.status_code = 503
-        return {"status": "unavailable", "reason": "valkey does not answer"}
-    if missing:
-        response.status_code = 503
-        return {"status": "unavailable", "reason": f"no consumer group yet for: {', '.join(missing)}"}
-    return {"status": "ready"}

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic.config import JsonDict
 
+from libs.common.apikey_record import MAX_NAME_CHARS
 from libs.common.constants import COLLECTION_NAME_PATTERN
+from libs.common.settings import MAX_REQUESTS_PER_MINUTE
+
+# A text with something in it besides white space, as the document says it: the check
+# itself is ``_not_blank`` (str.strip), which JSON Schema's ``pattern`` cannot call.
+NOT_BLANK: Final[JsonDict] = {"pattern": r"\S"}
+# A key's name: what str.isprintable() accepts (a custom format, described in the
+# document; JSON Schema has no pattern for Unicode's printable characters).
+PRINTABLE: Final[JsonDict] = {"format": "printable"}
 
 
 class _Query(BaseModel):
     collection: str = Field(pattern=COLLECTION_NAME_PATTERN)
+    # At most DOCUMIND_MAX_TOP_K: the document carries that limit (``openapi.limits``).
     top_k: int | None = Field(default=None, ge=1)
 
 
@@ -22,7 +33,8 @@ def _not_blank(value: str) -> str:
 
 
 class ChatRequest(_Query):
-    question: str = Field(min_length=1)
+    # At most DOCUMIND_MAX_QUESTION_CHARS characters (``openapi.limits``).
+    question: str = Field(min_length=1, json_schema_extra=NOT_BLANK)
     # The answer is always written to the job's events; with stream the client
     # says it will read them (the response carries the events URL either way).
     stream: bool = False
@@ -31,7 +43,7 @@ class ChatRequest(_Query):
 
 
 class SearchRequest(_Query):
-    query: str = Field(min_length=1)
+    query: str = Field(min_length=1, json_schema_extra=NOT_BLANK)
 
     _strip = field_validator("query")(_not_blank)
 
@@ -108,6 +120,28 @@ class DocumentList(BaseModel):
     documents: list[DocumentView]
 
 
+# --- errors ---------------------------------------------------------------------
+
+
+class ValidationIssue(BaseModel):
+    """One reason a request failed validation (pydantic's error, without its context)."""
+
+    type: str
+    # Where: "body", "query", "path" or "header", then the field's path.
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error of the REST routes (``errors.error_response``)."""
+
+    # What went wrong, in one sentence.
+    detail: str
+    # A request that failed validation (422): each reason.
+    errors: list[ValidationIssue] | None = None
+
+
 class JobView(BaseModel):
     job_id: str
     status: str
@@ -137,14 +171,18 @@ class CollectionDeleted(BaseModel):
 # --- API keys -------------------------------------------------------------------
 
 
+# The key store checks these (``apikey_record.new_record``, with its messages); the
+# schema says the same to clients.
 class KeyCreate(BaseModel):
-    name: str = Field(min_length=1)
-    tenant: str
+    name: str = Field(min_length=1, json_schema_extra={**NOT_BLANK, **PRINTABLE, "maxLength": MAX_NAME_CHARS})
+    tenant: str = Field(json_schema_extra={"pattern": COLLECTION_NAME_PATTERN})
     role: Literal["reader", "writer", "admin"]
     # Omitted or null: every collection of the tenant.
-    collections: list[str] | None = None
+    collections: (
+        list[Annotated[str, Field(json_schema_extra={"pattern": COLLECTION_NAME_PATTERN})]] | None
+    ) = Field(default=None, json_schema_extra={"minItems": 1})
     # Omitted or null: the deployment's default (DOCUMIND_RATE_LIMIT_PER_MIN).
-    requests_per_minute: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_REQUESTS_PER_MINUTE)
     # RFC 3339, with a time zone; omitted or null: never.
     expires_at: AwareDatetime | None = None
 
