@@ -60,7 +60,9 @@ def test_a_partition_and_everything_in_it_hash_to_one_slot() -> None:
         job = keys.job(keys.new_id(partition))
         doc = keys.document(keys.new_id(partition))
         names = [
-            partition.stream("embedder", "bulk"),
+            partition.stream("embedder", "bulk", "acme"),
+            partition.delayed("embedder", "bulk", "acme"),
+            partition.bulk_tenants("embedder"),
             partition.delayed("retriever", "interactive"),
             partition.dead_letters(),
             coll.registry,

@@ -258,10 +258,20 @@ class CommitBatch:
         self.keys = [self.first_key]
         self._index = {self.first_key: 1}
 
-    def add(self, message_id: str, ops: Sequence[Op]) -> None:
-        """One message's ops; ``message_id`` '' applies them without an ack."""
-        encoded = []
+    def add(self, message_id: str, ops: Sequence[Op], stream: str = "") -> None:
+        """One message's ops; ``message_id`` '' applies them without an ack.
+
+        ``stream``: the message's input stream, when it is not ``first_key``.
+        """
+        encoded: list[list[Any]] = []
         index, keys = self._index, self.keys
+        entry: dict[str, Any] = {"id": message_id, "ops": encoded}
+        if stream and stream != self.first_key:
+            position = index.get(stream)
+            if position is None:
+                keys.append(stream)
+                position = index[stream] = len(keys)
+            entry["s"] = position
         for op in ops:
             command = op.encode()
             key = command[1]
@@ -271,7 +281,7 @@ class CommitBatch:
                 position = index[key] = len(keys)
             command[1] = position
             encoded.append(command)
-        self.messages.append({"id": message_id, "ops": encoded})
+        self.messages.append(entry)
 
     @property
     def ids(self) -> list[str]:

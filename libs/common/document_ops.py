@@ -16,7 +16,6 @@ from libs.common.commit import (
     AddMember,
     Delete,
     DeleteFieldIf,
-    Enqueue,
     Expire,
     IfExists,
     Increment,
@@ -26,7 +25,7 @@ from libs.common.commit import (
     SetIfExists,
 )
 from libs.common.constants import COLLECTION_VERSION_FIELD
-from libs.common.envelope import Envelope
+from libs.common.envelope import Envelope, enqueue
 from libs.common.keys import CollectionKeys
 from libs.common.status import DocumentStatus
 
@@ -70,7 +69,7 @@ def delete_document(
         *([Increment(collection.meta, COLLECTION_VERSION_FIELD, if_exists=True)] if bump_version else []),
         SetFields(job.hash, job_fields),
         Expire(job.hash, job_ttl_s),
-        Enqueue(delete_job.stream, delete_job.dumps()),
+        *enqueue(delete_job),
     ]
 
 

@@ -13,7 +13,8 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, Field
 
 from libs.common import keys
-from libs.common.constants import ROUTES, lane_of
+from libs.common.commit import AddMember, Enqueue, Op
+from libs.common.constants import BULK, ROUTES, lane_of
 from libs.common.keys import DEFAULT_TENANT, CollectionKeys, JobKeys, Partition, Stage
 from libs.common.status import JobStatus
 
@@ -103,8 +104,9 @@ class Envelope(BaseModel):
 
     @property
     def stream(self) -> str:
-        """The stream this message is queued on: its current stage's, in its kind's lane."""
-        return self.partition.stream(self.stage, lane_of(self.kind))
+        """The stream this message is queued on: its current stage's, in its kind's lane
+        (on the bulk lane, its tenant's)."""
+        return self.partition.stream(self.stage, lane_of(self.kind), self.tenant)
 
     def dumps(self) -> str:
         return self.model_dump_json()
@@ -112,6 +114,15 @@ class Envelope(BaseModel):
     @classmethod
     def loads(cls, raw: str | bytes) -> Envelope:
         return cls.model_validate_json(raw)
+
+
+def enqueue(env: Envelope) -> list[Op]:
+    """The ops that queue ``env`` at its stage: its stream entry and, on the bulk lane,
+    its tenant in the set of tenants whose streams the stage's workers read."""
+    ops: list[Op] = [Enqueue(env.stream, env.dumps())]
+    if lane_of(env.kind) == BULK:
+        ops.append(AddMember(env.partition.bulk_tenants(env.stage), env.tenant))
+    return ops
 
 
 def stage_status(kind: str, stage: Stage, last: bool = True) -> JobStatus:

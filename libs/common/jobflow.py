@@ -28,7 +28,6 @@ from typing import Any
 
 from libs.common.commit import (
     AppendEntry,
-    Enqueue,
     Expire,
     Guard,
     Increment,
@@ -39,7 +38,7 @@ from libs.common.commit import (
     SetFields,
 )
 from libs.common.constants import DEAD_LETTER_MAXLEN, DONE_TTL_S
-from libs.common.envelope import Envelope, stage_status
+from libs.common.envelope import Envelope, enqueue, stage_status
 from libs.common.errors import DocuMindError, JobEnded, RetryableError, is_retryable
 from libs.common.events import event_ops
 from libs.common.keys import Lane, Partition, Stage
@@ -56,6 +55,8 @@ class Message:
     env: Envelope | None
     delivered: int = 1
     read_at: float = 0.0
+    # The stream it was read from (the bulk lane reads one per tenant).
+    stream: str = ""
 
 
 @dataclass(slots=True)
@@ -76,9 +77,9 @@ class StageContext:
     def stream(self) -> str:
         return self.partition.stream(self.stage, self.lane)
 
-    @property
-    def delayed(self) -> str:
-        return self.partition.delayed(self.stage, self.lane)
+    def delayed_of(self, env: Envelope) -> str:
+        """Where a retry of ``env`` waits out its backoff (on the bulk lane, its tenant's)."""
+        return self.partition.delayed(self.stage, self.lane, env.tenant)
 
 
 @dataclass(slots=True)
@@ -190,7 +191,7 @@ def forward(ctx: StageContext, m: Message, out: Output, timings: dict[str, float
     finished = stage_status(env.kind, ctx.stage, last=False)
     ops: list[Op] = [
         Guard(job),
-        Enqueue(forwarded.stream, forwarded.dumps()),
+        *enqueue(forwarded),
         Expire(job, ctx.job_ttl_s),
         *out.ops,
         *join,
@@ -218,7 +219,7 @@ def split(ctx: StageContext, m: Message, out: Output, timings: dict[str, float],
     }
     ops: list[Op] = [
         Guard(job),
-        *[Enqueue(p.stream, p.dumps()) for p in parts],
+        *[op for p in parts for op in enqueue(p)],
         SetFields(job, status),
         Expire(job, ctx.job_ttl_s),
         *out.ops,
@@ -251,7 +252,7 @@ def fail_or_retry(
         event = {"stage": ctx.stage, "attempt": attempts, "error": reason, "delay_s": round(delay, 3)}
         ops: list[Op] = [
             Guard(job),
-            Schedule(ctx.delayed, at.now + delay, retry.dumps()),
+            Schedule(ctx.delayed_of(env), at.now + delay, retry.dumps()),
             Increment(job, "attempts"),
             SetFields(job, {"last_error": reason, "updated_at": repr(at.now)}),
             Expire(job, ctx.job_ttl_s),

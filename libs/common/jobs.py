@@ -16,7 +16,15 @@ import redis.asyncio as aioredis
 
 from libs.common import keys
 from libs.common.access import Access, reaches
-from libs.common.constants import BLOB_TTL_S, DONE_TTL_S, EVENTS_MAXLEN, JOB_TTL_S, CollectionMode
+from libs.common.constants import (
+    BLOB_TTL_S,
+    BULK,
+    DONE_TTL_S,
+    EVENTS_MAXLEN,
+    JOB_TTL_S,
+    CollectionMode,
+    lane_of,
+)
 from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.events import queued_ttl_s
@@ -76,6 +84,7 @@ class JobStore:
             job=env.job_keys,
             collection=env.collection_keys,
             mode=collection,
+            bulk_tenants=env.partition.bulk_tenants(env.stage) if lane_of(env.kind) == BULK else None,
             envelope=env.dumps(),
             job_fields={**job_fields(env), **(extra or {})},
             job_ttl_s=self.ttl_s,

@@ -51,13 +51,26 @@ class Partition:
     def key(self, *parts: str) -> str:
         return _prefix(self.index) + ":".join(parts)
 
-    def stream(self, stage: Stage, lane: Lane) -> str:
-        """The input stream of ``stage`` for one lane of this partition."""
-        return _stream(self.index, stage, lane)
+    def stream(self, stage: Stage, lane: Lane, tenant: str = DEFAULT_TENANT) -> str:
+        """The input stream of ``stage`` for one lane of this partition.
 
-    def delayed(self, stage: Stage, lane: Lane) -> str:
-        """Sorted set of a stage's messages waiting out a retry backoff (score = due time)."""
-        return self.key("delayed", stage) if lane == "interactive" else self.key("delayed", stage, lane)
+        The interactive lane has one stream; the bulk lane one per tenant, which a
+        stage's workers read round-robin (``fair_read.py``): one tenant's backlog
+        never queues another's uploads behind it.
+        """
+        return _stream(self.index, stage, lane, tenant)
+
+    def delayed(self, stage: Stage, lane: Lane, tenant: str = DEFAULT_TENANT) -> str:
+        """Sorted set of a stage's messages waiting out a retry backoff (score = due time);
+        like the streams, one per tenant on the bulk lane."""
+        if lane == "interactive":
+            return self.key("delayed", stage)
+        return self.key("delayed", stage, lane, "t", tenant)
+
+    def bulk_tenants(self, stage: Stage) -> str:
+        """Set of the tenants with a bulk stream at ``stage`` in this partition: the
+        streams that stage's bulk workers read (a tenant joins with its first bulk job)."""
+        return self.key("bulk", stage, "tenants")
 
     def dead_letters(self) -> str:
         """Dead letters of the partition: entries carry the stage and the reason."""
@@ -74,8 +87,8 @@ class Partition:
 
 
 @lru_cache(maxsize=4096)
-def _stream(index: int, stage: Stage, lane: Lane) -> str:
-    parts = ("stream", stage) if lane == "interactive" else ("stream", stage, lane)
+def _stream(index: int, stage: Stage, lane: Lane, tenant: str) -> str:
+    parts = ("stream", stage) if lane == "interactive" else ("stream", stage, lane, "t", tenant)
     return _prefix(index) + ":".join(parts)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from libs.common import apikey_record, events
+from libs.common import events
 from libs.common.constants import (
     COLLECTION_VERSION_FIELD,
     ENVELOPE_FIELD,
@@ -25,14 +25,14 @@ from libs.common.constants import (
 from libs.common.status import FINAL_STATUSES, DocumentStatus, JobStatus
 
 
-def _lua_str(value: str) -> str:
+def lua_str(value: str) -> str:
     if "'" in value or "\\" in value:
         raise ValueError(f"not a plain Lua string: {value!r}")
     return f"'{value}'"
 
 
 def _prelude() -> str:
-    final = ", ".join(f"[{_lua_str(s.value)}]=true" for s in sorted(FINAL_STATUSES))
+    final = ", ".join(f"[{lua_str(s.value)}]=true" for s in sorted(FINAL_STATUSES))
     constants = {
         "S_QUEUED": JobStatus.QUEUED,
         "S_EXPIRED": JobStatus.EXPIRED,
@@ -55,7 +55,7 @@ def _prelude() -> str:
         "R_DUPLICATE": SubmitAnswer.DUPLICATE,
     }
     lines = [f"local FINAL = {{{final}}}"]
-    lines += [f"local {name} = {_lua_str(str(value))}" for name, value in constants.items()]
+    lines += [f"local {name} = {lua_str(str(value))}" for name, value in constants.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -78,7 +78,9 @@ def with_prelude(source: str) -> str:
 # gateway's own commits). Deleting acknowledged entries keeps a stream's length
 # equal to its live backlog without ever trimming an unacknowledged entry.
 # KEYS[1] = input stream (or any key of the partition), KEYS[2..] = keys the ops name by index.
-# ARGV[1] = group, ARGV[2] = JSON list of {"id": entry id, "ops": [[op, key index, args...]]}.
+# ARGV[1] = group, ARGV[2] = JSON list of {"id": entry id, "ops": [[op, key index, args...]]},
+# with "s": the key index of the message's input stream when it is not KEYS[1] (a batch
+# of the bulk lane holds several tenants' streams).
 # The ops are built by libs/common/commit.py, which documents each one.
 # Returns per message: 1 applied, 0 stale (already acknowledged), 2 acknowledged but
 # skipped by its GUARD (the job was already final), 3 stopped by REQUIRE (a key was gone).
@@ -98,8 +100,9 @@ end
 for i, msg in ipairs(batch) do
   local result = 1
   if msg.id ~= '' then
-    result = redis.call('XACK', KEYS[1], group, msg.id)
-    if result == 1 then redis.call('XDEL', KEYS[1], msg.id) end
+    local input = KEYS[msg.s or 1]
+    result = redis.call('XACK', input, group, msg.id)
+    if result == 1 then redis.call('XDEL', input, msg.id) end
   end
   if result == 1 then
     for _, op in ipairs(msg.ops) do
@@ -136,14 +139,15 @@ return applied
 # has its limit of jobs in flight in this partition) or 'duplicate:<document id>'
 # (that content is already in the collection). The tenant's in-flight set holds
 # the job (scored by its deadline) until a final status removes it; an entry past
-# its deadline no longer counts. See scripts.Submit for KEYS and ARGV.
+# its deadline no longer counts. A bulk job's tenant joins the set of tenants whose
+# streams the stage's workers read. See scripts.Submit for KEYS and ARGV.
 SUBMIT: Final = """
 local stream, job, registry, meta, hashes, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local inflight = KEYS[7]
+local inflight, bulk_tenants = KEYS[7], KEYS[8]
 local max_backlog, envelope, job_ttl, blob_bytes, blob_ttl, name, mode, now, sha, doc_id, events_ttl =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local has_doc, has_blob = ARGV[12] == '1', ARGV[13] == '1'
-local max_inflight, deadline = tonumber(ARGV[14]), tonumber(ARGV[15])
+local max_inflight, deadline, tenant = tonumber(ARGV[14]), tonumber(ARGV[15]), ARGV[16]
 if mode == M_REQUIRE and redis.call('SISMEMBER', registry, name) == 0 then return R_UNKNOWN end
 if sha ~= '' then
   local existing = redis.call('HGET', hashes, sha)
@@ -158,23 +162,53 @@ if redis.call('TTL', inflight) < keep then redis.call('EXPIRE', inflight, keep) 
 if mode == M_CREATE and redis.call('SADD', registry, name) == 1 then
   redis.call('HSET', meta, 'name', name, 'description', '', 'created_at', now)
 end
-local n = tonumber(ARGV[16])
+local n = tonumber(ARGV[17])
 local fields = {}
-for i = 17, 16 + n do fields[#fields + 1] = ARGV[i] end
+for i = 18, 17 + n do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
 redis.call('EXPIRE', job, job_ttl)
 if has_doc then
   local d = {}
-  for i = 17 + n, #ARGV do d[#d + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[8], unpack(d))
-  for k = 9, 11 do redis.call('SADD', KEYS[k], doc_id) end
+  for i = 18 + n, #ARGV do d[#d + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[9], unpack(d))
+  for k = 10, 12 do redis.call('SADD', KEYS[k], doc_id) end
   if sha ~= '' then redis.call('HSET', hashes, sha, doc_id) end
 end
 if has_blob then redis.call('SET', KEYS[#KEYS], blob_bytes, 'EX', blob_ttl) end
 redis.call('XADD', stream, '*', F_ENVELOPE, envelope)
+if tenant ~= '' then redis.call('SADD', bulk_tenants, tenant) end
 redis.call('XADD', events, '*', E_TYPE, EV_QUEUED, E_DATA, cjson.encode({status=S_QUEUED}))
 redis.call('EXPIRE', events, events_ttl)
 return R_OK
+"""
+
+# Reads a batch for one consumer from several streams of a partition (the bulk
+# lane's, one per tenant), in turns: each pass asks every stream that still has
+# entries for an equal share of what is left to read, so a batch holds every
+# waiting tenant's work, however long one tenant's queue is.
+# KEYS = the streams, the first to be served first; ARGV[1] = group, ARGV[2] =
+# consumer, ARGV[3] = how many entries at most. Returns {{stream index, entries}, ...}
+# with entries as XREADGROUP gives them.
+FAIR_READ: Final = """
+local group, consumer, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out, active = {}, {}
+for i = 1, #KEYS do active[i] = i end
+while want > 0 and #active > 0 do
+  local share, still = math.max(1, math.floor(want / #active)), {}
+  for _, i in ipairs(active) do
+    if want <= 0 then break end
+    local n = math.min(share, want)
+    local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', KEYS[i], '>')
+    if got then
+      local entries = got[1][2]
+      out[#out + 1] = {i, entries}
+      want = want - #entries
+      if #entries == n then still[#still + 1] = i end
+    end
+  end
+  active = still
+end
+return out
 """
 
 # Moves retries whose backoff has elapsed back onto the stage's stream.
@@ -304,95 +338,3 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', E_TYPE, EV_DONE, E_DATA
 redis.call('EXPIRE', KEYS[4], ARGV[3])
 return 1
 """
-
-
-# --- API keys (issue 12) --------------------------------------------------------
-
-
-def _apikey_names() -> str:
-    """The record's field names and AUTHENTICATE's outcome codes, generated from Python."""
-    outcomes = [f"local A_{o.name} = {int(o)}" for o in apikey_record.AuthOutcome]
-    fields = {
-        "K_SECRET": apikey_record.SECRET_FIELD,
-        "K_TENANT": apikey_record.TENANT_FIELD,
-        "K_ROLE": apikey_record.ROLE_FIELD,
-        "K_COLLECTIONS": apikey_record.COLLECTIONS_FIELD,
-        "K_RPM": apikey_record.RPM_FIELD,
-        "K_EXPIRES": apikey_record.EXPIRES_FIELD,
-        "K_REVOKED": apikey_record.REVOKED_FIELD,
-    }
-    return "\n".join([*outcomes, *(f"local {n} = {_lua_str(v)}" for n, v in fields.items())]) + "\n"
-
-
-# Generated from Python (libs/common/apikey_record.py): shared by the API-key scripts.
-APIKEY_NAMES: Final = _apikey_names()
-
-
-def _with_apikey_names(body: str) -> str:
-    """``body`` after the lines of :data:`APIKEY_NAMES` that define a name it uses."""
-    used = [line for line in APIKEY_NAMES.splitlines() if re.search(rf"\b{line.split()[1]}\b", body)]
-    return "\n".join([*used, body])
-
-
-# Authenticates one request and applies its key's rate limit, in one atomic step.
-# The secret's hash must match before anything else is looked at or counted: a
-# wrong secret, an unknown id or a hash mismatch is A_UNKNOWN and leaves the key's
-# budget alone; then a revoked key is A_REVOKED, an expired one A_EXPIRED (neither
-# counted). The operator (checked in-process by the caller) has no record: only its
-# rate is applied. Rate limit: GCRA in integer microseconds, emission interval
-# floor(60e6 / rpm), burst rpm; the rate key holds the key's theoretical arrival
-# time (TAT) and expires when the key's full burst is back. A refused request
-# changes nothing.
-# KEYS[1] = the key's record, KEYS[2] = its rate state (one hash tag: one slot).
-# ARGV[1] = sha256(secret) hex ('' for the operator), ARGV[2] = now (integer
-# microseconds since the epoch), ARGV[3] = the default requests per minute,
-# ARGV[4] = '1' for the operator (no record), else '0'.
-# Returns {A_UNKNOWN}, {A_REVOKED}, {A_EXPIRED}, or {A_OK, allowed (1/0), limit,
-# remaining, reset s, retry-after s (0 when allowed), tenant, role, collections}
-# (seconds rounded up; tenant, role and collections '' for the operator).
-AUTHENTICATE: Final = _with_apikey_names(
-    """
-local now, operator, rpm, h = tonumber(ARGV[2]), ARGV[4] == '1', tonumber(ARGV[3]), {}
-if not operator then
-  h = redis.call('HMGET', KEYS[1], K_SECRET, K_REVOKED, K_EXPIRES, K_RPM, K_TENANT, K_ROLE, K_COLLECTIONS)
-  if not h[1] or h[1] ~= ARGV[1] then return {A_UNKNOWN} end
-  if h[2] and h[2] ~= '' then return {A_REVOKED} end
-  if h[3] and h[3] ~= '' and now >= tonumber(h[3]) * 1000000 then return {A_EXPIRED} end
-  rpm = tonumber(h[4]) or rpm
-end
-local interval = math.floor(60000000 / rpm)
-local tau = interval * rpm
-local tat = tonumber(redis.call('GET', KEYS[2])) or now
-if tat < now then tat = now end
-local allow_at = tat + interval - tau
-local allowed, remaining, reset, retry = 0, 0, tat - now, allow_at - now
-if now >= allow_at then
-  allowed, retry = 1, 0
-  tat = tat + interval
-  local ttl_ms = math.ceil((tat - now) / 1000)
-  redis.call('SET', KEYS[2], string.format('%.0f', tat), 'PX', string.format('%.0f', ttl_ms))
-  remaining = math.floor((now - allow_at) / interval)
-  reset = tat - now
-end
-return {A_OK, allowed, rpm, remaining, math.ceil(reset / 1000000), math.ceil(retry / 1000000),
-  h[5] or '', h[6] or '', h[7] or ''}
-"""
-)
-
-# Revokes a key: the record keeps its revoked_at (AUTHENTICATE answers A_REVOKED)
-# until it expires after a retention period; its rate state goes at once.
-# KEYS[1] = the key's record, KEYS[2] = its rate state.
-# ARGV[1] = the tenant the key must belong to ('' = any: the operator),
-# ARGV[2] = now (epoch seconds), ARGV[3] = retention seconds.
-# Returns 0 (no such key in that tenant), 1 (revoked now) or 2 (revoked already).
-REVOKE_API_KEY: Final = _with_apikey_names(
-    """
-local h = redis.call('HMGET', KEYS[1], K_TENANT, K_REVOKED)
-if not h[1] or (ARGV[1] ~= '' and h[1] ~= ARGV[1]) then return 0 end
-if h[2] and h[2] ~= '' then return 2 end
-redis.call('HSET', KEYS[1], K_REVOKED, ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3], 'LT')
-redis.call('DEL', KEYS[2])
-return 1
-"""
-)

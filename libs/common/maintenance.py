@@ -43,10 +43,17 @@ class Reader(Protocol):
     consumer: str
     slots: asyncio.Semaphore
     stopping: asyncio.Event
-    inflight: set[str]
+    inflight: dict[str, str]
     outage: Outage
 
-    def decode(self, mid: bytes | str, fields: dict[Any, Any], now: float, delivered: int = 1) -> Message: ...
+    @property
+    def read_count(self) -> int: ...
+
+    def queues(self) -> list[tuple[str, str]]: ...
+
+    def decode(
+        self, mid: bytes | str, fields: dict[Any, Any], now: float, delivered: int = 1, *, stream: str
+    ) -> Message: ...
 
     def spawn(self, messages: list[Message]) -> None: ...
 
@@ -79,10 +86,10 @@ class Maintenance:
                 if time.monotonic() - last_gauges >= GAUGE_REFRESH_S:
                     await self.refresh_gauges()
                     last_gauges = time.monotonic()
-                ctx = self.w.ctx
-                await self._move_due(
-                    delayed=ctx.delayed, stream=ctx.stream, now=time.time(), limit=MOVE_DUE_LIMIT
-                )
+                for stream, delayed in self.w.queues():
+                    await self._move_due(
+                        delayed=delayed, stream=stream, now=time.time(), limit=MOVE_DUE_LIMIT
+                    )
                 if time.monotonic() - last_heartbeat >= self.s.visibility_timeout_s / 3:
                     await self.heartbeat()
                     last_heartbeat = time.monotonic()
@@ -95,37 +102,51 @@ class Maintenance:
                 self.w.outage.answered()
 
     async def refresh_gauges(self) -> None:
-        """Backlog gauges of this stream (and the dead letters), read in one round trip."""
+        """Backlog gauges of the lane's streams, summed (and the dead letters), in one round trip."""
         ctx = self.w.ctx
+        queues = self.w.queues()
         async with self.r.pipeline(transaction=False) as pipe:
-            pipe.xlen(ctx.stream)
-            pipe.xinfo_groups(ctx.stream)
-            pipe.zcard(ctx.delayed)
+            for stream, delayed in queues:
+                pipe.xlen(stream)
+                pipe.xinfo_groups(stream)
+                pipe.zcard(delayed)
             pipe.xlen(ctx.partition.dead_letters())
-            length, groups, delayed, dead = await pipe.execute(raise_on_error=False)
-        mine = [
-            g for g in (groups if isinstance(groups, list) else []) if as_text(g.get("name")) == self.w.group
-        ]
-        if isinstance(length, int):
-            metrics.STREAM_LENGTH.labels(ctx.stage, ctx.lane).set(length)
-        if mine:
-            metrics.PENDING.labels(ctx.stage, ctx.lane).set(int(mine[0].get("pending") or 0))
-            metrics.GROUP_LAG.labels(ctx.stage, ctx.lane).set(int(mine[0].get("lag") or 0))
-        if isinstance(delayed, int):
-            metrics.DELAYED.labels(ctx.stage, ctx.lane).set(delayed)
+            *replies, dead = await pipe.execute(raise_on_error=False)
+        length = pending = lag = delayed_n = 0
+        for n, groups, delayed in zip(replies[::3], replies[1::3], replies[2::3], strict=True):
+            length += n if isinstance(n, int) else 0
+            delayed_n += delayed if isinstance(delayed, int) else 0
+            for g in groups if isinstance(groups, list) else []:
+                if as_text(g.get("name")) == self.w.group:
+                    pending += int(g.get("pending") or 0)
+                    lag += int(g.get("lag") or 0)
+        metrics.STREAM_LENGTH.labels(ctx.stage, ctx.lane).set(length)
+        metrics.PENDING.labels(ctx.stage, ctx.lane).set(pending)
+        metrics.GROUP_LAG.labels(ctx.stage, ctx.lane).set(lag)
+        metrics.DELAYED.labels(ctx.stage, ctx.lane).set(delayed_n)
         if isinstance(dead, int):
             metrics.DEAD_LETTER_SIZE.set(dead)
 
     async def heartbeat(self) -> None:
         """Reset the idle time of messages still being worked on, so they are not reclaimed."""
-        if self.w.inflight:
-            await self.r.xclaim(
-                self.w.ctx.stream, self.w.group, self.w.consumer, 0, list(self.w.inflight), justid=True
-            )
+        by_stream: dict[str, list[Any]] = {}
+        for mid, stream in list(self.w.inflight.items()):
+            by_stream.setdefault(stream, []).append(mid)
+        for stream, ids in by_stream.items():
+            await self.r.xclaim(stream, self.w.group, self.w.consumer, 0, ids, justid=True)
 
     async def reclaim(self) -> int:
-        """Take over messages idle longer than the visibility timeout, whoever held them."""
-        stream = self.w.ctx.stream
+        """Take over messages idle longer than the visibility timeout, whoever held them
+        (from the first of the worker's streams that has some)."""
+        for stream, _delayed in self.w.queues():
+            if self.w.stopping.is_set():
+                return 0
+            taken = await self._reclaim_from(stream)
+            if taken:
+                return taken
+        return 0
+
+    async def _reclaim_from(self, stream: str) -> int:
         await self.w.slots.acquire()
         try:
             _next, claimed, _deleted = await self.r.xautoclaim(
@@ -134,7 +155,7 @@ class Maintenance:
                 self.w.consumer,
                 min_idle_time=int(self.s.visibility_timeout_s * 1000),
                 start_id="0-0",
-                count=self.s.read_count,
+                count=self.w.read_count,
             )
         except BaseException:
             self.w.slots.release()
@@ -148,7 +169,7 @@ class Maintenance:
             pending = await pipe.execute()
         now = time.time()
         messages = [
-            self.w.decode(mid, fields, now, delivered=int(p[0]["times_delivered"]) if p else 1)
+            self.w.decode(mid, fields, now, delivered=int(p[0]["times_delivered"]) if p else 1, stream=stream)
             for (mid, fields), p in zip(claimed, pending, strict=True)
         ]
         metrics.RECLAIMED.labels(self.w.ctx.stage).inc(len(messages))

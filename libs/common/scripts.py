@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 
-from libs.common import lua, slots
+from libs.common import lua, lua_apikeys, slots
 from libs.common.apikey_record import AuthOutcome
 from libs.common.commit import CommitBatch, Scalar
 from libs.common.constants import CollectionMode
@@ -72,6 +72,7 @@ class Submit(_Script):
         job: JobKeys,
         collection: CollectionKeys,
         mode: CollectionMode,
+        bulk_tenants: str | None,
         envelope: str,
         job_fields: Mapping[str, str],
         job_ttl_s: int,
@@ -83,7 +84,12 @@ class Submit(_Script):
         document: NewDocument | None = None,
         blob_ttl_s: int = 0,
     ) -> str:
-        """'ok', 'unknown', 'full', 'busy' or 'duplicate:<document id>' (see ``lua.SUBMIT``)."""
+        """'ok', 'unknown', 'full', 'busy' or 'duplicate:<document id>' (see ``lua.SUBMIT``).
+
+        ``bulk_tenants``: for a job on the bulk lane, the set its tenant joins
+        (``Partition.bulk_tenants``); None on the interactive lane.
+        """
+        partition = collection.partition
         keys = [
             stream,
             job.hash,
@@ -91,7 +97,9 @@ class Submit(_Script):
             collection.meta,
             collection.hashes,
             job.events,
-            collection.partition.inflight(collection.tenant),
+            partition.inflight(collection.tenant),
+            # Unused on the interactive lane: a key of the partition stands in (no '' keys).
+            bulk_tenants or partition.inflight(collection.tenant),
         ]
         doc_fields: list[Scalar] = []
         blob = b""
@@ -123,11 +131,27 @@ class Submit(_Script):
             "1" if document is not None and document.blob is not None else "0",
             max_inflight,
             repr(deadline),
+            collection.tenant if bulk_tenants else "",
             len(items),
             *items,
             *doc_fields,
         ]
         return as_text(await self._run(keys, args))
+
+
+class FairRead(_Script):
+    name = "FAIR_READ"
+    source = lua.FAIR_READ
+
+    async def __call__(
+        self, streams: Sequence[str], *, group: str, consumer: str, count: int
+    ) -> list[tuple[str, list[Any]]]:
+        """Up to ``count`` new entries for ``consumer``, shared out over ``streams``
+        (the first served first): (stream, [(id, [field, value, ...]), ...]) per stream read."""
+        if not streams:
+            return []
+        reply: list[Any] = await self._run(streams, [group, consumer, count])
+        return [(streams[int(index) - 1], entries) for index, entries in reply]
 
 
 class MoveDue(_Script):
@@ -266,7 +290,7 @@ class AuthReply:
 
 class Authenticate(_Script):
     name = "AUTHENTICATE"
-    source = lua.AUTHENTICATE
+    source = lua_apikeys.AUTHENTICATE
 
     async def __call__(
         self, key: ApiKeyKeys, *, secret_sha256: str | None, now: float, default_rpm: int
@@ -290,7 +314,7 @@ class Authenticate(_Script):
 
 class RevokeApiKey(_Script):
     name = "REVOKE_API_KEY"
-    source = lua.REVOKE_API_KEY
+    source = lua_apikeys.REVOKE_API_KEY
 
     async def __call__(self, key: ApiKeyKeys, *, tenant: str | None, now: float, retention_s: int) -> int:
         """0: no such key (in ``tenant``, when given); 1: revoked now; 2: revoked already."""

@@ -104,6 +104,10 @@ class WorkerSettings(CommonSettings):
     consumer: str = ""
     # XREADGROUP COUNT: messages handed to the handler as one batch.
     read_count: int = Field(default=32, ge=1)
+    # The same for the bulk lane (uploads, deletes: each can be a part of up to
+    # INGEST_PART_CHUNKS chunks): a batch is committed whole, so this bounds how long
+    # another tenant's upload, read into the next batch, waits for the batches ahead.
+    bulk_read_count: int = Field(default=32, ge=1)
     # XREADGROUP BLOCK in milliseconds.
     read_block_ms: int = Field(default=1000, ge=1)
     # Batches handled at the same time by one process.

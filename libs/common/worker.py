@@ -33,9 +33,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import jobflow, metrics
 from libs.common.commit import SKIPPED, STALE, CommitBatch
-from libs.common.constants import ENVELOPE_FIELD, INTERACTIVE
+from libs.common.constants import BULK, ENVELOPE_FIELD, INTERACTIVE
 from libs.common.envelope import Envelope, stage_status
 from libs.common.errors import JobEnded
+from libs.common.fair_read import TenantStreams, create_group, field_map
 from libs.common.jobflow import Decision, Message, Settled, StageContext
 from libs.common.keys import Lane, Partition, Stage, group_name
 from libs.common.logs import job_log
@@ -84,7 +85,10 @@ class Worker:
         self._mark = MarkRunning(client)
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.stopping = asyncio.Event()
-        self.inflight: set[str] = set()
+        # Entry ids being worked on, and the stream each was read from.
+        self.inflight: dict[str, str] = {}
+        # The bulk lane reads a stream per tenant, in turns (fair_read.py).
+        self.tenants = TenantStreams(client, self.ctx.partition, stage, self.group) if lane == BULK else None
         self._tasks: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
         # Shared by the workers on this client (a process's): one log line per Valkey outage.
@@ -103,18 +107,34 @@ class Worker:
 
     @property
     def stream(self) -> str:
+        """The lane's stream (on the bulk lane, the default tenant's)."""
         return self.ctx.stream
+
+    @property
+    def read_count(self) -> int:
+        """Messages read as one batch (the bulk lane has its own count)."""
+        return self.s.bulk_read_count if self.tenants is not None else self.s.read_count
+
+    def queues(self) -> list[tuple[str, str]]:
+        """Every stream this worker reads, with the delayed set of its retries (on the
+        bulk lane, every tenant's it knows)."""
+        ctx = self.ctx
+        if self.tenants is None:
+            return [(ctx.stream, ctx.partition.delayed(ctx.stage, ctx.lane))]
+        return [
+            (stream, ctx.partition.delayed(ctx.stage, ctx.lane, tenant))
+            for tenant, stream in self.tenants.streams.items()
+        ]
 
     # --- lifecycle -----------------------------------------------------------
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and stream); an existing group is fine."""
-        try:
-            # From id 0: jobs queued before the first worker started are kept.
-            await self.r.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        if self.tenants is not None:
+            self.tenants.forget()
+            await self.tenants.refresh()
+        else:
+            await create_group(self.r, self.stream, self.group)
 
     def stop(self) -> None:
         """Stop reading; in-flight batches finish within the grace period."""
@@ -197,19 +217,25 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_batch(self, messages: list[Message]) -> None:
-        ids = [m.id for m in messages]
-        self.inflight.update(ids)
+        inflight = self.inflight
+        for m in messages:
+            inflight[m.id] = m.stream
         try:
             await self.process(messages)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             logger.error("stage=%s could not commit a batch of %d: %s", self.stage, len(messages), exc)
         finally:
-            self.inflight.difference_update(ids)
+            for m in messages:
+                inflight.pop(m.id, None)
             self.slots.release()
 
     # --- reading -------------------------------------------------------------
 
     async def read(self) -> list[Message]:
+        if self.tenants is not None:
+            entries = await self.tenants.read(self.consumer, self.read_count, self.s.read_block_ms)
+            now = time.time()
+            return [self.decode(mid, field_map(fields), now, stream=s) for s, mid, fields in entries]
         reply: Any = await self.r.xreadgroup(
             self.group,
             self.consumer,
@@ -220,9 +246,12 @@ class Worker:
         if not reply:
             return []
         now = time.time()
-        return [self.decode(mid, fields, now) for mid, fields in reply[0][1]]
+        stream = self.stream
+        return [self.decode(mid, fields, now, stream=stream) for mid, fields in reply[0][1]]
 
-    def decode(self, mid: bytes | str, fields: dict[Any, Any], now: float, delivered: int = 1) -> Message:
+    def decode(
+        self, mid: bytes | str, fields: dict[Any, Any], now: float, delivered: int = 1, *, stream: str
+    ) -> Message:
         mid_s = mid.decode() if isinstance(mid, bytes) else mid
         raw = fields.get(ENVELOPE_FIELD.encode()) or fields.get(ENVELOPE_FIELD) or b""
         raw_b = raw if isinstance(raw, bytes) else raw.encode()
@@ -230,13 +259,13 @@ class Worker:
             env: Envelope | None = Envelope.loads(raw_b)
         except ValidationError:
             env = None
-        return Message(mid_s, raw_b, env, delivered, now)
+        return Message(mid_s, raw_b, env, delivered, now, stream)
 
     # --- processing ----------------------------------------------------------
 
     async def process(self, messages: list[Message]) -> None:
         """Handle one batch and commit every message's outcome in one round trip."""
-        batch = CommitBatch(self.stream)
+        batch = CommitBatch(messages[0].stream)
         now = time.time()
         live: list[Message] = []
         for m in messages:
@@ -289,7 +318,7 @@ class Worker:
             self._decided(batch, m, jobflow.settle(self.ctx, m, outcome, at))
 
     def _decided(self, batch: CommitBatch, m: Message, decision: Decision) -> None:
-        batch.add(m.id, decision.ops)
+        batch.add(m.id, decision.ops, m.stream)
         if decision.outcome != "skipped":
             self._count(m.env, decision.outcome)
         if decision.dead_lettered:

@@ -14,7 +14,7 @@ import redis
 import redis.asyncio as aioredis
 from pydantic import SecretStr, ValidationError
 
-from libs.common import apikey_record, keys, lua, slots
+from libs.common import apikey_record, keys, lua_apikeys, slots
 from libs.common.apikey_record import AuthOutcome, parse_token
 from libs.common.apikeys import (
     OPERATOR_KEY_ID,
@@ -497,7 +497,7 @@ def test_the_admin_key_may_be_unset_or_strong(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_the_api_key_names_read_back_from_valkey_match_python(valkey: redis.Redis) -> None:
-    probe = lua.APIKEY_NAMES + (
+    probe = lua_apikeys.APIKEY_NAMES + (
         "return {A_OK, A_UNKNOWN, A_REVOKED, A_EXPIRED, K_SECRET, K_TENANT, K_ROLE, K_COLLECTIONS,"
         " K_RPM, K_EXPIRES, K_REVOKED}"
     )

@@ -15,8 +15,10 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_keys_carry_their_partitions_hash_tag() -> None:
     p = Partition(3)
     assert p.stream("embedder", "interactive") == "documind:{p3}:stream:embedder"
-    assert p.stream("embedder", "bulk") == "documind:{p3}:stream:embedder:bulk"
-    assert p.delayed("retriever", "bulk") == "documind:{p3}:delayed:retriever:bulk"
+    # The bulk lane: a stream (and a delayed set) per tenant, and the set of those tenants.
+    assert p.stream("embedder", "bulk", "acme") == "documind:{p3}:stream:embedder:bulk:t:acme"
+    assert p.delayed("retriever", "bulk", "acme") == "documind:{p3}:delayed:retriever:bulk:t:acme"
+    assert p.bulk_tenants("embedder") == "documind:{p3}:bulk:embedder:tenants"
     assert p.dead_letters() == "documind:{p3}:dead"
     coll = CollectionKeys("acme", "docs", p)
     assert coll.meta == "documind:{p3}:t:acme:collection:docs"
@@ -49,7 +51,7 @@ def test_a_job_minted_for_a_collection_finds_the_collections_keys() -> None:
     assert env.collection_keys == target
     assert env.stream == target.partition.stream("embedder", "interactive")
     ingest = Envelope.new("ingest", "manuals", {}, 60, partition=target.partition, tenant="acme")
-    assert ingest.stream == target.partition.stream("embedder", "bulk")
+    assert ingest.stream == target.partition.stream("embedder", "bulk", "acme")
 
 
 def test_no_module_but_the_key_space_formats_a_key() -> None:

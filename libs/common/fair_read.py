@@ -1,0 +1,101 @@
+"""The bulk lane's reading: one stream per tenant, read in turns.
+
+Uploads and deletes (the bulk lane) queue on a stream of their tenant's at each
+stage (``Partition.stream``); the tenant joins the partition's set of bulk
+tenants of that stage as its first job is queued (``SUBMIT``, ``envelope.enqueue``).
+A stage's bulk worker reads all those streams through one consumer group:
+
+- every read first looks up the set (one round trip; a bulk batch takes far longer)
+  and creates the group on the stream of a tenant it has not met;
+- ``FAIR_READ`` then fills the batch in passes, each waiting tenant getting an
+  equal share of what is left, starting one tenant further on every read. A small
+  upload queued behind another tenant's thousands of parts is in the very next batch,
+  so it waits for the batches already running, never for the backlog;
+- with nothing waiting, the worker blocks on every tenant's stream at once.
+
+A batch thus holds entries of several streams; each entry is acknowledged on
+its own (``CommitBatch.add(..., stream=)``). Retries wait in their tenant's delayed
+set and go back to their tenant's stream. The default tenant's stream is always
+read: its group is what ``/readyz`` looks for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from libs.common.constants import BULK
+from libs.common.decode import as_text
+from libs.common.keys import DEFAULT_TENANT, Partition, Stage
+from libs.common.scripts import FairRead
+
+# One entry read: (stream, entry id, fields).
+Entry = tuple[str, Any, Any]
+
+
+async def create_group(client: aioredis.Redis, stream: str, group: str) -> None:
+    """Create ``group`` on ``stream`` (and the stream); an existing group is fine."""
+    try:
+        # From id 0: entries queued before the group existed are kept.
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class TenantStreams:
+    """One stage's bulk streams in one partition, as one consumer reads them."""
+
+    def __init__(self, client: aioredis.Redis, partition: Partition, stage: Stage, group: str) -> None:
+        self.r = client
+        self.partition = partition
+        self.stage = stage
+        self.group = group
+        self.tenants_key = partition.bulk_tenants(stage)
+        # tenant -> stream, for the streams whose group exists.
+        self.streams: dict[str, str] = {}
+        self._turn = 0
+        self._fair_read = FairRead(client)
+
+    def stream_of(self, tenant: str) -> str:
+        return self.partition.stream(self.stage, BULK, tenant)
+
+    def known(self) -> list[str]:
+        return list(self.streams.values())
+
+    def forget(self) -> None:
+        """Groups may be gone (a Valkey that lost its data): create them again on the next read."""
+        self.streams.clear()
+
+    async def refresh(self) -> list[str]:
+        """The streams to read: the default tenant's and those of every tenant in the set."""
+        members = await self.r.smembers(self.tenants_key)
+        for tenant in [DEFAULT_TENANT, *sorted(as_text(m) for m in members)]:
+            if tenant not in self.streams:
+                stream = self.stream_of(tenant)
+                await create_group(self.r, stream, self.group)
+                self.streams[tenant] = stream
+        return self.known()
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Entry]:
+        """Up to ``count`` entries shared fairly over the tenants; blocks while there are none."""
+        streams = await self.refresh()
+        first = self._turn % len(streams)
+        self._turn += 1
+        order = streams[first:] + streams[:first]
+        got = await self._fair_read(order, group=self.group, consumer=consumer, count=count)
+        if not got:
+            reply: Any = await self.r.xreadgroup(
+                self.group, consumer, {s: ">" for s in order}, count=1, block=block_ms
+            )
+            got = [(as_text(stream), entries) for stream, entries in reply or []]
+        return [(stream, mid, fields) for stream, entries in got for mid, fields in entries]
+
+
+def field_map(fields: Any) -> dict[Any, Any]:
+    """An entry's fields as a dict: XREADGROUP's reply has one, a script's a flat list."""
+    if isinstance(fields, dict):
+        return fields
+    return dict(zip(fields[::2], fields[1::2], strict=True))
