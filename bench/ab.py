@@ -1,6 +1,6 @@
 """A/B of a benchmark: this checkout against another revision, alternated in one run.
 
-    .venv/bin/python -m bench.ab --base REV --bench pipeline|latency [--rounds N] [--head REV]
+    .venv/bin/python -m bench.ab --base REV --bench pipeline|ingest|latency [--rounds N] [--head REV]
         [--out DIR] [--json FILE] -- <arguments of the bench>
 
 e.g. ``python -m bench.ab --base 0b7e55d --bench latency --rounds 3 -- --docs 600``.
@@ -82,6 +82,11 @@ FIGURES: dict[str, list[tuple[str, str, Getter]]] = {
         ("CPU µs/job end to end, valkey + stages", "lower", _cpu_sum("documind", "cpu_us_per_job")),
         ("RQ jobs/s (control: same code)", "higher", _row("rq", "jobs_per_s")),
         ("RQ round trip p50, ms (control)", "lower", _row("rq", "rt_p50_ms")),
+    ],
+    "ingest": [
+        ("DocuMind ingest, docs/s", "higher", lambda d: d.get("ingest", {}).get("stack_docs_per_s")),
+        ("ingest / raw model (same run)", "higher", lambda d: d.get("ingest", {}).get("ratio")),
+        ("embedder CPU s", "lower", lambda d: d.get("ingest", {}).get("cpu_s", {}).get("embedder")),
     ],
     "latency": [
         ("chat sequential p50, ms", "lower", _row("chat, sequential", "p50_ms")),

@@ -68,8 +68,20 @@ async def note_ready_s(http: Http, n: int) -> float:
     return time.perf_counter() - started
 
 
-async def not_ready(http: Http, collection: str) -> int:
-    status, body = await http.call("GET", f"/v1/collections/{collection}/documents")
+async def reconnect(tenant: Http) -> Http:
+    """A new connection with ``tenant``'s key (the server closes one idle past its keep-alive)."""
+    http = await Http.connect(tenant.port)
+    http.auth = tenant.auth
+    return http
+
+
+async def not_ready(tenant: Http, collection: str) -> int:
+    """How many of the collection's documents are not ready (asked on a new connection)."""
+    http = await reconnect(tenant)
+    try:
+        status, body = await http.call("GET", f"/v1/collections/{collection}/documents")
+    finally:
+        await http.close()
     if status != 200:
         raise RuntimeError(f"listing answered {status}: {body}")
     return sum(1 for d in body["documents"] if d["status"] != "ready")
@@ -89,6 +101,8 @@ async def run(port: int, texts: list[str], trials: int) -> dict[str, Any]:
         for n in range(trials, 2 * trials):
             behind.append(await note_ready_s(quiet, n))
             left.append(await not_ready(bulky, "abstracts"))
+        await bulky.close()
+        bulky = await reconnect(bulky)  # it idled while the notes were waited on
         for job_id in backlog:
             await bulky.wait_job(job_id)
         drained_s = time.perf_counter() - queued_at

@@ -13,8 +13,11 @@ A stage's bulk worker reads all those streams through one consumer group:
   so it waits for the batches already running, never for the backlog;
 - with nothing waiting, the worker blocks on every tenant's stream at once.
 
-A batch thus holds entries of several streams; each entry is acknowledged on
-its own (``CommitBatch.add(..., stream=)``). Retries wait in their tenant's delayed
+A read thus holds entries of several streams. The worker handles each tenant's
+share as a sub-batch of its own, the smallest first (its texts reach the model
+first), each committed on its own (entries are acknowledged on their own stream:
+``CommitBatch.add(..., stream=)``): a few messages read beside another tenant's many
+are done when they are, not with the rest. Retries wait in their tenant's delayed
 set and go back to their tenant's stream. The default tenant's stream is always
 read: its group is what ``/readyz`` looks for.
 """
@@ -28,6 +31,7 @@ from redis.exceptions import ResponseError
 
 from libs.common.constants import BULK
 from libs.common.decode import as_text
+from libs.common.jobflow import Message
 from libs.common.keys import DEFAULT_TENANT, Partition, Stage
 from libs.common.scripts import FairRead
 
@@ -99,3 +103,12 @@ def field_map(fields: Any) -> dict[Any, Any]:
     if isinstance(fields, dict):
         return fields
     return dict(zip(fields[::2], fields[1::2], strict=True))
+
+
+def per_stream(messages: list[Message]) -> list[list[Message]]:
+    """A batch's messages grouped by the stream they were read from (in order of first
+    appearance): the worker handles each tenant's share as a sub-batch of its own."""
+    groups: dict[str, list[Message]] = {}
+    for m in messages:
+        groups.setdefault(m.stream, []).append(m)
+    return list(groups.values())

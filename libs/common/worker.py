@@ -36,7 +36,7 @@ from libs.common.commit import SKIPPED, STALE, CommitBatch
 from libs.common.constants import BULK, ENVELOPE_FIELD, INTERACTIVE
 from libs.common.envelope import Envelope, stage_status
 from libs.common.errors import JobEnded
-from libs.common.fair_read import TenantStreams, create_group, field_map
+from libs.common.fair_read import TenantStreams, create_group, field_map, per_stream
 from libs.common.jobflow import Decision, Message, Settled, StageContext
 from libs.common.keys import Lane, Partition, Stage, group_name
 from libs.common.logs import job_log
@@ -221,13 +221,24 @@ class Worker:
         for m in messages:
             inflight[m.id] = m.stream
         try:
-            await self.process(messages)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            logger.error("stage=%s could not commit a batch of %d: %s", self.stage, len(messages), exc)
+            if self.tenants is None:
+                await self._process_logged(messages)
+            else:
+                # One sub-batch per tenant, the smallest first (its texts reach the model
+                # first), each committed on its own: a tenant's few messages read beside
+                # another tenant's many are done when they are, not with the rest.
+                subs = sorted(per_stream(messages), key=len)
+                await asyncio.gather(*(self._process_logged(sub) for sub in subs))
         finally:
             for m in messages:
                 inflight.pop(m.id, None)
             self.slots.release()
+
+    async def _process_logged(self, messages: list[Message]) -> None:
+        try:
+            await self.process(messages)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            logger.error("stage=%s could not commit a batch of %d: %s", self.stage, len(messages), exc)
 
     # --- reading -------------------------------------------------------------
 
