@@ -22,7 +22,7 @@ from libs.common.ratelimit import RATE_LIMIT_HEADERS
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import tracing_enabled
-from services.gateway import errors, methods, openapi
+from services.gateway import errors, methods, openapi, webapp
 from services.gateway.answer_cache import CACHE_BYPASS_HEADER
 from services.gateway.auth import PUBLIC_PATHS, Authentication, Gate, authorize
 from services.gateway.body_limit import BodyLimit
@@ -92,7 +92,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
     )
-    public = {*PUBLIC_PATHS, app.openapi_url, DOCS_URL, REDOC_URL, app.swagger_ui_oauth2_redirect_url}
+    public = {
+        *PUBLIC_PATHS,
+        *webapp.PATHS,
+        app.openapi_url,
+        DOCS_URL,
+        REDOC_URL,
+        app.swagger_ui_oauth2_redirect_url,
+    }
     # Outermost first: Host check, CORS, metrics, authentication, body limit (add_middleware prepends).
     app.add_middleware(BodyLimit, settings=settings)
     openai_routes = [route for route in openai_router.routes if isinstance(route, APIRoute)]
@@ -100,7 +107,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(
         Authentication,
         public={p for p in public if p},
-        public_prefixes=[f"{DOCS_ASSETS}/"],
+        public_prefixes=[f"{DOCS_ASSETS}/", *webapp.PREFIXES],
         openai_paths=openai_paths,
         cors_origins=settings.cors_origin_list,
     )
@@ -125,6 +132,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.include_router(openai_router, responses=openapi.OPENAI_AUTHENTICATED)
     app.include_router(health_router)
+    # The web app's page and assets (public; it signs in with a key like any client).
+    webapp.install(app)
     if tracing_enabled():
         # A server span per request: the trace every stage of its job joins.
         FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")

@@ -1,4 +1,6 @@
-"""API keys: create (the secret is shown once), list (never a secret), revoke.
+"""API keys: create (the secret is shown once), list (never a secret), revoke, and
+``GET /v1/me``: what the key in use may do (any valid key may ask; the web app
+offers what the role allows).
 
 An admin key manages its own tenant's keys, within its own collections, and grants
 no more than it has (requests per minute, expiry); the operator key manages every
@@ -11,9 +13,10 @@ from fastapi import APIRouter, Request
 
 from libs.common.apikeys import ApiKeyRecord, ApiKeyStore, Permission
 from libs.common.errors import ApiKeyNotFound, Forbidden
+from libs.common.keys import DEFAULT_TENANT
 from services.gateway.auth import principal_of
 from services.gateway.openapi import rest_errors
-from services.gateway.schemas import KeyCreate, KeyCreated, KeyList, KeyRevoked, KeyView
+from services.gateway.schemas import KeyCreate, KeyCreated, KeyIdentity, KeyList, KeyRevoked, KeyView
 
 router = APIRouter(tags=["keys"])
 
@@ -89,3 +92,17 @@ async def revoke_key(key_id: str, request: Request) -> KeyRevoked:
         raise ApiKeyNotFound(key_id)
     await store.revoke(key_id, principal.keys_scope())
     return KeyRevoked(id=key_id, revoked=True)
+
+
+@router.get("/v1/me", response_model=KeyIdentity)
+async def who_am_i(request: Request) -> KeyIdentity:
+    """The key in use: its id, tenant, role, collections, limit and permissions."""
+    principal = principal_of(request)
+    return KeyIdentity(
+        id=principal.key_id,
+        tenant=principal.tenant or DEFAULT_TENANT,
+        role=principal.role.value,
+        collections=None if principal.collections is None else sorted(principal.collections),
+        requests_per_minute=principal.requests_per_minute,
+        permissions=sorted(p.value for p in principal.permissions),
+    )

@@ -205,6 +205,22 @@ class KeyCreated(KeyView):
     key: str
 
 
+class KeyIdentity(BaseModel):
+    """The key a request is made with (``GET /v1/me``): never its secret."""
+
+    # "operator" for the operator key (DOCUMIND_ADMIN_KEY).
+    id: str
+    # The tenant it acts in ("default" for the operator).
+    tenant: str
+    # reader, writer, admin, or operator.
+    role: str
+    # None: every collection of the tenant.
+    collections: list[str] | None
+    requests_per_minute: int
+    # What the role allows: read, write, manage_keys, manage_all_keys.
+    permissions: list[str]
+
+
 class KeyList(BaseModel):
     keys: list[KeyView]
 
