@@ -18,6 +18,7 @@ import redis
 
 from libs.common import slots
 from libs.common.valkey_server import ValkeyServer
+from tests.seaweed import SeaweedS3
 
 _AUDIT = pytest.StashKey[Path]()
 
@@ -103,3 +104,11 @@ def valkey(valkey_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real S3-compatible server (SeaweedFS) with an empty bucket, for the session:
+    tests keep apart by the tenant or document ids in their keys."""
+    with SeaweedS3(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server

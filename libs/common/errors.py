@@ -4,9 +4,14 @@
 
     DocuMindError
     ├── RetryableError      transient: the message is retried with backoff
-    │                       (``delay_s`` overrides the backoff when set)
+    │   │                   (``delay_s`` overrides the backoff when set)
+    │   └── BlobStoreUnavailable   the blob store (originals, extracted text)
+    │                              does not answer, or answers "not now"
     ├── PermanentError      the input is at fault: the job fails at once,
-    │                       the message goes to the dead-letter stream
+    │   │                   the message goes to the dead-letter stream
+    │   └── BlobStoreRefused       the blob store refuses (credentials, no
+    │                              such bucket): its configuration is at fault
+    ├── BlobStoreError      the base of those two (a mixin beside their bases)
     ├── JobEnded            the job already has a final status (cancelled,
     │                       expired): the message is acknowledged, nothing more
     ├── RequestRefused      a request is not carried out; the message says why
@@ -39,12 +44,13 @@
         ├── JobExpired
         └── JobCancelled
 
-Workers raise the first three. An exception of any other type raised by a
-handler counts as retryable (``is_retryable``): a bug that always fails still ends
-in the dead-letter stream after the maximum attempts, with its message as the
-reason.
+Workers raise the first three (the blob store's errors are of them). An exception
+of any other type raised by a handler counts as retryable (``is_retryable``): a bug
+that always fails still ends in the dead-letter stream after the maximum attempts,
+with its message as the reason.
 
-The gateway raises the rest, and only two of its modules turn them into answers:
+The gateway raises the rest, and only two of its modules turn them into answers
+(a :class:`BlobStoreError` too, as 503: nothing is wrong with the request):
 ``services/gateway/errors.py`` into HTTP responses, ``services/gateway/openai_errors.py``
 into OpenAI's error shape. Nothing here knows HTTP.
 """
@@ -80,6 +86,20 @@ class PermanentError(DocuMindError):
 
 class JobEnded(DocuMindError):
     """Raised only for a job known to be final: its message is simply acknowledged."""
+
+
+class BlobStoreError(DocuMindError):
+    """Either of the blob store's errors (the gateway answers both 503)."""
+
+
+class BlobStoreUnavailable(BlobStoreError, RetryableError):
+    """The blob store did not answer, timed out, or answered with a server error or a
+    request to slow down: the same call may succeed later."""
+
+
+class BlobStoreRefused(BlobStoreError, PermanentError):
+    """The blob store refused the call for a reason retrying does not change: invalid
+    credentials, a missing bucket, no permission on the directory."""
 
 
 def is_retryable(exc: BaseException) -> bool:

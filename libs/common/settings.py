@@ -89,6 +89,26 @@ class CommonSettings(BaseSettings):
     # Exporters: otlp, console or none; unset, otlp when an OTLP endpoint is set, else none.
     otel_traces_exporter: str = Field(default="", validation_alias="OTEL_TRACES_EXPORTER")
     otel_exporter_otlp_endpoint: str = Field(default="", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    # Where uploads' originals and their extracted text are kept (libs/common/blobstore):
+    # "dir", a directory (blob_dir, else DATA_DIR/originals) every service of the stack
+    # reaches; "s3", a bucket of S3-compatible object storage (production).
+    blob_store: Literal["dir", "s3"] = "dir"
+    blob_dir: Path | None = None
+    # S3: the endpoint of a compatible server (SeaweedFS, MinIO; unset: AWS), the bucket
+    # (it must exist), credentials (unset: the AWS_* variables) and region.
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "documind"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    # Longest one S3 request may take (a 50 MB original included), and to connect.
+    s3_timeout_s: float = Field(default=60.0, gt=0)
+    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    @property
+    def blob_root(self) -> Path:
+        """The directory of the "dir" blob store."""
+        return self.blob_dir or self.data_dir / "originals"
 
     @property
     def traces_exporter(self) -> str:
