@@ -5,11 +5,14 @@ Routes and the service layer raise ``libs.common.errors`` classes; the handlers
 status in :data:`HTTP_STATUS` (``Retry-After`` when the error has a delay,
 ``x-should-retry: false`` for a job that ended without an answer). A Valkey that
 does not answer is :class:`QueueUnavailable`, one at its memory limit
-:class:`StoreFull`, and a body that fails validation is 422 with its errors listed.
+:class:`StoreFull`, a blob store that fails (:class:`BlobStoreError`: originals)
+503 with its reason, and a body that fails validation is 422 with its errors listed.
 The OpenAI routes answer in OpenAI's shape instead (``openai_errors``).
 """
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +22,7 @@ from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common.errors import (
+    BlobStoreError,
     Conflict,
     DocuMindError,
     Forbidden,
@@ -38,6 +42,8 @@ from libs.common.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+
+logger = logging.getLogger(__name__)
 
 # The status of each error class (and its subclasses, unless listed themselves).
 HTTP_STATUS: dict[type[DocuMindError], int] = {
@@ -69,6 +75,13 @@ def unavailable(exc: Exception, retry_after_s: int) -> Unavailable:
     if isinstance(exc, OutOfMemoryError):
         return StoreFull(retry_after_s)
     return QueueUnavailable(retry_after_s)
+
+
+def blob_store_down(exc: BlobStoreError, retry_after_s: int) -> Unavailable:
+    """What a client is told when the blob store (originals, extracted text) fails: nothing
+    is wrong with the request. The store's own words (its address, the key) are logged."""
+    logger.warning("blob store failed: %s", exc.message)
+    return Unavailable(retry_after_s, "the store of original files is unavailable; retry later")
 
 
 def status_of(exc: DocuMindError) -> int:
@@ -106,8 +119,13 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     for cls in HTTP_STATUS:
         app.exception_handler(cls)(documind_error)
+
+    async def blobs_down(request: Request, exc: BlobStoreError) -> JSONResponse:
+        return error_response(blob_store_down(exc, retry_after_s))
+
     for down in VALKEY_DOWN:
         app.exception_handler(down)(valkey_down)
+    app.exception_handler(BlobStoreError)(blobs_down)
     app.exception_handler(RequestValidationError)(invalid_request)
 
 

@@ -37,7 +37,8 @@ WHY: Final[dict[int, str]] = {
     422: "A parameter or the body is invalid: `detail` says which, `errors` lists each reason",
     429: "The key's requests per minute, or the tenant's jobs in flight, are used up (see Retry-After)",
     500: "The job failed (the pipeline retried already)",
-    503: "Valkey does not answer or is full, or the queue is full: retry after Retry-After",
+    503: "Valkey does not answer or is full, the queue is full, or the store of original files does not "
+    "answer: retry after Retry-After",
     504: "The job did not finish in time",
 }
 _RETRY_AFTER: Final = {

@@ -1,33 +1,44 @@
-"""Uploads: one or many ``file`` fields, a job and a document per file."""
+"""Uploads: one or many ``file`` fields, a job and a document per file.
+
+Each file's original is put in the blob store before the SUBMIT that registers its
+document, and removed again when SUBMIT refuses it (see ``_submit_one``).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
+from redis.exceptions import OutOfMemoryError
 
 from libs.common.access import Access
 from libs.common.apikeys import Permission
+from libs.common.blobstore import BlobStore, original_key, put_original
 from libs.common.constants import COLLECTION_NAME_PATTERN, MAX_FILENAME_CHARS, SUPPORTED_EXTENSIONS
 from libs.common.errors import (
+    BlobStoreError,
     DuplicateDocument,
     Forbidden,
     InvalidRequest,
     PayloadTooLarge,
     QueueFull,
+    RequestRefused,
     TooManyJobs,
     UnsupportedMediaType,
 )
 from services.gateway.auth import access_of
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
+from services.gateway.originals import blob_store, media_type
 from services.gateway.schemas import UploadAccepted, UploadedDocument
 from services.gateway.submit import Submitter
 
+logger = logging.getLogger(__name__)
 router = APIRouter()
 
 # C0 and C1 control characters (NUL, newlines, escape) and the bidirectional
@@ -103,6 +114,7 @@ async def upload_documents(
                     collection,
                     name,
                     ext,
+                    blobs=blob_store(request),
                     data=data,
                     timeout_s=settings.ingest_timeout_s,
                     replace=replace,
@@ -128,6 +140,7 @@ async def _submit_one(
     filename: str,
     ext: str,
     *,
+    blobs: BlobStore,
     data: bytes,
     timeout_s: float,
     replace: bool,
@@ -148,6 +161,9 @@ async def _submit_one(
     if replace:
         payload["replace"] = True
         replaces = await sub.docs.under_filename(access, collection, filename)
+    # The original first: its id is new, so nothing deletes it before SUBMIT registers
+    # the document. A store that is down refuses the upload (503) with nothing queued.
+    await put_original(blobs, access.tenant, document_id, data, await media_type(ext, data))
     try:
         env = await sub.submit(
             "ingest",
@@ -161,9 +177,26 @@ async def _submit_one(
             document=document,
             sha256=sha256,
         )
-    except DuplicateDocument as dup:
+    except (RequestRefused, OutOfMemoryError) as refused:
+        # SUBMIT said no (a full queue or store, a duplicate, ...): the document does not
+        # exist, nor will its original. Any other error (Valkey went away mid-call) may hide
+        # a SUBMIT that took: the original stays, and is swept if it is an orphan
+        # (libs/common/blobstore/_documents.py).
+        await _discard(blobs, access.tenant, document_id)
+        if not isinstance(refused, DuplicateDocument):
+            raise
+        dup = refused
         # Same content, same collection: the existing document, nothing added.
         existing = await sub.docs.get(dup.document_id, access)
         job_id = existing["job_id"] if existing else ""
         return UploadedDocument(filename=filename, job_id=job_id, document_id=dup.document_id, duplicate=True)
     return UploadedDocument(filename=filename, job_id=env.job_id, document_id=document_id, replaces=replaces)
+
+
+async def _discard(blobs: BlobStore, tenant: str, document_id: str) -> None:
+    """Remove the original of an upload SUBMIT refused; a store that fails now leaves an
+    orphan for the sweep (the refusal is what the client must hear)."""
+    try:
+        await blobs.delete(original_key(tenant, document_id))
+    except BlobStoreError as exc:
+        logger.warning("could not remove the original of refused upload %s: %s", document_id, exc.message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,10 +14,12 @@ from tests.auth import admin_secret, operator_client
 
 
 @pytest.fixture
-def client(valkey_url: str) -> Iterator[TestClient]:
+def client(valkey_url: str, tmp_path: Path) -> Iterator[TestClient]:
     settings = GatewaySettings(  # type: ignore[call-arg]
         _env_file=None,
         valkey_url=valkey_url,
+        # Uploads keep their originals under it.
+        data_dir=tmp_path,
         max_backlog=1,
         max_top_k=5,
         max_question_chars=20,
