@@ -17,6 +17,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.apikeys import ApiKeyStore
+from libs.common.blobstore import build_blob_store
 from libs.common.fanout import Fanout
 from libs.common.ratelimit import RATE_LIMIT_HEADERS
 from libs.common.service import connect
@@ -31,6 +32,7 @@ from services.gateway.events import router as events_router
 from services.gateway.health import router as health_router
 from services.gateway.keys_api import router as keys_router
 from services.gateway.openai_compat import router as openai_router
+from services.gateway.originals import router as originals_router
 from services.gateway.routes import router
 from services.gateway.submit import Submitter
 from services.gateway.uploads import router as uploads_router
@@ -70,6 +72,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         app.state.settings = settings
         app.state.submitter = Submitter(client, settings, waiters)
+        # Uploads' originals and extracted text (DOCUMIND_BLOB_STORE).
+        app.state.blobs = build_blob_store(settings)
         app.state.keys = ApiKeyStore.from_settings(client, settings)
         store = app.state.keys if settings.auth == "on" else None
         app.state.gate = Gate(
@@ -123,7 +127,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_host_list)
     # Each router behind the key check with the errors any of its routes may answer.
-    rest = (router, events_router, collections_router, keys_router)
+    rest = (router, events_router, collections_router, keys_router, originals_router)
     for included in rest:
         app.include_router(included, responses=openapi.AUTHENTICATED)
     # A form that cannot be parsed (400), too many or too large files, unreadable types.
