@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import document_ops, keys
+from libs.common.blobstore import BlobStore, put_text, text_key
 from libs.common.commit import Delete, Op
 from libs.common.constants import EMBEDDED_PART_FIELD, EMBEDDER
 from libs.common.decode import as_text
@@ -47,10 +48,20 @@ class EmbedHandler:
     Uploads are parsed in a sandbox (``sandbox.py``: a child process per upload,
     with limits on time, memory, characters and chunks), all of a read's at once up
     to ``parse_processes``; a tiny text file is parsed here, off the event loop.
+
+    With a ``blobs`` store, each parsed upload's text goes there, page by page, for the
+    viewer (``GET /v1/documents/{id}/text``) before its message is handed on.
     """
 
-    def __init__(self, client: aioredis.Redis, embedder: Embedder, settings: EmbedderSettings) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        embedder: Embedder,
+        settings: EmbedderSettings,
+        blobs: BlobStore | None = None,
+    ) -> None:
         self.r = client
+        self.blobs = blobs
         self.embedder = embedder
         self.s = settings
         # Every text goes through the cache (only texts it lacks reach the model) and
@@ -197,7 +208,17 @@ class EmbedHandler:
             len(parsed.chunks),
             extra=job_log(env, EMBEDDER),
         )
+        if self.blobs is not None:
+            await self._keep_text(self.blobs, env.tenant, doc_id, parsed.texts)
         return parsed.pages, parsed.chunk_dicts(doc_id, filename)
+
+    async def _keep_text(self, blobs: BlobStore, tenant: str, document_id: str, texts: list[str]) -> None:
+        """The document's text in the blob store (a failure is retried like the parse).
+        A delete of the document that ran meanwhile removed its blobs before this one was
+        there: so look after writing, and remove it if the document is gone."""
+        await put_text(blobs, tenant, document_id, texts)
+        if not await self.r.exists(keys.document(document_id).hash):
+            await blobs.delete(text_key(tenant, document_id))
 
     def _inline(self, filename: str, blob: bytes) -> bool:
         """A text file small enough to parse here: bounded work, cheaper than a process."""

@@ -102,10 +102,12 @@ class ParseJob:
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """A parsed upload: its page count and chunks, in order."""
+    """A parsed upload: its page count, chunks in order, and each page's text (what the
+    chunks' ``char_start``/``char_end`` index; kept for the viewer: ``put_text``)."""
 
     pages: int
     chunks: list[ChunkRow]
+    texts: list[str]
 
     def chunk_dicts(self, document_id: str, filename: str) -> list[dict[str, Any]]:
         """The chunks as :class:`~libs.common.models.Chunk` dicts (a chunk never crosses a page)."""
@@ -144,7 +146,7 @@ def parse_and_chunk(job: ParseJob, data: bytes) -> Parsed:
             f"the document makes {len(chunks):,} chunks, more than {limits.max_chunks:,} ({CHUNKS_SETTING})"
         )
     rows = [(c.text, c.page, c.char_start, c.char_end, c.heading) for c in chunks]
-    return Parsed(len(pages), rows)
+    return Parsed(len(pages), rows, [page.text for page in pages])
 
 
 def chunk(spec: ChunkSpec, pages: Sequence[Page], document_id: str, filename: str) -> list[Chunk]:

@@ -62,9 +62,10 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.25
 # How long a killed or finished child may take to be reaped.
 _EXIT_WAIT_S = 5.0
-# A reply is JSON of the chunks: at most twice the text (overlaps), six bytes a
-# character (escapes), plus the fields of every chunk. Anything longer is a bug.
-_REPLY_BYTES_PER_CHAR = 12
+# A reply is JSON of the chunks and the pages' text: at most three times the text
+# (twice in chunks, with overlaps, once in pages), six bytes a character (escapes),
+# plus the fields of every chunk. Anything longer is a bug.
+_REPLY_BYTES_PER_CHAR = 18
 _REPLY_BYTES_PER_CHUNK = 256
 _REPLY_SLACK_BYTES = 1024 * 1024
 # Signals that mean someone stopped the child, not that the file broke it.
@@ -243,7 +244,7 @@ async def _decode(reply: bytes) -> Parsed:
     if "bug" in found:
         raise RuntimeError(f"the parser failed: {found['bug']}")
     chunks = [(str(t), int(p), int(s), int(e), str(h)) for t, p, s, e, h in found["chunks"]]
-    return Parsed(int(found["pages"]), chunks)
+    return Parsed(int(found["pages"]), chunks, [str(t) for t in found["texts"]])
 
 
 def _reply_limit(job: ParseJob) -> int:

@@ -8,7 +8,7 @@ fork server cannot be relied on for that, since every child holds the embedder's
 "alive" pipe open for it; ``PR_SET_PDEATHSIG`` still covers the fork server's death.
 It caps its own address space (``RLIMIT_AS``) and CPU time (``RLIMIT_CPU``, a last
 backstop behind the embedder's wall clock), reads the upload, parses and chunks it, and
-writes one JSON reply: ``{"pages", "chunks"}``, or ``{"error"}`` for a document
+writes one JSON reply: ``{"pages", "chunks", "texts"}``, or ``{"error"}`` for a document
 that fails (the reason names the limit it passed), or ``{"bug"}`` for anything
 else (the message is retried). Every message on the socket is an 8-byte length and
 that many bytes. JSON, not pickle: the embedder never unpickles what a process that
@@ -95,7 +95,7 @@ def _parse(job: ParseJob, data: bytes) -> dict[str, Any]:
         if _out_of_memory(exc):
             return {"error": job.limits.over_memory().message}
         return {"bug": f"{type(exc).__name__}: {exc}"}
-    return {"pages": parsed.pages, "chunks": parsed.chunks}
+    return {"pages": parsed.pages, "chunks": parsed.chunks, "texts": parsed.texts}
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -23,12 +23,13 @@ from typing import NamedTuple, Protocol
 import redis.asyncio as aioredis
 
 from libs.common import document_ops, keys, slots
+from libs.common.blobstore import BlobStore, delete_document_blobs
 from libs.common.commit import Op, SetIfExists
 from libs.common.constants import RETRIEVER
 from libs.common.decode import as_text
 from libs.common.document_ops import DocumentRef
 from libs.common.envelope import Envelope
-from libs.common.errors import PermanentError
+from libs.common.errors import BlobStoreError, PermanentError
 from libs.common.jobs import job_fields
 from libs.common.keys import CollectionKeys
 from libs.common.logs import job_log
@@ -128,8 +129,11 @@ class RetrieveHandler:
         delete_timeout_s: float = 3600.0,
         bm25: Bm25 | None = None,
         fusion: Fusion | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.store = store
+        # Where deleted documents' originals and text are removed from (None: nowhere).
+        self.blobs = blobs
         self.dim = dim
         self.registry = registry or NoRegistry()
         self.job_ttl_s = job_ttl_s
@@ -167,7 +171,29 @@ class RetrieveHandler:
                 await asyncio.to_thread(
                     self.store.delete_document, store_collection(env), env.payload["document_id"]
                 )
+        if self.blobs is not None:
+            return await self._delete_blobs(self.blobs, batch, outcomes)
         return outcomes
+
+    async def _delete_blobs(
+        self, blobs: BlobStore, batch: Sequence[Envelope], outcomes: list[Outcome]
+    ) -> list[Outcome]:
+        """A deleted document's original and text go once its vectors have: here, in its
+        delete job, which is retried until it succeeds (so a process that dies midway
+        leaves the work to the next attempt). A store that fails fails the message as it
+        says (retried, or dead-lettered: the blobs are then the sweep's)."""
+        done = list(outcomes)
+        for i, env in enumerate(batch):
+            if env.kind != "delete" or isinstance(done[i], BaseException):
+                continue
+            document_id = view(env, DeleteDocument)["document_id"]
+            try:
+                count = await delete_document_blobs(blobs, env.tenant, document_id)
+            except BlobStoreError as exc:
+                done[i] = exc
+                continue
+            logger.info("deleted %d blobs of %s", count, document_id, extra=job_log(env, RETRIEVER))
+        return done
 
     def _run(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from libs.common.blobstore import build_blob_store
 from libs.common.constants import RETRIEVER
 from libs.common.service import run_worker_service
 from libs.common.settings import RetrieverSettings
@@ -23,6 +24,7 @@ def main() -> None:
             delete_timeout_s=settings.job_timeout_s,
             bm25=build_bm25(settings),
             fusion=build_fusion(settings),
+            blobs=build_blob_store(settings),
         )
 
     run_worker_service(RETRIEVER, settings, build)

@@ -4,10 +4,11 @@ import asyncio
 from pathlib import Path
 
 from libs.common import constants, keys
+from libs.common.blobstore import MemoryBlobStore, original_key, put_original, put_text
 from libs.common.commit import SetIfExists
 from libs.common.document_ops import DocumentRef
 from libs.common.envelope import Envelope
-from libs.common.errors import PermanentError
+from libs.common.errors import BlobStoreUnavailable, PermanentError
 from libs.common.keys import CollectionKeys, KeySpace, Partition
 from libs.common.stage import Output
 from libs.common.vectors import encode_vector
@@ -251,3 +252,25 @@ def test_closing_the_handler_closes_the_store(tmp_path: Path) -> None:
         assert reopened.count("docs") == 2
     finally:
         reopened.close()
+
+
+def test_a_delete_removes_the_documents_blobs_with_its_vectors() -> None:
+    blobs = MemoryBlobStore()
+
+    async def keep(document_id: str) -> None:
+        await put_original(blobs, "default", document_id, b"x", "text/plain")
+        await put_text(blobs, "default", document_id, ["x"])
+
+    for document_id in ("d1", "d2"):
+        asyncio.run(keep(document_id))
+    store = MemoryStore()
+    handler = RetrieveHandler(store, dim=4, blobs=blobs)
+    asyncio.run(handler([ingest_env()]))
+    delete = Envelope.new("delete", "docs", {"document_id": "d1"}, 60)
+    (out,) = asyncio.run(handler([delete]))
+    assert out == {"document_id": "d1", "deleted": True}
+    assert sorted(blobs.blobs) == [original_key("default", "d2"), "default/d2/text.json"]
+    # The store down: the delete fails as the store says (retried), the vectors go all the same.
+    blobs.down = True
+    (failed,) = asyncio.run(handler([Envelope.new("delete", "docs", {"document_id": "d2"}, 60)]))
+    assert isinstance(failed, BlobStoreUnavailable) and failed.retryable
