@@ -14,11 +14,11 @@ Conditions stop the rest of a message's operations:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from libs.common import jsontext
 from libs.common.constants import ENVELOPE_FIELD, EVENT_DATA_FIELD, EVENT_TYPE_FIELD, EVENTS_MAXLEN
 
 Scalar = str | int | float
@@ -157,7 +157,7 @@ class AppendEvent:
     data: Mapping[str, Any]
 
     def encode(self) -> list[Any]:
-        data = json.dumps(self.data)
+        data = jsontext.dumps(self.data)
         return ["XADD", self.key, "MAXLEN", "~", EVENTS_MAXLEN, "*", EVENT_TYPE_FIELD, self.type,
                 EVENT_DATA_FIELD, data]  # fmt: skip
 
@@ -288,4 +288,4 @@ class CommitBatch:
         return [m["id"] for m in self.messages]
 
     def payload(self) -> str:
-        return json.dumps(self.messages)
+        return jsontext.dumps(self.messages)

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
-from libs.common import keys
+from libs.common import jsontext, keys
 from libs.common.commit import AppendEvent, Expire, Op
 from libs.common.constants import EVENT_DATA_FIELD, EVENT_TYPE_FIELD, EVENTS_MAXLEN
 from libs.common.decode import as_text
@@ -75,7 +75,7 @@ async def append(
     key = keys.job(job_id).events
     async with r.pipeline(transaction=False) as pipe:
         for event, data in items:
-            fields: dict[Any, Any] = {EVENT_TYPE_FIELD: event, EVENT_DATA_FIELD: json.dumps(data)}
+            fields: dict[Any, Any] = {EVENT_TYPE_FIELD: event, EVENT_DATA_FIELD: jsontext.dumps(data)}
             pipe.xadd(key, fields, maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.expire(key, ttl_s)
         await pipe.execute()

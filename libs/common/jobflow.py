@@ -19,13 +19,13 @@ drive every transition directly.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from libs.common import jsontext
 from libs.common.commit import (
     AppendEntry,
     Expire,
@@ -146,7 +146,7 @@ def settle(ctx: StageContext, m: Message, outcome: Outcome, at: Settled) -> Deci
         return split(ctx, m, out, timings, at.now)
     if env.route[1:]:
         return forward(ctx, m, out, timings, at)
-    fields: dict[str, str | int] = {"result": json.dumps(out.payload), "attempts": env.failures}
+    fields: dict[str, str | int] = {"result": jsontext.dumps(out.payload), "attempts": env.failures}
     return finish(
         ctx,
         m,
@@ -185,7 +185,7 @@ def forward(ctx: StageContext, m: Message, out: Output, timings: dict[str, float
     status = {
         "status": stage_status(env.kind, nxt[0], last=len(nxt) == 1),
         "stage": nxt[0],
-        "timings": json.dumps(timings),
+        "timings": jsontext.dumps(timings),
         "updated_at": repr(at.now),
     }
     finished = stage_status(env.kind, ctx.stage, last=False)
@@ -214,7 +214,7 @@ def split(ctx: StageContext, m: Message, out: Output, timings: dict[str, float],
     status = {
         "status": stage_status(env.kind, ctx.stage, last=len(env.route) == 1),
         "stage": ctx.stage,
-        "timings": json.dumps(timings),
+        "timings": jsontext.dumps(timings),
         "updated_at": repr(now),
     }
     ops: list[Op] = [
@@ -335,7 +335,7 @@ def finish(
     final: dict[str, str | int] = {
         "status": status,
         "stage": "",
-        "timings": json.dumps(timings),
+        "timings": jsontext.dumps(timings),
         "updated_at": repr(now),
         **fields,
     }

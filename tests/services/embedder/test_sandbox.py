@@ -203,7 +203,8 @@ def test_at_most_processes_children_run_at_once() -> None:
         sandbox._start = counting  # type: ignore[method-assign]
         parses = [sandbox.parse(job("slow.pdf", parse_timeout_s=0.5), SLOW_PDF, wanted) for _ in range(4)]
         results = await asyncio.gather(*(outcome(p) for p in parses))
-        assert max(seen) == 1  # never a third while two run
+        # Never a third while two run (whether two overlap at all depends on the load).
+        assert len(seen) == 4 and max(seen) <= 1
         return list(results)
 
     assert all(isinstance(r, PermanentError) for r in run(main()))
