@@ -45,7 +45,7 @@ SETTINGS = {
     "generator": GeneratorSettings,
 }
 WORKERS = ("embedder", "retriever", "generator")
-INFRASTRUCTURE = ("valkey", "qdrant", "otel-collector", "jaeger", "prometheus", "grafana")
+INFRASTRUCTURE = ("valkey", "qdrant", "seaweedfs", "otel-collector", "jaeger", "prometheus", "grafana")
 # Every OTEL_* name the OpenTelemetry API and SDK define (a typo would be silently ignored).
 OTEL_VARIABLES = {
     name
@@ -92,7 +92,11 @@ def run_compose_config(
 
 
 # What `docker compose up` requires (test values only).
-REQUIRED = {"GRAFANA_ADMIN_PASSWORD": "test-only", "DOCUMIND_ADMIN_KEY": "test-only-operator-key"}
+REQUIRED = {
+    "GRAFANA_ADMIN_PASSWORD": "test-only",
+    "DOCUMIND_ADMIN_KEY": "test-only-operator-key",
+    "DOCUMIND_S3_SECRET_ACCESS_KEY": "test-only-s3-secret",
+}
 
 
 @cache
@@ -144,7 +148,7 @@ def test_docker_compose_rejects_an_invalid_file(tmp_path: Path) -> None:
     assert "healthcheck.test" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["GRAFANA_ADMIN_PASSWORD", "DOCUMIND_ADMIN_KEY"])
+@pytest.mark.parametrize("name", list(REQUIRED))
 def test_compose_refuses_to_start_without_a_required_secret(name: str) -> None:
     done = run_compose_config(COMPOSE_FILE, {k: v for k, v in REQUIRED.items() if k != name})
     assert done.returncode != 0
@@ -289,6 +293,7 @@ def test_stateful_services_keep_their_data_in_named_volumes() -> None:
     expected = {
         "valkey": "/data",
         "qdrant": "/qdrant/storage",
+        "seaweedfs": "/data",
         "prometheus": "/prometheus",
         "grafana": "/var/lib/grafana",
     }
@@ -349,3 +354,20 @@ def test_collector_healthcheck_probes_the_health_extension() -> None:
     stage = final_stage(dockerfile_of(services()["otel-collector"]))
     (check,) = [ln for ln in stage if ln.startswith("HEALTHCHECK ")]
     assert f"127.0.0.1:{port}/" in check
+
+
+# --- originals -------------------------------------------------------------------
+
+
+def test_the_services_that_keep_originals_share_seaweedfs() -> None:
+    seaweed = services()["seaweedfs"]
+    port = int(next(a for a in seaweed["command"] if a.startswith("-s3.port=")).split("=")[1])
+    for name in ("gateway", "embedder", "retriever"):
+        env = services()[name]["environment"]
+        assert env["DOCUMIND_BLOB_STORE"] == "s3", name
+        endpoint = urlsplit(env["DOCUMIND_S3_ENDPOINT_URL"])
+        assert (endpoint.hostname, endpoint.port) == ("seaweedfs", port), name
+        assert env["DOCUMIND_S3_ACCESS_KEY_ID"] == seaweed["environment"]["AWS_ACCESS_KEY_ID"]
+        assert env["DOCUMIND_S3_SECRET_ACCESS_KEY"] == seaweed["environment"]["AWS_SECRET_ACCESS_KEY"]
+        assert services()[name]["depends_on"]["seaweedfs"]["condition"] == "service_healthy", name
+    assert "DOCUMIND_BLOB_STORE" not in services()["generator"]["environment"]
