@@ -67,3 +67,13 @@ export function uid(prefix: string): string {
 export function button(label: string, onClick: () => void, attrs: Attrs = {}): HTMLButtonElement {
   return on(h("button", { type: "button", ...attrs }, label), "click", () => onClick());
 }
+
+/**
+ * A button showing a short verb whose accessible name adds what it acts on, in
+ * visually hidden text: "Delete" shows, "Delete notes.md" is its name (the name holds
+ * the label shown, as WCAG 2.5.3 asks).
+ */
+export function actionButton(verb: string, object: string, onClick: () => void, attrs: Attrs = {}): HTMLButtonElement {
+  const node = h("button", { type: "button", ...attrs }, `${verb} `, h("span", { class: "sr-only" }, object));
+  return on(node, "click", () => onClick());
+}

@@ -13,18 +13,22 @@ export function citationName(citation: Pick<Citation, "filename" | "page">): str
   return `${citation.filename} p. ${citation.page}`;
 }
 
-/** A link to a citation; `text` is what shows ("[2]" in the answer, the name in the sources). */
+/**
+ * A link to a citation; `text` is what shows ("2" in the answer's [2], the name in the
+ * sources). Its accessible name is always `<filename> p. <N>`: a marker's number is
+ * hidden from assistive technology and the name is in visually hidden text (not an
+ * aria-label, whose name would leave out the text shown).
+ */
 export function citationLink(citation: Citation, text: string, onCite: OnCite): HTMLAnchorElement {
   const name = citationName(citation);
+  const content =
+    text === name
+      ? [text]
+      : [h("span", { "aria-hidden": "true" }, text), h("span", { class: "sr-only" }, name)];
   const link = h(
     "a",
-    {
-      href: `#source-${citation.n}`,
-      class: "citation",
-      "aria-label": text === name ? null : name,
-      title: text === name ? null : name,
-    },
-    text,
+    { href: `#source-${citation.n}`, class: "citation", title: text === name ? null : name },
+    ...content,
   );
   return on(link, "click", (event) => {
     event.preventDefault();

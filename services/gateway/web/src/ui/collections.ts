@@ -6,7 +6,7 @@
 import { type ApiClient, seg } from "../api/client";
 import { describe } from "../api/errors";
 import type { Collection } from "../api/types";
-import { button, h, on, replaceChildren, uid } from "../lib/dom";
+import { actionButton, h, on, replaceChildren, uid } from "../lib/dom";
 import { confirmInPlace } from "./confirm";
 
 // libs/common/constants.py COLLECTION_NAME_PATTERN.
@@ -192,10 +192,10 @@ export class CollectionsPanel {
       this.body,
       ...this.collections.map((c) => {
         const current = c.name === this.selected;
-        const open = button(`Open ${c.name}`, () => void this.openOrCreate(c.name));
+        const open = actionButton("Open", c.name, () => void this.openOrCreate(c.name));
         const actions = h("td", { class: "actions" }, open);
         if (this.opts.canWrite) {
-          const del = button(`Delete ${c.name}`, () => void this.remove(c, del), { class: "danger" });
+          const del = actionButton("Delete", c.name, () => void this.remove(c, del), { class: "danger" });
           actions.appendChild(del);
         }
         return h(

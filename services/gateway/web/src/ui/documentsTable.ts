@@ -3,7 +3,7 @@
  * "View" (the original, in the viewer) and, for writers, "Delete" after a confirmation.
  */
 import type { DocumentView } from "../api/types";
-import { button, h, replaceChildren, uid } from "../lib/dom";
+import { actionButton, h, replaceChildren, uid } from "../lib/dom";
 import { confirmInPlace } from "./confirm";
 
 export interface DocumentsOptions {
@@ -28,7 +28,7 @@ export function documentStatus(doc: DocumentView): string {
 
 function when(seconds: number): string {
   if (!seconds) return "";
-  return new Date(seconds * 1000).toLocaleString();
+  return new Date(seconds * 1000).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
 }
 
 function dash(value: number | null): string {
@@ -72,7 +72,7 @@ export class DocumentsTable {
       { "aria-labelledby": headingId, class: "documents" },
       this.heading,
       this.problem,
-      this.table,
+      h("div", { class: "table-wrap" }, this.table),
       this.empty,
     );
   }
@@ -91,10 +91,10 @@ export class DocumentsTable {
   }
 
   private row(doc: DocumentView): HTMLTableRowElement {
-    const view = button(`View ${doc.filename}`, () => this.opts.onView(doc, view));
+    const view = actionButton("View", doc.filename, () => this.opts.onView(doc, view));
     const actions = h("td", { class: "actions" }, view);
     if (this.opts.canWrite) {
-      const del = button(`Delete ${doc.filename}`, () => void this.remove(doc, del), { class: "danger" });
+      const del = actionButton("Delete", doc.filename, () => void this.remove(doc, del), { class: "danger" });
       actions.appendChild(del);
     }
     return h(

@@ -189,6 +189,10 @@ function onSnapshot(state: RowState, doc: DocumentView): RowState {
   return forward(state, phase, patch);
 }
 
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 /** The row's status in words ("embedding 32 of 120 chunks", "failed: ..."). */
 export function statusText(state: RowState): string {
   switch (state.phase) {
@@ -199,8 +203,8 @@ export function statusText(state: RowState): string {
     case "embedding":
       return state.total ? `embedding ${state.embedded} of ${state.total} chunks` : "embedding";
     case "ready": {
-      const chunks = state.total === null ? "" : `, ${state.total} chunks`;
-      const pages = state.pages === null ? "" : `, ${state.pages} pages`;
+      const chunks = state.total === null ? "" : `, ${count(state.total, "chunk")}`;
+      const pages = state.pages === null ? "" : `, ${count(state.pages, "page")}`;
       return `ready${pages}${chunks}`;
     }
     case "duplicate":

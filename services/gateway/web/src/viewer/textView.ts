@@ -17,17 +17,23 @@ export interface TextRendering {
   marks: HTMLElement[];
 }
 
-function pageSection(page: PageText): HTMLElement {
+function pageSection(page: PageText, only: boolean): HTMLElement {
   const headingId = uid("text-page");
   const paragraphs = page.text
     .split(/\n\s*\n/)
     .map((p) => p.trim())
     .filter(Boolean)
     .map((p) => h("p", {}, p));
+  // A document of one page (every format but PDF) needs no page heading.
   return h(
     "section",
-    { class: "text-page", "aria-labelledby": headingId, "data-page": page.page },
-    h("h4", { id: headingId }, `Page ${page.page}`),
+    {
+      class: "text-page",
+      "aria-labelledby": only ? null : headingId,
+      "aria-label": only ? `Page ${page.page}` : null,
+      "data-page": page.page,
+    },
+    only ? null : h("h4", { id: headingId }, `Page ${page.page}`),
     paragraphs.length
       ? h("div", { class: "page-text" }, ...paragraphs)
       : h("p", { class: "placeholder" }, "(no text on this page)"),
@@ -41,7 +47,7 @@ export function renderTextPages(pages: readonly PageText[], cited: number, snipp
   );
   const first = Math.max(at - PAGES_AROUND, 0);
   const shown = pages.slice(first, at + PAGES_AROUND + 1);
-  const sections = shown.map(pageSection);
+  const sections = shown.map((page) => pageSection(page, pages.length === 1));
   const el = h("div", { class: "text-document" });
   if (shown.length < pages.length) {
     const last = shown[shown.length - 1]?.page ?? cited;
