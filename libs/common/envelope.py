@@ -71,9 +71,9 @@ class Envelope(BaseModel):
         (``KeySpace.collection``); partition 0 when not given.
         """
         now = time.time() if now is None else now
-        # Built from the caller's typed arguments, not read from outside: no validation
-        # (envelopes are validated where they are read, ``loads``).
-        return cls.model_construct(
+        # Validated although built from typed arguments: pydantic-core's validator is
+        # several times quicker than model_construct's Python loop over the fields.
+        return cls(
             job_id=job_id or keys.new_id(partition or Partition(0)),
             kind=kind,
             tenant=tenant,

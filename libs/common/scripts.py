@@ -79,15 +79,16 @@ class Submit(_Script):
         events_ttl_s: int,
         max_backlog: int,
         max_inflight: int,
-        now: float,
-        deadline: float,
+        now: str,
+        deadline: str,
         document: NewDocument | None = None,
         blob_ttl_s: int = 0,
     ) -> str:
         """'ok', 'unknown', 'full', 'busy' or 'duplicate:<document id>' (see ``lua.SUBMIT``).
 
         ``bulk_tenants``: for a job on the bulk lane, the set its tenant joins
-        (``Partition.bulk_tenants``); None on the interactive lane.
+        (``Partition.bulk_tenants``); None on the interactive lane. ``now`` and
+        ``deadline``: unix times as the job's hash keeps them (``repr`` of the float).
         """
         partition = collection.partition
         keys = [
@@ -123,14 +124,14 @@ class Submit(_Script):
             blob_ttl_s,
             collection.name,
             mode,
-            repr(now),
+            now,
             document.sha256 if document else "",
             document.keys.document_id if document else "",
             events_ttl_s,
             "1" if document is not None else "0",
             "1" if document is not None and document.blob is not None else "0",
             max_inflight,
-            repr(deadline),
+            deadline,
             collection.tenant if bulk_tenants else "",
             len(items),
             *items,
