@@ -1,4 +1,4 @@
-import { findAllByRole, findByRole, getByRole, queryByRole, waitFor } from "@testing-library/dom";
+import { findAllByRole, findByRole, getByLabelText, getByRole, queryByRole, waitFor } from "@testing-library/dom";
 import { describe, expect, it } from "vitest";
 import { STORAGE_KEY } from "../src/session";
 import { App } from "../src/ui/app";
@@ -153,6 +153,32 @@ describe("collections", () => {
     const cells = [...table.querySelectorAll("tbody tr > *")].map((c) => c.textContent);
     expect(cells.slice(0, 5)).toEqual(["manual.pdf", "pdf", "3", "4", "ready"]);
     expect(getByRole(table, "button", { name: "View manual.pdf" })).toBeTruthy();
+  });
+});
+
+describe("uploading", () => {
+  it("shows a row per file that follows its job's events, re-reads the documents, and says when it is done", async () => {
+    const fake = api();
+    const stream = new Stream();
+    fake.on("POST", "/v1/collections/docs/documents", () =>
+      json({ job_id: "j1", document_id: "d9", duplicate: false, documents: [{ filename: "a.txt", job_id: "j1", document_id: "d9", duplicate: false, replaces: [] }] }, 202),
+    );
+    fake.on("GET", "/v1/jobs/j1/events", (_r, init) => stream.response(init.signal));
+    const root = await signedIn(fake);
+    await openDocs(root);
+    const input = getByLabelText(root, "Upload files") as HTMLInputElement;
+    Object.defineProperty(input, "files", { value: [new File(["hello"], "a.txt")], configurable: true });
+    input.dispatchEvent(new Event("change"));
+    const list = getByRole(root, "list", { name: "Uploads" });
+    await waitFor(() => expect(list.textContent).toContain("queued"));
+    const reads = fake.count("GET", "/v1/collections/docs/documents");
+    stream.event("queued", {}, "1-0");
+    stream.event("embedding", { stage: "embedder" }, "2-0");
+    stream.event("done", { document_id: "d9", chunks: 2, pages: 1 }, "3-0");
+    await waitFor(() => expect(list.textContent).toContain("ready, 1 page, 2 chunks"));
+    expect(getByRole(root, "status").textContent).toBe("a.txt: ready, 1 page, 2 chunks");
+    // Driven by the events (no timer): the documents were read again as they came.
+    await waitFor(() => expect(fake.count("GET", "/v1/collections/docs/documents")).toBeGreaterThan(reads));
   });
 });
 

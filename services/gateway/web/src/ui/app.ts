@@ -10,6 +10,7 @@ import { type DocumentView, type Identity, canWrite } from "../api/types";
 import { button, h, replaceChildren, uid } from "../lib/dom";
 import { type Throttled, throttle } from "../lib/throttle";
 import { KeyStore } from "../session";
+import { FINAL, statusText } from "../upload/rowState";
 import { Uploads } from "../upload/uploads";
 import { DocumentSource } from "../viewer/documentSource";
 import { Viewer } from "../viewer/viewer";
@@ -73,7 +74,11 @@ export class App {
       client,
       identity,
       uploads: new Uploads(client, {
-        onRow: (row) => this.uploadPanel?.update(row),
+        onRow: (row) => {
+          this.uploadPanel?.update(row);
+          // Said once, when a file's upload ends (a final phase never changes again).
+          if (FINAL.has(row.state.phase)) this.announcer.say(`${row.state.filename}: ${statusText(row.state)}`);
+        },
         onActivity: (collection) => this.activity(collection),
       }),
       refreshers: new Map(),
