@@ -11,6 +11,7 @@ of a call's keys lie in one partition (one cluster slot; see ``keys.py``).
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Final
 
 from libs.common import events
@@ -63,6 +64,7 @@ def _prelude() -> str:
 PRELUDE: Final = _prelude()
 
 
+@cache
 def with_prelude(source: str) -> str:
     """``source`` after the prelude lines that define a name it uses (a script runs its
     prelude on every call: the ones it does not need would cost every call)."""
@@ -162,15 +164,15 @@ if redis.call('TTL', inflight) < keep then redis.call('EXPIRE', inflight, keep) 
 if mode == M_CREATE and redis.call('SADD', registry, name) == 1 then
   redis.call('HSET', meta, 'name', name, 'description', '', 'created_at', now)
 end
-local n = tonumber(ARGV[17])
-local fields = {}
-for i = 18, 17 + n do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', job, unpack(fields))
+local function hset_json(key, text)
+  local flat = {}
+  for k, v in pairs(cjson.decode(text)) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+  redis.call('HSET', key, unpack(flat))
+end
+hset_json(job, ARGV[17])
 redis.call('EXPIRE', job, job_ttl)
 if has_doc then
-  local d = {}
-  for i = 18 + n, #ARGV do d[#d + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[9], unpack(d))
+  hset_json(KEYS[9], ARGV[18])
   for k = 10, 12 do redis.call('SADD', KEYS[k], doc_id) end
   if sha ~= '' then redis.call('HSET', hashes, sha, doc_id) end
 end
