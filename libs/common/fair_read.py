@@ -11,7 +11,9 @@ A stage's bulk worker reads all those streams through one consumer group:
   equal share of what is left, starting one tenant further on every read. A small
   upload queued behind another tenant's thousands of parts is in the very next batch,
   so it waits for the batches already running, never for the backlog;
-- with nothing waiting, the worker blocks on every tenant's stream at once.
+- with nothing waiting, the worker blocks on every tenant's stream at once (a
+  tenant's very first job, on a stream the block does not cover yet, waits for the
+  block to end: at most ``READ_BLOCK_MS``).
 
 A read thus holds entries of several streams. The worker handles each tenant's
 share as a sub-batch of its own, the smallest first (its texts reach the model
