@@ -121,3 +121,7 @@ EVENTS_MAXLEN: Final = 10_000
 
 # Document hash fields "embedded:<part>" = chunks of that part embedded so far.
 EMBEDDED_PART_FIELD: Final = "embedded:"
+
+# "embedded" events one ingest job writes at most (one per part up to this, then every
+# k-th part): well within EVENTS_MAXLEN whatever INGEST_PART_CHUNKS and MAX_CHUNKS say.
+PROGRESS_EVENTS_MAX: Final = 1000

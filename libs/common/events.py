@@ -10,8 +10,25 @@ Event types, in the order a chat job writes them:
   (a client discards any partial answer it has: the tokens start over).
 - ``generating``: the generator started the answer; then ``token`` events, each
   with the next piece of the answer text.
-- one final event: ``done`` (the result: answer, citations, mode), ``error``
+- one final event: ``done`` (the result: answer, citations, mode, abstained), ``error``
   (status failed or expired, and the reason) or ``cancelled``.
+
+An upload's (ingest) job says how its document moves on, each event with the
+``document_id``:
+
+- ``queued``; ``parsing`` (``filename``): the embedder started parsing the upload;
+- ``parsed`` (``pages``, ``chunks_total``, ``parts``): its text is cut into chunks, to be
+  embedded in ``parts`` parts;
+- ``embedded`` (``part``, ``parts``, ``chunks_embedded``, ``chunks_total``): one per part
+  as it is embedded (at most ``PROGRESS_EVENTS_MAX`` per job: past that, every k-th).
+  Parts may be embedded at once on several replicas: ``chunks_embedded`` counts the
+  document's embedded chunks when the part was, so take the largest seen;
+- ``embedding`` (the stage event: the embedder handed the last part on), then
+  ``indexing`` (``chunks_embedded`` = ``chunks_total``): every chunk is embedded; the
+  retriever makes the document searchable;
+- ``done`` (``pages``, ``chunks``; ``deleted`` when the document went meanwhile) or
+  ``error`` with the reason; ``retrying`` may come between any two (a parse retried
+  says ``parsing`` again).
 
 Each entry holds ``type`` and ``data`` (a JSON object); its stream id is the
 event's id, so a reader resumes after the last id it saw.
@@ -39,6 +56,11 @@ DONE: Final = "done"
 ERROR: Final = "error"
 CANCELLED: Final = "cancelled"
 TERMINAL: Final = frozenset({DONE, ERROR, CANCELLED})
+# An upload's progress (see above).
+PARSING: Final = "parsing"
+PARSED: Final = "parsed"
+EMBEDDED: Final = "embedded"
+INDEXING: Final = "indexing"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,8 +158,13 @@ def settle(ctx: StageContext, m: Message, outcome: Outcome, at: Settled) -> Deci
         extra=[*out.ops],
         after=[*out.on_complete],
         result=out.payload,
-        events=[op for kind, data in out.events for op in event_ops(env.job_keys, kind, data)],
+        events=_event_ops(env, out.events),
+        part=_event_ops(env, out.part_events),
     )
+
+
+def _event_ops(env: Envelope, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Op]:
+    return [op for kind, data in items for op in event_ops(env.job_keys, kind, data)]
 
 
 def forward(ctx: StageContext, m: Message, out: Output, timings: dict[str, float], at: Settled) -> Decision:
@@ -194,10 +199,11 @@ def forward(ctx: StageContext, m: Message, out: Output, timings: dict[str, float
         *enqueue(forwarded),
         Expire(job, ctx.job_ttl_s),
         *out.ops,
+        *_event_ops(env, out.part_events),
         *join,
         SetFields(job, status),
-        *[op for kind, data in out.events for op in event_ops(job_keys, kind, data)],
         *event_ops(job_keys, finished, {"stage": ctx.stage, **out.event}),
+        *_event_ops(env, out.events),
     ]
     return Decision(ops, "forwarded")
 
@@ -223,6 +229,7 @@ def split(ctx: StageContext, m: Message, out: Output, timings: dict[str, float],
         SetFields(job, status),
         Expire(job, ctx.job_ttl_s),
         *out.ops,
+        *_event_ops(env, out.part_events),
     ]
     return Decision(ops, "split")
 
@@ -320,11 +327,13 @@ def finish(
     after: list[Op] | None = None,
     result: dict[str, Any] | None = None,
     events: list[Op] | None = None,
+    part: list[Op] | None = None,
 ) -> Decision:
     """Write a final status and notify waiters on the job's done stream.
 
     Of a job in ``parts`` parts only the last part's commit goes on to ``extra``,
-    the final status and ``after``; the others are only counted.
+    the final status and ``after``; the others are only counted (and write ``part``,
+    their own events, as the last one does).
     """
     env = m.env
     assert env is not None
@@ -345,6 +354,7 @@ def finish(
         event = event_ops(env.job_keys, "error", {"status": status, "error": error}, ctx.events_ttl_s)
     ops: list[Op] = [
         Guard(job.hash),
+        *(part or []),
         *([Join(job.hash, "parts:done", parts)] if parts > 1 else []),
         *(extra or []),
         SetFields(job.hash, final),

@@ -39,9 +39,13 @@ class Output:
     on_complete: Sequence[Op] = ()
     # Data for the event that says this stage finished its part of the job (e.g. hits).
     event: dict[str, Any] = field(default_factory=dict)
-    # More events for the job's stream, (type, data), appended with the commit ahead
-    # of the stage's own event (e.g. the last answer tokens, with the final "done").
+    # More events for the job's stream, (type, data), appended with the commit: at the
+    # last stage ahead of the final "done" (e.g. the last answer tokens), else after the
+    # stage's own event. Of a job in parts, only the last part's commit writes them.
     events: Sequence[tuple[str, dict[str, Any]]] = ()
+    # Events of this message alone, written with its commit even when it is one part of
+    # several (ahead of the parts' join): e.g. one part's progress.
+    part_events: Sequence[tuple[str, dict[str, Any]]] = ()
 
 
 Outcome = Output | dict[str, Any] | BaseException

@@ -25,6 +25,7 @@ from libs.common.settings import EmbedderSettings
 from libs.common.stage import Outcome, Output
 from libs.common.status import is_final
 from libs.common.vectors import encode_vector
+from services.embedder import progress
 from services.embedder.backends import Embedder
 from services.embedder.batcher import EmbeddingBatcher, Priority
 from services.embedder.cache import EmbeddingCache
@@ -74,6 +75,7 @@ class EmbedHandler:
         )
         self.cache = EmbeddingCache(client, embedder, settings.embedding_cache_ttl_s, self.batcher)
         self._hset_if_exists = HSetIfExists(client)
+        self.progress = progress.ProgressWriter(client)
         self.chunking = ChunkSpec.for_backend(settings, embedder)
         self.limits = ParseLimits.from_settings(settings)
         self.sandbox = ParseSandbox(settings.parse_processes, settings.log_level, settings.log_format)
@@ -92,19 +94,23 @@ class EmbedHandler:
         }
         uploads = [i for i, e in enumerate(batch) if e.kind == "ingest" and "chunks" not in e.payload]
         if uploads:
+            await self.progress.write([(batch[i], progress.parsing_ops(batch[i])) for i in uploads])
             blobs: list[Any] = await self._blobs([batch[i] for i in uploads])
             parsed = await asyncio.gather(
                 *(self._parse(batch[i], blob) for i, blob in zip(uploads, blobs, strict=True)),
                 return_exceptions=True,
             )
-            counts: dict[str, tuple[int, int]] = {}
+            counts: list[tuple[Envelope, list[Op]]] = []
             for i, result in zip(uploads, parsed, strict=True):
                 if isinstance(result, BaseException):
                     outcomes[i] = result
                     continue
                 pages, chunks = result
                 upload = view(batch[i], IngestUpload)
-                counts[upload["document_id"]] = (pages, len(chunks))
+                # Pages and chunk totals on the document: it now shows "embedding" and progress.
+                counts.append(
+                    (batch[i], progress.parsed_ops(batch[i], pages, len(chunks), self.s.ingest_part_chunks))
+                )
                 parts = _parts(upload, pages, chunks, self.s.ingest_part_chunks)
                 if len(parts) == 1:
                     parts_of[i] = parts[0]  # embedded now, with the other texts of this read
@@ -114,7 +120,7 @@ class EmbedHandler:
                         split=[dict(p) for p in parts],
                         ops=[Delete(keys.document(upload["document_id"]).blob)],
                     )
-            await self._record_parsed(counts)
+            await self.progress.write(counts)
         # Questions first, in one model call: they are short and someone waits on each.
         # Then chunks, in model calls of about one part each; after each call the
         # parts it embedded show in their documents' progress.
@@ -131,8 +137,9 @@ class EmbedHandler:
                 texts = [c["text"] for i in group for c in parts_of[i]["chunks"]]
                 owners = [batch[i].tenant for i in group for _ in parts_of[i]["chunks"]]
                 vectors = await self.cache.embed(texts, tenants=owners)
+                done = await self._record_embedded([parts_of[i] for i in group])
                 pos = 0
-                for i in group:
+                for i, chunks_embedded in zip(group, done, strict=True):
                     p = parts_of[i]
                     items = []
                     for chunk in p["chunks"]:
@@ -140,9 +147,13 @@ class EmbedHandler:
                         pos += 1
                     # The upload is parsed: its bytes go (a no-op for parts after the first).
                     blob = keys.document(p["document_id"]).blob
-                    embedded = dict(p, chunks=items)
-                    outcomes[i] = Output(embedded, parts=p["parts"], ops=[Delete(blob)])
-                await self._record_embedded([parts_of[i] for i in group])
+                    outcomes[i] = Output(
+                        dict(p, chunks=items),
+                        parts=p["parts"],
+                        ops=[Delete(blob)],
+                        part_events=progress.embedded(p, chunks_embedded),
+                        events=progress.indexing(p),
+                    )
         except Exception as exc:  # the backend's typed errors decide retry vs. fail
             return [o if o is not None else exc for o in outcomes]
         return [o for o in outcomes if o is not None]
@@ -159,31 +170,19 @@ class EmbedHandler:
             found: list[bytes | None] = await pipe.execute()
         return found
 
-    async def _record_embedded(self, parts: list[IngestPart]) -> None:
+    async def _record_embedded(self, parts: list[IngestPart]) -> list[int]:
         """Each part's chunk count on its document, by part number: a replayed part
-        writes the same field again, so progress never counts a part twice."""
+        writes the same field again, so progress never counts a part twice. Returns,
+        per part, its document's chunks embedded so far (read right after its write)."""
         async with self.r.pipeline(transaction=False) as pipe:
             for p in parts:
+                document = keys.document(p["document_id"]).hash
                 await self._hset_if_exists(
-                    keys.document(p["document_id"]).hash,
-                    {f"{EMBEDDED_PART_FIELD}{p['part']}": len(p["chunks"])},
-                    client=pipe,
+                    document, {f"{EMBEDDED_PART_FIELD}{p['part']}": len(p["chunks"])}, client=pipe
                 )
-            await pipe.execute()
-
-    async def _record_parsed(self, counts: dict[str, tuple[int, int]]) -> None:
-        """Pages and chunk totals on the documents: they now show "embedding" and progress."""
-        if not counts:
-            return
-        async with self.r.pipeline(transaction=False) as pipe:
-            for document_id, (pages, chunks) in counts.items():
-                parts = -(-chunks // self.s.ingest_part_chunks)
-                await self._hset_if_exists(
-                    keys.document(document_id).hash,
-                    {"pages": pages, "chunks": chunks, "parts": parts},
-                    client=pipe,
-                )
-            await pipe.execute()
+                pipe.hgetall(document)
+            found = await pipe.execute()
+        return [progress.embedded_count(fields) for fields in found[1::2]]
 
     async def _parse(self, env: Envelope, blob: bytes | None) -> tuple[int, list[dict[str, Any]]]:
         """(page count, chunks) of one upload."""

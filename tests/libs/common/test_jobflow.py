@@ -156,6 +156,37 @@ def test_a_split_continues_at_this_stage_as_bounded_parts() -> None:
     assert decision.ops[-1] == blob
 
 
+def test_a_parts_own_events_come_before_the_join_and_the_jobs_after_its_stage_event() -> None:
+    m = message("ingest", route=["embedder", "retriever"], payload={"document_id": "d1"})
+    out = Output(
+        {"part": 1},
+        parts=3,
+        part_events=[("embedded", {"part": 1})],
+        events=[("indexing", {"document_id": "d1"})],
+    )
+    decision = settle(ctx("embedder", "bulk"), m, out, at())
+    assert m.env is not None
+    job = m.env.job_keys
+    ops = decision.ops
+    join = next(k for k, op in enumerate(ops) if isinstance(op, Join))
+    events = [(k, op.type) for k, op in enumerate(ops) if isinstance(op, AppendEvent)]
+    # Every part writes its own event; only the last part joined writes the stage's and the job's.
+    assert [t for _, t in events] == ["embedded", "embedding", "indexing"]
+    assert events[0][0] < join < events[1][0]
+    assert AppendEvent(job.events, "embedded", {"part": 1}) in ops
+
+
+def test_the_last_stage_and_a_split_write_a_parts_own_events_too() -> None:
+    m = message("ingest", route=["retriever"], payload={"document_id": "d1"})
+    done = settle(ctx("retriever", "bulk"), m, Output({}, parts=2, part_events=[("noted", {})]), at())
+    assert m.env is not None
+    job = m.env.job_keys.hash
+    assert done.ops[:2] == [Guard(job), AppendEvent(m.env.job_keys.events, "noted", {})]
+    assert done.ops[2] == Join(job, "parts:done", 2)
+    split = settle(ctx(), message("ingest"), Output({}, split=[{}], part_events=[("noted", {})]), at())
+    assert [e.type for e in of(split.ops, AppendEvent)] == ["noted"]  # type: ignore[attr-defined]
+
+
 def test_a_retryable_error_schedules_a_retry_with_backoff() -> None:
     m = message()
     decision = settle(ctx(retry_backoff_s=0.5), m, RetryableError("busy"), at())
