@@ -30,6 +30,10 @@ class Hit(BaseModel):
     text: str
     chunk_index: int = 0
     page_end: int | None = None
+    # Where the chunk's text is in its page's text (``page_text[char_start:char_end] ==
+    # text``); None for a chunk stored without them.
+    char_start: int | None = None
+    char_end: int | None = None
 
 
 class Citation(BaseModel):
@@ -39,3 +43,7 @@ class Citation(BaseModel):
     page: int
     snippet: str
     score: float
+    # The cited passage in the page's text (GET /v1/documents/{id}/text): the snippet's
+    # span when it is found in its chunk, else the chunk's; None when not known.
+    char_start: int | None = None
+    char_end: int | None = None

@@ -32,6 +32,7 @@ from services.gateway.events import router as events_router
 from services.gateway.health import router as health_router
 from services.gateway.keys_api import router as keys_router
 from services.gateway.openai_compat import router as openai_router
+from services.gateway.openai_stream import JOB_ID_HEADER
 from services.gateway.originals import router as originals_router
 from services.gateway.routes import router
 from services.gateway.submit import Submitter
@@ -122,7 +123,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             allow_origins=origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", CACHE_BYPASS_HEADER],
-            expose_headers=[*RATE_LIMIT_HEADERS, "Retry-After"],
+            expose_headers=[*RATE_LIMIT_HEADERS, "Retry-After", JOB_ID_HEADER],
             max_age=600,
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_host_list)

@@ -10,8 +10,10 @@
   deadline bounds it) and answers ``chat.completion``; with ``stream: true`` the job's
   events become ``chat.completion.chunk`` frames (see ``openai_stream``). Nothing runs in
   the request itself: the gateway submits, then waits on the job or reads its events.
-- DocuMind's own data (job id, mode, citations, the standalone question) rides in the
-  extra top-level field ``documind`` (``openai_schemas.DocuMindExtra``).
+- DocuMind's own data (job id, mode, abstained, citations, the standalone question)
+  rides in the extra top-level field ``documind`` (``openai_schemas.DocuMindExtra``);
+  the header ``X-DocuMind-Job-Id`` names the job on every completion, streamed or not,
+  answered or failed (a stream's first chunk carries ``documind.job_id`` as well).
 - Errors come in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``
   (``openai_errors``): an unknown model is 404 ``model_not_found``; bad messages 400
   ``invalid_request_error``; a full queue 503 with ``Retry-After``; a job that failed,
@@ -50,7 +52,7 @@ from services.gateway.chat import submit_chat
 from services.gateway.deps import settings as settings_of
 from services.gateway.deps import submitter
 from services.gateway.events import still_there
-from services.gateway.openai_errors import OpenAIRoute, openai_body
+from services.gateway.openai_errors import OpenAIRoute, openai_body, openai_response
 from services.gateway.openai_schemas import (
     ROLES,
     ChatCompletion,
@@ -59,7 +61,7 @@ from services.gateway.openai_schemas import (
     ModelCard,
     ModelList,
 )
-from services.gateway.openai_stream import ChunkStream, documind_extra, estimate_tokens
+from services.gateway.openai_stream import JOB_ID_HEADER, ChunkStream, documind_extra, estimate_tokens
 from services.gateway.openapi import openai_errors
 from services.gateway.submit import Submitter
 
@@ -144,6 +146,12 @@ def split_messages(messages: list[ChatMessage], max_chars: int) -> tuple[str, li
         200: {
             "description": "a chat.completion, or with stream: true chat.completion.chunk events",
             "content": {"text/event-stream": {}},
+            "headers": {
+                JOB_ID_HEADER: {
+                    "description": "the job answering the question (GET /v1/jobs/{job_id}, DELETE to cancel)",
+                    "schema": {"type": "string"},
+                }
+            },
         },
     },
 )
@@ -175,11 +183,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         return StreamingResponse(
             _stream(request, sub, settings, env.job_id, chunks),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", JOB_ID_HEADER: env.job_id},
         )
     job = await _wait_final(sub, settings, env)
     if job is None or job["status"] != "done":
-        raise _no_answer(job)
+        refused = openai_response(_no_answer(job))
+        refused.headers[JOB_ID_HEADER] = env.job_id
+        return refused
     result: dict[str, Any] = job.get("result") or {}
     answer = str(result.get("answer", ""))
     completion_tokens = estimate_tokens(answer)
@@ -197,7 +207,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
             "documind": documind_extra(env.job_id, result),
         }
     )
-    return JSONResponse(completion.model_dump(mode="json", exclude_none=True))
+    return JSONResponse(
+        completion.model_dump(mode="json", exclude_none=True), headers={JOB_ID_HEADER: env.job_id}
+    )
 
 
 def _no_answer(job: dict[str, Any] | None) -> JobUnanswered:

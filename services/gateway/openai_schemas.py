@@ -81,6 +81,9 @@ class DocuMindExtra(BaseModel):
     job_id: str
     # "extractive" or "llm:<model>".
     mode: str
+    # The answerer declined: nothing in the collection answers the question (the answer
+    # says so, and cites nothing).
+    abstained: bool = False
     # The sources the answer cites as [n].
     citations: list[Citation]
     # With earlier turns in ``messages``: the standalone question retrieved and answered.

@@ -3,11 +3,13 @@
 :class:`ChunkStream` turns the events of a chat job (see ``libs.common.events``) into
 Server-Sent Events frames, OpenAI's way:
 
-- first a chunk whose delta has ``role: "assistant"`` (and empty content);
+- first a chunk whose delta has ``role: "assistant"`` (and empty content), with
+  ``documind: {"job_id"}``: the job can be cancelled from the first chunk on (the
+  response's ``X-DocuMind-Job-Id`` header says it too);
 - one chunk per ``token`` event, its text as ``delta.content``;
 - on ``done``: whatever of the answer the client does not have yet (an answer that
   streamed no tokens arrives whole here), then a chunk with ``finish_reason: "stop"``
-  and the ``documind`` field (job id, mode, citations), a usage chunk when
+  and the ``documind`` field (job id, mode, abstained, citations), a usage chunk when
   asked for, and ``data: [DONE]``;
 - on ``error`` or ``cancelled``: one ``{"error": {...}}`` frame, and the stream ends
   (the ``openai`` client raises ``APIError``).
@@ -26,13 +28,16 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Final
 
 from libs.common import events
 from libs.common.errors import job_unanswered
 from libs.common.events import Event
 from libs.common.status import JobStatus
 from services.gateway.openai_errors import openai_body
+
+# The response header naming the job that answers a completion (streamed or not).
+JOB_ID_HEADER: Final = "X-DocuMind-Job-Id"
 
 
 def estimate_tokens(text: str) -> int:
@@ -48,10 +53,13 @@ def frame(data: dict[str, Any] | str) -> str:
 
 def documind_extra(job_id: str, result: dict[str, Any]) -> dict[str, Any]:
     """The ``documind`` field from a job's result."""
+    citations = result.get("citations") or []
     extra: dict[str, Any] = {
         "job_id": job_id,
         "mode": result.get("mode", ""),
-        "citations": result.get("citations", []),
+        # A result cached before answers said it: one citing nothing abstained.
+        "abstained": bool(result.get("abstained", not citations)),
+        "citations": citations,
     }
     if result.get("standalone_question"):
         extra["standalone_question"] = result["standalone_question"]
@@ -97,8 +105,8 @@ class ChunkStream:
         )
 
     def start(self) -> str:
-        """The first frame: the assistant's role."""
-        return self._chunk({"role": "assistant", "content": ""})
+        """The first frame: the assistant's role, and the job's id."""
+        return self._chunk({"role": "assistant", "content": ""}, documind={"job_id": self.job_id})
 
     def feed(self, event: Event) -> list[str]:
         """The frames ``event`` gives (none for stage changes)."""

@@ -19,6 +19,9 @@ class Answer(BaseModel):
     citations: list[Citation]
     # "llm:<model>" or "extractive"
     mode: str
+    # The answerer declined: nothing in the documents answers the question (no evidence
+    # reached min_score, or none that it could quote or cite). The answer then says so.
+    abstained: bool = False
 
 
 class ChatLLM(Protocol):

@@ -99,7 +99,7 @@ class ExtractiveAnswerer:
                 self.min_score,
                 len(wanted),
             )
-            return Answer(answer=NOTHING_RELEVANT, citations=[], mode=MODE)
+            return Answer(answer=NOTHING_RELEVANT, citations=[], mode=MODE, abstained=True)
 
         candidates = [
             _Candidate(n, position, sentence, frozenset(content_terms(sentence)), hit.score)
@@ -109,7 +109,7 @@ class ExtractiveAnswerer:
         chosen = self._select(self._score(candidates, wanted))
         if not chosen:
             logger.info("nothing relevant: no sentence of %d hits shares a content word", len(evidence))
-            return Answer(answer=NOTHING_RELEVANT, citations=[], mode=MODE)
+            return Answer(answer=NOTHING_RELEVANT, citations=[], mode=MODE, abstained=True)
 
         # Sources in order of their best quoted sentence; each source's sentences in reading order.
         groups: dict[int, list[_Candidate]] = {}
@@ -121,7 +121,7 @@ class ExtractiveAnswerer:
             group.sort(key=lambda c: c.position)
             parts.extend(_with_citation(c.text, n) for c in group)
             snippet = " ".join(c.text for c in group)
-            citations.append(citation(n, evidence[n - 1], snippet))
+            citations.append(citation(n, evidence[n - 1], snippet, [c.text for c in group]))
         citations.sort(key=lambda c: c.n)
         return Answer(answer=" ".join(parts), citations=citations, mode=MODE)
 

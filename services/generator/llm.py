@@ -223,7 +223,7 @@ class LLMAnswerer:
         if not evidence:
             logger.info("nothing relevant: none of %d hits reach min_score %.3f", len(hits), self.min_score)
             await emit_pieces(NOTHING_RELEVANT, on_token)
-            return Answer(answer=NOTHING_RELEVANT, citations=[], mode=self.mode)
+            return Answer(answer=NOTHING_RELEVANT, citations=[], mode=self.mode, abstained=True)
         parts: list[str] = []
         stream = self.llm.stream(build_messages(question, evidence), deadline=deadline)
         try:
@@ -236,7 +236,9 @@ class LLMAnswerer:
         text = "".join(parts)
         if not text.strip():
             raise RetryableError("LLM returned an empty answer")
-        return Answer(answer=text, citations=make_citations(text, evidence), mode=self.mode)
+        citations = make_citations(text, evidence)
+        # Told to cite nothing when the sources lack the answer: an uncited reply abstains.
+        return Answer(answer=text, citations=citations, mode=self.mode, abstained=not citations)
 
     async def aclose(self) -> None:
         """Closes the model's client when it has one."""

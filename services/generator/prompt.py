@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from libs.common.models import Citation, Hit
-from services.generator.text import clip, content_terms, split_sentences
+from services.generator.text import clip, content_terms, locate, split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,10 @@ def best_snippet(text: str, query: str, max_chars: int = SNIPPET_MAX_CHARS) -> s
     return clip(sentences[best], max_chars)
 
 
-def citation(n: int, hit: Hit, snippet: str) -> Citation:
+def citation(n: int, hit: Hit, snippet: str, pieces: Sequence[str] = ()) -> Citation:
+    """Source ``n`` cited by ``snippet`` (made of ``pieces`` of the hit's text, in reading
+    order, when it joins several), with where that passage is in the page's text."""
+    start, end = passage(hit, pieces or [snippet])
     return Citation(
         n=n,
         document_id=hit.document_id,
@@ -139,7 +142,23 @@ def citation(n: int, hit: Hit, snippet: str) -> Citation:
         page=hit.page,
         snippet=snippet,
         score=hit.score,
+        char_start=start,
+        char_end=end,
     )
+
+
+def passage(hit: Hit, pieces: Sequence[str]) -> tuple[int | None, int | None]:
+    """The span of the page's text from the first piece to the last: offsets into the page
+    (the hit's chunk starts at ``char_start``); the whole chunk when a piece is not in it;
+    (None, None) when the hit's offsets are unknown or do not fit its text."""
+    start, end = hit.char_start, hit.char_end
+    if start is None or end is None or end - start != len(hit.text) or not hit.text:
+        return None, None
+    first = locate(hit.text, pieces[0])
+    last = locate(hit.text, pieces[-1], first[0]) if first is not None else None
+    if first is None or last is None:
+        return start, end
+    return start + first[0], start + last[1]
 
 
 def make_citations(answer_text: str, hits: Sequence[Hit]) -> list[Citation]:

@@ -150,6 +150,17 @@ def clip(text: str, max_chars: int) -> str:
     return cut.rstrip(" ,;:") + "\u2026"
 
 
+def locate(text: str, snippet: str, start: int = 0) -> tuple[int, int] | None:
+    """Where ``snippet`` (a sentence or clip of ``text``: its whitespace collapsed, maybe
+    ending in an ellipsis) is in ``text`` at or after ``start``, as (start, end); None if not there."""
+    body = snippet.strip().removesuffix("\u2026").strip()
+    tokens = body.split()
+    if not tokens:
+        return None
+    found = re.compile(r"\s+".join(re.escape(t) for t in tokens)).search(text, start)
+    return (found.start(), found.end()) if found else None
+
+
 def word_pieces(text: str) -> list[str]:
     """``text`` cut into words, each with the whitespace after it: the pieces join to ``text``."""
     return _PIECE.findall(text)

@@ -149,7 +149,14 @@ def payload_hit(payload: Mapping[str, Any] | None, score: float) -> Hit:
         text=str(data.get("text", "")),
         chunk_index=int(data.get("chunk_index", 0)),
         page_end=data.get("page_end"),
+        char_start=_offset(data.get("char_start")),
+        char_end=_offset(data.get("char_end")),
     )
+
+
+def _offset(value: Any) -> int | None:
+    """A stored character offset, or None when it is missing or not a number."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def as_matrix(vectors: Sequence[Sequence[float]] | np.ndarray, rows: int, collection: str) -> np.ndarray:

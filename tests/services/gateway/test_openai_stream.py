@@ -57,13 +57,20 @@ def test_tokens_become_chunks_and_the_last_one_carries_the_citations() -> None:
     assert isinstance(first, dict) and first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert first["object"] == "chat.completion.chunk" and first["id"] == "chatcmpl-j1"
     assert first["model"] == "town" and first["created"] == 100
+    # The job's id from the first chunk on (Stop can cancel it at once).
+    assert first["documind"] == {"job_id": "j1"}
     assert [m["choices"][0]["delta"] for m in middle if isinstance(m, dict)] == [
         {"content": "The ferry "},
         {"content": "leaves at 7:15 [1]."},
     ]
     assert isinstance(final, dict)
     assert final["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
-    assert final["documind"] == {"job_id": "j1", "mode": "extractive", "citations": [CITATION]}
+    assert final["documind"] == {
+        "job_id": "j1",
+        "mode": "extractive",
+        "abstained": False,
+        "citations": [CITATION],
+    }
     assert end == "[DONE]"
     assert content(frames) == "The ferry leaves at 7:15 [1]."
     assert stream.ended
@@ -150,3 +157,15 @@ def test_the_standalone_question_rides_in_the_documind_field() -> None:
     final = frames[-2]
     assert isinstance(final, dict)
     assert final["documind"]["standalone_question"] == "ferry: when does it leave?"
+
+
+def test_the_abstained_flag_rides_in_the_documind_field() -> None:
+    no = ev("done", answer="Nothing relevant.", citations=[], mode="extractive", abstained=True)
+    frames, _ = run([no])
+    final = frames[-2]
+    assert isinstance(final, dict) and final["documind"]["abstained"] is True
+    # A result cached before the flag existed: one citing nothing abstained.
+    old = ev("done", answer="Nothing relevant.", citations=[], mode="extractive")
+    frames, _ = run([old])
+    final = frames[-2]
+    assert isinstance(final, dict) and final["documind"]["abstained"] is True

@@ -154,3 +154,17 @@ def test_nothing_relevant_streams_too() -> None:
     result = asyncio.run(answerer.answer("swallow airspeed", HITS, on_token=on_token, deadline=time.time()))
     assert result.answer == NOTHING_RELEVANT
     assert "".join(pieces) == NOTHING_RELEVANT
+
+
+def test_abstaining_is_said_and_quoting_sentences_spans_them_in_the_page() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
+    none = answerer.compose("What is the airspeed velocity of an unladen swallow?", HITS)
+    assert none.abstained and none.citations == []
+    page = "Title\n\n" + HITS[1].text
+    hit = HITS[1].model_copy(update={"char_start": 7, "char_end": len(page)})
+    result = answerer.compose("How long does a refund take to be paid back to my card?", [hit])
+    assert not result.abstained
+    [c] = result.citations
+    assert c.char_start is not None and c.char_end is not None
+    marked = " ".join(page[c.char_start : c.char_end].split())
+    assert marked.startswith(c.snippet.split(". ")[0]) and marked.endswith(c.snippet.split(". ")[-1])

@@ -104,6 +104,7 @@ def test_llm_answerer_cites_only_what_the_answer_cites() -> None:
 
     assert result.mode == "llm:fake-model"
     assert result.answer == "Refunds are paid within 14 days [2]."
+    assert not result.abstained
     assert tokens.pieces == ["Refunds are paid", " within 14 days [2]."]
     assert chat.deadlines == [deadline]
     assert len(result.citations) == 1
@@ -126,6 +127,7 @@ def test_llm_answerer_without_citations_cites_nothing() -> None:
     result = asyncio.run(LLMAnswerer(chat, min_score=0.2).answer("Who is the CEO?", HITS, deadline=later()))
     assert result.citations == []
     assert result.answer == "I don't know based on the documents."
+    assert result.abstained  # told to cite nothing when the sources lack the answer
 
 
 def test_llm_answerer_nothing_relevant_skips_the_llm_and_still_streams() -> None:
@@ -138,6 +140,7 @@ def test_llm_answerer_nothing_relevant_skips_the_llm_and_still_streams() -> None
     assert len(tokens.pieces) > 1
     assert result.citations == []
     assert result.mode == "llm:fake-model"
+    assert result.abstained
     assert chat.calls == []
 
 

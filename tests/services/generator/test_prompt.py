@@ -81,3 +81,42 @@ def test_make_citations_cites_nothing_when_answer_cites_nothing() -> None:
     hits = [_hit("Refunds take 14 days.")]
     assert make_citations("I don't know based on the documents.", hits) == []
     assert make_citations(NOTHING_RELEVANT, hits) == []
+
+
+def test_a_citation_says_where_its_snippet_is_in_the_pages_text() -> None:
+    page = (
+        "Intro line.\n\nOur office is in Lyon.  Refunds are paid back\nwithin 14 days of the request. "
+        "Gift cards cannot be refunded."
+    )
+    chunk = page[13:]
+    hit = Hit(
+        document_id="d", filename="r.txt", page=1, score=0.6, text=chunk, char_start=13, char_end=len(page)
+    )
+    [c] = make_citations("Refunds are paid within 14 days [1].", [hit])
+    assert c.snippet == "Refunds are paid back within 14 days of the request."
+    assert c.char_start is not None and c.char_end is not None
+    assert " ".join(page[c.char_start : c.char_end].split()) == c.snippet
+    # Offsets that do not fit the chunk's text are not passed on; none known, none given.
+    bad = hit.model_copy(update={"char_end": 5})
+    assert make_citations("Refunds [1].", [bad])[0].char_start is None
+    assert make_citations("Refunds [1].", [_hit(chunk)])[0].char_end is None
+
+
+def test_a_clipped_snippet_not_found_whole_cites_the_whole_chunk() -> None:
+    text = "alpha beta gamma " * 40
+    hit = Hit(
+        document_id="d",
+        filename="a.txt",
+        page=2,
+        score=0.5,
+        text=text,
+        char_start=100,
+        char_end=100 + len(text),
+    )
+    [c] = make_citations("Something [1].", [hit])
+    assert c.snippet.endswith("\u2026")
+    # The clip is found (its ellipsis aside): the span is its own, inside the chunk.
+    assert c.char_start == 100 and c.char_end is not None and c.char_end < 100 + len(text)
+    from services.generator.prompt import passage
+
+    assert passage(hit, ["not in the chunk"]) == (100, 100 + len(text))

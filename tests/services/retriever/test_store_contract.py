@@ -153,6 +153,9 @@ def test_payload_holds_every_chunk_field(store: VectorStore) -> None:
         "text": "text doc-p #7",
         "chunk_index": 7,
         "page_end": 9,
+        # Where the chunk is in its page's text: a citation marks its passage by them.
+        "char_start": 70,
+        "char_end": 79,
     }
 
 
