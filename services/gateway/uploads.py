@@ -13,7 +13,7 @@ import time
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 from redis.exceptions import OutOfMemoryError
 
 from libs.common.access import Access
@@ -57,7 +57,8 @@ def safe_filename(raw: str | None) -> str:
 
 @router.post("/v1/collections/{collection}/documents", status_code=202, response_model=UploadAccepted)
 async def upload_documents(
-    collection: str,
+    # The rule is the document's (checked below, with a readable reason).
+    collection: Annotated[str, Path(json_schema_extra={"pattern": COLLECTION_NAME_PATTERN})],
     file: Annotated[
         list[UploadFile], File(description="One or more documents: .txt, .md, .pdf, .docx, .html")
     ],
