@@ -1,7 +1,7 @@
 import { getByRole, getAllByRole, queryByRole } from "@testing-library/dom";
 import { describe, expect, it, vi } from "vitest";
 import type { Citation } from "../src/api/types";
-import { citationName, linkMarkers, modeText, renderAnswer } from "../src/ui/answerView";
+import { citationName, isNoAnswer, linkMarkers, modeText, renderAnswer } from "../src/ui/answerView";
 
 const manual: Citation = { n: 1, document_id: "d1", filename: "manual.pdf", page: 12, snippet: "Hold the power button.", score: 0.8 };
 const notes: Citation = { n: 2, document_id: "d2", filename: "notes.md", page: 3, snippet: "Reset <b>now</b>", score: 0.5 };
@@ -73,5 +73,20 @@ describe("answers", () => {
     expect(some.querySelector(".answer")?.getAttribute("data-kind")).toBe("answered");
     expect(some.textContent).not.toContain("No answer in your documents");
     expect(getByRole(some, "heading", { name: "Sources" })).toBeTruthy();
+  });
+
+  it("follow the server's abstained flag when it is given", () => {
+    // An LLM's reply citing nothing that still answers (the server says it did not abstain)...
+    const uncited = mount(
+      renderAnswer({ question: "q", answer: "It is blue.", mode: "llm:x", citations: [], abstained: false }, () => {}),
+    );
+    expect(uncited.querySelector(".answer")?.getAttribute("data-kind")).toBe("answered");
+    // ...and a declined one, whatever it cites.
+    const declined = mount(
+      renderAnswer({ question: "q", answer: "Not there [1].", mode: "llm:x", citations: [manual], abstained: true }, () => {}),
+    );
+    expect(declined.querySelector(".answer")?.getAttribute("data-kind")).toBe("no-answer");
+    expect(isNoAnswer([], undefined)).toBe(true);
+    expect(isNoAnswer([manual], undefined)).toBe(false);
   });
 });

@@ -157,7 +157,7 @@ describe("collections", () => {
 });
 
 describe("uploading", () => {
-  it("shows a row per file that follows its job's events, re-reads the documents, and says when it is done", async () => {
+  it("shows a row per file that follows its job's events, keeps the table live, and says when it is done", async () => {
     const fake = api();
     const stream = new Stream();
     fake.on("POST", "/v1/collections/docs/documents", () =>
@@ -166,19 +166,39 @@ describe("uploading", () => {
     fake.on("GET", "/v1/jobs/j1/events", (_r, init) => stream.response(init.signal));
     const root = await signedIn(fake);
     await openDocs(root);
+    // Once uploaded, the collection's documents include it, queued.
+    const queuedDoc = {
+      ...DOCS.documents[0], document_id: "d9", filename: "a.txt", type: "txt", pages: null, chunks: null,
+      status: "queued", progress: { chunks_embedded: 0, chunks_total: null }, job_id: "j1", created_at: 1_800_000_000,
+    };
+    fake.on("GET", "/v1/collections/docs/documents", () => json({ documents: [...DOCS.documents, queuedDoc] }));
     const input = getByLabelText(root, "Upload files") as HTMLInputElement;
     Object.defineProperty(input, "files", { value: [new File(["hello"], "a.txt")], configurable: true });
     input.dispatchEvent(new Event("change"));
     const list = getByRole(root, "list", { name: "Uploads" });
     await waitFor(() => expect(list.textContent).toContain("queued"));
+    const table = await findByRole(root, "table", { name: "Documents in docs" });
+    await waitFor(() => expect(table.textContent).toContain("a.txt"));
     const reads = fake.count("GET", "/v1/collections/docs/documents");
     stream.event("queued", {}, "1-0");
-    stream.event("embedding", { stage: "embedder" }, "2-0");
-    stream.event("done", { document_id: "d9", chunks: 2, pages: 1 }, "3-0");
-    await waitFor(() => expect(list.textContent).toContain("ready, 1 page, 2 chunks"));
-    expect(getByRole(root, "status").textContent).toBe("a.txt: ready, 1 page, 2 chunks");
-    // Driven by the events (no timer): the documents were read again as they came.
-    await waitFor(() => expect(fake.count("GET", "/v1/collections/docs/documents")).toBeGreaterThan(reads));
+    stream.event("parsing", { document_id: "d9", filename: "a.txt" }, "2-0");
+    stream.event("parsed", { document_id: "d9", pages: 1, chunks_total: 4, parts: 2 }, "3-0");
+    stream.event("embedded", { document_id: "d9", part: 0, parts: 2, chunks_embedded: 2, chunks_total: 4 }, "4-0");
+    await waitFor(() => expect(list.textContent).toContain("embedding 2 of 4 chunks"));
+    // The table's row says it too, from the events: no read of the documents meanwhile.
+    const row = [...table.querySelectorAll("tbody tr")].find((tr) => tr.textContent?.includes("a.txt"));
+    expect(row?.textContent).toContain("embedding 2 of 4 chunks");
+    expect(fake.count("GET", "/v1/collections/docs/documents")).toBe(reads);
+    stream.event("embedded", { document_id: "d9", part: 1, parts: 2, chunks_embedded: 4, chunks_total: 4 }, "5-0");
+    stream.event("embedding", { stage: "embedder" }, "6-0");
+    stream.event("indexing", { document_id: "d9", chunks_embedded: 4, chunks_total: 4 }, "7-0");
+    await waitFor(() => expect(list.textContent).toContain("indexing"));
+    expect(fake.count("GET", "/v1/collections/docs/documents")).toBe(reads);
+    stream.event("done", { document_id: "d9", chunks: 4, pages: 1 }, "8-0");
+    await waitFor(() => expect(list.textContent).toContain("ready, 1 page, 4 chunks"));
+    expect(getByRole(root, "status").textContent).toBe("a.txt: ready, 1 page, 4 chunks");
+    // Once it ends, the documents are read again: the table's figures are the server's.
+    await waitFor(() => expect(fake.count("GET", "/v1/collections/docs/documents")).toBe(reads + 1));
   });
 });
 
@@ -226,11 +246,11 @@ describe("asking", () => {
     streams[1]?.end();
   });
 
-  it("Stop cancels the job and keeps the text so far", async () => {
+  it("Stop cancels the job, known from the response's header before any text, and keeps the text so far", async () => {
     const fake = api();
     const stream = new Stream();
     let cancelled = "";
-    fake.on("POST", "/v1/chat/completions", (_r, init) => stream.response(init.signal));
+    fake.on("POST", "/v1/chat/completions", (_r, init) => stream.response(init.signal, { "X-DocuMind-Job-Id": "job7" }));
     fake.on("DELETE", "/v1/jobs/job7", (r) => {
       cancelled = r.path;
       return json({ job_id: "job7", status: "cancelled" });
@@ -242,7 +262,7 @@ describe("asking", () => {
     expect(stop.disabled).toBe(true);
     getByRole(root, "button", { name: "Ask" }).click();
     await waitFor(() => expect(stop.disabled).toBe(false));
-    stream.data(chunk("Partial answer"));
+    stream.data({ id: "chatcmpl-other", choices: [{ delta: { content: "Partial answer" } }] });
     await settle();
     stop.click();
     await waitFor(() => expect(cancelled).toBe("/v1/jobs/job7"));
@@ -301,5 +321,35 @@ describe("the viewer", () => {
     viewer.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
     expect(viewer.hidden).toBe(true);
     expect(document.activeElement).toBe(link);
+  });
+
+  it("marks the passage where a citation's offsets say, not the first look-alike", async () => {
+    const fake = api();
+    const stream = new Stream();
+    fake.on("POST", "/v1/chat/completions", (_r, init) => stream.response(init.signal));
+    const page = "Introduction.\n\nHold the button.\n\nHold the button for ten seconds.\n\nThen wait.";
+    fake.on("GET", "/v1/documents/d3/text", () => json([{ page: 1, text: page }]));
+    const root = await signedIn(fake);
+    await openDocs(root);
+    (getByRole(root, "textbox", { name: "Question" }) as HTMLTextAreaElement).value = "reset?";
+    getByRole(root, "button", { name: "Ask" }).click();
+    await settle();
+    // The chunk cited is the third paragraph; finding the snippet alone would mark the second.
+    const start = page.indexOf("Hold the button for");
+    const end = start + "Hold the button for ten seconds.".length;
+    const citation = {
+      n: 1, document_id: "d3", filename: "notes.txt", page: 1, score: 1,
+      snippet: "Hold the button", char_start: start, char_end: end,
+    };
+    stream.data({ id: "chatcmpl-j", choices: [{ delta: { content: "Hold it [1]." } }], documind: { mode: "extractive", citations: [citation] } });
+    stream.data("[DONE]");
+    const region = getByRole(root, "region", { name: "Answer" });
+    const [link] = (await findAllByRole(region, "link", { name: "notes.txt p. 1" })) as HTMLAnchorElement[];
+    link?.click();
+    const viewer = getByRole(root, "region", { name: "Document viewer" });
+    await waitFor(() => expect(viewer.querySelectorAll("mark").length).toBe(1));
+    const mark = viewer.querySelector("mark");
+    expect(mark?.textContent).toBe("Hold the button");
+    expect(mark?.parentElement?.textContent).toBe("Hold the button for ten seconds.");
   });
 });

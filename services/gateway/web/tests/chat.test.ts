@@ -29,9 +29,43 @@ describe("CompletionReader", () => {
       jobId: "job42",
       answer: "Hold the button [1].",
       mode: "extractive",
+      abstained: false,
       citations: [CITATION],
       standaloneQuestion: null,
     });
+  });
+
+  it("takes the job id from the first chunk's documind field, which is no final answer", () => {
+    const jobs: string[] = [];
+    const reader = new CompletionReader({ onJob: (j) => jobs.push(j) });
+    const first = { id: "other", choices: [{ delta: { role: "assistant", content: "" } }], documind: { job_id: "j7" } };
+    reader.feed(JSON.stringify(first));
+    expect(jobs).toEqual(["j7"]);
+    expect(reader.final).toBeNull();
+    // Told once, whatever comes after.
+    reader.setJob("j8");
+    reader.feed(JSON.stringify(chunk("x")));
+    expect(jobs).toEqual(["j7"]);
+  });
+
+  it("reads the abstained flag, and infers it from a server that does not send it", () => {
+    const said = new CompletionReader();
+    said.feed(JSON.stringify(chunk(null, { documind: { mode: "llm:smol", abstained: true, citations: [CITATION] } })));
+    expect(said.final?.abstained).toBe(true);
+    const older = new CompletionReader();
+    older.feed(JSON.stringify(chunk(null, { documind: { mode: "extractive", citations: [] } })));
+    expect(older.final?.abstained).toBe(true);
+  });
+
+  it("keeps a citation's offsets in the page when they are well-formed", () => {
+    const [exact, none, bad] = parseCitations([
+      { ...CITATION, n: 1, char_start: 40, char_end: 48 },
+      { ...CITATION, n: 2 },
+      { ...CITATION, n: 3, char_start: 9, char_end: 4 },
+    ]);
+    expect(exact).toMatchObject({ char_start: 40, char_end: 48 });
+    expect(none?.char_start).toBeUndefined();
+    expect(bad?.char_start).toBeUndefined();
   });
 
   it("prefers the stored answer when the stream's text differs", () => {
@@ -83,6 +117,23 @@ describe("askStreaming", () => {
     const sent = api.requests[0];
     expect(sent?.headers.get("Authorization")).toBe("Bearer dm_k_secret");
     expect(sent?.body).toEqual({ model: "docs", messages: history, stream: true });
+  });
+
+  it("knows the job from the response's header, before any chunk (so Stop can cancel it)", async () => {
+    const api = new FakeApi();
+    const stream = new Stream();
+    api.on("POST", "/v1/chat/completions", (_r, init) =>
+      stream.response(init.signal, { "X-DocuMind-Job-Id": "job42" }),
+    );
+    const jobs: string[] = [];
+    const client = new ApiClient("k", () => {}, api.fetch);
+    const done = askStreaming(client, "docs", [{ role: "user", content: "q" }], { onJob: (j) => jobs.push(j) });
+    await settle();
+    expect(jobs).toEqual(["job42"]);
+    stream.data(chunk(null, { documind: { job_id: "job42", mode: "extractive", abstained: true, citations: [] } }));
+    stream.data("[DONE]");
+    expect((await done).abstained).toBe(true);
+    expect(jobs).toEqual(["job42"]);
   });
 
   it("reports a refusal before the stream (a full queue) as ApiError with Retry-After", async () => {

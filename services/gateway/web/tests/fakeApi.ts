@@ -53,12 +53,12 @@ export class Stream {
   }
 
   /** The response carrying this stream; aborting `signal` cuts it as fetch() would. */
-  response(signal?: AbortSignal | null): Response {
+  response(signal?: AbortSignal | null, headers: Record<string, string> = {}): Response {
     signal?.addEventListener("abort", () => {
       if (!this.closed) this.controller.error(new DOMException("aborted", "AbortError"));
       this.closed = true;
     });
-    return new Response(this.body, { headers: { "Content-Type": "text/event-stream" } });
+    return new Response(this.body, { headers: { "Content-Type": "text/event-stream", ...headers } });
   }
 }
 

@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { DocumentView } from "../src/api/types";
-import { type RowInput, type RowState, fraction, newRow, nextRow, statusText } from "../src/upload/rowState";
+import {
+  type RowInput,
+  type RowState,
+  fraction,
+  liveDocument,
+  newRow,
+  nextRow,
+  statusText,
+} from "../src/upload/rowState";
 
 function doc(status: string, embedded: number, total: number | null, extra: Partial<DocumentView> = {}): DocumentView {
   return {
@@ -54,6 +62,59 @@ describe("an upload row", () => {
       "ready, 12 pages, 96 chunks",
     ]);
     expect(fraction(states[4] as RowState)).toBeCloseTo(1 / 3);
+  });
+
+  it("moves on the job's events alone: parsing, the counts part by part, indexing, ready", () => {
+    const event = (type: string, data: Record<string, unknown> = {}): RowInput => ({ kind: "event", type, data });
+    const states = run([
+      accepted,
+      event("queued"),
+      event("parsing", { document_id: "d1", filename: "manual.pdf" }),
+      event("parsed", { document_id: "d1", pages: 12, chunks_total: 96, parts: 3 }),
+      event("embedded", { part: 1, parts: 3, chunks_embedded: 32, chunks_total: 96 }),
+      // Parts done on other replicas may be told out of order: the count never goes back.
+      event("embedded", { part: 2, parts: 3, chunks_embedded: 64, chunks_total: 96 }),
+      event("embedded", { part: 0, parts: 3, chunks_embedded: 40, chunks_total: 96 }),
+      event("embedding", { stage: "embedder" }),
+      event("indexing", { chunks_embedded: 96, chunks_total: 96 }),
+      event("embedded", { part: 0, parts: 3, chunks_embedded: 96, chunks_total: 96 }),
+      event("done", { chunks: 96, pages: 12 }),
+    ]);
+    expect(states.map(statusText)).toEqual([
+      "queued",
+      "queued",
+      "parsing",
+      "embedding 0 of 96 chunks",
+      "embedding 32 of 96 chunks",
+      "embedding 64 of 96 chunks",
+      "embedding 64 of 96 chunks",
+      "embedding 64 of 96 chunks",
+      "indexing",
+      "indexing",
+      "ready, 12 pages, 96 chunks",
+    ]);
+    expect(states[3]?.pages).toBe(12);
+    expect(fraction(states[5] as RowState)).toBeCloseTo(2 / 3);
+    expect(fraction(states[8] as RowState)).toBe(1);
+  });
+
+  it("gives the documents table its document as the events say it is now", () => {
+    const [, , embedding] = run([
+      accepted,
+      { kind: "event", type: "parsed", data: { pages: 3, chunks_total: 10 } },
+      { kind: "event", type: "embedded", data: { chunks_embedded: 4, chunks_total: 10 } },
+    ]);
+    const stale = doc("queued", 0, null);
+    expect(liveDocument(stale, embedding as RowState)).toMatchObject({
+      status: "embedding",
+      pages: 3,
+      chunks: 10,
+      progress: { chunks_embedded: 4, chunks_total: 10 },
+    });
+    // Nothing newer to say: the server's own document, as it was read.
+    const ready = doc("ready", 10, 10);
+    expect(liveDocument(ready, embedding as RowState)).toBe(ready);
+    expect(liveDocument(doc("queued", 0, null, { document_id: "d2" }), embedding as RowState).status).toBe("queued");
   });
 
   it("never goes back for a snapshot read before the last event", () => {

@@ -34,14 +34,24 @@ describe("Uploads", () => {
     await settle();
     expect(row?.state.phase).toBe("queued");
     stream.event("queued", {}, "1-0");
-    stream.event("embedding", { stage: "embedder" }, "2-0");
+    stream.event("parsing", { document_id: "d1", filename: "a.txt" }, "2-0");
     await settle();
-    expect(row?.state.phase).toBe("embedding");
-    stream.event("done", { chunks: 2, pages: 1 }, "3-0");
+    expect(row?.state.phase).toBe("parsing");
+    stream.event("parsed", { document_id: "d1", pages: 1, chunks_total: 2, parts: 1 }, "3-0");
+    stream.event("embedded", { document_id: "d1", part: 0, parts: 1, chunks_embedded: 2, chunks_total: 2 }, "4-0");
+    await settle();
+    expect(row?.state).toMatchObject({ phase: "embedding", embedded: 2, total: 2, pages: 1 });
+    // The events carry the row: the documents are not read again on each of them.
+    expect(activity).toEqual(["docs"]);
+    stream.event("embedding", { stage: "embedder" }, "5-0");
+    stream.event("indexing", { document_id: "d1", chunks_embedded: 2, chunks_total: 2 }, "6-0");
+    await settle();
+    expect(row?.state.phase).toBe("indexing");
+    stream.event("done", { chunks: 2, pages: 1 }, "7-0");
     await settle();
     expect(row?.state.phase).toBe("ready");
-    expect(activity.length).toBeGreaterThanOrEqual(3);
-    expect(activity.every((c) => c === "docs")).toBe(true);
+    // Read when the document was added and once more when its upload ended.
+    expect(activity).toEqual(["docs", "docs"]);
   });
 
   it("asks before a file whose name is taken, then replaces with ?replace=true", async () => {

@@ -2,10 +2,11 @@
  * A question through the OpenAI-compatible route (POST /v1/chat/completions with
  * stream: true), the conversation's earlier turns sent as messages. Its chunks are
  * Server-Sent Events: the text as it is written (`choices[0].delta.content`), then a
- * last chunk whose `documind` field has the job id, the mode and the citations, then
- * `data: [DONE]`. A job that fails or is cancelled ends the stream with one
- * `{"error": {...}}` frame. Every chunk's id is `chatcmpl-<job id>`: the job can be
- * cancelled (Stop) from the first chunk on.
+ * last chunk whose `documind` field has the job id, the mode, whether the answerer
+ * abstained and the citations, then `data: [DONE]`. A job that fails or is cancelled
+ * ends the stream with one `{"error": {...}}` frame. The response's header
+ * `X-DocuMind-Job-Id` names the job (so does the first chunk's `documind.job_id`, and
+ * every chunk's id, `chatcmpl-<job id>`): it can be cancelled (Stop) from the start.
  */
 import type { ApiClient } from "./client";
 import { NetworkError } from "./errors";
@@ -13,6 +14,7 @@ import { readSse } from "./sse";
 import type { ChatMessage, Citation } from "./types";
 
 export const CHUNK_ID_PREFIX = "chatcmpl-";
+export const JOB_ID_HEADER = "X-DocuMind-Job-Id";
 
 export interface ChatCallbacks {
   /** The job answering the question (known from the first chunk). */
@@ -26,6 +28,8 @@ export interface ChatAnswer {
   answer: string;
   /** "extractive", or "llm:<model>". */
   mode: string;
+  /** The answerer declined: nothing in the documents answers the question. */
+  abstained: boolean;
   citations: Citation[];
   standaloneQuestion: string | null;
 }
@@ -59,14 +63,22 @@ export function parseCitations(value: unknown): Citation[] {
     const n = Number(c.n);
     const page = Number(c.page);
     if (!Number.isInteger(n) || !Number.isFinite(page) || typeof c.document_id !== "string") continue;
-    out.push({
+    const citation: Citation = {
       n,
       document_id: c.document_id,
       filename: String(c.filename ?? ""),
       page,
       snippet: String(c.snippet ?? ""),
       score: Number(c.score ?? 0),
-    });
+    };
+    // The passage's place in the page's text, when the server knows it.
+    const start = c.char_start;
+    const end = c.char_end;
+    if (Number.isInteger(start) && Number.isInteger(end) && (start as number) >= 0 && (end as number) > (start as number)) {
+      citation.char_start = start as number;
+      citation.char_end = end as number;
+    }
+    out.push(citation);
   }
   return out.sort((a, b) => a.n - b.n);
 }
@@ -96,9 +108,10 @@ export class CompletionReader {
         String(error.message ?? "the question was not answered"),
       );
     }
-    if (!this.jobId && typeof chunk.id === "string" && chunk.id.startsWith(CHUNK_ID_PREFIX)) {
-      this.jobId = chunk.id.slice(CHUNK_ID_PREFIX.length);
-      this.callbacks.onJob?.(this.jobId);
+    const extra = asRecord(chunk.documind);
+    if (typeof extra?.job_id === "string") this.setJob(extra.job_id);
+    else if (typeof chunk.id === "string" && chunk.id.startsWith(CHUNK_ID_PREFIX)) {
+      this.setJob(chunk.id.slice(CHUNK_ID_PREFIX.length));
     }
     const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
     const delta = asRecord(asRecord(choices[0])?.delta);
@@ -106,20 +119,30 @@ export class CompletionReader {
       this.text += delta.content;
       this.callbacks.onText?.(delta.content);
     }
-    const extra = asRecord(chunk.documind);
-    if (extra) {
+    // The first chunk's `documind` has the job id only; the last one's has the answer's data.
+    if (extra && typeof extra.mode === "string") {
       const jobId = typeof extra.job_id === "string" ? extra.job_id : this.jobId;
       // `answer` is there only when the stored answer differs from what was streamed.
       const answer = typeof extra.answer === "string" ? extra.answer : this.text;
+      const citations = parseCitations(extra.citations);
       this.final = {
         jobId,
         answer,
-        mode: String(extra.mode ?? ""),
-        citations: parseCitations(extra.citations),
+        mode: extra.mode,
+        // A server that does not say: an answer citing nothing abstained.
+        abstained: typeof extra.abstained === "boolean" ? extra.abstained : citations.length === 0,
+        citations,
         standaloneQuestion: typeof extra.standalone_question === "string" ? extra.standalone_question : null,
       };
     }
     return false;
+  }
+
+  /** The job answering (from the response's header or a chunk): told once. */
+  setJob(jobId: string): void {
+    if (this.jobId || !jobId) return;
+    this.jobId = jobId;
+    this.callbacks.onJob?.(jobId);
   }
 }
 
@@ -143,6 +166,7 @@ export async function askStreaming(
   });
   if (!response.body) throw new NetworkError("The server sent no answer stream.");
   const reader = new CompletionReader(callbacks);
+  reader.setJob(response.headers.get(JOB_ID_HEADER) ?? "");
   for await (const event of readSse(response.body)) {
     if (reader.feed(event.data)) break;
   }

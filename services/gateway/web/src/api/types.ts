@@ -60,6 +60,9 @@ export interface Citation {
   page: number;
   snippet: string;
   score: number;
+  /** Where the cited passage is in the page's text (GET .../text), when known. */
+  char_start?: number;
+  char_end?: number;
 }
 
 /** One page of a document's extracted text (GET /v1/documents/{id}/text). */

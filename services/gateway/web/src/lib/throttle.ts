@@ -1,7 +1,7 @@
 /**
  * Calls `fn` at most once per `ms`: at once when idle, else once more at the end of
  * the wait (so the last call's effect is never lost). Used to re-read a collection's
- * documents when its jobs' events arrive: many events, one request a second at most.
+ * documents as uploads are added and end: many uploads, one request a second at most.
  */
 export interface Throttled {
   (): void;

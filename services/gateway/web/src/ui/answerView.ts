@@ -90,9 +90,12 @@ export function modeText(mode: string): string {
   return mode ? `Mode: ${mode}` : "";
 }
 
-/** Whether an answer is the "nothing in your documents" reply: it cites nothing. */
-export function isNoAnswer(citations: readonly Citation[]): boolean {
-  return citations.length === 0;
+/**
+ * Whether an answer is the "nothing in your documents" reply: the server's `abstained`
+ * flag, or (from a server that does not send it) an answer citing nothing.
+ */
+export function isNoAnswer(citations: readonly Citation[], abstained?: boolean): boolean {
+  return abstained ?? citations.length === 0;
 }
 
 export interface RenderedAnswer {
@@ -100,13 +103,15 @@ export interface RenderedAnswer {
   answer: string;
   mode: string;
   citations: Citation[];
+  /** The answerer declined (the server's flag). */
+  abstained?: boolean;
   /** Stopped by the user: partial text, no sources. */
   stopped?: boolean;
 }
 
 /** A finished (or stopped) answer's content: kind, mode, text, sources. */
 export function renderAnswer(answer: RenderedAnswer, onCite: OnCite, headingLevel: "h4" | "h5" = "h5"): HTMLElement {
-  const none = !answer.stopped && isNoAnswer(answer.citations);
+  const none = !answer.stopped && isNoAnswer(answer.citations, answer.abstained);
   const kind = answer.stopped ? "stopped" : none ? "no-answer" : "answered";
   const title = answer.stopped ? "Stopped" : none ? "No answer in your documents" : null;
   const sourcesHeading = answer.citations.length ? h(headingLevel, { class: "sources-heading" }, "Sources") : null;

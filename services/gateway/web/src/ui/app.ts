@@ -10,8 +10,8 @@ import { type DocumentView, type Identity, canWrite } from "../api/types";
 import { button, h, replaceChildren, uid } from "../lib/dom";
 import { type Throttled, throttle } from "../lib/throttle";
 import { KeyStore } from "../session";
-import { FINAL, statusText } from "../upload/rowState";
-import { Uploads } from "../upload/uploads";
+import { FINAL, liveDocument, statusText } from "../upload/rowState";
+import { type UploadRow, Uploads } from "../upload/uploads";
 import { DocumentSource } from "../viewer/documentSource";
 import { Viewer } from "../viewer/viewer";
 import { Announcer } from "./announcer";
@@ -22,7 +22,7 @@ import { DocumentsTable } from "./documentsTable";
 import { signInView } from "./signIn";
 import { UploadPanel } from "./uploadPanel";
 
-/** At most one read of a collection's documents per this long while its jobs report. */
+/** At most one read of a collection's documents per this long (uploads added or ending). */
 export const REFRESH_MS = 1000;
 
 export interface AppOptions {
@@ -76,6 +76,7 @@ export class App {
       uploads: new Uploads(client, {
         onRow: (row) => {
           this.uploadPanel?.update(row);
+          this.showLive(row);
           // Said once, when a file's upload ends (a final phase never changes again).
           if (FINAL.has(row.state.phase)) this.announcer.say(`${row.state.filename}: ${statusText(row.state)}`);
         },
@@ -130,7 +131,16 @@ export class App {
     const viewer = new Viewer(new DocumentSource(client));
     const onCite: OnCite = (citation, invoker) =>
       void viewer.open(
-        { documentId: citation.document_id, filename: citation.filename, page: citation.page, snippet: citation.snippet },
+        {
+          documentId: citation.document_id,
+          filename: citation.filename,
+          page: citation.page,
+          snippet: citation.snippet,
+          passage:
+            citation.char_start !== undefined && citation.char_end !== undefined
+              ? { start: citation.char_start, end: citation.char_end }
+              : null,
+        },
         invoker,
       );
     this.viewer = viewer;
@@ -213,7 +223,20 @@ export class App {
     }
   }
 
-  /** A job of `collection` reported: read its documents again (at most once a REFRESH_MS). */
+  /** An upload row's news in the documents table, between reads of the collection's documents. */
+  private showLive(row: UploadRow): void {
+    const { collection, documentId } = row.state;
+    const documents = this.session?.documents.get(collection);
+    const at = documents?.findIndex((d) => d.document_id === documentId) ?? -1;
+    const doc = documents?.[at];
+    if (!documents || !doc) return;
+    const live = liveDocument(doc, row.state);
+    if (live === doc) return;
+    documents[at] = live;
+    if (this.collectionsPanel?.selected === collection) this.documentsTable?.update(live);
+  }
+
+  /** A collection's documents changed: read them again (at most once a REFRESH_MS). */
   private activity(collection: string): void {
     const session = this.session;
     if (!session) return;

@@ -150,10 +150,11 @@ export class AskPanel {
         },
         controller.signal,
       );
-      answer = { question, answer: result.answer, mode: result.mode, citations: result.citations };
+      const { mode, citations, abstained } = result;
+      answer = { question, answer: result.answer, mode, citations, abstained };
       this.history.push({ role: "user", content: question }, { role: "assistant", content: result.answer });
       this.question.value = "";
-      this.options.announce(isNoAnswer(result.citations) ? "No answer in your documents." : "The answer is ready.");
+      this.options.announce(isNoAnswer(citations, abstained) ? "No answer in your documents." : "The answer is ready.");
     } catch (error) {
       const cancelled = error instanceof ChatFailed && error.cancelled;
       if ((this.stopRequested && isAbort(error)) || cancelled) {

@@ -99,15 +99,34 @@ export class DocumentsTable {
     }
     return h(
       "tr",
-      { "data-status": doc.status },
+      { "data-status": doc.status, "data-document": doc.document_id },
       h("th", { scope: "row" }, doc.filename),
       h("td", {}, doc.type),
-      h("td", {}, dash(doc.pages)),
-      h("td", {}, dash(doc.chunks)),
+      h("td", { class: "pages" }, dash(doc.pages)),
+      h("td", { class: "chunks" }, dash(doc.chunks)),
       h("td", { class: `status status-${doc.status}` }, documentStatus(doc)),
       h("td", {}, when(doc.created_at)),
       actions,
     );
+  }
+
+  /**
+   * One document's pages, chunks and status changed (its upload's events say so): its
+   * row's cells are updated in place, so focus and an open confirmation stay.
+   */
+  update(doc: DocumentView): void {
+    const row = Array.from(this.body.rows).find((tr) => tr.dataset.document === doc.document_id);
+    if (!row) return;
+    row.dataset.status = doc.status;
+    const pages = row.querySelector("td.pages");
+    const chunks = row.querySelector("td.chunks");
+    const status = row.querySelector("td.status");
+    if (pages) replaceChildren(pages, dash(doc.pages));
+    if (chunks) replaceChildren(chunks, dash(doc.chunks));
+    if (status) {
+      status.className = `status status-${doc.status}`;
+      replaceChildren(status, documentStatus(doc));
+    }
   }
 
   private async remove(doc: DocumentView, invoker: HTMLElement): Promise<void> {

@@ -2,11 +2,12 @@
  * One uploaded file's row: what it shows, as a pure function of what happened to it.
  *
  * Inputs: the user's choice for a file whose name is taken (replace or upload as
- * new), the upload request's answer, the ingest job's events (queued, embedding as
- * each part is embedded, retrying, done / error / cancelled) and snapshots of the
- * document (GET .../documents, read when events arrive) that carry the status and
- * progress. The phase only moves forward (an older snapshot never takes a row back),
- * and a final phase stays.
+ * new), the upload request's answer, the ingest job's events (queued, parsing, parsed
+ * with the chunk total, embedded with chunks embedded of the total as each part is,
+ * indexing, retrying, done / error / cancelled: they carry all a row shows) and
+ * snapshots of the document (GET .../documents: when the job is not followed live).
+ * The phase only moves forward (an older snapshot or a part reported late never takes
+ * a row back), and a final phase stays.
  */
 import type { DocumentView } from "../api/types";
 
@@ -135,11 +136,29 @@ function onEvent(state: RowState, type: string, data: Record<string, unknown>): 
   switch (type) {
     case "queued":
       return forward(state, "queued", { reason: null });
+    case "parsing":
+      return forward(state, "parsing", { reason: null });
+    case "parsed":
+      // Cut into chunks: embedding them is next.
+      return forward(state, "embedding", {
+        reason: null,
+        pages: num(data.pages) ?? state.pages,
+        total: num(data.chunks_total) ?? state.total,
+      });
+    case "embedded":
+      // One part embedded: the document's chunks embedded so far, of the total.
+      return forward(state, "embedding", {
+        reason: null,
+        embedded: num(data.chunks_embedded) ?? 0,
+        total: num(data.chunks_total) ?? state.total,
+      });
     case "embedding":
-      // A part of the document was embedded: it is past parsing.
+      // The embedder handed its last part on: it is past parsing.
       return forward(state, "embedding", { reason: null });
-    case "indexing":
-      return forward(state, "indexing", { reason: null });
+    case "indexing": {
+      const total = num(data.chunks_total) ?? state.total;
+      return forward(state, "indexing", { reason: null, total, embedded: total ?? state.embedded });
+    }
     case "retrying": {
       if (FINAL.has(state.phase)) return state;
       const error = typeof data.error === "string" ? data.error : "a stage failed";
@@ -224,4 +243,33 @@ export function fraction(state: RowState): number | null {
   if (state.phase === "indexing") return 1;
   if (state.phase === "embedding" && state.total) return Math.min(state.embedded / state.total, 1);
   return null;
+}
+
+/** Document statuses a row in flight stands for (the final ones come from the server). */
+const LIVE_STATUS: Partial<Record<Phase, string>> = {
+  queued: "queued",
+  parsing: "parsing",
+  embedding: "embedding",
+  indexing: "indexing",
+};
+
+/**
+ * `doc` as the row's events say it is now (status, pages, chunks, progress), for the
+ * documents table between reads; `doc` itself when the row says nothing newer.
+ */
+export function liveDocument(doc: DocumentView, state: RowState): DocumentView {
+  const status = LIVE_STATUS[state.phase];
+  if (!status || state.documentId !== doc.document_id || doc.status === "ready" || doc.status === "failed") {
+    return doc;
+  }
+  return {
+    ...doc,
+    status,
+    pages: state.pages ?? doc.pages,
+    chunks: state.total ?? doc.chunks,
+    progress: {
+      chunks_embedded: Math.max(state.embedded, doc.progress?.chunks_embedded ?? 0),
+      chunks_total: state.total ?? doc.progress?.chunks_total ?? null,
+    },
+  };
 }

@@ -2,7 +2,9 @@
  * Uploads: one request per file (so one unreadable file fails only its own row), one
  * at a time, each row then following its ingest job's events. A file whose name is
  * already in the collection waits for the user's choice: replace that document, or
- * upload it as a new one. Rows change only through `nextRow` (rowState.ts).
+ * upload it as a new one. Rows change only through `nextRow` (rowState.ts). The job's
+ * events carry the row's status and progress; the collection's documents are read
+ * again only when a document is added and when its upload ends.
  */
 import { type ApiClient, seg } from "../api/client";
 import { ApiError, describe, isAbort } from "../api/errors";
@@ -20,7 +22,10 @@ export interface UploadRow {
 export interface UploadHooks {
   /** A row changed (or was added). */
   onRow: (row: UploadRow) => void;
-  /** Something happened to a collection's documents: time to read them again. */
+  /**
+   * A collection's documents changed in a way the events do not tell whole: a document
+   * was added, or one's upload ended (or is no longer followed). Time to read them again.
+   */
   onActivity: (collection: string) => void;
 }
 
@@ -134,13 +139,12 @@ export class Uploads {
         followJob(
           this.client,
           jobId,
-          (event) => {
-            this.dispatch(row, { kind: "event", type: event.type, data: event.data });
-            this.hooks.onActivity(collection);
-          },
+          (event) => this.dispatch(row, { kind: "event", type: event.type, data: event.data }),
           { signal: this.stop.signal },
         ),
       );
+      // Ended (ready, failed, cancelled): the table's figures are the server's again.
+      this.hooks.onActivity(collection);
     } catch (error) {
       if (isAbort(error)) return;
       if (error instanceof ApiError && error.status === 404) {

@@ -1,11 +1,12 @@
 /**
  * A document's extracted text, page by page (DOCX, HTML, Markdown, text: the formats
  * without a page image), each page a section headed "Page N". The cited page's
- * passage is marked.
+ * passage is marked: exactly where the citation's offsets say (they index the page's
+ * text as the server extracted it, which is what is shown), else by finding its snippet.
  */
 import type { PageText } from "../api/types";
 import { h, uid } from "../lib/dom";
-import { highlight } from "./highlight";
+import { type Span, findSnippet, highlight, markSpan, textNodes } from "./highlight";
 
 /** Pages shown around the cited one in a long document. */
 export const PAGES_AROUND = 25;
@@ -17,13 +18,63 @@ export interface TextRendering {
   marks: HTMLElement[];
 }
 
+/** A paragraph of a page as shown: its text (trimmed) and where it starts in the page's text. */
+export interface Paragraph {
+  text: string;
+  start: number;
+}
+
+/** The page's text cut at blank lines, each piece trimmed, empty ones left out. */
+export function paragraphsOf(text: string): Paragraph[] {
+  const out: Paragraph[] = [];
+  let from = 0;
+  const take = (end: number): void => {
+    const raw = text.slice(from, end);
+    const body = raw.trim();
+    if (body) out.push({ text: body, start: from + raw.length - raw.trimStart().length });
+  };
+  for (const blank of text.matchAll(/\n\s*\n/g)) {
+    take(blank.index);
+    from = blank.index + blank[0].length;
+  }
+  take(text.length);
+  return out;
+}
+
+/**
+ * The part of `span` (offsets into the page's text) that is shown, as offsets into the
+ * paragraphs' texts joined (what the page's text nodes hold); null when none is.
+ */
+export function shownSpan(paragraphs: readonly Paragraph[], span: Span): Span | null {
+  let offset = 0;
+  let start = -1;
+  let end = -1;
+  for (const p of paragraphs) {
+    const from = Math.max(span.start, p.start);
+    const to = Math.min(span.end, p.start + p.text.length);
+    if (from < to) {
+      if (start < 0) start = offset + from - p.start;
+      end = offset + to - p.start;
+    }
+    offset += p.text.length;
+  }
+  return start < 0 ? null : { start, end };
+}
+
+/**
+ * Where to mark on a page, from the citation's offsets: within them, the snippet when
+ * it is there (the server may give its chunk's span), else the whole span; null when
+ * the offsets do not fit the page.
+ */
+export function exactSpan(text: string, passage: Span, snippet: string): Span | null {
+  if (passage.start < 0 || passage.end > text.length || passage.end <= passage.start) return null;
+  const within = snippet ? findSnippet(text.slice(passage.start, passage.end), snippet) : null;
+  return within ? { start: passage.start + within.start, end: passage.start + within.end } : passage;
+}
+
 function pageSection(page: PageText, only: boolean): HTMLElement {
   const headingId = uid("text-page");
-  const paragraphs = page.text
-    .split(/\n\s*\n/)
-    .map((p) => p.trim())
-    .filter(Boolean)
-    .map((p) => h("p", {}, p));
+  const paragraphs = paragraphsOf(page.text).map((p) => h("p", {}, p.text));
   // A document of one page (every format but PDF) needs no page heading.
   return h(
     "section",
@@ -40,7 +91,19 @@ function pageSection(page: PageText, only: boolean): HTMLElement {
   );
 }
 
-export function renderTextPages(pages: readonly PageText[], cited: number, snippet: string): TextRendering {
+/** The cited passage marked by its offsets on `page`'s section; none when they do not fit. */
+function markPassage(page: PageText, text: Element, passage: Span, snippet: string): HTMLElement[] {
+  const span = exactSpan(page.text, passage, snippet);
+  const shown = span ? shownSpan(paragraphsOf(page.text), span) : null;
+  return shown ? markSpan(textNodes(text), shown) : [];
+}
+
+export function renderTextPages(
+  pages: readonly PageText[],
+  cited: number,
+  snippet: string,
+  passage: Span | null = null,
+): TextRendering {
   const at = Math.max(
     pages.findIndex((p) => p.page === cited),
     0,
@@ -58,7 +121,9 @@ export function renderTextPages(pages: readonly PageText[], cited: number, snipp
   for (const section of sections) el.appendChild(section);
   const page = sections.find((s) => s.dataset.page === String(cited)) ?? null;
   const text = page?.querySelector(".page-text");
-  let marks = text && snippet ? highlight(text, snippet) : [];
+  const citedText = pages[at];
+  let marks = text && passage && citedText?.page === cited ? markPassage(citedText, text, passage, snippet) : [];
+  if (!marks.length && text && snippet) marks = highlight(text, snippet);
   for (const other of el.querySelectorAll(".page-text")) {
     // Not on the page the citation names: the first page shown that has it.
     if (marks.length || !snippet || other === text) continue;

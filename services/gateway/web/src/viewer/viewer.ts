@@ -9,7 +9,7 @@ import type { PDFDocumentProxy } from "pdfjs-dist";
 import { describe } from "../api/errors";
 import { button, h, on, replaceChildren, uid } from "../lib/dom";
 import type { DocumentSource } from "./documentSource";
-import { highlight } from "./highlight";
+import { type Span, highlight } from "./highlight";
 import { renderTextPages } from "./textView";
 
 export interface ViewTarget {
@@ -18,6 +18,12 @@ export interface ViewTarget {
   page: number;
   /** The cited passage (none when a document is opened from the table). */
   snippet: string;
+  /**
+   * Where the passage is in the page's extracted text (the citation's char_start and
+   * char_end), when known: the text view marks exactly that. A PDF's text layer is
+   * pdf.js's, not that text: there the snippet is found as it is written.
+   */
+  passage?: Span | null;
 }
 
 type PdfModule = typeof import("./pdfView");
@@ -106,7 +112,7 @@ export class Viewer {
     if (!this.target) return;
     const page = this.target.page + step;
     if (page < 1 || (this.pages && page > this.pages)) return;
-    this.target = { ...this.target, page, snippet: "" };
+    this.target = { ...this.target, page, snippet: "", passage: null };
     await this.show();
   }
 
@@ -165,7 +171,7 @@ export class Viewer {
     const pages = await this.source.text(target.documentId);
     if (attempt !== this.opening) return null;
     this.pages = pages.length;
-    const rendered = renderTextPages(pages, target.page, target.snippet);
+    const rendered = renderTextPages(pages, target.page, target.snippet, target.passage ?? null);
     replaceChildren(this.body, rendered.el);
     if (!rendered.marks.length) rendered.page?.scrollIntoView?.({ block: "start" });
     return rendered.marks;
