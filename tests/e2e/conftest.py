@@ -4,6 +4,8 @@ The stack is the integration tests' (``Stack``: every service a child process, a
 Valkey server, the real embedding model), started once for these tests, its gateway
 serving the built web app at ``/``. Without ``/usr/bin/chromium`` every test here is
 skipped with the reason; without a build of the web app too (``make test`` builds it).
+The stack and the browser live as long as this package's tests (package scope), not for
+the rest of the session.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ EXPECT_TIMEOUT_MS = 30_000
 GENERATOR_STOP_S = 15
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Path:
     if not CHROMIUM.exists():
         pytest.skip(NO_CHROMIUM)
@@ -39,14 +41,14 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright(chromium: Path) -> Iterator[Playwright]:
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright, chromium: Path) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=list(FLAGS))
     try:
@@ -55,7 +57,7 @@ def browser(playwright: Playwright, chromium: Path) -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("e2e-stack")
     with ValkeyServer(tmp / "valkey") as server:
@@ -67,7 +69,7 @@ def stack(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             s.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The PDF and the Markdown note, as uploaded."""
     return write_documents(tmp_path_factory.mktemp("e2e-files"))
@@ -76,7 +78,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 LIBRARY = "harbour-library"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def library(stack: Stack, files: tuple[Path, Path]) -> str:
     """A collection holding both documents, uploaded through the API and ready."""
     upload_ready(stack, LIBRARY, files)
@@ -92,12 +94,12 @@ def make_key(stack: Stack, role: str, name: str) -> str:
     return key
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def writer_key(stack: Stack) -> str:
     return make_key(stack, "writer", "e2e-writer")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def reader_key(stack: Stack) -> str:
     return make_key(stack, "reader", "e2e-reader")
 
