@@ -88,6 +88,30 @@ def axe_scan(page: Page, screen: str) -> list[dict[str, Any]]:
     return violations
 
 
+# Records every upload row's phases as the page sets them (``data-phase``), in order.
+WATCH_PHASES: Final = """() => {
+  window.__phases = {};
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      const row = change.target;
+      const name = row.querySelector(".file")?.textContent ?? "";
+      const seen = (window.__phases[name] ??= []);
+      if (seen.at(-1) !== row.dataset.phase) seen.push(row.dataset.phase);
+    }
+  }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ["data-phase"] });
+}"""
+
+
+def watch_phases(page: Page) -> None:
+    """From now on, note each upload row's phases (read them with :func:`phases_seen`)."""
+    page.evaluate(WATCH_PHASES)
+
+
+def phases_seen(page: Page) -> dict[str, list[str]]:
+    seen: dict[str, list[str]] = page.evaluate("() => window.__phases")
+    return seen
+
+
 def screenshot(page: Page, name: str) -> Path:
     """Saves the page as ``docs/screenshots/<name>.png`` (README shows them)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,10 @@ QUESTION: Final = "When was the Elmsworth lighthouse built?"
 FOLLOW_UP: Final = "How far away can its lamp be seen?"
 FOLLOW_UP_ANSWER: Final = "twenty-two nautical miles"
 
+# Answered by the Markdown note only.
+MD_QUESTION: Final = "When is the bakery oven cleaned?"
+MD_ANSWER: Final = "cleaned every Sunday"
+
 MARKDOWN: Final = (
     "# Bakery notes\n\n"
     "The bakery on Quay Street uses a wood-fired oven that is cleaned every Sunday.\n\n"

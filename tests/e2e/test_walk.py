@@ -16,7 +16,16 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e import documents as docs
-from tests.e2e.browser import axe_scan, collection_box, fold, marked_text, named, screenshot
+from tests.e2e.browser import (
+    axe_scan,
+    collection_box,
+    fold,
+    marked_text,
+    named,
+    phases_seen,
+    screenshot,
+    watch_phases,
+)
 from tests.e2e.conftest import api_get
 from tests.e2e.slow_llm import FIRST_WORDS, SlowLLM
 from tests.integration.harness import Stack
@@ -25,6 +34,9 @@ pytestmark = pytest.mark.e2e
 
 COLLECTION = "harbour-walk"
 PDF_CITATION = f"{docs.PDF_NAME} p. {docs.ANSWER_PAGE}"
+MD_CITATION = f"{docs.MD_NAME} p. 1"
+# An upload row's phases before ready (services/gateway/web/src/upload/rowState.ts).
+IN_PROGRESS = frozenset({"uploading", "queued", "parsing", "embedding", "indexing"})
 
 
 def sign_in(page: Page, url: str, key: str) -> None:
@@ -67,13 +79,24 @@ def test_a_writer_walks_through_the_app(
     expect(named(page, "heading", f"Collection {COLLECTION}")).to_be_visible()
     assert api_get(stack, f"/v1/collections/{COLLECTION}").status_code == 200
 
-    # Upload both files; each row follows its job to ready.
+    # Upload both files; each row follows its job, phase after phase, to ready.
+    watch_phases(page)
     page.get_by_label("Upload files", exact=True).set_input_files([pdf, md])
     uploads = named(page, "list", "Uploads")
     for name in (docs.PDF_NAME, docs.MD_NAME):
         row = uploads.get_by_role("listitem").filter(has_text=name)
         expect(row).to_have_attribute("data-phase", "ready", timeout=90_000)
         expect(row).to_contain_text("ready")
+    expect(uploads.get_by_role("listitem").filter(has_text=docs.PDF_NAME)).to_contain_text(
+        f"{len(docs.PAGES)} pages"
+    )
+    seen = phases_seen(page)
+    print("upload phases:", seen)
+    assert set(seen) == {docs.PDF_NAME, docs.MD_NAME}, seen
+    for name, phases in seen.items():
+        assert phases[0] == "uploading" and phases[-1] == "ready", (name, phases)
+        assert set(phases) <= IN_PROGRESS | {"ready"}, (name, phases)
+        assert len(phases) >= 3, f"{name}: no step shown between uploading and ready: {phases}"
     table = named(page, "table", f"Documents in {COLLECTION}")
     expect(table.get_by_role("row")).to_have_count(3)  # the header's and the two documents'
     for name in (docs.PDF_NAME, docs.MD_NAME):
@@ -121,6 +144,21 @@ def test_a_writer_walks_through_the_app(
     axe_scan(page, "PDF viewer")
     screenshot(page, "viewer")
     named(viewer, "button", "Close viewer").click()
+    expect(viewer).to_be_hidden()
+
+    # The Markdown note's citation opens its extracted text, the passage marked there.
+    ask(page, docs.MD_QUESTION)
+    expect(answer).to_contain_text(docs.MD_ANSWER)
+    md_source = sources.get_by_role("listitem").filter(has=named(page, "link", MD_CITATION)).first
+    md_snippet = md_source.locator("blockquote").inner_text()
+    named(md_source, "link", MD_CITATION).click()
+    expect(viewer.get_by_role("heading", level=2)).to_contain_text(docs.MD_NAME)
+    expect(viewer.get_by_role("status")).to_have_text("The cited passage is highlighted.")
+    expect(viewer.locator("mark").first).to_be_visible()
+    assert fold(docs.MD_ANSWER) in fold(marked_text(viewer))
+    assert fold(marked_text(viewer)) in fold(md_snippet) or fold(md_snippet) in fold(marked_text(viewer))
+    axe_scan(page, "text viewer")
+    page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
 
     # Delete the note, after confirming.
