@@ -199,7 +199,9 @@ class EmbedHandler:
             parsed = await asyncio.to_thread(parse_and_chunk, job, blob)
         else:
             fields = job_log(env, EMBEDDER)
-            parsed = await self.sandbox.parse(job, blob, lambda: self._unwanted(env), fields)
+            parsed = await self.sandbox.parse(
+                job, blob, lambda: self._unwanted(env), fields, tenant=env.tenant
+            )
         logger.info(
             "parsed %s: %d pages, %d chunks",
             filename,

@@ -53,6 +53,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
 from libs.common.errors import PermanentError, RetryableError
+from libs.common.fair_slots import FairSlots
 from services.embedder import sandbox_child
 from services.embedder.parse_job import Parsed, ParseJob
 
@@ -84,7 +85,9 @@ class ParseSandbox:
         self._log = (log_level, log_format)
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload([sandbox_child.__name__])
-        self._slots = asyncio.Semaphore(processes)
+        # Shared round-robin among tenants: one tenant's queued parses never hold
+        # another's behind them all (libs/common/fair_slots.py).
+        self._slots = FairSlots(processes)
         # Process.start and close both touch multiprocessing's set of children.
         self._lock = threading.Lock()
         #: Children running now (for tests and the logs).
@@ -97,12 +100,19 @@ class ParseSandbox:
         forkserver.ensure_running()
 
     async def parse(
-        self, job: ParseJob, data: bytes, ended: StillWanted, log_fields: dict[str, str] | None = None
+        self,
+        job: ParseJob,
+        data: bytes,
+        ended: StillWanted,
+        log_fields: dict[str, str] | None = None,
+        *,
+        tenant: str = "",
     ) -> Parsed:
         """``job`` parsed in a child; raises what ``ended`` returns, :class:`PermanentError`
         naming the limit a parse passed, or :class:`RetryableError` when it was interrupted.
-        The child's log lines carry ``log_fields`` (the job's)."""
-        async with self._slots:
+        The child's log lines carry ``log_fields`` (the job's); ``tenant`` is whose turn
+        the parse waits for when every process is busy."""
+        async with self._slots.hold(tenant):
             return await self._run(job, data, ended, log_fields or {})
 
     async def _run(
