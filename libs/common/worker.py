@@ -276,7 +276,8 @@ class Worker:
 
     async def process(self, messages: list[Message]) -> None:
         """Handle one batch and commit every message's outcome in one round trip."""
-        batch = CommitBatch(messages[0].stream)
+        # Acknowledged on the stream each was read from (a message made by hand: this lane's).
+        batch = CommitBatch(messages[0].stream or self.stream)
         now = time.time()
         live: list[Message] = []
         for m in messages:

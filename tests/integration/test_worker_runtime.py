@@ -211,7 +211,7 @@ def test_late_duplicate_of_a_reclaimed_message_changes_nothing(valkey_url: str) 
         _, claimed, _ = await r.xautoclaim(
             P0.stream(constants.RETRIEVER, constants.INTERACTIVE), w2.group, "two", 0, "0-0"
         )
-        second = [Message(first[0].id, first[0].raw, first[0].env, 2, time.time())]
+        second = [Message(first[0].id, first[0].raw, first[0].env, 2, time.time(), first[0].stream)]
         assert len(claimed) == 1
         await w2.process(second)
         await w1.process(first)
