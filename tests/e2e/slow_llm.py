@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Final
+
+from tests.integration.fake_llm import LocalServer
 
 FIRST_WORDS: Final = "Slowly streamed answer"
 WORDS: Final = 300
@@ -33,7 +35,7 @@ def _chunk(content: str | None, finish: str | None = None) -> bytes:
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
-class SlowLLM:
+class SlowLLM(LocalServer):
     def __init__(self, interval_s: float = 0.1, words: int = WORDS) -> None:
         self.interval_s = interval_s
         self.words = words
@@ -42,22 +44,10 @@ class SlowLLM:
         self.abandoned = threading.Event()
         # Set at the end: every answer still streaming finishes at once.
         self.closing = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serve(self._handler())
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/v1"
-
-    def __enter__(self) -> SlowLLM:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def _closing(self) -> None:
         self.closing.set()
-        self.server.shutdown()
-        self.server.server_close()
 
     def pieces(self, request: dict[str, Any]) -> tuple[list[str], bool]:
         """The answer's pieces for ``request``, and whether to send them slowly."""

@@ -5,10 +5,35 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
-class FakeLLM:
+class LocalServer:
+    """An HTTP server on a free loopback port, serving from a thread while entered."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _closing(self) -> None:
+        """Let the requests still being answered end (before the server shuts down)."""
+
+
+class FakeLLM(LocalServer):
     def __init__(self, reply: str = "The answer is in the sources [1].", hold: bool = False) -> None:
         self.reply = reply
         self.received = threading.Event()
@@ -18,22 +43,10 @@ class FakeLLM:
         self.requests = 0
         self.answered = 0
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serve(self._handler())
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/v1"
-
-    def __enter__(self) -> FakeLLM:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def _closing(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
