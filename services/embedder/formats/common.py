@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from libs.common.errors import PermanentError
 
 #: The setting a document's text must stay within (see :func:`check_chars`).
 MAX_CHARS_SETTING = "DOCUMIND_MAX_EXTRACTED_CHARS"
+
+
+#: What a page is for: ordinary text, a table of contents, or a back-of-book index.
+PageKind = Literal["body", "contents", "index"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +32,15 @@ class Page:
 
     ``sections``, when not empty, cover the text in order and carry the heading path
     of each part (DOCX and HTML headings); the chunker keeps chunks inside them.
+    ``kind`` says what the page is for: "body" (text that answers questions), or a
+    table of "contents" or a back-of-book "index", which point to other pages and
+    are not evidence themselves.
     """
 
     number: int
     text: str
     sections: tuple[Section, ...] = ()
+    kind: PageKind = "body"
 
 
 @dataclass(frozen=True, slots=True)
