@@ -18,6 +18,11 @@ class Chunk(BaseModel):
     char_start: int = 0
     char_end: int = 0
     heading: str = ""
+    # What the chunk's text is read under, for the embedding model and keyword search:
+    # the document's title and heading path ("bash > Shell Builtin Commands"), then on
+    # a line of its own any table header or list lead-in the text continues. Never
+    # part of ``text`` (which stays the page's exact slice); "" when there is none.
+    context: str = ""
 
 
 class Hit(BaseModel):
