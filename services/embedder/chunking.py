@@ -16,6 +16,12 @@ with those estimates (``size_tokens``, ``overlap_tokens``) and every chunk is
 counted once more before it is kept, shrunk to an earlier sentence or word
 boundary if it is still too long. A single word over the limit is cut into
 pieces by characters. The windows themselves come from :mod:`.windows`.
+
+Each chunk carries its ``context`` (:mod:`.structure`): the document's title and
+heading path, then any table header or list lead-in its text continues. The model
+embeds ``context + "\n" + text``; in token-aware mode that whole text fits
+``max_tokens`` (a context is cut to half of it at most). Contents and index pages
+(``Page.kind``) make no chunks, unless the document has nothing else.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import re
 from collections.abc import Sequence
 
 from libs.common.models import Chunk
+from services.embedder import structure
 from services.embedder.parsing import Page, Section, is_markdown
-from services.embedder.windows import TokenCounter, TokenLimits, spans
+from services.embedder.windows import Prefix, TokenCounter, TokenLimits, longest_prefix, spans
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +76,15 @@ def chunk_pages(
             size, overlap = _checked("tokens", size, overlap_tokens)
         tokens = TokenLimits(count_tokens, max_tokens, size, overlap)
     markdown = is_markdown(filename)
+    title = structure.title(filename)
+    evidence = _evidence(pages)
+    leads = structure.document_leads(
+        [p.text if keep else None for p, keep in zip(pages, evidence, strict=True)]
+    )
     chunks: list[Chunk] = []
-    for page in pages:
+    for page, keep, page_leads in zip(pages, evidence, leads, strict=True):
+        if not keep:
+            continue
         if page.sections:
             sections: Sequence[Section] = page.sections
         elif markdown:
@@ -78,7 +92,16 @@ def chunk_pages(
         else:
             sections = [Section(0, len(page.text), "")]
         for section in sections:
-            found = spans(page.text, section.start, section.end, size_words, overlap_words, tokens=tokens)
+            contexts = _Contexts(title, section, page_leads, tokens)
+            found = spans(
+                page.text,
+                section.start,
+                section.end,
+                size_words,
+                overlap_words,
+                tokens=tokens,
+                prefix=contexts.prefix if tokens is not None else None,
+            )
             for start, end in found:
                 chunks.append(
                     Chunk(
@@ -91,10 +114,57 @@ def chunk_pages(
                         char_start=start,
                         char_end=end,
                         heading=section.heading,
+                        context=contexts.at(start),
                     )
                 )
     logger.debug("chunked %s: %d pages, %d chunks", filename, len(pages), len(chunks))
     return chunks
+
+
+def _evidence(pages: Sequence[Page]) -> list[bool]:
+    """Which pages make chunks: body pages (not contents or index pages), or every page
+    when no body page has text (a document that is all index is still searchable)."""
+    body = [page.kind == "body" for page in pages]
+    if any(keep and page.text.strip() for keep, page in zip(body, pages, strict=True)):
+        return body
+    return [True] * len(pages)
+
+
+class _Contexts:
+    """The contexts of chunks of one section, by where they start (cached per lead)."""
+
+    def __init__(
+        self, title: str, section: Section, leads: structure.PageLeads, tokens: TokenLimits | None
+    ) -> None:
+        self.title, self.section, self.leads, self.tokens = title, section, leads, tokens
+        self._by_lead: dict[str, str] = {}
+
+    def at(self, offset: int) -> str:
+        lead = self.leads.at(offset, self.section.start)
+        found = self._by_lead.get(lead)
+        if found is None:
+            found = self._by_lead[lead] = self._capped(lead)
+        return found
+
+    @property
+    def prefix(self) -> Prefix:
+        return lambda offset: structure.embedded_text("", self.at(offset))
+
+    def _capped(self, lead: str) -> str:
+        """The context, cut in token mode to leave at least half of ``max_tokens`` to the
+        chunk's text: outer headings go first, then the lead, then characters."""
+        title, heading = self.title, self.section.heading
+        if self.tokens is None:
+            return structure.context(title, heading, lead)
+        count, budget = self.tokens.count, self.tokens.max_tokens // 2
+        for candidate_lead in (lead, ""):
+            for drop in range(structure.headings(heading) + 1):
+                found = structure.context(title, heading, candidate_lead, drop=drop)
+                if count(structure.embedded_text("", found)) <= budget:
+                    return found
+        if budget < 2:
+            return ""
+        return found[: longest_prefix(found, 0, len(found), count, budget - 1)]
 
 
 def _checked(unit: str, size: int, overlap: int) -> tuple[int, int]:

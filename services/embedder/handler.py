@@ -32,6 +32,7 @@ from services.embedder.cache import EmbeddingCache
 from services.embedder.parse_job import ChunkSpec, Parsed, ParseJob, ParseLimits, parse_and_chunk
 from services.embedder.parsing import MARKDOWN_EXTENSIONS, TEXT_EXTENSIONS, file_extension
 from services.embedder.sandbox import ParseSandbox
+from services.embedder.structure import embedded_text
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,11 @@ class EmbedHandler:
                 for i, vector in zip(queries, vectors, strict=True):
                     outcomes[i] = {**batch[i].payload, "vector": encode_vector(vector)}
             for group in _groups(pending, parts_of, self.s.ingest_part_chunks):
-                texts = [c["text"] for i in group for c in parts_of[i]["chunks"]]
+                texts = [
+                    embedded_text(c["text"], c.get("context", ""))
+                    for i in group
+                    for c in parts_of[i]["chunks"]
+                ]
                 owners = [batch[i].tenant for i in group for _ in parts_of[i]["chunks"]]
                 vectors = await self.cache.embed(texts, tenants=owners)
                 done = await self._record_embedded([parts_of[i] for i in group])

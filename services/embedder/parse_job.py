@@ -27,8 +27,8 @@ TIMEOUT_SETTING = "DOCUMIND_PARSE_TIMEOUT_S"
 MEMORY_SETTING = "DOCUMIND_PARSE_MEMORY_MB"
 CHUNKS_SETTING = "DOCUMIND_MAX_CHUNKS"
 
-#: One chunk as it travels from the parser: (text, page, char_start, char_end, heading).
-ChunkRow = tuple[str, int, int, int, str]
+#: One chunk as it travels from the parser: (text, page, char_start, char_end, heading, context).
+ChunkRow = tuple[str, int, int, int, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +122,9 @@ class Parsed:
                 "char_start": start,
                 "char_end": end,
                 "heading": heading,
+                "context": context,
             }
-            for n, (text, page, start, end, heading) in enumerate(self.chunks)
+            for n, (text, page, start, end, heading, context) in enumerate(self.chunks)
         ]
 
 
@@ -145,7 +146,7 @@ def parse_and_chunk(job: ParseJob, data: bytes) -> Parsed:
         raise PermanentError(
             f"the document makes {len(chunks):,} chunks, more than {limits.max_chunks:,} ({CHUNKS_SETTING})"
         )
-    rows = [(c.text, c.page, c.char_start, c.char_end, c.heading) for c in chunks]
+    rows = [(c.text, c.page, c.char_start, c.char_end, c.heading, c.context) for c in chunks]
     return Parsed(len(pages), rows, [page.text for page in pages])
 
 

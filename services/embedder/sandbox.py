@@ -56,6 +56,7 @@ from libs.common.errors import PermanentError, RetryableError
 from libs.common.fair_slots import FairSlots
 from services.embedder import sandbox_child
 from services.embedder.parse_job import Parsed, ParseJob
+from services.embedder.structure import MAX_CONTEXT_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,9 @@ POLL_INTERVAL_S = 0.25
 _EXIT_WAIT_S = 5.0
 # A reply is JSON of the chunks and the pages' text: at most three times the text
 # (twice in chunks, with overlaps, once in pages), six bytes a character (escapes),
-# plus the fields of every chunk. Anything longer is a bug.
+# plus the fields of every chunk (its context too, escaped). Anything longer is a bug.
 _REPLY_BYTES_PER_CHAR = 18
-_REPLY_BYTES_PER_CHUNK = 256
+_REPLY_BYTES_PER_CHUNK = 256 + 6 * MAX_CONTEXT_CHARS
 _REPLY_SLACK_BYTES = 1024 * 1024
 # Signals that mean someone stopped the child, not that the file broke it.
 _INTERRUPTED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL})
@@ -253,7 +254,7 @@ async def _decode(reply: bytes) -> Parsed:
         raise PermanentError(str(found["error"]))
     if "bug" in found:
         raise RuntimeError(f"the parser failed: {found['bug']}")
-    chunks = [(str(t), int(p), int(s), int(e), str(h)) for t, p, s, e, h in found["chunks"]]
+    chunks = [(str(t), int(p), int(s), int(e), str(h), str(c)) for t, p, s, e, h, c in found["chunks"]]
     return Parsed(int(found["pages"]), chunks, [str(t) for t in found["texts"]])
 
 

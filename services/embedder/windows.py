@@ -8,7 +8,9 @@ With :class:`TokenLimits` windows are sized in the embedding model's tokens:
 each sentence is counted once and its count spread over its words by length, so
 no text is counted twice to size a window; each window is then counted once
 more and shrunk to an earlier boundary while it exceeds ``max_tokens``. A word
-longer than that on its own is cut into pieces by characters.
+longer than that on its own is cut into pieces by characters. With a ``prefix``
+(what is embedded before a chunk starting at a given offset: its context), a
+window is counted with its prefix, so what the model reads fits ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ _NONE, _SENTENCE, _PARAGRAPH = 0, 1, 2
 _EPSILON = 1e-6
 
 TokenCounter = Callable[[str], int]
+#: What is embedded before the text of a chunk that starts at a character offset.
+Prefix = Callable[[int], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +50,21 @@ class TokenLimits:
 
 
 def spans(
-    text: str, start: int, end: int, size: int, overlap: int, *, tokens: TokenLimits | None
+    text: str,
+    start: int,
+    end: int,
+    size: int,
+    overlap: int,
+    *,
+    tokens: TokenLimits | None,
+    prefix: Prefix | None = None,
 ) -> list[tuple[int, int]]:
-    """Character spans of the chunks of ``text[start:end]``."""
+    """Character spans of the chunks of ``text[start:end]``; with ``tokens``, each
+    chunk's ``prefix`` and text together count at most ``tokens.max_tokens``."""
     words = [(m.start(), m.end()) for m in _WORD.finditer(text, start, end)]
     if not words:
         return []
-    plan = _Plan(text, words, tokens)
+    plan = _Plan(text, words, tokens, prefix)
     found: list[tuple[int, int]] = []
     first, floor = 0, 0
     while True:
@@ -70,10 +82,14 @@ def spans(
 class _Plan:
     """Words of a section, the boundary strength before each, and (token mode) costs."""
 
-    def __init__(self, text: str, words: list[tuple[int, int]], tokens: TokenLimits | None) -> None:
+    def __init__(
+        self, text: str, words: list[tuple[int, int]], tokens: TokenLimits | None, prefix: Prefix | None
+    ) -> None:
         self.text = text
         self.words = words
         self.tokens = tokens
+        self.embedded_before = prefix
+        self._reserved: dict[str, int] = {"": 0}
         self.strength = _boundaries(text, words)
         self.costs: list[float] = []
         self.prefix: list[float] = []
@@ -96,6 +112,20 @@ class _Plan:
         self.prefix = [0.0]
         for cost in self.costs:
             self.prefix.append(self.prefix[-1] + cost)
+
+    def _before(self, first: int) -> str:
+        """What is embedded before a chunk starting at word ``first``."""
+        before = self.embedded_before
+        return before(self.words[first][0]) if before is not None else ""
+
+    def _reserve(self, first: int) -> int:
+        """Tokens of what is embedded before a chunk starting at word ``first``."""
+        before = self._before(first)
+        found = self._reserved.get(before)
+        if found is None:
+            assert self.tokens is not None
+            found = self._reserved[before] = self.tokens.count(before)
+        return found
 
     def _fits(self, first: int, budget: float) -> int:
         """Largest ``last`` with an estimated ``words[first:last]`` within ``budget`` tokens."""
@@ -122,7 +152,8 @@ class _Plan:
         while True:
             limit = min(first + size, n)
             if self.tokens is not None:
-                limit = max(first + 1, min(limit, self._fits(first, self.tokens.size)))
+                room = min(self.tokens.size, self.tokens.max_tokens - self._reserve(first))
+                limit = max(first + 1, min(limit, self._fits(first, room)))
             if limit <= floor:
                 first += 1
                 continue
@@ -148,8 +179,9 @@ class _Plan:
         """``last``, or an earlier end past ``floor``, whose chunk fits ``max_tokens``; else None."""
         assert self.tokens is not None
         count, most = self.tokens.count, self.tokens.max_tokens
+        before = self._before(first)
         while True:
-            tokens = count(self.text[self.words[first][0] : self.words[last - 1][1]])
+            tokens = count(before + self.text[self.words[first][0] : self.words[last - 1][1]])
             if tokens <= most:
                 return last
             if last - 1 <= max(floor, first):
@@ -159,19 +191,23 @@ class _Plan:
             last = self._cut(first, floor, limit)
 
     def _split_word(self, index: int) -> bool:
-        """Cut word ``index`` into pieces that each fit ``max_tokens``; False if it already fits."""
+        """Cut word ``index`` into pieces that each fit ``max_tokens`` (with their prefix);
+        False if it already fits, or cannot be cut any finer."""
         assert self.tokens is not None
-        count, most = self.tokens.count, self.tokens.max_tokens
+        count = self.tokens.count
+        most = max(1, self.tokens.max_tokens - self._reserve(index))
         start, end = self.words[index]
-        if end - start <= 1 or count(self.text[start:end]) <= most:
+        if end - start <= 1 or count(self._before(index) + self.text[start:end]) <= self.tokens.max_tokens:
             return False
         pieces: list[tuple[int, int]] = []
         costs: list[float] = []
         while start < end:
-            stop = _longest_prefix(self.text, start, end, count, most)
+            stop = longest_prefix(self.text, start, end, count, most)
             pieces.append((start, stop))
             costs.append(float(count(self.text[start:stop])))
             start = stop
+        if len(pieces) == 1:
+            return False
         logger.debug("cut a word of %d characters into %d pieces", end - self.words[index][0], len(pieces))
         self.words[index : index + 1] = pieces
         self.costs[index : index + 1] = costs
@@ -180,7 +216,7 @@ class _Plan:
         return True
 
 
-def _longest_prefix(text: str, start: int, end: int, count: TokenCounter, most: int) -> int:
+def longest_prefix(text: str, start: int, end: int, count: TokenCounter, most: int) -> int:
     """Largest ``stop`` in ``(start, end]`` with ``count(text[start:stop]) <= most``; at least ``start + 1``.
 
     The range is found by doubling first, so no call counts much more text than fits.
