@@ -35,6 +35,7 @@ import charset_normalizer  # noqa: F401
 import docx  # noqa: F401
 import lxml.etree  # noqa: F401
 import pypdf  # noqa: F401
+import pypdfium2  # noqa: F401
 import tokenizers  # noqa: F401
 
 from libs.common.constants import EMBEDDER

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from libs.common.errors import PermanentError
 from services.embedder.formats.common import Page, check_chars, normalise
+from services.embedder.formats.pdf_kinds import page_kind
+from services.embedder.formats.pdf_outline import Bookmark, outline_sections
+from services.embedder.formats.pdf_pdfium import PdfiumUnusable, pdfium_read
+from services.embedder.formats.pdf_repair import Vocabulary, fix_chars, repair_page
+from services.embedder.formats.pdf_running import drop_running
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +32,47 @@ _TRAILER_WINDOW = 1024
 
 
 def parse_pdf(data: bytes, max_pages: int, max_chars: int | None = None) -> list[Page]:
-    """Every page's text; stops once the text passes ``max_chars`` characters."""
+    """Every page's text; stops once the text passes ``max_chars`` characters.
+
+    pypdf opens the file (its errors tell what is wrong with a file that does not
+    open) and unpacks every page's content; PDFium reads the text and the outline
+    (pypdf reads the text of a file PDFium cannot use). The text is then cleaned
+    (:func:`pages_from_texts`).
+    """
+    reader, count = _open(data)
+    if count > max_pages:
+        raise PermanentError(f"the PDF has {count:,} pages; at most {max_pages:,} ({MAX_PAGES_SETTING})")
+    if count == 0:
+        raise PermanentError("could not read PDF: it has no pages")
+    _unpack_contents(reader)
+    try:
+        texts, failures, outline = pdfium_read(data, count, max_chars)
+    except PdfiumUnusable as exc:
+        logger.warning("PDFium cannot read this PDF (%s); reading its text with pypdf", exc)
+        texts, failures = _pypdf_texts(reader, count, max_chars)
+        outline = []
+    if len(failures) == count:
+        raise PermanentError(f"could not read PDF: {failures[0]}")
+    return pages_from_texts(texts, outline)
+
+
+def pages_from_texts(texts: Sequence[str], outline: Sequence[Bookmark] = ()) -> list[Page]:
+    """Pages from each page's extracted text: ligatures and minus signs spelled out,
+    running headers and footers dropped, line-break hyphens joined; each page marked
+    as body, contents or index, and cut into sections at the outline's titles."""
+    lines = drop_running([fix_chars(text).split("\n") for text in texts])
+    joined = ["\n".join(page).strip("\n") for page in lines]
+    vocabulary = Vocabulary(joined)
+    cleaned = [repair_page(text, vocabulary) for text in joined]
+    sections = outline_sections(cleaned, outline)
+    return [
+        Page(number=n, text=text, sections=parts, kind=page_kind(text, len(cleaned)))
+        for n, (text, parts) in enumerate(zip(cleaned, sections, strict=True), 1)
+    ]
+
+
+def _open(data: bytes) -> tuple[Any, int]:
+    """pypdf's reader of ``data`` (decrypted with the empty password) and its page count."""
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import DependencyError, PyPdfError
 
@@ -43,7 +90,7 @@ def parse_pdf(data: bytes, max_pages: int, max_chars: int | None = None) -> list
                     "encrypted PDF: it is password-protected (it needs a password to open); "
                     "upload an unprotected copy"
                 )
-        count = len(reader.pages)
+        return reader, len(reader.pages)
     except (PermanentError, MemoryError):
         raise
     except PyPdfError as exc:
@@ -52,12 +99,30 @@ def parse_pdf(data: bytes, max_pages: int, max_chars: int | None = None) -> list
         logger.debug("pypdf failed to open a document", exc_info=True)
         raise unreadable(data, f"{type(exc).__name__}: {exc}") from exc
 
-    if count > max_pages:
-        raise PermanentError(f"the PDF has {count:,} pages; at most {max_pages:,} ({MAX_PAGES_SETTING})")
-    if count == 0:
-        raise PermanentError("could not read PDF: it has no pages")
 
-    pages: list[Page] = []
+def _unpack_contents(reader: Any) -> None:
+    """Unpack every page's content streams, which pypdf keeps: a PDF whose drawing
+    unpacks to more than the parse's memory (a zlib bomb) fails on memory here, before
+    PDFium, which unpacks a page at a time, spends the parse's time on it. Real
+    documents' content is small (about 1 MB for the 184 pages of a manual)."""
+    from pypdf.generic import ArrayObject
+
+    for index in range(len(reader.pages)):
+        try:
+            contents = reader.pages[index].get("/Contents")
+            contents = contents.get_object() if contents is not None else None
+            streams = list(contents) if isinstance(contents, ArrayObject) else [contents]
+            for stream in streams:
+                if stream is not None:
+                    stream.get_object().get_data()
+        except MemoryError:
+            raise
+        except Exception:  # a damaged stream is the text extractor's to report
+            logger.debug("could not unpack the content of PDF page %d", index + 1, exc_info=True)
+
+
+def _pypdf_texts(reader: Any, count: int, max_chars: int | None) -> tuple[list[str], list[str]]:
+    texts: list[str] = []
     failures: list[str] = []
     chars = 0
     for index in range(count):
@@ -69,12 +134,10 @@ def parse_pdf(data: bytes, max_pages: int, max_chars: int | None = None) -> list
             logger.warning("could not extract text of PDF page %d: %s", index + 1, exc)
             failures.append(f"page {index + 1}: {type(exc).__name__}: {exc}")
             text = ""
-        pages.append(Page(number=index + 1, text=normalise(text)))
-        chars += len(pages[-1].text)
+        texts.append(normalise(text))
+        chars += len(texts[-1])
         check_chars(chars, max_chars)
-    if len(failures) == count:
-        raise PermanentError(f"could not read PDF: {failures[0]}")
-    return pages
+    return texts, failures
 
 
 def unreadable(data: bytes, detail: str) -> PermanentError:
