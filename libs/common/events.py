@@ -10,7 +10,7 @@ Event types, in the order a chat job writes them:
   (a client discards any partial answer it has: the tokens start over).
 - ``generating``: the generator started the answer; then ``token`` events, each
   with the next piece of the answer text.
-- one final event: ``done`` (the result: answer, citations, mode, abstained), ``error``
+- one final event: ``done`` (the result: answer, citations, mode, abstained, answerable), ``error``
   (status failed or expired, and the reason) or ``cancelled``.
 
 An upload's (ingest) job says how its document moves on, each event with the

@@ -84,6 +84,9 @@ class DocuMindExtra(BaseModel):
     # The answerer declined: nothing in the collection answers the question (the answer
     # says so, and cites nothing).
     abstained: bool = False
+    # Whether the documents answer the question: always ``not abstained`` (``false`` is
+    # "I could not find this in your documents").
+    answerable: bool = True
     # The sources the answer cites as [n].
     citations: list[Citation]
     # With earlier turns in ``messages``: the standalone question retrieved and answered.

@@ -9,7 +9,7 @@ Server-Sent Events frames, OpenAI's way:
 - one chunk per ``token`` event, its text as ``delta.content``;
 - on ``done``: whatever of the answer the client does not have yet (an answer that
   streamed no tokens arrives whole here), then a chunk with ``finish_reason: "stop"``
-  and the ``documind`` field (job id, mode, abstained, citations), a usage chunk when
+  and the ``documind`` field (job id, mode, abstained, answerable, citations), a usage chunk when
   asked for, and ``data: [DONE]``;
 - on ``error`` or ``cancelled``: one ``{"error": {...}}`` frame, and the stream ends
   (the ``openai`` client raises ``APIError``).
@@ -54,11 +54,13 @@ def frame(data: dict[str, Any] | str) -> str:
 def documind_extra(job_id: str, result: dict[str, Any]) -> dict[str, Any]:
     """The ``documind`` field from a job's result."""
     citations = result.get("citations") or []
+    # A result cached before answers said it: one citing nothing abstained.
+    abstained = bool(result.get("abstained", not citations))
     extra: dict[str, Any] = {
         "job_id": job_id,
         "mode": result.get("mode", ""),
-        # A result cached before answers said it: one citing nothing abstained.
-        "abstained": bool(result.get("abstained", not citations)),
+        "abstained": abstained,
+        "answerable": not abstained,
         "citations": citations,
     }
     if result.get("standalone_question"):

@@ -42,6 +42,11 @@ def build_answerer(settings: GeneratorSettings) -> Answerer:
             ResilientChat(chat, policy, breaker),
             min_score=settings.min_score,
             context_tokens=settings.llm_context_tokens,
+            min_evidence=settings.min_evidence,
         )
     logger.info("no LLM key configured: answering extractively")
-    return ExtractiveAnswerer(min_score=settings.min_score, max_sentences=settings.extractive_sentences)
+    return ExtractiveAnswerer(
+        min_score=settings.min_score,
+        max_sentences=settings.extractive_sentences,
+        min_evidence=settings.min_evidence,
+    )

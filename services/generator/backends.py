@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from libs.common.models import Citation, Hit
 from services.generator.text import word_pieces
@@ -22,6 +22,13 @@ class Answer(BaseModel):
     # The answerer declined: nothing in the documents answers the question (no evidence
     # reached min_score, or none that it could quote or cite). The answer then says so.
     abstained: bool = False
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def answerable(self) -> bool:
+        """Whether the documents answer the question: ``not abstained``, for clients that
+        look for an explicit flag (``"answerable": false`` is an abstention)."""
+        return not self.abstained
 
 
 class ChatLLM(Protocol):

@@ -28,7 +28,8 @@ from libs.common.envelope import Envelope
 from libs.common.stage import Output
 from services.generator.backends import Answerer, ChatLLM
 from services.generator.llm import LLMAnswerer, aclose
-from services.generator.text import clip, content_terms, normalize_space, words
+from services.generator.sentences import normalize_space
+from services.generator.text import clip, content_terms, words
 
 logger = logging.getLogger(__name__)
 

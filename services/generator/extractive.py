@@ -1,8 +1,22 @@
-"""An answerer without a language model: it quotes the most relevant sentences.
+"""An answerer without a language model: it quotes the sentences that answer the question.
 
 Used when no LLM key is configured. Each quoted sentence ends with the number of its
 source, ``"Refunds take 14 days [2]."``; sources are the hits scoring at least
 ``min_score``, numbered from 1 in the order given.
+
+A sentence's score is its weighted share of the question's content words (words few
+retrieved sentences share weigh more) plus a little of its hit's evidence score. A
+number, for a "how long / how many / what default" question, and a negation, for a
+"which do not" question, count as one more word of the question found; a negation
+counts a little more in answer to a yes/no question (see :mod:`.evidence`). Quotes are
+whole sentences, cleaned for reading (:mod:`.sentences`), and lines repeated on several
+retrieved pages of a document (running headers and footers) are never part of one
+(:mod:`.quotes`). Each citation's ``char_start``/``char_end`` span the quoted sentences
+in the page's text.
+
+It abstains, with no citations, when the evidence is weak: ``Evidence.score`` (the best
+passage's coverage of the question and the best hit's evidence score) below
+``min_evidence`` (see :mod:`.evidence` for how the threshold was chosen).
 """
 
 from __future__ import annotations
@@ -17,33 +31,53 @@ from dataclasses import dataclass
 
 from libs.common.models import Citation, Hit
 from services.generator.backends import Answer, OnToken, emit_pieces
+from services.generator.evidence import NEGATION_TERM, Cues, Evidence, relevance, sentence_cues
 from services.generator.prompt import NOTHING_RELEVANT, citation, number_sources, relevant_hits
-from services.generator.text import content_terms, split_sentences, words
+from services.generator.quotes import repeated_lines, sentences_of, with_citation
+from services.generator.sentences import Sentence
+from services.generator.text import content_terms, words
 
 logger = logging.getLogger(__name__)
 
 MODE = "extractive"
 # A sentence's score: this much of its (weighted) share of the question's content words...
 LEXICAL_WEIGHT = 0.7
-# ...plus this much of its chunk's retrieval score.
+# ...plus this much of its hit's evidence score.
 RETRIEVAL_WEIGHT = 0.3
 # Sentences adding fewer new content words than this (headings, echoes of the question)
 # count half.
 MIN_NEW_TERMS = 2
+# A sentence with a negation counts this much more in answer to a yes/no question.
+YES_NO_BONUS = 0.25
 # A sentence scoring below this share of the best one is not quoted.
 RELATIVE_CUTOFF = 0.5
 SENTENCE_MAX_CHARS = 300
 
-_END = re.compile(r"^(.*?)([.!?]+)$", re.DOTALL)
+
+# A sentence that leans on the one before it: it opens with a pronoun or a connective, or
+# names its subject as "this/these/such <thing>".
+_REFERS_BACK = re.compile(
+    r"^\W*(?:it|its|they|their|them|this|these|those|such|here|for example|for instance|e\.g\."
+    r"|in particular|in this case|in that case|however|thus|therefore|hence|otherwise|also|then)\b"
+    r"|\b(?:this|these|such)\s+[^\W\d_]+",
+    re.IGNORECASE,
+)
+# Identifiers made of words: camelCase, PascalCase, snake_case.
+_IDENTIFIER = re.compile(r"\b[^\W\d_]*[a-z][A-Z]\w*|\b\w+_\w+")
+_IDENTIFIER_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 
 
 @dataclass(frozen=True)
 class _Candidate:
     n: int
     position: int
-    text: str
+    sentence: Sentence
     terms: frozenset[str]
     hit_score: float
+
+    @property
+    def text(self) -> str:
+        return self.sentence.quote
 
 
 @dataclass(frozen=True)
@@ -52,25 +86,33 @@ class _Scored:
     candidate: _Candidate
 
 
-def _with_citation(sentence: str, n: int) -> str:
-    """``"Text." -> "Text [n]."``; without end punctuation ``"Text [n]"``."""
-    match = _END.match(sentence)
-    if match:
-        return f"{match.group(1).rstrip()} [{n}]{match.group(2)}"
-    return f"{sentence} [{n}]"
+@dataclass(frozen=True)
+class Draft:
+    """The sentences an answer would quote, and how well the evidence supports it."""
+
+    evidence: list[Hit]
+    chosen: list[_Candidate]
+    support: Evidence
 
 
 class ExtractiveAnswerer:
-    """Builds an answer from the retrieved sentences closest to the question."""
+    """Builds an answer from the retrieved sentences that answer the question."""
 
     mode = MODE
 
-    def __init__(self, min_score: float, max_sentences: int, per_source: int = 2) -> None:
+    def __init__(
+        self,
+        min_score: float,
+        max_sentences: int,
+        per_source: int = 2,
+        min_evidence: float = 0.0,
+    ) -> None:
         if max_sentences < 1 or per_source < 1:
             raise ValueError("max_sentences and per_source must be at least 1")
         self.min_score = min_score
         self.max_sentences = max_sentences
         self.per_source = per_source
+        self.min_evidence = min_evidence
 
     async def answer(
         self,
@@ -89,6 +131,37 @@ class ExtractiveAnswerer:
 
     def compose(self, question: str, hits: Sequence[Hit]) -> Answer:
         """The whole answer at once."""
+        draft = self.draft(question, hits)
+        if draft is None:
+            return _abstain()
+        if draft.support.score < self.min_evidence:
+            logger.info(
+                "weak evidence: score %.3f (coverage %.3f, relevance %.3f) below min_evidence %.3f",
+                draft.support.score,
+                draft.support.coverage,
+                draft.support.relevance,
+                self.min_evidence,
+            )
+            return _abstain()
+
+        # Sources in order of their best quoted sentence; each source's sentences in reading order.
+        groups: dict[int, list[_Candidate]] = {}
+        for candidate in draft.chosen:
+            groups.setdefault(candidate.n, []).append(candidate)
+        parts: list[str] = []
+        citations: list[Citation] = []
+        for n, group in groups.items():
+            group.sort(key=lambda c: c.position)
+            parts.extend(with_citation(c.text, n) for c in group)
+            snippet = " ".join(c.text for c in group)
+            span = (group[0].sentence.start, group[-1].sentence.end)
+            citations.append(citation(n, draft.evidence[n - 1], snippet, span=span))
+        citations.sort(key=lambda c: c.n)
+        return Answer(answer=" ".join(parts), citations=citations, mode=MODE)
+
+    def draft(self, question: str, hits: Sequence[Hit]) -> Draft | None:
+        """The sentences to quote and the evidence's support, before the threshold; None
+        when nothing can be quoted at all."""
         evidence = relevant_hits(hits, self.min_score)
         wanted = frozenset(content_terms(question))
         if not evidence or not wanted:
@@ -99,55 +172,25 @@ class ExtractiveAnswerer:
                 self.min_score,
                 len(wanted),
             )
-            return Answer(answer=NOTHING_RELEVANT, citations=[], mode=MODE, abstained=True)
-
+            return None
+        cues = Cues.of(question)
+        skip = repeated_lines(evidence)
         candidates = [
-            _Candidate(n, position, sentence, frozenset(content_terms(sentence)), hit.score)
+            _Candidate(n, position, sentence, _terms(sentence.quote), relevance(hit))
             for n, hit in number_sources(evidence)
-            for position, sentence in enumerate(split_sentences(hit.text, SENTENCE_MAX_CHARS))
+            for position, sentence in enumerate(sentences_of(hit.text, skip, SENTENCE_MAX_CHARS))
         ]
-        chosen = self._select(self._score(candidates, wanted))
+        weight = _weights(candidates, wanted | cues.terms())
+        scored = _score(candidates, weight, cues)
+        chosen = self._select(scored)
         if not chosen:
             logger.info("nothing relevant: no sentence of %d hits shares a content word", len(evidence))
-            return Answer(answer=NOTHING_RELEVANT, citations=[], mode=MODE, abstained=True)
-
-        # Sources in order of their best quoted sentence; each source's sentences in reading order.
-        groups: dict[int, list[_Candidate]] = {}
-        for candidate in chosen:
-            groups.setdefault(candidate.n, []).append(candidate)
-        parts: list[str] = []
-        citations: list[Citation] = []
-        for n, group in groups.items():
-            group.sort(key=lambda c: c.position)
-            parts.extend(_with_citation(c.text, n) for c in group)
-            snippet = " ".join(c.text for c in group)
-            citations.append(citation(n, evidence[n - 1], snippet, [c.text for c in group]))
-        citations.sort(key=lambda c: c.n)
-        return Answer(answer=" ".join(parts), citations=citations, mode=MODE)
-
-    @staticmethod
-    def _score(candidates: Sequence[_Candidate], wanted: frozenset[str]) -> list[_Scored]:
-        """Sentences sharing a content word with the question, best first.
-
-        Question words found in few sentences weigh more (inverse document frequency
-        over the candidate sentences), so a word every chunk repeats decides little.
-        """
-        total = len(candidates)
-        frequency = Counter(term for c in candidates for term in c.terms & wanted)
-        weight = {term: 1.0 + math.log((total + 1) / (frequency[term] + 1)) for term in wanted}
-        weight_sum = sum(weight.values())
-        scored = []
-        for c in candidates:
-            matched = c.terms & wanted
-            if not matched:
-                continue
-            lexical = sum(weight[term] for term in matched) / weight_sum
-            if len(c.terms - wanted) < MIN_NEW_TERMS:
-                lexical *= 0.5
-            score = LEXICAL_WEIGHT * lexical + RETRIEVAL_WEIGHT * c.hit_score
-            scored.append(_Scored(score, c))
-        scored.sort(key=lambda s: (-s.score, s.candidate.n, s.candidate.position))
-        return scored
+            return None
+        support = Evidence(
+            relevance=max(relevance(hit) for hit in evidence),
+            coverage=_coverage(chosen[0], candidates, {t: w for t, w in weight.items() if t in wanted}),
+        )
+        return Draft(evidence, _with_antecedents(chosen, candidates), support)
 
     def _select(self, scored: Sequence[_Scored]) -> list[_Candidate]:
         """The best sentences: no repeats (chunks overlap), at most ``per_source`` each."""
@@ -167,3 +210,69 @@ class ExtractiveAnswerer:
             per_source[candidate.n] += 1
             chosen.append(candidate)
         return chosen
+
+
+def _abstain() -> Answer:
+    return Answer(answer=NOTHING_RELEVANT, citations=[], mode=MODE, abstained=True)
+
+
+def _weights(candidates: Sequence[_Candidate], wanted: frozenset[str]) -> dict[str, float]:
+    """Each question word's weight: words found in few candidate sentences weigh more
+    (inverse document frequency over the candidates), so a word every chunk repeats decides
+    little, and a word found in none weighs most."""
+    total = len(candidates)
+    frequency = Counter(term for c in candidates for term in c.terms & wanted)
+    return {term: 1.0 + math.log((total + 1) / (frequency[term] + 1)) for term in wanted}
+
+
+def _terms(sentence: str) -> frozenset[str]:
+    """A sentence's content words, those inside identifiers too ("splitByRow": split, row),
+    and its cues (a number, a negation)."""
+    parts = " ".join(_IDENTIFIER_PART.findall(" ".join(_IDENTIFIER.findall(sentence))))
+    return frozenset(content_terms(sentence)) | frozenset(content_terms(parts)) | sentence_cues(sentence)
+
+
+def _with_antecedents(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate]) -> list[_Candidate]:
+    """``chosen`` with, before each sentence that leans on the one before it ("This
+    variable ...", "For example, ..."), that sentence, when it is not chosen already."""
+    by_place = {(c.n, c.position): c for c in candidates}
+    out: list[_Candidate] = []
+    taken = {(c.n, c.position) for c in chosen}
+    for c in chosen:
+        before = by_place.get((c.n, c.position - 1))
+        if before is not None and (c.n, c.position - 1) not in taken and _REFERS_BACK.search(c.text):
+            out.append(before)
+            taken.add((c.n, c.position - 1))
+        out.append(c)
+    return out
+
+
+def _score(candidates: Sequence[_Candidate], weight: dict[str, float], cues: Cues) -> list[_Scored]:
+    """Sentences sharing a content word with the question, best first."""
+    wanted = weight.keys()
+    weight_sum = sum(weight.values())
+    scored = []
+    for c in candidates:
+        matched = c.terms & wanted
+        if not matched or matched <= cues.terms():
+            continue
+        lexical = sum(weight[term] for term in matched) / weight_sum
+        if len(c.terms - wanted) < MIN_NEW_TERMS:
+            lexical *= 0.5
+        if cues.yes_no and NEGATION_TERM in c.terms:
+            lexical *= 1.0 + YES_NO_BONUS
+        score = LEXICAL_WEIGHT * lexical + RETRIEVAL_WEIGHT * c.hit_score
+        scored.append(_Scored(score, c))
+    scored.sort(key=lambda s: (-s.score, s.candidate.n, s.candidate.position))
+    return scored
+
+
+def _coverage(best: _Candidate, candidates: Sequence[_Candidate], weight: dict[str, float]) -> float:
+    """The weighted share of the question's words in ``best`` and the sentences either side."""
+    near = {
+        term
+        for c in candidates
+        if c.n == best.n and abs(c.position - best.position) <= 1
+        for term in c.terms & weight.keys()
+    }
+    return sum(weight[t] for t in near) / sum(weight.values())

@@ -21,8 +21,15 @@ from libs.common.errors import DocuMindError, PermanentError, RetryableError
 from libs.common.models import Hit
 from services.generator.backends import Answer, ChatLLM, OnToken, emit_pieces
 from services.generator.budget import fit_sources
+from services.generator.extractive import ExtractiveAnswerer
 from services.generator.llm_errors import LLMDeadlineError, LLMUnavailableError, map_openai_error
-from services.generator.prompt import NOTHING_RELEVANT, build_messages, make_citations, relevant_hits
+from services.generator.prompt import (
+    NOTHING_RELEVANT,
+    build_messages,
+    make_citations,
+    relevant_hits,
+    says_not_found,
+)
 from services.generator.thinking import ThinkFilter
 
 if TYPE_CHECKING:
@@ -200,12 +207,27 @@ class LLMAnswerer:
     The sources are the hits reaching ``min_score``, best first, as many as fit in
     ``context_tokens`` (estimated); they are numbered 1..k in the prompt and the
     answer's citations map back to them.
+
+    It abstains (``abstained``, ``"answerable": false``, no citations) without asking
+    the model when the evidence is weak, by the extractive answerer's test (its
+    ``Evidence.score`` below ``min_evidence``, see :mod:`.evidence`); and after asking,
+    when the reply begins with the ``NOT_FOUND`` phrase the prompt tells the model to
+    give when the sources do not answer, or cites no source.
     """
 
-    def __init__(self, llm: ChatLLM, min_score: float, context_tokens: int = 4000) -> None:
+    def __init__(
+        self,
+        llm: ChatLLM,
+        min_score: float,
+        context_tokens: int = 4000,
+        min_evidence: float = 0.0,
+    ) -> None:
         self.llm = llm
         self.min_score = min_score
         self.context_tokens = context_tokens
+        self.min_evidence = min_evidence
+        # Judges the evidence as extractive mode does (one sentence is enough to judge by).
+        self._assessor = ExtractiveAnswerer(min_score, max_sentences=1)
 
     @property
     def mode(self) -> str:
@@ -220,8 +242,10 @@ class LLMAnswerer:
         deadline: float,
     ) -> Answer:
         evidence = fit_sources(relevant_hits(hits, self.min_score), self.context_tokens)
-        if not evidence:
-            logger.info("nothing relevant: none of %d hits reach min_score %.3f", len(hits), self.min_score)
+        # Off the event loop: judging the evidence scores its sentences (CPU work).
+        weak = await asyncio.to_thread(self._weakness, question, evidence)
+        if weak is not None:
+            logger.info("nothing relevant (%d hits): %s", len(hits), weak)
             await emit_pieces(NOTHING_RELEVANT, on_token)
             return Answer(answer=NOTHING_RELEVANT, citations=[], mode=self.mode, abstained=True)
         parts: list[str] = []
@@ -237,8 +261,24 @@ class LLMAnswerer:
         if not text.strip():
             raise RetryableError("LLM returned an empty answer")
         citations = make_citations(text, evidence)
-        # Told to cite nothing when the sources lack the answer: an uncited reply abstains.
-        return Answer(answer=text, citations=citations, mode=self.mode, abstained=not citations)
+        # Told to say NOT_FOUND, citing nothing, when the sources lack the answer: a reply
+        # that says it, or cites nothing, abstains (and cites nothing).
+        if says_not_found(text) or not citations:
+            return Answer(answer=text, citations=[], mode=self.mode, abstained=True)
+        return Answer(answer=text, citations=citations, mode=self.mode)
+
+    def _weakness(self, question: str, evidence: Sequence[Hit]) -> str | None:
+        """Why the evidence is too weak to ask the model about, or None."""
+        if not evidence:
+            return f"none reaches min_score {self.min_score:.3f}"
+        if self.min_evidence <= 0:
+            return None
+        draft = self._assessor.draft(question, evidence)
+        if draft is None:
+            return "no sentence shares a content word with the question"
+        if draft.support.score < self.min_evidence:
+            return f"evidence score {draft.support.score:.3f} below min_evidence {self.min_evidence:.3f}"
+        return None
 
     async def aclose(self) -> None:
         """Closes the model's client when it has one."""

@@ -20,6 +20,9 @@ NOTHING_RELEVANT = (
     "I could not find anything relevant to that question in the collection, "
     "so I cannot answer it from the documents."
 )
+# What the LLM is told to reply when its sources do not answer the question: a fixed
+# phrase, so that the reply can be recognised as an abstention (``says_not_found``).
+NOT_FOUND = "I could not find this in your documents."
 
 SNIPPET_MAX_CHARS = 300
 
@@ -29,8 +32,8 @@ SYSTEM_PROMPT = (
     "- Use only facts stated in the sources; do not use outside knowledge or guess.\n"
     "- Cite every statement with the number of the source it comes from, in square brackets, "
     "like [1] or [2][3]. Cite only sources that support the statement.\n"
-    "- If the sources do not contain the answer, say that you don't know based on the "
-    "documents, and do not cite anything.\n"
+    f'- If the sources do not contain the answer, reply exactly "{NOT_FOUND}" and nothing '
+    "else, citing nothing.\n"
     "- Be concise and answer in the language of the question."
 )
 
@@ -131,10 +134,19 @@ def best_snippet(text: str, query: str, max_chars: int = SNIPPET_MAX_CHARS) -> s
     return clip(sentences[best], max_chars)
 
 
-def citation(n: int, hit: Hit, snippet: str, pieces: Sequence[str] = ()) -> Citation:
+def citation(
+    n: int,
+    hit: Hit,
+    snippet: str,
+    pieces: Sequence[str] = (),
+    *,
+    span: tuple[int, int] | None = None,
+) -> Citation:
     """Source ``n`` cited by ``snippet`` (made of ``pieces`` of the hit's text, in reading
-    order, when it joins several), with where that passage is in the page's text."""
-    start, end = passage(hit, pieces or [snippet])
+    order, when it joins several), with where that passage is in the page's text: ``span``
+    (offsets into the hit's text) when the caller knows it (a snippet cleaned for reading
+    is not found in the text as it is), else found from the pieces."""
+    start, end = passage(hit, pieces or [snippet]) if span is None else spanned(hit, span)
     return Citation(
         n=n,
         document_id=hit.document_id,
@@ -145,6 +157,19 @@ def citation(n: int, hit: Hit, snippet: str, pieces: Sequence[str] = ()) -> Cita
         char_start=start,
         char_end=end,
     )
+
+
+def _offsets_known(hit: Hit) -> bool:
+    start, end = hit.char_start, hit.char_end
+    return start is not None and end is not None and end - start == len(hit.text) and bool(hit.text)
+
+
+def spanned(hit: Hit, span: tuple[int, int]) -> tuple[int | None, int | None]:
+    """``span`` (offsets into the hit's text) as offsets into the page's text; (None, None)
+    when the hit's offsets are unknown or do not fit its text."""
+    if not _offsets_known(hit) or hit.char_start is None:
+        return None, None
+    return hit.char_start + span[0], hit.char_start + span[1]
 
 
 def passage(hit: Hit, pieces: Sequence[str]) -> tuple[int | None, int | None]:
@@ -178,6 +203,22 @@ def make_citations(answer_text: str, hits: Sequence[Hit]) -> list[Citation]:
     if unknown:
         logger.info("answer cites unknown sources %s of %d", unknown, len(hits))
     return citations
+
+
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+_NOT_FOUND_KEY = " ".join(NOT_FOUND.casefold().rstrip(".").split())
+
+
+def says_not_found(answer_text: str) -> bool:
+    """Whether a reply begins with the ``NOT_FOUND`` phrase (case, spacing, curly quotes,
+    surrounding quotes and a leading "Answer:" or the like aside): the model abstained.
+
+    Only the beginning counts: a reply that answers part of the question and says the
+    phrase about the rest is an answer.
+    """
+    text = " ".join(answer_text.translate(_QUOTES).casefold().split())
+    head = text.split(":", 1)[1].strip() if ":" in text[:20] else text
+    return head.lstrip("\"'*_ ").startswith(_NOT_FOUND_KEY)
 
 
 def relevant_hits(hits: Iterable[Hit], min_score: float) -> list[Hit]:

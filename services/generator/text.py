@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from services.generator.sentences import normalize_space, sentence_spans
+
 # Function words that carry no topic: left out when matching a question to text.
 _STOPWORDS = """
     a about above after again against all also am an and any are as at be because been before
@@ -20,18 +22,6 @@ _STOPWORDS = """
 STOPWORDS: frozenset[str] = frozenset(_STOPWORDS.split())
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
-# Paragraph boundaries: a blank line, or a line break before a list item.
-_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-\u2022*]|\d{1,3}[.)])[ \t])")
-# Sentence boundaries: end punctuation (optionally closed by a quote or bracket) followed by
-# whitespace and something that can start a sentence.
-_SENTENCE = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]\u201d\u2019]))\s+(?=[\"'(\[\u201c\u2018]?[^\W_a-z])")
-# A piece ending like this was cut after an abbreviation or an initial, not a sentence.
-_ABBREVIATION = re.compile(
-    r"(?:\b(?i:e\.g|i\.e|etc|vs|cf|approx|fig|figs|no|nos|vol|pp|mr|mrs|ms|dr|prof|inc|ltd|corp|jr|sr)"
-    r"|(?:^|[\s(])[A-Z](?:\.[A-Z])*)\.[\"')\]]*$"
-)
-_SOFT_BOUNDARY = re.compile(r"(?<=[;:])\s+")
-_SPACE = re.compile(r"\s+")
 _PIECE = re.compile(r"\s*\S+\s*|\s+")
 _VOWEL = re.compile(r"[aeiouy]")
 
@@ -90,52 +80,14 @@ def content_terms(text: str) -> list[str]:
     return terms
 
 
-def normalize_space(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
-
-
-def _split_long(piece: str, max_chars: int) -> list[str]:
-    """Cut an over-long piece at ``;``/``:`` first, then into runs of whole words."""
-    if len(piece) <= max_chars:
-        return [piece]
-    out: list[str] = []
-    for part in _SOFT_BOUNDARY.split(piece):
-        if len(part) <= max_chars:
-            out.append(part)
-            continue
-        current: list[str] = []
-        size = 0
-        for word in part.split(" "):
-            if current and size + 1 + len(word) > max_chars:
-                out.append(" ".join(current))
-                current, size = [], 0
-            current.append(word)
-            size += len(word) + (1 if size else 0)
-        if current:
-            out.append(" ".join(current))
-    return out
-
-
 def split_sentences(text: str, max_chars: int = 300) -> list[str]:
-    """Split ``text`` into sentences with whitespace collapsed.
+    """Split ``text`` into sentences, each quoted cleanly (see ``sentences.clean_quote``).
 
     Text extracted from PDFs often lacks punctuation, so pieces longer than ``max_chars``
     are cut further; no returned sentence is much longer than ``max_chars`` unless it is a
     single word.
     """
-    pieces: list[str] = []
-    for paragraph in _PARAGRAPH.split(text):
-        merged: list[str] = []
-        for raw in _SENTENCE.split(paragraph):
-            piece = normalize_space(raw)
-            if not piece:
-                continue
-            if merged and _ABBREVIATION.search(merged[-1]):
-                merged[-1] = f"{merged[-1]} {piece}"
-            else:
-                merged.append(piece)
-        pieces.extend(merged)
-    return [p for piece in pieces for p in _split_long(piece, max_chars) if p]
+    return [sentence.quote for sentence in sentence_spans(text, max_chars)]
 
 
 def clip(text: str, max_chars: int) -> str:

@@ -69,6 +69,7 @@ def test_tokens_become_chunks_and_the_last_one_carries_the_citations() -> None:
         "job_id": "j1",
         "mode": "extractive",
         "abstained": False,
+        "answerable": True,
         "citations": [CITATION],
     }
     assert end == "[DONE]"
@@ -169,3 +170,16 @@ def test_the_abstained_flag_rides_in_the_documind_field() -> None:
     frames, _ = run([old])
     final = frames[-2]
     assert isinstance(final, dict) and final["documind"]["abstained"] is True
+
+
+def test_answerable_rides_next_to_abstained() -> None:
+    no = ev(
+        "done", answer="I could not find it.", citations=[], mode="llm:m", abstained=True, answerable=False
+    )
+    yes = ev("done", answer="Blue [1].", citations=[CITATION], mode="llm:m", abstained=False, answerable=True)
+    for event, answerable in ((no, False), (yes, True)):
+        frames, _ = run([event])
+        final = frames[-2]
+        assert isinstance(final, dict)
+        assert final["documind"]["answerable"] is answerable
+        assert final["documind"]["abstained"] is (not answerable)

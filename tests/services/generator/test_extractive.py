@@ -168,3 +168,85 @@ def test_abstaining_is_said_and_quoting_sentences_spans_them_in_the_page() -> No
     assert c.char_start is not None and c.char_end is not None
     marked = " ".join(page[c.char_start : c.char_end].split())
     assert marked.startswith(c.snippet.split(". ")[0]) and marked.endswith(c.snippet.split(". ")[-1])
+
+
+MANUAL = _hit(
+    "The parser reads tables, lists and footnotes in every input format it supports. "
+    "Nested tables are not supported by the parser. "
+    "The parser waits for more input before it gives up on an ambiguous sequence. "
+    "That wait defaults to 500 milliseconds.",
+    filename="manual.pdf",
+    page=4,
+    score=0.6,
+)
+
+
+def test_a_question_with_a_negation_gets_the_sentence_that_says_not() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=1)
+    result = answerer.compose("Which kind of input does the parser not support?", [MANUAL])
+    assert result.answer == "Nested tables are not supported by the parser [1]."
+
+
+def test_a_how_long_question_gets_the_sentence_with_the_number_and_its_unit() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=1)
+    result = answerer.compose("How long does the parser wait for more input by default?", [MANUAL])
+    assert "500 milliseconds" in result.answer
+
+
+def test_weak_evidence_abstains_with_no_citations() -> None:
+    # The collection is about refunds and gift cards; the question shares one word with it.
+    question = "How many gift shops does the company run abroad?"
+    assert not ExtractiveAnswerer(min_score=0.2, max_sentences=3).compose(question, HITS).abstained
+    result = ExtractiveAnswerer(min_score=0.2, max_sentences=3, min_evidence=0.58).compose(question, HITS)
+    assert result.abstained and not result.answerable
+    assert result.answer == NOTHING_RELEVANT and result.citations == []
+    # Strong evidence still answers under the same threshold.
+    answered = ExtractiveAnswerer(min_score=0.2, max_sentences=3, min_evidence=0.58).compose(
+        "Within how many days are refunds paid back to the original payment card?", HITS
+    )
+    assert answered.answerable and not answered.abstained and answered.citations
+    assert "14 days" in answered.answer
+
+
+def test_quotes_are_clean_sentences_and_their_offsets_still_point_into_the_page() -> None:
+    header = "ACME Router Manual, chapter 3"
+    page = (
+        f"{header}\nThe router keeps its con\ufb01guration in /etc/router.conf, which is re-\n"
+        "read when the service restarts. Other text follows here.\n"
+    )
+    other = f"{header}\nUnrelated text on another page."
+    hits = [
+        Hit(
+            document_id="m",
+            filename="router.pdf",
+            page=3,
+            score=0.6,
+            text=page,
+            char_start=0,
+            char_end=len(page),
+        ),
+        Hit(document_id="m", filename="router.pdf", page=9, score=0.5, text=other),
+    ]
+    result = ExtractiveAnswerer(min_score=0.2, max_sentences=1).compose(
+        "Where does the router keep its configuration?", hits
+    )
+    quote = (
+        "The router keeps its configuration in /etc/router.conf, which is reread when the service restarts."
+    )
+    assert result.answer == quote.removesuffix(".") + " [1]."
+    assert "chapter" not in result.answer  # the running header is not quoted
+    [c] = result.citations
+    assert c.snippet == quote
+    assert c.char_start is not None and c.char_end is not None
+    assert page[c.char_start : c.char_end] == (
+        "The router keeps its con\ufb01guration in /etc/router.conf, which is re-\n"
+        "read when the service restarts."
+    )
+
+
+def test_the_result_says_whether_the_documents_answer_the_question() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3)
+    dumped = answerer.compose("How long does it take to get a refund paid back?", HITS).model_dump()
+    assert dumped["answerable"] is True and dumped["abstained"] is False
+    none = answerer.compose("What is the airspeed velocity of an unladen swallow?", HITS).model_dump()
+    assert none["answerable"] is False and none["abstained"] is True and none["citations"] == []

@@ -55,6 +55,13 @@ describe("CompletionReader", () => {
     const older = new CompletionReader();
     older.feed(JSON.stringify(chunk(null, { documind: { mode: "extractive", citations: [] } })));
     expect(older.final?.abstained).toBe(true);
+    // A server that says only whether the documents answer it.
+    const flagged = new CompletionReader();
+    flagged.feed(JSON.stringify(chunk(null, { documind: { mode: "extractive", answerable: false, citations: [CITATION] } })));
+    expect(flagged.final?.abstained).toBe(true);
+    const answered = new CompletionReader();
+    answered.feed(JSON.stringify(chunk(null, { documind: { mode: "extractive", answerable: true, citations: [] } })));
+    expect(answered.final?.abstained).toBe(false);
   });
 
   it("keeps a citation's offsets in the page when they are well-formed", () => {

@@ -129,8 +129,13 @@ export class CompletionReader {
         jobId,
         answer,
         mode: extra.mode,
-        // A server that does not say: an answer citing nothing abstained.
-        abstained: typeof extra.abstained === "boolean" ? extra.abstained : citations.length === 0,
+        // `abstained`, else `answerable: false`; a server that says neither: an answer citing nothing abstained.
+        abstained:
+          typeof extra.abstained === "boolean"
+            ? extra.abstained
+            : typeof extra.answerable === "boolean"
+              ? !extra.answerable
+              : citations.length === 0,
         citations,
         standaloneQuestion: typeof extra.standalone_question === "string" ? extra.standalone_question : null,
       };

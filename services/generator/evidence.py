@@ -1,0 +1,125 @@
+"""What a question asks for, and how well the retrieved text supports an answer.
+
+Cues of the question (:class:`Cues`) steer which sentences the extractive answerer
+quotes: a question asking "how long", "how many" or for a default or limit wants a
+sentence with a number in it, and a question with a negation ("which do not ...", "what
+is not required") one that says what is not, cannot or only is: each counts as one more
+word of the question to find (``NUMBER_TERM``, ``NEGATION_TERM``). A yes/no question
+("Can I ...?") is often answered by a restriction: a sentence with a negation counts a
+little more.
+
+:class:`Evidence` is the support for an answer, from two general features:
+
+- ``relevance``: the best evidence hit's evidence score (``Hit.relevance``, the
+  retriever's calibrated estimate from the fused dense + BM25 ranking; the dense cosine
+  ``Hit.score`` from a retriever that predates it);
+- ``coverage``: the weighted share of the question's content words that the quoted
+  passage (the best sentence and the sentences either side of it) contains. A word that
+  is in none of the retrieved sentences weighs most: a question about something the
+  documents never mention leaves its own rarest words uncovered.
+
+``Evidence.score`` is ``COVERAGE_WEIGHT * coverage + (1 - COVERAGE_WEIGHT) * relevance``;
+the answerers abstain ("I could not find ...", no citations) below
+``GeneratorSettings.min_evidence``. ``COVERAGE_WEIGHT`` and the threshold's default were
+chosen by leave-one-out cross-validation over the 40 questions of the pdf-qa benchmark
+(``../shared/data/pdf-qa/dev.jsonl``; each held-out question decided by the values best
+on the other 39), see ``DEFAULT_MIN_EVIDENCE``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from libs.common.models import Hit
+
+# "how long / how many / how much ...", or a question about a default, a limit or a size.
+_QUANTITY = re.compile(
+    r"\bhow (?:long|many|much|big|large|small|strong|often|far|old|wide|high|deep|fast|soon)\b"
+    r"|\b(?:default|maximum|minimum|max|min|limit|ceiling|size|length|number of|count|timeout|delay)\b",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|cannot|none|nor|neither|without|except|only|unsupported|ignored?|ignores)\b|n't\b",
+    re.IGNORECASE,
+)
+_YES_NO = re.compile(r"^\W*(?:can|could|does|do|is|are|will|may|should|must|did|has|have)\b", re.IGNORECASE)
+_NUMBER = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty"
+    r"|forty|fifty|sixty|hundred|thousand|million|once|twice|half|double)\b",
+    re.IGNORECASE,
+)
+
+# Evidence.score's weight on coverage (the rest on relevance): see the module docstring.
+COVERAGE_WEIGHT: Final = 0.25
+# The threshold chosen by cross-validation (module docstring); the setting's default.
+DEFAULT_MIN_EVIDENCE: Final = 0.47
+
+
+# Stand-ins for "a number" and "a negation" among a question's and a sentence's words: a
+# question that wants one counts it as one more word to find, weighted like the rest (by
+# how few retrieved sentences have it).
+NUMBER_TERM: Final = "<number>"
+NEGATION_TERM: Final = "<not>"
+
+
+@dataclass(frozen=True)
+class Cues:
+    """What kind of sentence answers the question."""
+
+    # A number (with its unit) is the answer: "how long", "how many", "what default".
+    quantity: bool = False
+    # The question says "not", "only", "cannot"...: the answer says it too.
+    negation: bool = False
+    # A yes/no question ("Can I ...?"): the answer often states a restriction.
+    yes_no: bool = False
+
+    @classmethod
+    def of(cls, question: str) -> Cues:
+        return cls(
+            quantity=bool(_QUANTITY.search(question)),
+            negation=bool(_NEGATION.search(question)),
+            yes_no=bool(_YES_NO.search(question)),
+        )
+
+    def terms(self) -> frozenset[str]:
+        """The stand-in words the question wants found."""
+        return frozenset(
+            term for term, wanted in ((NUMBER_TERM, self.quantity), (NEGATION_TERM, self.negation)) if wanted
+        )
+
+
+def sentence_cues(text: str) -> frozenset[str]:
+    """The stand-in words a sentence has: a number, a negation."""
+    return frozenset(
+        term
+        for term, found in ((NUMBER_TERM, has_number(text)), (NEGATION_TERM, has_negation(text)))
+        if found
+    )
+
+
+def has_number(text: str) -> bool:
+    return bool(_NUMBER.search(text))
+
+
+def has_negation(text: str) -> bool:
+    return bool(_NEGATION.search(text))
+
+
+def relevance(hit: Hit) -> float:
+    """The hit's evidence score: ``relevance`` when the retriever gave one, else its cosine."""
+    given = getattr(hit, "relevance", None)
+    return hit.score if given is None else float(given)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How well the retrieved text supports an answer (module docstring)."""
+
+    relevance: float
+    coverage: float
+
+    @property
+    def score(self) -> float:
+        return COVERAGE_WEIGHT * self.coverage + (1.0 - COVERAGE_WEIGHT) * self.relevance
