@@ -12,8 +12,9 @@ import zlib
 from collections.abc import Iterable, Sequence
 
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
-# A page's content operators that move the text position and draw nothing: pypdf
-# interprets every one of them (about 0.5 s per 7 MB) and finds no text.
+# A page's content operators that move the text position and draw nothing: the PDF
+# parser interprets every one of them (PDFium about 0.2 s per 7 MB, pypdf 0.5 s) and
+# finds no text.
 NO_TEXT_OPS = b"1 0 Td "
 
 

@@ -11,10 +11,12 @@ caller reads it with pypdf instead.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from services.embedder.formats.common import check_chars, normalise
 from services.embedder.formats.pdf_outline import Bookmark
+from services.embedder.formats.pdf_spacing import respace, suspect, vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -57,21 +59,34 @@ def _texts(document: Any, count: int, max_chars: int | None) -> tuple[list[str],
     chars = 0
     for index in range(count):
         try:
-            page = document[index]
-            try:
-                textpage = page.get_textpage()
-                text = str(textpage.get_text_range())
-                textpage.close()
-            finally:
-                page.close()
+            text = _page_text(document, index, None)
         except pdfium.PdfiumError as exc:
             logger.warning("could not extract text of PDF page %d: %s", index + 1, exc)
             failures.append(f"page {index + 1}: {exc}")
             text = ""
-        texts.append(normalise(text))
-        chars += len(texts[-1])
+        texts.append(text)
+        chars += len(text)
         check_chars(chars, max_chars)
-    return texts, failures
+    # Lost spaces, now that the document's words are known (a page read again is cheap).
+    counts = vocabulary(texts)
+    for index, text in enumerate(texts):
+        if text and any(suspect(token, counts) for token in text.split()):
+            texts[index] = _page_text(document, index, counts)
+    return [normalise(text) for text in texts], failures
+
+
+def _page_text(document: Any, index: int, counts: Counter[str] | None) -> str:
+    """Page ``index``'s text; with ``counts``, its lost spaces put back."""
+    page = document[index]
+    try:
+        textpage = page.get_textpage()
+        try:
+            text = str(textpage.get_text_range())
+            return text if counts is None else respace(text, textpage, counts)
+        finally:
+            textpage.close()
+    finally:
+        page.close()
 
 
 def _outline(document: Any, count: int) -> list[Bookmark]:

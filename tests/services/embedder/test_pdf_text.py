@@ -3,6 +3,7 @@ contents and index pages marked, heading paths from the outline, page numbers ex
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 from fpdf import FPDF
@@ -11,6 +12,7 @@ from libs.common.models import Chunk
 from services.embedder.chunking import chunk_pages
 from services.embedder.formats.pdf import pages_from_texts
 from services.embedder.parsing import Page, parse_document
+from tests import hostile
 
 HEADER = "ACME Pump 3000 Service Manual"
 BODY = [
@@ -183,3 +185,13 @@ def test_a_pdf_without_an_outline_has_no_sections() -> None:
     pages = parse_document("plain.pdf", manual([[line] for line in BODY], header=""), max_pages=10)
     assert all(page.sections == () for page in pages)
     assert {c.heading for c in chunks_of(pages)} == {""}
+
+
+def test_a_space_drawn_as_character_spacing_is_a_space() -> None:
+    # As groff draws "two forms": the space is 2.5 pt of character spacing after "o".
+    line = b"(Of the tw) Tj 2.5 Tc 40.02 0 Td (of) Tj 0 Tc 10.84 0 Td (orms, the first is preferred.) Tj"
+    # A word drawn letter-spaced all through is one word still.
+    spaced = b"0 -20 Td 2.5 Tc (Warning) Tj 0 Tc"
+    data = hostile.pdf([zlib.compress(b"BT /F1 10 Tf 72 700 Td %b %b ET" % (line, spaced))])
+    [page] = parse_document("groff.pdf", data, max_pages=10)
+    assert page.text == "Of the two forms, the first is preferred.\nWarning"
