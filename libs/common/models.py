@@ -39,6 +39,11 @@ class Hit(BaseModel):
     # text``); None for a chunk stored without them.
     char_start: int | None = None
     char_end: int | None = None
+    # Evidence score in [0, 1]: the estimated probability that this hit is evidence for
+    # the question, from its place in the fused (dense + BM25) ranking and its cosine
+    # (services/retriever/fusion.py says how). ``score`` stays the cosine. None from a
+    # retriever that predates it.
+    relevance: float | None = None
 
 
 class Citation(BaseModel):

@@ -81,7 +81,7 @@ from qdrant_edge import SparseVector as EdgeSparseVector
 
 from libs.common.errors import PermanentError, RetryableError
 from libs.common.models import Chunk, Hit
-from services.retriever.fusion import Fusion, Ranked, fuse
+from services.retriever.fusion import Fusion, Ranked, dense_relevance, fuse
 from services.retriever.sparse import SparseVector
 from services.retriever.store import (
     SPARSE_VECTOR,
@@ -265,7 +265,8 @@ class EdgeStore:
             )
             with _dimension_errors(collection):
                 scored = opened.shard.query(request)
-        return [payload_hit(point.payload, point.score) for point in scored]
+        relevance = dense_relevance([point.score for point in scored])
+        return [payload_hit(p.payload, p.score, r) for p, r in zip(scored, relevance, strict=True)]
 
     def optimize(self, collection: str) -> bool:
         """Optimise one collection now (merge, index, vacuum); True if anything changed."""
@@ -374,9 +375,9 @@ class EdgeStore:
         fused = fuse(nearest, matching, fusion, top_k, {r.id: r.score for r in cosines})
         if not fused:
             return []
-        records = opened.shard.retrieve([pid for pid, _ in fused], with_payload=True, with_vector=False)
+        records = opened.shard.retrieve([f.id for f in fused], with_payload=True, with_vector=False)
         payloads = {str(record.id): record.payload for record in records}
-        return [payload_hit(payloads[pid], cosine) for pid, cosine in fused if pid in payloads]
+        return [payload_hit(payloads[f.id], f.cosine, f.relevance) for f in fused if f.id in payloads]
 
     def _has_sparse(self, collection: str, opened: _Open) -> bool:
         if not opened.sparse and not opened.told_dense_only:

@@ -20,16 +20,55 @@ then point id.
 The hits' ``score`` stays the dense cosine similarity, whatever the order: RRF
 scores are all near ``1/k`` and say nothing about how close a chunk is, while
 the generator's ``min_score`` expects a cosine.
+
+Evidence score: each hit also carries ``relevance``, in [0, 1], an estimate of the
+probability that the hit is evidence for the question (the page that answers it,
+a judged-relevant abstract), from where it stands in the fused ranking and how
+close it is::
+
+    support   = dense_weight / dense rank + (1 - dense_weight) / sparse rank
+    relevance = 1 / (1 + exp(-(A + B * cosine + C * support)))
+
+``support`` is the fused score with ``k = 0`` (a ranking the hit is missing from
+adds nothing): 1.0 for a hit first in both rankings, 0.5 for one first in one and
+absent from the other, whatever ``k`` is. A dense-only search has
+``support = 1 / rank``. ``A``, ``B`` and ``C`` (:data:`RELEVANCE`) are a logistic
+regression fitted on the hits of SciFact's queries and pdf-qa's questions
+(unanswerable ones included, every hit of theirs counting as not evidence),
+chosen by cross-validation (``bench/retrieval_cv.py``; figures in
+bench/RESULTS.md, "Issue 15: retrieval"). A question none of whose hits is
+strong (low cosine, and dense and BM25 rankings that do not agree on any chunk)
+gets a low best relevance: the generator may abstain below a threshold.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 # Decimals that branch scores are compared to: an engine working in float32 and one
 # in float64 then order the same points the same way.
 SCORE_DECIMALS = 5
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``relevance = sigmoid(intercept + cosine * cosine + support * support)``."""
+
+    intercept: float
+    cosine: float
+    support: float
+
+    def __call__(self, cosine: float, support: float) -> float:
+        """The evidence score of a hit with this cosine and fused-ranking support."""
+        z = self.intercept + self.cosine * cosine + self.support * support
+        # Clamped: exp overflows past ~709, and no hit needs more than 1e-16 of precision.
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+# Provisional; fitted by bench/retrieval_cv.py (bench/RESULTS.md, "Issue 15: retrieval").
+RELEVANCE = Calibration(intercept=-6.0, cosine=8.0, support=2.0)
 
 
 @dataclass(frozen=True)
@@ -100,19 +139,42 @@ def weighted_rrf(
     return sorted(scores.items(), key=lambda item: (-item[1], best[item[0]], item[0]))
 
 
+@dataclass(frozen=True)
+class Fused:
+    """A point of the fused ranking: its id, dense cosine and evidence score."""
+
+    id: str
+    cosine: float
+    relevance: float
+
+
 def fuse(
     dense: Sequence[Ranked],
     sparse: Sequence[Ranked],
     fusion: Fusion,
     top_k: int,
     cosines: Mapping[str, float] | None = None,
-) -> list[tuple[str, float]]:
-    """The ``top_k`` fused ids, each with its dense cosine.
+    *,
+    calibration: Calibration = RELEVANCE,
+) -> list[Fused]:
+    """The ``top_k`` fused points, each with its dense cosine and relevance.
 
     The cosine comes from ``dense``, else from ``cosines`` (the sparse candidates
-    scored by the dense query), else 0.0.
+    scored by the dense query), else 0.0. Relevance: see the module docstring.
     """
     weights = (fusion.dense_weight, 1.0 - fusion.dense_weight)
-    fused = weighted_rrf((ordered(dense), ordered(sparse)), weights, fusion.k)[:top_k]
+    rankings = (ordered(dense), ordered(sparse))
+    fused = weighted_rrf(rankings, weights, fusion.k)[:top_k]
+    # The fused score with k = 0: how strongly the two rankings put the point on top.
+    support = dict(weighted_rrf(rankings, weights, 0))
     known = {**(cosines or {}), **{r.id: r.score for r in dense}}
-    return [(point, known.get(point, 0.0)) for point, _ in fused]
+    found = []
+    for point, _ in fused:
+        cosine = known.get(point, 0.0)
+        found.append(Fused(point, cosine, calibration(cosine, support[point])))
+    return found
+
+
+def dense_relevance(cosines: Sequence[float], calibration: Calibration = RELEVANCE) -> list[float]:
+    """The relevance of a dense-only ranking's hits (best first): support ``1 / rank``."""
+    return [calibration(cosine, 1.0 / rank) for rank, cosine in enumerate(cosines, start=1)]

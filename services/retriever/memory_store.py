@@ -17,7 +17,7 @@ import numpy as np
 
 from libs.common.errors import PermanentError
 from libs.common.models import Chunk, Hit
-from services.retriever.fusion import Fusion, Ranked, fuse
+from services.retriever.fusion import Fusion, Ranked, dense_relevance, fuse
 from services.retriever.sparse import SparseVector
 from services.retriever.store import (
     as_matrix,
@@ -104,12 +104,16 @@ class MemoryStore:
         scores = matrix @ _unit(query)
         if bm25 is None or fusion is None:
             order = np.argsort(-scores, kind="stable")[:top_k]
-            return [payload_hit(payloads[pids[i]], float(scores[i])) for i in order]
+            relevance = dense_relevance([float(scores[i]) for i in order])
+            return [
+                payload_hit(payloads[pids[i]], float(scores[i]), r)
+                for i, r in zip(order, relevance, strict=True)
+            ]
         limit = fusion.limit(top_k)
         dense = _best([Ranked(pid, float(score)) for pid, score in zip(pids, scores, strict=True)], limit)
         cosines = {pid: float(score) for pid, score in zip(pids, scores, strict=True)}
         fused = fuse(dense, _best(bm25, limit), fusion, top_k, cosines)
-        return [payload_hit(payloads[pid], cosine) for pid, cosine in fused]
+        return [payload_hit(payloads[f.id], f.cosine, f.relevance) for f in fused]
 
     def delete_document(self, collection: str, document_id: str) -> None:
         with self._lock:

@@ -30,7 +30,7 @@ from qdrant_client import QdrantClient, models
 
 from libs.common.errors import PermanentError
 from libs.common.models import Chunk, Hit
-from services.retriever.fusion import Fusion, Ranked, fuse
+from services.retriever.fusion import Fusion, Ranked, dense_relevance, fuse
 from services.retriever.sparse import SparseVector
 from services.retriever.store import (
     SPARSE_VECTOR,
@@ -170,7 +170,8 @@ class QdrantStore:
                 if not self._client.collection_exists(qname):
                     return []  # dropped by another process meanwhile
                 raise
-        return [payload_hit(point.payload, point.score) for point in response.points]
+        relevance = dense_relevance([point.score for point in response.points])
+        return [payload_hit(p.payload, p.score, r) for p, r in zip(response.points, relevance, strict=True)]
 
     def delete_document(self, collection: str, document_id: str) -> None:
         qname = _qname(collection)
@@ -246,10 +247,10 @@ class QdrantStore:
         fused = fuse(nearest, matching, fusion, top_k, {r.id: r.score for r in cosines})
         if not fused:
             return []
-        records = self._client.retrieve(qname, ids=[pid for pid, _ in fused], with_payload=True)
+        records = self._client.retrieve(qname, ids=[f.id for f in fused], with_payload=True)
         payloads = {str(record.id): record.payload for record in records}
         # A point deleted between the two calls is left out.
-        return [payload_hit(payloads[pid], cosine) for pid, cosine in fused if pid in payloads]
+        return [payload_hit(payloads[f.id], f.cosine, f.relevance) for f in fused if f.id in payloads]
 
     def _has_sparse(self, qname: str) -> bool:
         if self._sparse.get(qname):

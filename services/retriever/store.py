@@ -73,7 +73,8 @@ class VectorStore(Protocol):
         vector, see :mod:`.sparse`) and a ``fusion`` that is not dense-only are
         given and the collection has sparse vectors: then the dense and the
         sparse rankings are merged by weighted RRF (:mod:`.fusion`). A hit's
-        ``score`` is its cosine similarity either way.
+        ``score`` is its cosine similarity either way, its ``relevance`` the
+        evidence score of :mod:`.fusion` (from the ranking it was found by).
 
         Points of the documents in ``exclude`` (deleted, or not ready yet) are
         filtered inside the engine, in both rankings, so they never take a place
@@ -138,8 +139,8 @@ def chunk_payload(chunk: Chunk) -> dict[str, Any]:
     }
 
 
-def payload_hit(payload: Mapping[str, Any] | None, score: float) -> Hit:
-    """A search hit from a stored payload and its cosine similarity."""
+def payload_hit(payload: Mapping[str, Any] | None, score: float, relevance: float | None = None) -> Hit:
+    """A search hit from a stored payload, its cosine similarity and its evidence score."""
     data = payload or {}
     return Hit(
         document_id=str(data.get("document_id", "")),
@@ -151,6 +152,7 @@ def payload_hit(payload: Mapping[str, Any] | None, score: float) -> Hit:
         page_end=data.get("page_end"),
         char_start=_offset(data.get("char_start")),
         char_end=_offset(data.get("char_end")),
+        relevance=relevance,
     )
 
 

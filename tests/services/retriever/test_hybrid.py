@@ -52,7 +52,7 @@ def direction(*weights: float, seed: int = 0) -> list[float]:
     rng = np.random.default_rng(seed)
     vector = rng.normal(0.0, 0.02, DIM)
     vector[: len(weights)] += weights
-    return vector.tolist()
+    return [float(x) for x in vector]
 
 
 def chunk(document_id: str, text: str, index: int = 0) -> Chunk:
@@ -138,6 +138,30 @@ def test_exclude_applies_inside_the_sparse_ranking(store: VectorStore) -> None:
     assert "errors" not in ids(hidden) and len(hidden) == 22
 
 
+def test_hits_carry_an_evidence_score_that_is_low_for_an_unrelated_question(store: VectorStore) -> None:
+    put(store, CORPUS)
+    fusion = Fusion(dense_weight=0.5)
+    on_topic = store.search(
+        "docs",
+        direction(1.0, seed=99),
+        5,
+        sparse=BM25.query("replace the printer toner cartridge"),
+        fusion=fusion,
+    )
+    # Far from every chunk, and sharing one common word ("model") with the manuals only.
+    unrelated = store.search(
+        "docs", direction(0.0, 0.0, 1.0, seed=5), 5, sparse=BM25.query("model glacier retreat"), fusion=fusion
+    )
+    for hits in (on_topic, unrelated, store.search("docs", direction(1.0), 5)):  # the last: dense only
+        assert hits and all(h.relevance is not None and 0.0 <= h.relevance <= 1.0 for h in hits)
+    best = {
+        name: max(h.relevance or 0.0 for h in hits) for name, hits in (("on", on_topic), ("off", unrelated))
+    }
+    assert best["on"] > 0.5 > best["off"]
+    # The score stays the cosine whatever the relevance.
+    assert all(h.score < 0.2 for h in unrelated)
+
+
 def test_a_question_without_terms_is_a_dense_search(store: VectorStore) -> None:
     put(store, CORPUS)
     query = direction(0.0, 1.0)
@@ -184,23 +208,24 @@ def test_every_backend_gives_the_same_ranking(tmp_path: Path, weight: float) -> 
     corpus = shared_corpus()
     questions = [(HashEmbedder(dim=DIM).embed([q])[0], BM25.query(q)) for q in QUESTIONS]
     results: dict[str, list[list[tuple[str, int, float]]]] = {}
+    relevance: dict[str, list[float]] = {}
     for name, factory in FACTORIES.items():
         backend = factory(tmp_path)
         try:
             put(backend, corpus)
-            results[name] = [
-                [
-                    (h.document_id, h.chunk_index, round(h.score, 4))
-                    for h in backend.search(
-                        "docs", vector, 8, {"doc-3"}, sparse=terms, fusion=Fusion(dense_weight=weight)
-                    )
-                ]
+            found = [
+                backend.search("docs", vector, 8, {"doc-3"}, sparse=terms, fusion=Fusion(dense_weight=weight))
                 for vector, terms in questions
             ]
         finally:
             backend.close()
+        results[name] = [[(h.document_id, h.chunk_index, round(h.score, 4)) for h in hits] for hits in found]
+        relevance[name] = [h.relevance if h.relevance is not None else -1.0 for hits in found for h in hits]
     assert results["edge"] == results["memory"]
     assert results["qdrant-local"] == results["memory"]
+    # The evidence score too (to float32's precision: the engines' cosines differ there).
+    assert relevance["edge"] == pytest.approx(relevance["memory"], abs=1e-3)
+    assert relevance["qdrant-local"] == pytest.approx(relevance["memory"], abs=1e-3)
     assert all(len(r) == 8 for r in results["memory"]) or weight == 0.0  # BM25 alone: matches only
     assert any(results["memory"])
 

@@ -20,6 +20,7 @@ from libs.common.errors import PermanentError
 from libs.common.models import Chunk
 from libs.common.settings import RetrieverSettings
 from services.retriever.edge_store import EdgeStore
+from services.retriever.fusion import RELEVANCE
 from services.retriever.memory_store import MemoryStore
 from services.retriever.qdrant_store import QdrantStore
 from services.retriever.store import VectorStore, point_id, storage_name
@@ -156,6 +157,8 @@ def test_payload_holds_every_chunk_field(store: VectorStore) -> None:
         # Where the chunk is in its page's text: a citation marks its passage by them.
         "char_start": 70,
         "char_end": 79,
+        # Its evidence score: the first of a dense ranking, and identical to the question.
+        "relevance": pytest.approx(RELEVANCE(1.0, 1.0)),
     }
 
 
