@@ -319,6 +319,10 @@ class RetrieverSettings(WorkerSettings):
     bm25_k1: float = Field(default=1.2, ge=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     bm25_avgdl: float = Field(default=100.0, gt=0)
+    # How BM25 cuts text into terms (services/retriever/sparse.py): "words" (stemmed words),
+    # "technical" (those plus identifiers and options whole) or "qdrant" (qdrant-edge's
+    # Bm25, the Qdrant server's). Like the three above: re-index to apply to older chunks.
+    bm25_tokenizer: Literal["words", "technical", "qdrant"] = "words"
     # Embedded store's HNSW graph (new collections): links per node, build candidates;
     # and the candidates a search keeps.
     edge_hnsw_m: int = Field(default=16, ge=4)

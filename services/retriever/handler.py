@@ -303,6 +303,8 @@ class RetrieveHandler:
 
 
 def sparse_text(chunk: Chunk) -> str:
-    """What BM25 indexes of a chunk: its heading path (a document's title, a section's
-    name) and its text, so a chunk deep in a section still matches the section's words."""
-    return f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text
+    """What BM25 indexes of a chunk: its context (the document's title and heading path,
+    a table's header or a list's lead-in: what its embedding reads too), else its heading
+    path, then its text, so a chunk deep in a section still matches the section's words."""
+    lead = chunk.context or chunk.heading
+    return f"{lead}\n{chunk.text}" if lead else chunk.text

@@ -15,6 +15,14 @@ stopwords and over-long words dropped, each word stemmed (Snowball English), and
 each stem mapped to a sparse index by a stable hash (blake2b, 32 bits): the same
 text gives the same vector in every process and on every machine.
 
+Tokenisers (``tokenizer``): "words" is the above. "technical" adds, to those
+words, each technical token whole: a run of words joined by ``_ . : -`` or led by
+dashes (``null_terminated``, ``--posix``, ``5.2.15``, ``read-only``), lower-cased
+and not stemmed, so a question naming an identifier or an option matches it exactly
+as well as by its parts. "qdrant" is qdrant-edge's ``Bm25`` model (the Qdrant
+server's BM25 inference: its word tokenizer, English stopwords and Snowball
+stemmer, its own term ids), with the same ``k1``/``b``/``avgdl``.
+
 Changing the tokenisation or ``k1``/``b``/``avgdl`` changes the vectors of new
 chunks only: a collection indexed before must be indexed again to match.
 """
@@ -24,13 +32,18 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import Stemmer
 
 # Words of letters and digits (any script); underscores and punctuation separate them.
 _WORD = re.compile(r"[^\W_]+")
+# Technical tokens: words joined by _ . : - (or led by one or two dashes, an option).
+_TECHNICAL = re.compile(r"(?:(?<![\w.:-])-{1,2}(?=[^\W_]))?[^\W_]+(?:[_.:-]+[^\W_]+)*")
+TOKENIZERS = ("words", "technical", "qdrant")
 # Longer "words" are hashes, base64 or glued tables: noise to BM25 (fastembed's limit too).
 MAX_TOKEN_CHARS = 40
 
@@ -77,27 +90,56 @@ def term_index(term: str) -> int:
     return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "little")
 
 
-def terms(text: str) -> list[int]:
-    """The sparse indices of ``text``'s words, in order, repeats kept."""
-    found = (_term(word) for word in _WORD.findall(text.lower()))
-    return [index for index in found if index is not None]
+def terms(text: str, *, technical: bool = False) -> list[int]:
+    """The sparse indices of ``text``'s words, in order, repeats kept; with ``technical``,
+    each technical token (see the module docstring) whole after its words."""
+    lowered = text.lower()
+    if not technical:
+        found = (_term(word) for word in _WORD.findall(lowered))
+        return [index for index in found if index is not None]
+    out: list[int] = []
+    for token in _TECHNICAL.findall(lowered):
+        words = _WORD.findall(token)
+        out += [index for index in map(_term, words) if index is not None]
+        if token != words[0] and len(token) <= MAX_TOKEN_CHARS:
+            out.append(term_index(token))
+    return out
 
 
 class Bm25:
     """Sparse vectors for BM25 with Qdrant's IDF modifier; see the module docstring."""
 
-    def __init__(self, k1: float = 1.2, b: float = 0.75, avgdl: float = 256.0) -> None:
+    def __init__(
+        self, k1: float = 1.2, b: float = 0.75, avgdl: float = 256.0, tokenizer: str = "words"
+    ) -> None:
         if k1 < 0:
             raise ValueError(f"k1 must not be negative, got {k1}")
         if not 0.0 <= b <= 1.0:
             raise ValueError(f"b must be within [0, 1], got {b}")
         if avgdl <= 0:
             raise ValueError(f"avgdl must be positive, got {avgdl}")
-        self.k1, self.b, self.avgdl = k1, b, avgdl
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
+        self.k1, self.b, self.avgdl, self.tokenizer = k1, b, avgdl, tokenizer
+        self._qdrant: Any = None
+        if tokenizer == "qdrant":
+            from qdrant_edge import Bm25 as EdgeBm25
+            from qdrant_edge import Bm25Config
+
+            self._qdrant = EdgeBm25(Bm25Config(k=k1, b=b, avg_len=avgdl, language="english"))
+
+    def terms(self, text: str) -> list[int]:
+        """The sparse indices of ``text``'s terms with this tokenizer (not for "qdrant")."""
+        return terms(text, technical=self.tokenizer == "technical")
 
     def document(self, text: str) -> SparseVector:
         """A chunk's vector: BM25's term-frequency weight of each of its terms."""
-        found = terms(text)
+        if self._qdrant is not None:
+            return _from_qdrant(self._qdrant.embed_document(text))
+        return self.weights(self.terms(text))
+
+    def weights(self, found: Sequence[int]) -> SparseVector:
+        """The vector of a chunk whose terms (:meth:`terms`, repeats kept) are ``found``."""
         if not found:
             return SparseVector()
         norm = self.k1 * (1.0 - self.b + self.b * len(found) / self.avgdl)
@@ -109,5 +151,13 @@ class Bm25:
 
     def query(self, text: str) -> SparseVector:
         """A question's vector: weight 1 for each distinct term."""
-        indices = tuple(sorted(set(terms(text))))
+        if self._qdrant is not None:
+            return _from_qdrant(self._qdrant.embed_query(text))
+        indices = tuple(sorted(set(self.terms(text))))
         return SparseVector(indices, (1.0,) * len(indices))
+
+
+def _from_qdrant(vector: Any) -> SparseVector:
+    """qdrant-edge's sparse vector as ours: indices sorted, with their values."""
+    pairs = sorted(zip(vector.indices, vector.values, strict=True))
+    return SparseVector(tuple(int(i) for i, _ in pairs), tuple(float(v) for _, v in pairs))

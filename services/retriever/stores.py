@@ -30,7 +30,9 @@ def build_fusion(settings: RetrieverSettings) -> Fusion:
 
 def build_bm25(settings: RetrieverSettings) -> Bm25:
     """The BM25 sparse vectors' parameters."""
-    return Bm25(k1=settings.bm25_k1, b=settings.bm25_b, avgdl=settings.bm25_avgdl)
+    return Bm25(
+        k1=settings.bm25_k1, b=settings.bm25_b, avgdl=settings.bm25_avgdl, tokenizer=settings.bm25_tokenizer
+    )
 
 
 def build_store(settings: RetrieverSettings) -> VectorStore:

@@ -274,3 +274,25 @@ def test_a_delete_removes_the_documents_blobs_with_its_vectors() -> None:
     blobs.down = True
     (failed,) = asyncio.run(handler([Envelope.new("delete", "docs", {"document_id": "d2"}, 60)]))
     assert isinstance(failed, BlobStoreUnavailable) and failed.retryable
+
+
+def test_chunks_are_indexed_with_their_context_for_bm25() -> None:
+    store = MemoryStore()
+    env = ingest_env()
+    env.payload["chunks"][0]["heading"] = "Setup"
+    env.payload["chunks"][0]["context"] = "Zeolite handbook > Setup\nPore size | Cation"
+    asyncio.run(RetrieveHandler(store, dim=4)([env]))
+    handler = RetrieveHandler(store, dim=4, fusion=Fusion(dense_weight=0.0))
+    # The context's table header and title are searchable, though never part of the text.
+    for question in ("cation", "zeolite"):
+        (found,) = asyncio.run(handler([ask("search", question, top_k=5)]))
+        assert isinstance(found, Output)
+        assert [h["text"] for h in found.payload["hits"]] == ["chunk 0"]
+
+
+def test_chat_hits_carry_their_evidence_score() -> None:
+    store = MemoryStore()
+    asyncio.run(RetrieveHandler(store, dim=4)([ingest_env()]))
+    (found,) = asyncio.run(RetrieveHandler(store, dim=4)([ask("chat", "chunk", top_k=2)]))
+    assert isinstance(found, Output)
+    assert all(0.0 <= h["relevance"] <= 1.0 for h in found.payload["hits"])

@@ -89,3 +89,59 @@ def test_empty_vectors_are_falsy() -> None:
 def test_bad_parameters_are_refused(k1: float, b: float, avgdl: float) -> None:
     with pytest.raises(ValueError):
         Bm25(k1=k1, b=b, avgdl=avgdl)
+
+
+def test_technical_tokens_are_kept_whole_beside_their_words() -> None:
+    found = terms("Set null_terminated, run --posix or -e with bash 5.2.15.", technical=True)
+    assert term_index("null_terminated") in found and term_index("null") in found
+    assert term_index("--posix") in found and term_index("posix") in found
+    assert term_index("-e") in found
+    assert term_index("5.2.15") in found
+    # A sentence's full stop is no part of a token; plain words add nothing new.
+    assert term_index("5.2.15.") not in found
+    assert terms("Running dogs.", technical=True) == terms("Running dogs.")
+
+
+def _overlap(bm25: Bm25, question: str, text: str) -> set[int]:
+    return set(bm25.query(question).indices) & set(bm25.document(text).indices)
+
+
+def test_an_identifier_matches_exactly_only_with_the_technical_tokenizer() -> None:
+    words, technical = Bm25(), Bm25(tokenizer="technical")
+    text = "The attribute null_terminated applies to arrays."
+    # Both match the parts; only "technical" also matches the identifier whole, so a chunk
+    # naming it outscores one that merely has the words "null" and "terminated" apart.
+    assert len(_overlap(technical, "where is null_terminated allowed?", text)) == 3
+    assert len(_overlap(words, "where is null_terminated allowed?", text)) == 2
+    apart = "A null value is terminated here."
+    assert len(_overlap(technical, "null_terminated", apart)) < len(
+        _overlap(technical, "null_terminated", text)
+    )
+
+
+def test_the_qdrant_tokenizer_gives_bm25_vectors_that_match_shared_words() -> None:
+    bm25 = Bm25(avgdl=10.0, tokenizer="qdrant")
+    doc = bm25.document("The shell ignores SIGTERM when interactive.")
+    query = bm25.query("Which signal does an interactive shell ignore?")
+    assert doc and query
+    assert list(doc.indices) == sorted(doc.indices) and all(v == 1.0 for v in query.values)
+    # "ignores"/"ignore" and "interactive" stem alike; "which", "does", "an" are stopwords.
+    assert len(set(doc.indices) & set(query.indices)) == 3
+    assert not bm25.query("the of and")
+
+
+def test_an_unknown_tokenizer_is_refused() -> None:
+    with pytest.raises(ValueError, match="tokenizer"):
+        Bm25(tokenizer="letters")
+
+
+def test_the_retriever_builds_bm25_with_the_configured_tokenizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from libs.common.settings import RetrieverSettings
+    from services.retriever.stores import build_bm25
+
+    monkeypatch.setenv("DOCUMIND_BM25_TOKENIZER", "technical")
+    bm25 = build_bm25(RetrieverSettings())
+    assert term_index("null_terminated") in bm25.query("null_terminated").indices
+    monkeypatch.setenv("DOCUMIND_BM25_TOKENIZER", "letters")
+    with pytest.raises(ValueError):
+        RetrieverSettings()
