@@ -45,6 +45,16 @@ def named(page: Page | Locator, role: str, name: str) -> Locator:
     return page.get_by_role(role, name=name, exact=True)  # type: ignore[arg-type]
 
 
+def sign_in(page: Page, url: str, key: str) -> None:
+    """Opens the app at ``url`` and signs in with ``key`` (the key box has the focus)."""
+    page.goto(url)
+    box = named(page, "textbox", "API key")
+    expect(box).to_be_focused()
+    box.fill(key)
+    named(page, "button", "Sign in").click()
+    expect(named(page, "button", "Sign out")).to_be_visible()
+
+
 def collection_box(page: Page) -> Locator:
     """The "Collection" box: a combo box (a text box with suggestions) or a text box."""
     return named(page, "combobox", "Collection").or_(named(page, "textbox", "Collection"))

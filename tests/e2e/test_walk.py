@@ -24,6 +24,7 @@ from tests.e2e.browser import (
     named,
     phases_seen,
     screenshot,
+    sign_in,
     watch_phases,
 )
 from tests.e2e.conftest import api_get
@@ -37,15 +38,6 @@ PDF_CITATION = f"{docs.PDF_NAME} p. {docs.ANSWER_PAGE}"
 MD_CITATION = f"{docs.MD_NAME} p. 1"
 # An upload row's phases before ready (services/gateway/web/src/upload/rowState.ts).
 IN_PROGRESS = frozenset({"uploading", "queued", "parsing", "embedding", "indexing"})
-
-
-def sign_in(page: Page, url: str, key: str) -> None:
-    page.goto(url)
-    box = named(page, "textbox", "API key")
-    expect(box).to_be_focused()
-    box.fill(key)
-    named(page, "button", "Sign in").click()
-    expect(named(page, "button", "Sign out")).to_be_visible()
 
 
 def ask(page: Page, question: str) -> None:
