@@ -125,9 +125,9 @@ class Stack:
     def assert_alive(self) -> None:
         for proc in self.procs:
             if proc.returncode is None and proc.poll() is not None:
-                raise AssertionError(f"{proc.args} exited with {proc.returncode}; logs in {self.tmp}")
+                raise AssertionError(f"{proc.args!r} exited with {proc.returncode}; logs in {self.tmp}")
 
-    def wait_group(self, stage: str, timeout_s: float = 60) -> None:
+    def wait_group(self, stage: keys.Stage, timeout_s: float = 60) -> None:
         """Until a worker of ``stage`` has created its consumer group."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
