@@ -212,7 +212,8 @@ class LLMAnswerer:
     the model when the evidence is weak, by the extractive answerer's test (its
     ``Evidence.score`` below ``min_evidence``, see :mod:`.evidence`); and after asking,
     when the reply begins with the ``NOT_FOUND`` phrase the prompt tells the model to
-    give when the sources do not answer, or cites no source.
+    give when the sources do not answer (or a usual wording of it, ``says_not_found``).
+    A reply citing no source is still an answer: it comes with no citations.
     """
 
     def __init__(
@@ -261,9 +262,9 @@ class LLMAnswerer:
         if not text.strip():
             raise RetryableError("LLM returned an empty answer")
         citations = make_citations(text, evidence)
-        # Told to say NOT_FOUND, citing nothing, when the sources lack the answer: a reply
-        # that says it, or cites nothing, abstains (and cites nothing).
-        if says_not_found(text) or not citations:
+        # Told to say NOT_FOUND when the sources lack the answer: a reply that says it
+        # abstains, and cites nothing. Any other reply is an answer, cited or not.
+        if says_not_found(text):
             return Answer(answer=text, citations=[], mode=self.mode, abstained=True)
         return Answer(answer=text, citations=citations, mode=self.mode)
 

@@ -206,19 +206,30 @@ def make_citations(answer_text: str, hits: Sequence[Hit]) -> list[Citation]:
 
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
-_NOT_FOUND_KEY = " ".join(NOT_FOUND.casefold().rstrip(".").split())
+# The NOT_FOUND phrase, and the usual ways of saying the same that models fall back on,
+# at the start of a reply (lower case, whitespace collapsed).
+_NOT_FOUND_OPENING = re.compile(
+    re.escape(" ".join(NOT_FOUND.casefold().rstrip(".").split()))
+    + r"|i (?:do not|don't|cannot|can't|could not|couldn't) (?:know|find|answer|tell|determine)\b"
+    + r"|i(?: am|'m) (?:unable|not able) to (?:find|answer|tell|determine)\b"
+    + r"|(?:the )?(?:sources?|documents?|context) (?:do|does|did) not"
+    + r" (?:say|contain|mention|answer|provide)\b"
+    + r"|there is no (?:information|mention|answer)\b"
+)
 
 
 def says_not_found(answer_text: str) -> bool:
-    """Whether a reply begins with the ``NOT_FOUND`` phrase (case, spacing, curly quotes,
-    surrounding quotes and a leading "Answer:" or the like aside): the model abstained.
+    """Whether a reply says, from its start, that the sources do not answer: the
+    ``NOT_FOUND`` phrase the prompt asks for (case, spacing, quotes and a leading
+    "Answer:" aside), or a usual wording of the same ("I don't know", "The sources do not
+    say"). The model then abstained.
 
     Only the beginning counts: a reply that answers part of the question and says the
     phrase about the rest is an answer.
     """
     text = " ".join(answer_text.translate(_QUOTES).casefold().split())
     head = text.split(":", 1)[1].strip() if ":" in text[:20] else text
-    return head.lstrip("\"'*_ ").startswith(_NOT_FOUND_KEY)
+    return bool(_NOT_FOUND_OPENING.match(head.lstrip("\"'*_ ")))
 
 
 def relevant_hits(hits: Iterable[Hit], min_score: float) -> list[Hit]:

@@ -92,10 +92,21 @@ def test_a_reply_with_the_phrase_abstains_even_if_it_cites_a_source() -> None:
     assert len(chat.calls) == 1
 
 
-def test_a_cited_reply_is_answerable() -> None:
+def test_a_reply_that_answers_is_answerable_cited_or_not() -> None:
     chat = FakeChat(["It was built in 1887 [1]."])
     _, answerable, cited, n = ask(LLMAnswerer(chat, min_score=0.2), ANSWERED)
     assert (answerable, cited, n) == (True, True, 1)
+    # A model that forgets to cite still answered: no citations, but not "not found".
+    uncited = FakeChat(["It was built in 1887."])
+    assert ask(LLMAnswerer(uncited, min_score=0.2), ANSWERED)[1:] == (True, False, 0)
+
+
+@pytest.mark.parametrize(
+    "reply", ["I don't know.", "The sources do not say when it was built.", "I'm unable to find it."]
+)
+def test_usual_ways_of_saying_not_found_abstain_too(reply: str) -> None:
+    answer, answerable, cited, _ = ask(LLMAnswerer(FakeChat([reply]), min_score=0.2), ANSWERED)
+    assert (answer, answerable, cited) == (reply, False, False)
 
 
 def test_weak_evidence_abstains_before_asking_the_model() -> None:

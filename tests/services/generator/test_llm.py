@@ -127,7 +127,7 @@ def test_llm_answerer_without_citations_cites_nothing() -> None:
     result = asyncio.run(LLMAnswerer(chat, min_score=0.2).answer("Who is the CEO?", HITS, deadline=later()))
     assert result.citations == []
     assert result.answer == "I don't know based on the documents."
-    assert result.abstained  # told to cite nothing when the sources lack the answer
+    assert result.abstained  # a usual wording of "not in your documents"
 
 
 def test_llm_answerer_nothing_relevant_skips_the_llm_and_still_streams() -> None:
