@@ -109,8 +109,7 @@ def has_negation(text: str) -> bool:
 
 def relevance(hit: Hit) -> float:
     """The hit's evidence score: ``relevance`` when the retriever gave one, else its cosine."""
-    given = getattr(hit, "relevance", None)
-    return hit.score if given is None else float(given)
+    return hit.score if hit.relevance is None else hit.relevance
 
 
 @dataclass(frozen=True)
