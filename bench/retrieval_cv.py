@@ -181,9 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedder = build_embedder(EmbedderSettings())
     now = RetrieverSettings()
     today: Sparse = (now.bm25_tokenizer, now.bm25_k1, now.bm25_b, now.bm25_avgdl)
-    sparse_grid = [today] + [(t, 1.2, 0.75, 100.0) for t in TOKENIZERS if t != today[0]]
-    if not args.quick:
-        sparse_grid += [s for s in itertools.product(TOKENIZERS, K1S, BS, AVGDLS) if s not in sparse_grid]
+    sparse_grid = sparse_settings(today, quick=args.quick)
     sci, qrels = scifact(embedder)
     pdf, questions = pdfqa(embedder)
     with tempfile.TemporaryDirectory(prefix="retrieval-cv-") as tmp:
@@ -206,10 +204,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             table[setting] |= main_f
             hit1[setting] |= first
     groups = {q: q.split(":")[0] for q in table[today_setting]}
-    report = cv.cross_validate(table, groups, args.folds, args.seed)
-    out = print_report(report, table, hit1, groups, today=today_setting, seed=args.seed)
+    out: dict[str, Any] = {"all queries": {}}
+    for name, setting in (("today", today_setting),):
+        out["all queries"][name] = summary(setting, table, hit1, groups)
+    print(
+        "\n| parameter tuned (the rest as today) | settings | picked on all | folds agreeing | "
+        "held out: SciFact nDCG@10 | pdf-qa MRR@10 | pdf-qa R@1 |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    print(
+        f"| none (today: {today_setting}) | 1 | | | "
+        + held_out_cells([today_setting] * args.folds, table, hit1, groups, k=args.folds, seed=args.seed)
+        + " |"
+    )
+    reports = {}
+    for family, index in FAMILIES.items():
+        chosen: dict[Hashable, dict[str, float]] = {
+            s: table[s] for s in settings if family == "all jointly" or differs_only(s, today_setting, index)
+        }
+        report = cv.cross_validate(chosen, groups, args.folds, args.seed)
+        reports[family] = report
+        cells = held_out_cells(
+            [f.chosen for f in report.folds], table, hit1, groups, k=args.folds, seed=args.seed
+        )
+        print(
+            f"| {family} | {len(chosen)} | {label(report.final, index)} | {report.agreement} of "
+            f"{args.folds} | {cells} |",
+            flush=True,
+        )
+        out[family] = {"final": report.final, "folds": [f.chosen for f in report.folds], "held_out": cells}
+    final = reports["all jointly"].final
+    out["all queries"]["all jointly"] = summary(final, table, hit1, groups)
+    for name, found in out["all queries"].items():
+        print(f"all queries, {name}: {found}")
     out["calibration"] = calibrate(
-        report.final,
+        final,
         ranks,
         datasets=(sci, pdf),
         questions=questions,
@@ -222,48 +251,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def print_report(
-    report: cv.Report,
-    table: dict[Hashable, dict[str, float]],
-    hit1: dict[Hashable, dict[str, float]],
-    groups: dict[str, str],
-    *,
-    today: Setting,
-    seed: int,
-) -> dict[str, Any]:
-    folds = cv.stratified_folds(groups, len(report.folds), seed)
-    print(f"\n{len(table)} settings, {len(groups)} queries, {len(report.folds)} folds")
-    print(
-        "\n| fold | chosen (tokenizer, k1, b, avgdl), weight, k, candidates | SciFact nDCG@10 | pdf-qa MRR |"
-    )
-    print("|---|---|---|---|")
-    for n, fold in enumerate(report.folds, 1):
-        print(f"| {n} | {fold.chosen} | {fold.held_out['scifact']:.4f} | {fold.held_out['pdfqa']:.4f} |")
-    out: dict[str, Any] = {"final": report.final, "agreement": report.agreement, "folds": []}
-    print(
-        f"\npicked on all queries: {report.final} (picked by {report.agreement} of {len(report.folds)} folds)"
-    )
-    print("\n| held out (mean ± sd over folds) | SciFact nDCG@10 | pdf-qa MRR@10 | pdf-qa R@1 |")
-    print("|---|---|---|---|")
-    for name, fixed in (("today's settings", True), ("chosen per fold", False)):
-        sci, mrr, r1 = [], [], []
-        for held, fold in zip(folds, report.folds, strict=True):
-            setting = today if fixed else fold.chosen
-            means = cv.group_means(table[setting], groups, sorted(held))
-            sci.append(means["scifact"])
-            mrr.append(means["pdfqa"])
-            r1.append(cv.group_means(hit1[setting], groups, sorted(held))["pdfqa"])
-        cells = " | ".join(f"{statistics.fmean(v):.4f} ± {statistics.pstdev(v):.4f}" for v in (sci, mrr, r1))
-        print(f"| {name} | {cells} |")
-        out[name] = {"scifact": sci, "pdfqa_mrr": mrr, "pdfqa_r1": r1}
-    for name, setting in (("today", today), ("final", report.final)):
-        means = cv.group_means(table[setting], groups, sorted(groups))
-        first = cv.group_means(hit1[setting], groups, sorted(groups))["pdfqa"]
-        print(
-            f"all queries, {name} {setting}: SciFact {means['scifact']:.4f}, "
-            f"pdf-qa MRR {means['pdfqa']:.4f}, R@1 {first:.4f}"
-        )
-    return out
+# Which parameters each row of the report tunes: indexes into a Setting, (0, i) into its Sparse.
+FAMILIES: dict[str, tuple[int, ...]] = {
+    "BM25 tokenizer": (0, 0),
+    "BM25 k1": (0, 1),
+    "BM25 b": (0, 2),
+    "BM25 avgdl": (0, 3),
+    "dense weight": (1,),
+    "RRF k": (2,),
+    "candidates": (3,),
+    "all jointly": (),
+}
+
+
+def sparse_settings(today: Sparse, *, quick: bool) -> list[Sparse]:
+    """Today's BM25 setting, each tokenizer, and (unless quick) for each tokenizer every
+    value of k1, b and avgdl with the other two as today."""
+    found = [today] + [(t, *today[1:]) for t in TOKENIZERS if t != today[0]]
+    if not quick:
+        for tokenizer in TOKENIZERS:
+            found += [(tokenizer, k1, today[2], today[3]) for k1 in K1S]
+            found += [(tokenizer, today[1], b, today[3]) for b in BS]
+            found += [(tokenizer, today[1], today[2], avgdl) for avgdl in AVGDLS]
+    return list(dict.fromkeys(found))
+
+
+def _part(setting: Setting, index: tuple[int, ...]) -> object:
+    return setting[0][index[1]] if index[0] == 0 else setting[index[0]]
+
+
+def differs_only(setting: Setting, today: Setting, index: tuple[int, ...]) -> bool:
+    """``setting`` is ``today`` but (perhaps) for the parameter at ``index``."""
+    others = [i for i in ((1,), (2,), (3,), (0, 0), (0, 1), (0, 2), (0, 3)) if i != index]
+    return all(_part(setting, i) == _part(today, i) for i in others)
+
+
+def label(setting: Any, index: tuple[int, ...]) -> str:
+    return str(_part(setting, index)) if index else str(setting)
+
+
+def held_out_cells(
+    chosen: Sequence[Any], table: Any, hit1: Any, groups: dict[str, str], *, k: int, seed: int
+) -> str:
+    """Mean ± sd over folds of each held-out figure, fold n scored with ``chosen[n]``."""
+    sci, mrr, first = [], [], []
+    for held, setting in zip(cv.stratified_folds(groups, k, seed), chosen, strict=True):
+        means = cv.group_means(table[setting], groups, sorted(held))
+        sci.append(means["scifact"])
+        mrr.append(means["pdfqa"])
+        first.append(cv.group_means(hit1[setting], groups, sorted(held))["pdfqa"])
+    return " | ".join(f"{statistics.fmean(v):.3f} ± {statistics.pstdev(v):.3f}" for v in (sci, mrr, first))
+
+
+def summary(setting: Any, table: Any, hit1: Any, groups: dict[str, str]) -> dict[str, Any]:
+    means = cv.group_means(table[setting], groups, sorted(groups))
+    return {
+        "setting": setting,
+        "scifact_ndcg10": round(means["scifact"], 4),
+        "pdfqa_mrr10": round(means["pdfqa"], 4),
+        "pdfqa_r1": round(cv.group_means(hit1[setting], groups, sorted(groups))["pdfqa"], 4),
+    }
 
 
 if __name__ == "__main__":
