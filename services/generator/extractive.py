@@ -33,7 +33,7 @@ from libs.common.models import Citation, Hit
 from services.generator.backends import Answer, OnToken, emit_pieces
 from services.generator.evidence import NEGATION_TERM, Cues, Evidence, relevance, sentence_cues
 from services.generator.prompt import NOTHING_RELEVANT, citation, number_sources, relevant_hits
-from services.generator.quotes import repeated_lines, sentences_of, with_citation
+from services.generator.quotes import repeated_lines, sentences_of, vocabulary, with_citation
 from services.generator.sentences import Sentence
 from services.generator.text import content_terms, words
 
@@ -152,7 +152,7 @@ class ExtractiveAnswerer:
         citations: list[Citation] = []
         for n, group in groups.items():
             group.sort(key=lambda c: c.position)
-            parts.extend(with_citation(c.text, n) for c in group)
+            parts.extend(with_citation(text, n) for text in _passages(group))
             snippet = " ".join(c.text for c in group)
             span = (group[0].sentence.start, group[-1].sentence.end)
             citations.append(citation(n, draft.evidence[n - 1], snippet, span=span))
@@ -174,11 +174,11 @@ class ExtractiveAnswerer:
             )
             return None
         cues = Cues.of(question)
-        skip = repeated_lines(evidence)
+        skip, known = repeated_lines(evidence), vocabulary(evidence)
         candidates = [
             _Candidate(n, position, sentence, _terms(sentence.quote), relevance(hit))
             for n, hit in number_sources(evidence)
-            for position, sentence in enumerate(sentences_of(hit.text, skip, SENTENCE_MAX_CHARS))
+            for position, sentence in enumerate(sentences_of(hit.text, skip, SENTENCE_MAX_CHARS, known))
         ]
         weight = _weights(candidates, wanted | cues.terms())
         scored = _score(candidates, weight, cues)
@@ -190,7 +190,7 @@ class ExtractiveAnswerer:
             relevance=max(relevance(hit) for hit in evidence),
             coverage=_coverage(chosen[0], candidates, {t: w for t, w in weight.items() if t in wanted}),
         )
-        return Draft(evidence, _with_antecedents(chosen, candidates), support)
+        return Draft(evidence, _with_context(chosen, candidates), support)
 
     def _select(self, scored: Sequence[_Scored]) -> list[_Candidate]:
         """The best sentences: no repeats (chunks overlap), at most ``per_source`` each."""
@@ -232,19 +232,41 @@ def _terms(sentence: str) -> frozenset[str]:
     return frozenset(content_terms(sentence)) | frozenset(content_terms(parts)) | sentence_cues(sentence)
 
 
-def _with_antecedents(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate]) -> list[_Candidate]:
-    """``chosen`` with, before each sentence that leans on the one before it ("This
-    variable ...", "For example, ..."), that sentence, when it is not chosen already."""
+def _with_context(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate]) -> list[_Candidate]:
+    """``chosen`` with what each sentence needs to be read whole: the piece before it when
+    it leans on that one ("This variable ...", "For example, ...") or continues it (a long
+    sentence cut for length), and the piece after it when it goes on there."""
     by_place = {(c.n, c.position): c for c in candidates}
     out: list[_Candidate] = []
     taken = {(c.n, c.position) for c in chosen}
+
+    def add(place: tuple[int, int]) -> None:
+        extra = by_place.get(place)
+        if extra is not None and place not in taken:
+            out.append(extra)
+            taken.add(place)
+
     for c in chosen:
         before = by_place.get((c.n, c.position - 1))
-        if before is not None and (c.n, c.position - 1) not in taken and _REFERS_BACK.search(c.text):
-            out.append(before)
-            taken.add((c.n, c.position - 1))
+        if before is not None and (before.sentence.cut or _REFERS_BACK.search(c.text)):
+            add((c.n, c.position - 1))
         out.append(c)
+        if c.sentence.cut:
+            add((c.n, c.position + 1))
     return out
+
+
+def _passages(group: Sequence[_Candidate]) -> list[str]:
+    """A source's quoted sentences in reading order, the pieces of one cut sentence joined."""
+    texts: list[str] = []
+    previous: _Candidate | None = None
+    for c in group:
+        if previous is not None and previous.sentence.cut and c.position == previous.position + 1:
+            texts[-1] = f"{texts[-1]} {c.text}"
+        else:
+            texts.append(c.text)
+        previous = c
+    return texts
 
 
 def _score(candidates: Sequence[_Candidate], weight: dict[str, float], cues: Cues) -> list[_Scored]:

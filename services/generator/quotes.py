@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 from libs.common.models import Hit
 from services.generator.sentences import Sentence, sentence_spans
@@ -25,6 +25,7 @@ _LINE = re.compile(r"[^\n]+")
 _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
+_WORD = re.compile(r"[^\W\d_]+")
 _END = re.compile(r"^(.*?)([.!?]+)$", re.DOTALL)
 
 
@@ -34,6 +35,11 @@ def _line_key(line: str) -> str:
 
 def _header_like(key: str) -> bool:
     return MIN_HEADER_CHARS <= len(key) <= MAX_HEADER_CHARS and bool(_LETTER.search(key))
+
+
+def vocabulary(hits: Sequence[Hit]) -> frozenset[str]:
+    """The lower-case words of the hits' texts."""
+    return frozenset(word.lower() for hit in hits for word in _WORD.findall(hit.text))
 
 
 def repeated_lines(hits: Sequence[Hit]) -> frozenset[str]:
@@ -47,8 +53,11 @@ def repeated_lines(hits: Sequence[Hit]) -> frozenset[str]:
     return frozenset(key for (_, key), seen in pages.items() if len(seen) >= 2)
 
 
-def sentences_of(text: str, skip: frozenset[str], max_chars: int) -> list[Sentence]:
-    """The sentences of ``text`` (spans into it), none running across a line in ``skip``."""
+def sentences_of(
+    text: str, skip: frozenset[str], max_chars: int, vocabulary: Container[str] = frozenset()
+) -> list[Sentence]:
+    """The sentences of ``text`` (spans into it), none running across a line in ``skip``;
+    ``vocabulary`` as for ``sentences.clean_quote``."""
     segments: list[tuple[int, int]] = []
     start = 0
     if skip:
@@ -58,9 +67,12 @@ def sentences_of(text: str, skip: frozenset[str], max_chars: int) -> list[Senten
                 start = match.end()
     segments.append((start, len(text)))
     out: list[Sentence] = []
-    for seg_start, seg_end in segments:
-        for s in sentence_spans(text[seg_start:seg_end], max_chars):
-            out.append(Sentence(s.start + seg_start, s.end + seg_start, s.quote))
+    for i, (seg_start, seg_end) in enumerate(segments):
+        found = sentence_spans(text[seg_start:seg_end], max_chars, vocabulary)
+        for j, s in enumerate(found):
+            # A sentence that a running header or footer interrupts goes on after it.
+            cut = s.cut or (j == len(found) - 1 and i < len(segments) - 1 and not _END.match(s.quote))
+            out.append(Sentence(s.start + seg_start, s.end + seg_start, s.quote, cut))
     return out
 
 

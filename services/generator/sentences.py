@@ -12,14 +12,17 @@ characters while their span does not.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
-# Paragraph boundaries: a blank line, or a line break before a list item.
-_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-\u2022*]|\d{1,3}[.)])[ \t])")
+# Paragraph boundaries: a blank line, a line break before a list item, or before a
+# command-line option that starts a line of an option list ("-nocpp Do not ...").
+_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-\u2022*]|\d{1,3}[.)])[ \t])|\n(?=[ \t]*--?[^\W\d_])")
 # Sentence boundaries: end punctuation (optionally closed by a quote or bracket) followed by
 # whitespace and something that can start a sentence.
-_SENTENCE = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]\u201d\u2019]))\s+(?=[\"'(\[\u201c\u2018]?[^\W_a-z])")
+_SENTENCE = re.compile(
+    r"(?:(?<=[.!?])|(?<=[.!?][\"')\]\u201d\u2019]))\s+(?=[\"'(\[\u201c\u2018]?[^\W_a-z]|--?[^\W\d_])"
+)
 # A piece ending like this was cut after an abbreviation or an initial, not a sentence.
 _ABBREVIATION = re.compile(
     r"(?:\b(?i:e\.g|i\.e|etc|vs|cf|approx|fig|figs|no|nos|vol|pp|mr|mrs|ms|dr|prof|inc|ltd|corp|jr|sr)"
@@ -32,7 +35,7 @@ _SOFT_BOUNDARY = re.compile(r"(?<=[;:])\s+")
 _NON_SPACE = re.compile(r"\S+")
 _SPACE = re.compile(r"\s+")
 # A word cut at a line end with a hyphen, its second part in lower case: "confi-\nguration".
-_LINE_HYPHEN = re.compile(r"(?<=[^\W\d_])[-\u00ad\u2010]\s*\n\s*(?=[a-z])")
+_LINE_HYPHEN = re.compile(r"([^\W\d_]+)[-\u2010][ \t]*\n\s*([a-z]+)")
 # A hyphen at a line end before a capital or a digit belongs to the word: "GNU-\nLinux".
 _LINE_HYPHEN_KEPT = re.compile(r"(?<=\w)-[ \t]*\n\s*(?=[A-Z0-9])")
 _SOFT_HYPHEN = "\u00ad"
@@ -56,18 +59,29 @@ class Sentence:
     start: int
     end: int
     quote: str
+    # The sentence goes on in the next one: it was cut for length, not at its end.
+    cut: bool = False
 
 
 def normalize_space(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def clean_quote(raw: str) -> str:
-    """``raw`` as a reader should see it quoted: a word hyphenated across a line break
-    joined again, ligatures and soft hyphens spelt out, whitespace collapsed."""
-    joined = _LINE_HYPHEN.sub("", raw.replace(_SOFT_HYPHEN + "\n", "")).replace(_SOFT_HYPHEN, "")
-    joined = _LINE_HYPHEN_KEPT.sub("-", joined)
-    return normalize_space(joined.translate(_LIGATURES))
+def clean_quote(raw: str, vocabulary: Container[str] = frozenset()) -> str:
+    """``raw`` as a reader should see it quoted: ligatures and soft hyphens spelt out,
+    whitespace collapsed, and a word hyphenated across a line break ("confi-\nguration")
+    joined again when ``vocabulary`` (lower-case words of the text around) has it whole;
+    otherwise the hyphen stays ("command-line"): without a dictionary, a compound split
+    at its hyphen and a word hyphenated for the line look alike."""
+    text = raw.replace(_SOFT_HYPHEN + "\n", "").replace(_SOFT_HYPHEN, "").translate(_LIGATURES)
+
+    def join(match: re.Match[str]) -> str:
+        whole = match.group(1) + match.group(2)
+        return whole if whole.lower() in vocabulary else f"{match.group(1)}-{match.group(2)}"
+
+    text = _LINE_HYPHEN.sub(join, text)
+    text = _LINE_HYPHEN_KEPT.sub("-", text)
+    return normalize_space(text)
 
 
 def _pieces(text: str, pattern: re.Pattern[str], start: int, end: int) -> list[tuple[int, int]]:
@@ -124,13 +138,16 @@ def _blocks(text: str) -> list[tuple[int, int]]:
     return [(s, e) for s, e in blocks if text[s:e].strip()]
 
 
-def sentence_spans(text: str, max_chars: int = 300) -> list[Sentence]:
+def sentence_spans(
+    text: str, max_chars: int = 300, vocabulary: Container[str] = frozenset()
+) -> list[Sentence]:
     """The sentences of ``text`` in order, each with its span and its clean quote.
 
     Pieces longer than ``max_chars`` (PDF text often lacks punctuation) are cut further;
     no quote is much longer than ``max_chars`` unless it is a single word.
     """
     spans: list[tuple[int, int]] = []
+    whole: list[tuple[int, int]] = []
     for p_start, p_end in _blocks(text):
         merged: list[tuple[int, int]] = []
         for s, e in _pieces(text, _SENTENCE, p_start, p_end):
@@ -139,6 +156,8 @@ def sentence_spans(text: str, max_chars: int = 300) -> list[Sentence]:
             else:
                 merged.append((s, e))
         for s, e in merged:
+            whole.append((s, e))
             spans.extend(_cut_long(text, s, e, max_chars))
-    sentences = [Sentence(s, e, clean_quote(text[s:e])) for s, e in spans]
+    ends = {e for _, e in whole}
+    sentences = [Sentence(s, e, clean_quote(text[s:e], vocabulary), cut=e not in ends) for s, e in spans]
     return [s for s in sentences if s.quote]

@@ -146,3 +146,13 @@ def test_the_threshold_is_a_setting_whose_default_is_the_calibrated_one() -> Non
 )
 def test_what_a_question_asks_for(question: str, quantity: bool, negation: bool, yes_no: bool) -> None:
     assert Cues.of(question) == Cues(quantity=quantity, negation=negation, yes_no=yes_no)
+
+
+def test_the_retrievers_evidence_score_counts_rather_than_the_cosine() -> None:
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3, min_evidence=0.5)
+    # Same text, same cosines: the fused ranking's verdict decides.
+    believed = [hit.model_copy(update={"relevance": 0.9}) for hit in HITS]
+    doubted = [hit.model_copy(update={"relevance": 0.05}) for hit in HITS]
+    assert answerer.compose(ANSWERED, believed).answerable
+    refused = answerer.compose(ANSWERED, doubted)
+    assert not refused.answerable and refused.citations == []

@@ -214,7 +214,8 @@ def test_quotes_are_clean_sentences_and_their_offsets_still_point_into_the_page(
         f"{header}\nThe router keeps its con\ufb01guration in /etc/router.conf, which is re-\n"
         "read when the service restarts. Other text follows here.\n"
     )
-    other = f"{header}\nUnrelated text on another page."
+    # The word cut at the line end is whole elsewhere in the evidence: it is joined again.
+    other = f"{header}\nUnrelated text on another page, reread often."
     hits = [
         Hit(
             document_id="m",
