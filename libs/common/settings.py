@@ -357,11 +357,11 @@ class GeneratorSettings(WorkerSettings):
     # Hits whose score (the dense cosine) is below this are not used as evidence.
     min_score: float = 0.2
     # The answerers abstain ("I could not find ...", no citations, "answerable": false)
-    # when the evidence score is below this: a quarter of the (weighted) share of the
-    # question's content words in the best passage plus three quarters of the best hit's
-    # evidence score (its relevance from the fused ranking, else its cosine); chosen by
-    # leave-one-out cross-validation on the pdf-qa questions (services/generator/evidence.py,
+    # when the evidence score is below this: half the (weighted) share of the question's
+    # content words in the best passage plus half the best hit's evidence score (its
+    # relevance from the fused ranking, else its cosine); chosen by leave-one-out
+    # cross-validation on the pdf-qa questions (services/generator/evidence.py,
     # DEFAULT_MIN_EVIDENCE, which a test holds equal to this). 0 never abstains for weakness.
-    min_evidence: float = 0.47
+    min_evidence: float = 0.35
     # Sentences the extractive answerer quotes.
     extractive_sentences: int = Field(default=3, ge=1)

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from libs.common.models import Hit
 from libs.common.settings import GeneratorSettings
 from services.generator.answerers import build_answerer
-from services.generator.evidence import DEFAULT_MIN_EVIDENCE, Cues
+from services.generator.evidence import COVERAGE_WEIGHT, DEFAULT_MIN_EVIDENCE, Cues
 from services.generator.extractive import ExtractiveAnswerer
 from services.generator.llm import LLMAnswerer
 from services.generator.prompt import NOT_FOUND, NOTHING_RELEVANT, SYSTEM_PROMPT, says_not_found
@@ -149,10 +149,12 @@ def test_what_a_question_asks_for(question: str, quantity: bool, negation: bool,
 
 
 def test_the_retrievers_evidence_score_counts_rather_than_the_cosine() -> None:
-    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3, min_evidence=0.5)
+    # The passage covers the whole question; halfway between no relevance and full.
+    threshold = COVERAGE_WEIGHT + (1 - COVERAGE_WEIGHT) / 2
+    answerer = ExtractiveAnswerer(min_score=0.2, max_sentences=3, min_evidence=threshold)
     # Same text, same cosines: the fused ranking's verdict decides.
-    believed = [hit.model_copy(update={"relevance": 0.9}) for hit in HITS]
-    doubted = [hit.model_copy(update={"relevance": 0.05}) for hit in HITS]
+    believed = [hit.model_copy(update={"relevance": 0.95}) for hit in HITS]
+    doubted = [hit.model_copy(update={"relevance": 0.0}) for hit in HITS]
     assert answerer.compose(ANSWERED, believed).answerable
     refused = answerer.compose(ANSWERED, doubted)
     assert not refused.answerable and refused.citations == []
