@@ -14,9 +14,10 @@ question's first hit on its page within the top 10, as score.py) costs one searc
 per query and BM25 setting. ``bench/cv.py`` picks a setting per fold on the other
 folds (objective: mean of SciFact's mean nDCG@10 and pdf-qa's MRR@10) and reports
 the held-out figures, their spread over folds, and the setting picked on all
-queries. The evidence score's calibration (``fusion.RELEVANCE``) is fitted on the
-top 10 hits of that setting the same way, fold by fold (``--calibrate`` prints the
-coefficients to paste).
+queries: once per parameter (the others as today's defaults) and once for all of
+them jointly. The evidence score's calibration (``fusion.RELEVANCE``) is fitted on
+the top 10 hits of today's settings the same way, fold by fold, and printed with
+the coefficients fitted on all queries (``bench/calibrate.py``).
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, found in out["all queries"].items():
         print(f"all queries, {name}: {found}")
     out["calibration"] = calibrate(
-        final,
+        today_setting,
         ranks,
         datasets=(sci, pdf),
         questions=questions,

@@ -308,15 +308,17 @@ class RetrieverSettings(WorkerSettings):
     embedding_dim: int = Field(default=384, ge=1)
     # Hybrid search: the dense (embedding) ranking's weight against BM25's in the
     # reciprocal rank fusion; 1.0 searches by dense vectors alone, 0.0 by BM25 alone.
-    # Defaults tuned on SciFact (bench/tune_retrieval.py; bench/RESULTS.md).
+    # Defaults (these, the BM25 ones and the tokenizer below) chosen by 5-fold
+    # cross-validation over SciFact's queries and pdf-qa's questions together
+    # (bench/retrieval_cv.py; bench/RESULTS.md, "Issue 15: retrieval").
     hybrid_dense_weight: float = Field(default=0.5, ge=0, le=1)
     # RRF's k: each ranking adds weight / (k + rank); a larger k flattens the ranks.
-    rrf_k: int = Field(default=10, ge=1)
+    rrf_k: int = Field(default=5, ge=1)
     # Points each ranking brings to the fusion (at least a search's top_k).
     hybrid_candidates: int = Field(default=50, ge=1)
     # BM25's document side, for chunks indexed from now on (re-index to apply to others):
     # term-frequency saturation, length normalisation, and a chunk's typical length in terms.
-    bm25_k1: float = Field(default=1.2, ge=0)
+    bm25_k1: float = Field(default=1.6, ge=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     bm25_avgdl: float = Field(default=100.0, gt=0)
     # How BM25 cuts text into terms (services/retriever/sparse.py): "words" (stemmed words),
