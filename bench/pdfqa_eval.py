@@ -44,6 +44,7 @@ from libs.common.settings import EmbedderSettings, RetrieverSettings
 from services.embedder.backends import Embedder, build_embedder
 from services.embedder.parse_job import ChunkSpec, ParseJob, ParseLimits, parse_and_chunk
 from services.embedder.parsing import parse_document
+from services.embedder.structure import embedded_text
 from services.retriever.edge_store import EdgeStore
 from services.retriever.handler import sparse_text
 from services.retriever.sparse import Bm25
@@ -140,14 +141,7 @@ def parse_pdfs(embedder: Embedder) -> tuple[list[Chunk], dict[tuple[str, int], s
 
 def embedded_texts(chunks: Sequence[Chunk]) -> list[str]:
     """What the embedder's handler gives the model for each chunk."""
-    try:  # the embedder's own function, once it has one
-        from services.embedder import structure
-    except ImportError:
-        return [c.text for c in chunks]
-    embedded: Any = getattr(structure, "embedded_text", None)
-    if embedded is None:
-        return [c.text for c in chunks]
-    return [str(embedded(c.text, c.context)) for c in chunks]
+    return [embedded_text(c.text, c.context) for c in chunks]
 
 
 def load_corpus(embedder: Embedder) -> Corpus:

@@ -44,6 +44,7 @@ from libs.common.settings import EmbedderSettings, RetrieverSettings
 from services.embedder.backends import Embedder, build_embedder
 from services.embedder.chunking import chunk_pages
 from services.embedder.parsing import Page
+from services.embedder.structure import embedded_text
 from services.retriever.edge_store import EdgeStore
 from services.retriever.fusion import DENSE_ONLY, Fusion
 from services.retriever.handler import sparse_text
@@ -197,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for size, overlap in configs:
                 chunks = chunk_all(docs, embedder, size, overlap)
                 label = f"chunks-{size}-{overlap}"
-                index = Index(store, label, chunks, embed_cached(embedder, [c.text for c in chunks], label))
+                texts = [embedded_text(c.text, c.context) for c in chunks]  # as the embedder embeds them
+                index = Index(store, label, chunks, embed_cached(embedder, texts, label))
                 indexes[(size, overlap)] = index
                 collection = index.load(default_bm25)
                 length = statistics.fmean(len(terms(sparse_text(c))) for c in chunks)
