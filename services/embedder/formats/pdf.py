@@ -15,7 +15,7 @@ from typing import Any
 
 from libs.common.errors import PermanentError
 from services.embedder.formats.common import Page, check_chars, normalise
-from services.embedder.formats.pdf_kinds import page_kind
+from services.embedder.formats.pdf_kinds import page_kinds
 from services.embedder.formats.pdf_outline import Bookmark, outline_sections
 from services.embedder.formats.pdf_pdfium import PdfiumUnusable, pdfium_read
 from services.embedder.formats.pdf_repair import Vocabulary, fix_chars, repair_page
@@ -65,9 +65,10 @@ def pages_from_texts(texts: Sequence[str], outline: Sequence[Bookmark] = ()) -> 
     vocabulary = Vocabulary(joined)
     cleaned = [repair_page(text, vocabulary) for text in joined]
     sections = outline_sections(cleaned, outline)
+    kinds = page_kinds(cleaned)
     return [
-        Page(number=n, text=text, sections=parts, kind=page_kind(text, len(cleaned)))
-        for n, (text, parts) in enumerate(zip(cleaned, sections, strict=True), 1)
+        Page(number=n, text=text, sections=parts, kind=kind)
+        for n, (text, parts, kind) in enumerate(zip(cleaned, sections, kinds, strict=True), 1)
     ]
 
 

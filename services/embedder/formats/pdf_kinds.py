@@ -21,6 +21,8 @@ from services.embedder.formats.common import PageKind
 # At least this many entries, and this share of the page's lines, make a list page.
 MIN_ENTRIES = 6
 MIN_SHARE = 0.6
+# Entries enough on a page that continues a contents or index page.
+MIN_TAIL_ENTRIES = 2
 # Share of consecutive entries in order (numbers not falling; initials not going
 # back): columns, sub-lists and the odd misread line break a run now and then.
 MIN_ORDERED = 0.8
@@ -48,20 +50,34 @@ _INDEX = re.compile(rf"^(?P<title>[^\d\s].*?)?,\s*(?P<pages>{_RANGE}(?:\s*,\s*{_
 _SEE = re.compile(r"^[^\d\s].*?[,.]?\s+see(?: also)?\s+\S", re.IGNORECASE)
 
 
-def page_kind(text: str, page_count: int) -> PageKind:
-    """ "contents", "index" or "body" for one page's text, in a document of ``page_count`` pages."""
+def page_kinds(texts: Sequence[str]) -> list[PageKind]:
+    """Each page's kind. The last page of a table of contents or an index often holds
+    only a few entries: a page right after one of them needs only
+    :data:`MIN_TAIL_ENTRIES` entries (in the same share of its lines) to continue it."""
+    kinds: list[PageKind] = []
+    for text in texts:
+        previous = kinds[-1] if kinds else "body"
+        least = MIN_TAIL_ENTRIES if previous != "body" else MIN_ENTRIES
+        kind = page_kind(text, len(texts), least)
+        kinds.append(kind if previous == "body" or kind in ("body", previous) else "body")
+    return kinds
+
+
+def page_kind(text: str, page_count: int, least: int = MIN_ENTRIES) -> PageKind:
+    """ "contents", "index" or "body" for one page's text, in a document of ``page_count``
+    pages, when at least ``least`` of its lines are entries."""
     lines = [line.strip() for line in text.split("\n")]
     lines = [line for line in lines if len(line) > 1]
-    if len(lines) < MIN_ENTRIES:
+    if len(lines) < least:
         return "body"
     most = page_count * _PAGE_SLACK + 10
     contents = _contents_pages(lines, most)
-    if len(contents) >= max(MIN_ENTRIES, MIN_SHARE * len(lines)) and _ordered(contents) >= MIN_ORDERED:
+    if len(contents) >= max(least, MIN_SHARE * len(lines)) and _ordered(contents) >= MIN_ORDERED:
         return "contents"
     index = _index_titles(lines, most)
     short = sum(len(line) <= SHORT_CHARS for line in lines)
     if (
-        len(index) >= max(MIN_ENTRIES, MIN_INDEX_SHARE * len(lines))
+        len(index) >= max(least, MIN_INDEX_SHARE * len(lines))
         and short >= MIN_SHORT_SHARE * len(lines)
         and _ordered([key for key in index if key]) >= MIN_ORDERED
     ):

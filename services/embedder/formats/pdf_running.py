@@ -34,14 +34,16 @@ ZONE = 2
 MIN_PAGES = 3
 # Share of the pages with text whose edge numbers must agree on one offset from the
 # physical page number for that offset to be the document's page numbering.
-MIN_OFFSET_SHARE = 0.25
+MIN_OFFSET_SHARE = 0.5
 # A line longer than this is a sentence, not a running title or page number.
 MAX_LINE = 100
 
 _DIGITS = re.compile(r"\d+")
 _ROMAN = re.compile(r"^[ivxlcdm]+$")
 _SPACES = re.compile(r"\s+")
-_EDGE_NUMBER = re.compile(r"^(\d{1,4})\b|\b(\d{1,4})$")
+# A number alone at either end of a line ("47 Chapter 5", "Page 12"), not a section
+# number ("5.4 Layout") or a version ("Release 1.2").
+_EDGE_NUMBER = re.compile(r"^(\d{1,4})(?:\s|$)|\s(\d{1,4})$")
 
 
 def line_key(line: str) -> str:

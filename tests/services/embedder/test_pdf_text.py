@@ -138,11 +138,15 @@ PRICES = [
 ]
 
 
+# The last page of the contents, with only a few entries.
+TOC_END = ["6 Spare parts ..................... 8", "7 Index ........................... 9"]
+
+
 def test_contents_and_index_pages_are_marked_and_tables_are_body() -> None:
-    bodies = [TOC, *[[line] for line in BODY], PRICES, INDEX]
+    bodies = [TOC, TOC_END, *[[line] for line in BODY], PRICES, INDEX]
     pages = parse_document("manual.pdf", manual(bodies, header="", footer=False), max_pages=20)
-    assert [page.kind for page in pages] == ["contents"] + ["body"] * 6 + ["index"]
-    assert "Gasket 15" in pages[6].text
+    assert [page.kind for page in pages] == ["contents"] * 2 + ["body"] * 6 + ["index"]
+    assert "Gasket 15" in pages[7].text
 
 
 def outlined(sections: Sequence[tuple[int, int, str]], page_lines: Sequence[Sequence[str]]) -> bytes:
@@ -195,3 +199,21 @@ def test_a_space_drawn_as_character_spacing_is_a_space() -> None:
     data = hostile.pdf([zlib.compress(b"BT /F1 10 Tf 72 700 Td %b %b ET" % (line, spaced))])
     [page] = parse_document("groff.pdf", data, max_pages=10)
     assert page.text == "Of the two forms, the first is preferred.\nWarning"
+
+
+def test_a_footer_with_the_printed_page_number_is_dropped_whatever_its_title() -> None:
+    # Printed numbers run two behind the physical pages; each footer names its own
+    # section, so no footer line repeats. A section number opening a page is kept.
+    titles = ["Cover", "Oil", "Impeller", "Gasket", "Dry running"]
+    pdf = FPDF()
+    pdf.set_auto_page_break(False)
+    pdf.set_font("Helvetica", size=11)
+    for n, (title, line) in enumerate(zip(titles, BODY, strict=True), 1):
+        pdf.add_page()
+        write_lines(pdf, [f"{n}.1 {title}", line])
+        pdf.set_y(-20)
+        write_lines(pdf, [f"{n}.1. {title} {n - 2}" if n > 2 else ""])
+    pages = parse_document("numbered.pdf", bytes(pdf.output()), max_pages=10)
+    assert [page.text for page in pages] == [
+        f"{n}.1 {title}\n{line}" for n, (title, line) in enumerate(zip(titles, BODY, strict=True), 1)
+    ]
