@@ -7,9 +7,9 @@ Tables are found two ways:
   of cells at runs of two or more spaces, tabs, or " | " (DOCX and HTML cells);
   the first is the header;
 * keyed rows, for text whose cells are joined by single spaces (as PDF text
-  extraction gives them): a short header line of a few plain words, at least half
-  of them capitalised, no punctuation at its end ("Option Long option Meaning",
-  not "The widget height"), then at least three rows
+  extraction gives them): a short header line of a few plain words, its first two
+  or at least half of them capitalised, no punctuation at its end ("Option Long
+  option Meaning", not "The widget height"), then at least three rows
   that each start with a key (a lower-case word, a symbol, a number, a word in
   capitals or with digits, dots or underscores in it) and most of which are
   shorter than the document's full lines (wrapped prose fills them).
@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 MAX_LEAD_CHARS = 200
 # Lines without cells that may sit between two rows of one table (wrapped cells).
 _TABLE_GAP_LINES = 3
+# Rows under an aligned header that make a table (one alone may be a coincidence).
+_MIN_ALIGNED_ROWS = 2
 # Keyed rows: at least this many, at most this share of them full lines, and a full
 # line is at least this share of the document's line width.
 _MIN_KEYED_ROWS = 3
@@ -53,10 +55,13 @@ _HEADER_WORD = re.compile(r"[A-Za-z][A-Za-z/()'-]*")
 _CODE = re.compile(r"[=#{}\[\];<>\"'`]")
 _KEY = re.compile(r"[^A-Z\s]|[A-Z][A-Z0-9_]+\b|[A-Za-z]+[._\d]")
 _SECTION_NUMBER = re.compile(r"\s*\d+(?:\.\d+)+\.?\s+[A-Z]")
+_NUMBERED = re.compile(r"\s*\d+(?:\.\d+)+\.?\s+[^\W\d_]")
 _SPACES = re.compile(r"\s+")
 _LETTERS = re.compile(r"[^\W\d_]{2}")
 # Where a sentence ends inside a line: terminal punctuation, then a space.
 _SENTENCE_END = re.compile(r"[.!?;][\"'”’)\]]*\s")
+# A line that ends a sentence.
+_FULL_STOP = re.compile(r"[.!?][\"'”’)\]]*\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +119,7 @@ class Line:
             and text[0].isupper()
             and not self.item
             and all(_HEADER_WORD.fullmatch(w) for w in words)
-            and 2 * sum(1 for w in words if w[0].isupper()) >= len(words)
+            and (words[1][0].isupper() or 2 * sum(1 for w in words if w[0].isupper()) >= len(words))
         )
 
     def aligned_header(self) -> bool:
@@ -151,10 +156,10 @@ def aligned_tables(lines: list[Line], carried: Open | None) -> tuple[list[Lead],
     header, cells, start, anchor, rows, end, gap = "", 0, 0, 0, 0, 0, 0
     first = _body(lines)
     if carried is not None and carried.cells and first < len(lines) and lines[first].cells == carried.cells:
-        header, cells, start, anchor, rows = carried.line, carried.cells, 0, -1, 1
+        header, cells, start, anchor, rows = carried.line, carried.cells, 0, -1, _MIN_ALIGNED_ROWS - 1
 
     def close() -> None:
-        if cells and rows:
+        if cells and rows >= _MIN_ALIGNED_ROWS:
             leads.append(Lead(start, end, header, anchor))
 
     for line in lines[first:]:
@@ -177,7 +182,8 @@ def aligned_tables(lines: list[Line], carried: Open | None) -> tuple[list[Lead],
                 line.end,
             )
     close()
-    return leads, Open(header, cells) if cells and rows and gap == 0 else None
+    still_open = cells and rows >= _MIN_ALIGNED_ROWS and gap == 0
+    return leads, Open(header, cells) if still_open else None
 
 
 def keyed_tables(lines: list[Line], width: float, carried: Open | None) -> tuple[list[Lead], Open | None]:
@@ -227,7 +233,7 @@ def _keyed_rows(lines: list[Line], i: int, full: float) -> list[int]:
         if line.blank:
             i += 1
             continue
-        if line.keyed() and line.cells < 2:
+        if line.keyed():
             rows.append(i)
             gap = 0
         elif rows and gap == 0 and not line.header():
@@ -259,7 +265,7 @@ def lists(text: str, lines: list[Line], carried: Open | None) -> tuple[list[Lead
             if lead:
                 end, since, blank = line.end, 0, False
             continue
-        if lead and not blank and since < _ITEM_LINES:
+        if lead and not blank and since < _ITEM_LINES and not _ends_list(lines, i):
             end, since = line.end, since + 1
             continue
         if lead and end > start:
@@ -268,6 +274,19 @@ def lists(text: str, lines: list[Line], carried: Open | None) -> tuple[list[Lead
     if lead and end > start:
         leads.append(Lead(start, end, lead, anchor))
     return leads, Open(lead) if lead and not blank else None
+
+
+def _ends_list(lines: list[Line], i: int) -> bool:
+    """Whether line ``i`` (not an item) starts what follows a list rather than continuing
+    its last item: a heading, or a capitalised line after one that ends a sentence."""
+    line = lines[i]
+    if line.header() or _SECTION_NUMBER.match(line.text):
+        return True
+    if _NUMBERED.match(line.text) and len(line.text.strip()) <= _HEADER_CHARS:
+        return True  # a short numbered line: a heading ("3.3 gplink outputs")
+    before = next((lines[j] for j in range(i - 1, -1, -1) if not lines[j].blank), None)
+    ended = before is not None and _FULL_STOP.search(before.text) is not None
+    return ended and line.text.lstrip()[:1].isupper()
 
 
 def _lead_in(text: str, lines: list[Line], first_item: int) -> tuple[str, int]:

@@ -82,6 +82,16 @@ def test_docx_and_html_cells_make_tables() -> None:
     assert page_leads(text).at(text.index("unique")) == "Name | Type | Allowed on"
 
 
+def test_two_lines_with_bars_are_not_a_table() -> None:
+    """Grammar alternatives ("a | b | c") on two lines are not a header and its row."""
+    text = (
+        "int_default ( camlint | nativeint | int64 ) interface\n"
+        "int32 integer type\n"
+        "long ( camlint | nativeint | int64 ) x"
+    )
+    assert page_leads(text).at(text.index("long")) == ""
+
+
 def test_wrapped_cell_text_does_not_end_a_table() -> None:
     text = (
         "Flag        Bit     Meaning\n"
@@ -106,7 +116,7 @@ def test_a_table_continued_on_the_next_page_carries_its_header() -> None:
     assert second.at(page2.index("-d")) == "Option Default Meaning"
     assert second.at(page2.index("Prose after")) == ""
     # Rows of another shape, or a page that does not start with rows, carry nothing.
-    other_shape = "-c          off\n-d          on"
+    other_shape = "-c          off\n-d          on\n-e          off"
     _, third = document_leads([page1, other_shape])
     assert third.at(0) == ""
     assert third.at(other_shape.index("-d")) == "-c off"  # a table of its own
@@ -132,6 +142,24 @@ def test_an_item_inside_a_list_continues_its_lead_in() -> None:
 def test_bulleted_lists_have_lead_ins_too(bullet: str) -> None:
     text = f"Supported devices:\n{bullet} sx18\n{bullet} sx28\n{bullet} sx48"
     assert page_leads(text).at(text.index("sx28") - len(bullet) - 1) == "Supported devices:"
+
+
+def test_a_list_ends_where_a_new_paragraph_or_heading_starts() -> None:
+    """PDF text has no blank line after a list: a capitalised line after a sentence's
+    end, or a short numbered heading, ends it."""
+    items = (
+        "The tool does two things:\n"
+        "• it writes the data section first,\n"
+        "even when nothing is initialised\n"
+        "• it places the data at the lowest address"
+    )
+    paragraph = items + ".\nThe output file is useful for simulating the design.\nmore of it"
+    heading = items + "\n3.3 gplink outputs\ngplink creates an executable"
+    for text in (paragraph, heading):
+        leads = page_leads(text)
+        assert leads.at(text.index("even when")) == "The tool does two things:"
+        assert leads.at(text.index("• it places")) == "The tool does two things:"
+        assert leads.at(text.index("more of it" if text is paragraph else "gplink creates")) == ""
 
 
 def test_items_without_a_lead_in_carry_nothing() -> None:
