@@ -73,7 +73,7 @@ def hit_rows(
             support = dict(weighted_rrf(rankings, weights, 0))
             q = np.asarray(vector, np.float32)
             q = q / np.linalg.norm(q)
-            for pid, _ in weighted_rrf(rankings, weights, k)[:top]:
+            for pid, _ in weighted_rrf(rankings, weights, k, r.cosines)[:top]:
                 chunk = data.by_id[pid]
                 owners.append(qid)
                 features.append((float(unit[row_of[pid]] @ q), support[pid]))

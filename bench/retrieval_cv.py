@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,8 @@ class Rankings:
     dense: list[Ranked]
     dense_ids: list[str]  # ordered(dense), once
     sparse: dict[Sparse, list[str]]
+    # Every candidate's cosine (the stores break equal fused scores by it).
+    cosines: dict[str, float] = field(default_factory=dict)
 
 
 def read_rankings(store: EdgeStore, data: Dataset, sparse_settings: Sequence[Sparse]) -> dict[str, Rankings]:
@@ -124,7 +126,7 @@ def read_rankings(store: EdgeStore, data: Dataset, sparse_settings: Sequence[Spa
         else:
             if tokenizer not in tokenized:
                 tokenized[tokenizer] = [bm25.terms(t) for t in texts]
-            vectors = [bm25.weights(found) for found in tokenized[tokenizer]]
+            vectors = [bm25.weights(terms) for terms in tokenized[tokenizer]]
         name = f"{data.name}-bm25"
         store.ensure_collection(name, 1)
         for start in range(0, len(data.chunks), 512):
@@ -141,6 +143,17 @@ def read_rankings(store: EdgeStore, data: Dataset, sparse_settings: Sequence[Spa
             found[qid].sparse[setting] = [point_id(h.document_id, h.chunk_index) for h in hits]
         store.delete_collection(name)
         print(f"  {data.name}: BM25 {setting} read", flush=True)
+    unit = data.vectors / np.linalg.norm(data.vectors, axis=1, keepdims=True)
+    row = {pid: n for n, pid in enumerate(data.by_id)}
+    for qid, (vector, _) in data.queries.items():
+        r = found[qid]
+        candidates = sorted({p for ids in r.sparse.values() for p in ids} - set(r.dense_ids))
+        q = np.asarray(vector, np.float32) / np.linalg.norm(vector)
+        near = unit[[row[p] for p in candidates]] @ q if candidates else []
+        r.cosines = {
+            **dict(zip(candidates, map(float, near), strict=True)),
+            **{d.id: d.score for d in r.dense},
+        }
     return found
 
 
@@ -149,7 +162,7 @@ def fused_ids(r: Rankings, sparse: Sparse, fusion: Fusion, top_k: int) -> list[s
     limit = fusion.limit(top_k)
     rankings = (r.dense_ids[:limit], r.sparse[sparse][:limit])
     weights = (fusion.dense_weight, 1.0 - fusion.dense_weight)
-    return [p for p, _ in weighted_rrf(rankings, weights, fusion.k)[:top_k]]
+    return [p for p, _ in weighted_rrf(rankings, weights, fusion.k, r.cosines)[:top_k]]
 
 
 def figures(

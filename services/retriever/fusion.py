@@ -15,7 +15,11 @@ v1.16 and ``weights`` from v1.17 (the compose file runs v1.15), the engines'
 weighted formula ties the weights to ``k``, and their order among equal scores
 is their own. Here, equal branch scores (to 5 decimals, so float32 and float64
 engines agree) are ordered by point id, and equal fused scores by best rank,
-then point id.
+then the closer to the question (dense cosine, to 5 decimals), then point id.
+(Equal fused scores are common: with equal weights, ranks 1 and 3 tie with 3 and
+1, and the id's order is arbitrary: reversing it moved pdf-qa's MRR by 0.03. By
+closeness, at the defaults: pdf-qa MRR 0.683 -> 0.711, SciFact nDCG@10 0.834 ->
+0.836; bench/RESULTS.md, "Issue 15: retrieval".)
 
 The hits' ``score`` stays the dense cosine similarity, whatever the order: RRF
 scores are all near ``1/k`` and say nothing about how close a chunk is, while
@@ -68,9 +72,9 @@ class Calibration:
 
 
 # Fitted by bench/retrieval_cv.py on the top 10 hits of the default settings' searches
-# (5 folds: intercept -3.89 to -4.18, cosine 3.04 to 3.46, support 3.30 to 3.53; held-out
-# log loss 0.423 against 0.471 for the cosine alone; bench/RESULTS.md, "Issue 15: retrieval").
-RELEVANCE = Calibration(intercept=-4.140, cosine=3.417, support=3.460)
+# (5 folds: intercept -3.88 to -4.19, cosine 3.02 to 3.50, support 3.37 to 3.54; held-out
+# log loss 0.424 against 0.473 for the cosine alone; bench/RESULTS.md, "Issue 15: retrieval").
+RELEVANCE = Calibration(intercept=-4.136, cosine=3.404, support=3.492)
 
 
 @dataclass(frozen=True)
@@ -121,12 +125,16 @@ def ordered(ranking: Sequence[Ranked]) -> list[str]:
 
 
 def weighted_rrf(
-    rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int
+    rankings: Sequence[Sequence[str]],
+    weights: Sequence[float],
+    k: int,
+    closeness: Mapping[str, float] | None = None,
 ) -> list[tuple[str, float]]:
     """Ids by fused score ``sum(weight / (k + rank))``, best first, with that score.
 
     Rankings with a weight of 0 take no part. Equal scores: the best rank in any
-    ranking first, then the id.
+    ranking first, then the higher ``closeness`` (to SCORE_DECIMALS; 0.0 when not
+    given), then the id.
     """
     if len(rankings) != len(weights):
         raise ValueError(f"{len(rankings)} rankings but {len(weights)} weights")
@@ -138,7 +146,11 @@ def weighted_rrf(
         for rank, point in enumerate(ranking, start=1):
             scores[point] = scores.get(point, 0.0) + weight / (k + rank)
             best[point] = min(best.get(point, rank), rank)
-    return sorted(scores.items(), key=lambda item: (-item[1], best[item[0]], item[0]))
+    near = closeness or {}
+    return sorted(
+        scores.items(),
+        key=lambda item: (-item[1], best[item[0]], -round(near.get(item[0], 0.0), SCORE_DECIMALS), item[0]),
+    )
 
 
 @dataclass(frozen=True)
@@ -166,10 +178,10 @@ def fuse(
     """
     weights = (fusion.dense_weight, 1.0 - fusion.dense_weight)
     rankings = (ordered(dense), ordered(sparse))
-    fused = weighted_rrf(rankings, weights, fusion.k)[:top_k]
+    known = {**(cosines or {}), **{r.id: r.score for r in dense}}
+    fused = weighted_rrf(rankings, weights, fusion.k, known)[:top_k]
     # The fused score with k = 0: how strongly the two rankings put the point on top.
     support = dict(weighted_rrf(rankings, weights, 0))
-    known = {**(cosines or {}), **{r.id: r.score for r in dense}}
     found = []
     for point, _ in fused:
         cosine = known.get(point, 0.0)

@@ -26,7 +26,10 @@ def test_fused_ids_are_fuses_order_for_every_setting() -> None:
         # The engine returns each ranking's best ``limit``; the harness reads them deeper, once.
         engine_dense = sorted(dense, key=lambda r: (-r.score, r.id))[:limit]
         engine_sparse = sorted(sparse, key=lambda r: (-r.score, r.id))[:limit]
-        expected = [f.id for f in fuse(engine_dense, engine_sparse, fusion, top_k)]
+        # Every point's cosine (equal fused scores go to the closer point): the dense ones'
+        # from the dense ranking, the others' measured apart, some equal to 2 decimals.
+        cosines = {p: round(rng.random(), 2) for p in points} | {r.id: r.score for r in dense}
+        expected = [f.id for f in fuse(engine_dense, engine_sparse, fusion, top_k, cosines)]
         setting = ("words", 1.2, 0.75, 100.0)
-        read = Rankings(dense, ordered(dense), {setting: ordered(sparse)})
+        read = Rankings(dense, ordered(dense), {setting: ordered(sparse)}, cosines)
         assert fused_ids(read, setting, fusion, top_k) == expected

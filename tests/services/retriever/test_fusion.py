@@ -56,6 +56,19 @@ def test_ties_go_to_the_best_rank_then_the_id() -> None:
     assert [p for p, _ in fused] == ["q", "z", "p"]  # q and z tie at rank 1: by id
 
 
+def test_equal_fused_scores_go_to_the_point_closer_to_the_question() -> None:
+    # Ranks 1 and 2 against 2 and 1: equal fused scores, equal best ranks.
+    rankings = [["b-near", "a-far"], ["a-far", "b-near"]]
+    assert [p for p, _ in weighted_rrf(rankings, [0.5, 0.5], 5)] == ["a-far", "b-near"]  # by id
+    closer = {"b-near": 0.7, "a-far": 0.6}
+    assert [p for p, _ in weighted_rrf(rankings, [0.5, 0.5], 5, closer)] == ["b-near", "a-far"]
+    # fuse breaks them by the dense cosine.
+    dense = [Ranked("b-near", 0.7), Ranked("a-far", 0.6)]
+    sparse = [Ranked("a-far", 9.0), Ranked("b-near", 8.0)]
+    fused = fuse(dense, sparse, Fusion(dense_weight=0.5, k=5), top_k=2)
+    assert [f.id for f in fused] == ["b-near", "a-far"]
+
+
 def test_weights_must_match_rankings() -> None:
     with pytest.raises(ValueError):
         weighted_rrf([["a"]], [0.5, 0.5], k=60)
