@@ -19,8 +19,9 @@ RRF k; then BM25's ``avgdl`` on the default chunking.
 
 Embeddings are cached per model and chunking under ``.documind/bench-cache/``
 (git-ignored), keyed by a hash of the texts, so a second run only searches.
-These are the figures the defaults were picked from; the same queries score
-them, so they flatter the choice a little (no held-out split: 188 queries).
+The same queries pick and score here (no held-out split). The defaults are now
+chosen by cross-validation over these queries and pdf-qa's questions together:
+``bench/retrieval_cv.py``.
 """
 
 from __future__ import annotations
