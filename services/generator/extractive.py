@@ -228,8 +228,10 @@ def _weights(candidates: Sequence[_Candidate], wanted: frozenset[str]) -> dict[s
 def _terms(sentence: str) -> frozenset[str]:
     """A sentence's content words, those inside identifiers too ("splitByRow": split, row),
     and its cues (a number, a negation)."""
-    parts = " ".join(_IDENTIFIER_PART.findall(" ".join(_IDENTIFIER.findall(sentence))))
-    return frozenset(content_terms(sentence)) | frozenset(content_terms(parts)) | sentence_cues(sentence)
+    terms = frozenset(content_terms(sentence)) | sentence_cues(sentence)
+    if identifiers := _IDENTIFIER.findall(sentence):
+        terms |= frozenset(content_terms(" ".join(_IDENTIFIER_PART.findall(" ".join(identifiers)))))
+    return terms
 
 
 def _with_context(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate]) -> list[_Candidate]:

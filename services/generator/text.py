@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from services.generator.sentences import normalize_space, sentence_spans
 
@@ -32,6 +33,8 @@ def _strip_final_e(word: str) -> str:
     return word
 
 
+# A language's inflected words are few next to the words read: each is stemmed once.
+@lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
     """Light suffix stripping so that "refunds", "refunded" and "refunding" match.
 
