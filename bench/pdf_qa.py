@@ -95,7 +95,8 @@ def cpu() -> dict[str, Any]:
 def measure(url: str, api_key: str, workdir: Path) -> dict[str, Any]:
     """Upload, ask, search: every figure of one run against the stack at ``url``."""
     score = load_score()
-    base = [url, COLLECTION, str(PDF_QA / "dev.jsonl"), "--api-key", api_key]
+    # One argument: a key may start with "-", which argparse would take for an option.
+    base = [url, COLLECTION, str(PDF_QA / "dev.jsonl"), f"--api-key={api_key}"]
     started = time.perf_counter()
     run_score(score, [*base, "--upload-only"])
     ingest_s = time.perf_counter() - started
