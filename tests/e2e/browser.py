@@ -60,6 +60,15 @@ def collection_box(page: Page) -> Locator:
     return named(page, "combobox", "Collection").or_(named(page, "textbox", "Collection"))
 
 
+def open_collection(page: Page, name: str) -> None:
+    """Types ``name`` in the Collection box and presses Enter: the collection opens (is
+    created if new)."""
+    box = collection_box(page)
+    box.fill(name)
+    box.press("Enter")
+    expect(named(page, "heading", f"Collection {name}")).to_be_visible()
+
+
 @dataclass
 class Complaints:
     """What the page said went wrong: uncaught errors and refusals by its policy."""

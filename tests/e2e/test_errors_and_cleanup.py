@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import FilePayload, Page, expect
 
 from tests.e2e import documents as docs
-from tests.e2e.browser import axe_scan, collection_box, named, sign_in
+from tests.e2e.browser import axe_scan, collection_box, named, open_collection, sign_in
 from tests.e2e.conftest import api_get, make_key, upload_ready
 from tests.integration.harness import Stack
 
@@ -29,13 +29,6 @@ CUT_NAME = "guide-cut-short.pdf"
 # services/embedder/formats/pdf.py unreadable(): a PDF without its %%EOF marker.
 TRUNCATED = "could not read PDF: the file is truncated"
 UPLOAD_TIMEOUT_MS = 90_000
-
-
-def open_collection(page: Page, name: str) -> None:
-    box = collection_box(page)
-    box.fill(name)
-    box.press("Enter")
-    expect(named(page, "heading", f"Collection {name}")).to_be_visible()
 
 
 def test_a_writer_deletes_a_collection_after_the_confirmation(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import FilePayload, Locator, Page, expect
 
-from tests.e2e.browser import axe_scan, collection_box, named, sign_in
+from tests.e2e.browser import axe_scan, named, open_collection, sign_in
 from tests.e2e.conftest import api_get, upload_ready
 from tests.integration.harness import Stack
 
@@ -22,13 +22,6 @@ pytestmark = pytest.mark.e2e
 
 TAKEN = "harbour-taken"
 UPLOAD_TIMEOUT_MS = 90_000
-
-
-def open_collection(page: Page, name: str) -> None:
-    box = collection_box(page)
-    box.fill(name)
-    box.press("Enter")
-    expect(named(page, "heading", f"Collection {name}")).to_be_visible()
 
 
 def upload(page: Page, payload: FilePayload) -> Locator:
