@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.common.constants import ANSWER_CACHE_TTL_S, EMBEDDING_CACHE_TTL_S
@@ -335,6 +335,55 @@ class RetrieverSettings(WorkerSettings):
     # search (0: never). An optimisation stalls the retriever process while it runs.
     edge_optimize_points: int = Field(default=20_000, ge=0)
     edge_optimize_idle_s: float = Field(default=5.0, ge=0)
+    # Qdrant server (vector_store "qdrant"), applied when a collection is created: the shards a
+    # collection is split into, the copies (replicas) of each shard, and how many copies must
+    # have applied a write before it returns (unset: all of them, so a document marked ready is
+    # searchable on every replica; services/retriever/qdrant_replication.py says what each
+    # guarantees). BM25's IDF is counted per shard: prefer one shard and more replicas.
+    qdrant_shard_number: int = Field(default=1, ge=1)
+    qdrant_replication_factor: int = Field(default=1, ge=1)
+    qdrant_write_consistency_factor: int | None = Field(default=None, ge=1)
+    # Replicas each search asks: a number, or "all", "majority" or "quorum"; unset: Qdrant's
+    # default (one), enough while every write waits for every replica.
+    qdrant_read_consistency: int | Literal["all", "majority", "quorum"] | None = None
+    # Order of concurrent writes to the same points across replicas: "weak" (Qdrant's default,
+    # may differ by replica), "medium" (through a leader elected on the fly), "strong" (through
+    # a permanent leader; writes fail while it is down).
+    qdrant_write_ordering: Literal["weak", "medium", "strong"] = "weak"
+
+    @field_validator("qdrant_read_consistency", mode="before")
+    @classmethod
+    def _read_consistency_is_known(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value.isdigit():
+                value = int(value)
+            elif value not in ("all", "majority", "quorum"):
+                raise ValueError(
+                    f"DOCUMIND_QDRANT_READ_CONSISTENCY {value!r}: expected a number of replicas "
+                    "(1 or more) or one of all, majority, quorum"
+                )
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ValueError(f"DOCUMIND_QDRANT_READ_CONSISTENCY {value}: a number of replicas is 1 or more")
+        return value
+
+    @model_validator(mode="after")
+    def _consistency_fits_the_replicas(self) -> RetrieverSettings:
+        replicas = self.qdrant_replication_factor
+        factor = self.qdrant_write_consistency_factor
+        if factor is not None and factor > replicas:
+            raise ValueError(
+                f"DOCUMIND_QDRANT_WRITE_CONSISTENCY_FACTOR {factor} exceeds "
+                f"DOCUMIND_QDRANT_REPLICATION_FACTOR {replicas}: a write cannot wait for more replicas "
+                "than a shard has"
+            )
+        read = self.qdrant_read_consistency
+        if isinstance(read, int) and read > replicas:
+            raise ValueError(
+                f"DOCUMIND_QDRANT_READ_CONSISTENCY {read} exceeds DOCUMIND_QDRANT_REPLICATION_FACTOR "
+                f"{replicas}: a search cannot ask more replicas than a shard has"
+            )
+        return self
 
 
 class GeneratorSettings(WorkerSettings):
