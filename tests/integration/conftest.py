@@ -6,6 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from libs.common.valkey_cluster import ValkeyCluster
+from libs.common.valkey_server import ValkeyServer
+from tests.integration.backends import Backend, cluster_backend, server_backend
 from tests.integration.llm_server import LlamaServer, llama_server
 
 
@@ -15,3 +18,34 @@ def real_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     session; the test is skipped when the ``llm`` extra is not installed (``make llm``)."""
     with llama_server(tmp_path_factory.mktemp("llama")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
+    """A real Valkey Cluster for the session (3 primaries, 3 replicas on loopback)."""
+    with ValkeyCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+def _backend(
+    param: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    if param == "cluster":
+        yield cluster_backend(request.getfixturevalue("valkey_cluster"))
+        return
+    with ValkeyServer(tmp_path_factory.mktemp("valkey")) as server:
+        yield server_backend(server.url)
+
+
+@pytest.fixture(params=["server", "cluster"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """An empty Valkey for one test: a server of its own, then the (emptied) cluster."""
+    yield from _backend(request.param, request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=["server", "cluster"])
+def module_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    """``backend`` for a module's tests together (a module-scoped stack)."""
+    yield from _backend(request.param, request, tmp_path_factory)

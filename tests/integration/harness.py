@@ -19,6 +19,7 @@ from libs.common.keys import Partition
 from libs.common.settings import MAX_REQUESTS_PER_MINUTE
 from libs.common.valkey_server import free_port
 from tests.auth import ADMIN_KEY
+from tests.integration.backends import sync_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,7 +54,8 @@ class Stack:
         # The last gateway's Prometheus endpoint (its metrics port, off the API's).
         self.gateway_metrics_url = ""
         # No socket timeout: wait_job blocks on a done stream for up to a minute.
-        self.r = redis.Redis.from_url(valkey_url, socket_timeout=None)
+        self.cluster = self.env.get("DOCUMIND_VALKEY_CLUSTER", "").lower() in ("1", "true", "yes")
+        self.r = sync_client(valkey_url, cluster=self.cluster, socket_timeout=None)
 
     def start(self, name: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"{name}-{len(self.procs)}.log").open("ab")
