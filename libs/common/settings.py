@@ -60,6 +60,10 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCUMIND_", extra="ignore", env_file=".env")
 
     valkey_url: str = "redis://127.0.0.1:6379/0"
+    # A Valkey Cluster: VALKEY_URL is any node's (the client finds the rest; credentials
+    # and TLS as for one server, database 0). Every process connects through the
+    # cluster client; each partition's keys live in one slot (keys.py).
+    valkey_cluster: bool = False
     # Partitions of the key space (each its own cluster slot and stage streams); a
     # tenant's collection lives in one of them. Changing it re-homes collections: set
     # it once per deployment. Every worker reads every partition.
