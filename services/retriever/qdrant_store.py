@@ -4,7 +4,10 @@ Each DocuMind collection is one Qdrant collection named ``documind_<name>``
 (odd names are hashed, see ``storage_name``): the unnamed dense vector (cosine
 distance) and the sparse vector ``bm25`` with the IDF modifier, with a keyword
 payload index on ``document_id`` so deleting a document is one filter delete.
-Writes use ``wait=True``: when ``upsert`` returns, the points are searchable.
+Collections are created with the shards and replicas of :class:`.Replication`.
+Writes use ``wait=True`` and wait for ``write_consistency_factor`` replicas (by
+default all): when ``upsert`` returns, the points are searchable on every replica
+(:mod:`.qdrant_replication` says what each setting guarantees).
 
 A hybrid search is one batch of three queries, each filtered: the dense ranking,
 the sparse ranking, and the sparse candidates scored by the dense query (their
@@ -31,6 +34,7 @@ from qdrant_client import QdrantClient, models
 from libs.common.errors import PermanentError
 from libs.common.models import Chunk, Hit
 from services.retriever.fusion import Fusion, Ranked, dense_relevance, fuse
+from services.retriever.qdrant_replication import Replication
 from services.retriever.sparse import SparseVector
 from services.retriever.store import (
     SPARSE_VECTOR,
@@ -52,13 +56,22 @@ UPSERT_BATCH = 256
 
 
 class QdrantStore:
-    """A VectorStore backed by a ``QdrantClient`` (server or local mode)."""
+    """A VectorStore backed by a ``QdrantClient`` (server or local mode).
 
-    def __init__(self, client: QdrantClient, *, dim_default: int = 384) -> None:
+    ``replication``: how new collections are sharded and replicated, and the consistency
+    of every read and write (:mod:`.qdrant_replication`).
+    """
+
+    def __init__(
+        self, client: QdrantClient, *, dim_default: int = 384, replication: Replication | None = None
+    ) -> None:
         if dim_default < 1:
             raise ValueError(f"dim_default must be positive, got {dim_default}")
         self._client = client
         self._dim_default = dim_default
+        self._replication = replication or Replication()
+        self._consistency = self._replication.read
+        self._ordering = self._replication.ordering
         options = client.init_options
         self._local = options.get("location") == ":memory:" or options.get("path") is not None
         # Local mode is not thread-safe; a server client is.
@@ -71,6 +84,10 @@ class QdrantStore:
         self._sparse: dict[str, bool] = {}
         self._told_dense_only: set[str] = set()
 
+    @property
+    def replication(self) -> Replication:
+        return self._replication
+
     @classmethod
     def from_url(
         cls,
@@ -79,10 +96,11 @@ class QdrantStore:
         api_key: str | None = None,
         timeout: int = 30,
         dim_default: int = 384,
+        replication: Replication | None = None,
     ) -> QdrantStore:
         """A store on a Qdrant server (the version check is skipped so start-up never blocks on it)."""
         client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
-        return cls(client, dim_default=dim_default)
+        return cls(client, dim_default=dim_default, replication=replication)
 
     @classmethod
     def local(cls, location: str | Path = ":memory:", *, dim_default: int = 384) -> QdrantStore:
@@ -130,7 +148,9 @@ class QdrantStore:
             ]
             with self._forget_on_error(qname, collection):
                 for start in range(0, len(points), UPSERT_BATCH):
-                    self._client.upsert(qname, points=points[start : start + UPSERT_BATCH], wait=True)
+                    self._client.upsert(
+                        qname, points=points[start : start + UPSERT_BATCH], wait=True, ordering=self._ordering
+                    )
         logger.debug("qdrant: upserted %d points into %s", len(points), qname)
 
     def search(
@@ -163,6 +183,7 @@ class QdrantStore:
                         limit=top_k,
                         with_payload=True,
                         with_vectors=False,
+                        consistency=self._consistency,
                     )
             except PermanentError:
                 raise
@@ -185,7 +206,7 @@ class QdrantStore:
                 return
             try:
                 with self._forget_on_error(qname, collection):
-                    self._client.delete(qname, points_selector=selector, wait=True)
+                    self._client.delete(qname, points_selector=selector, wait=True, ordering=self._ordering)
             except Exception:
                 if not self._client.collection_exists(qname):
                     return
@@ -242,12 +263,15 @@ class QdrantStore:
                 # The sparse candidates' cosines, for the hits' scores.
                 models.QueryRequest(prefetch=by_terms, query=dense, limit=limit, with_payload=False),
             ],
+            consistency=self._consistency,
         )
         nearest, matching, cosines = ([Ranked(str(p.id), p.score) for p in r.points] for r in rankings)
         fused = fuse(nearest, matching, fusion, top_k, {r.id: r.score for r in cosines})
         if not fused:
             return []
-        records = self._client.retrieve(qname, ids=[f.id for f in fused], with_payload=True)
+        records = self._client.retrieve(
+            qname, ids=[f.id for f in fused], with_payload=True, consistency=self._consistency
+        )
         payloads = {str(record.id): record.payload for record in records}
         # A point deleted between the two calls is left out.
         return [payload_hit(payloads[f.id], f.cosine, f.relevance) for f in fused if f.id in payloads]
@@ -283,6 +307,7 @@ class QdrantStore:
         if dim < 1:
             raise PermanentError(f"collection {name!r}: dimension must be positive, got {dim}")
         qname = _qname(name)
+        replication = self._replication
         try:
             self._client.create_collection(
                 qname,
@@ -290,6 +315,9 @@ class QdrantStore:
                 sparse_vectors_config={
                     SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
                 },
+                shard_number=replication.shard_number,
+                replication_factor=replication.replication_factor,
+                write_consistency_factor=replication.write_factor,
             )
         except Exception:
             # Another replica may have created it first; anything else is re-raised.
@@ -304,7 +332,12 @@ class QdrantStore:
             )
         self._dims[qname] = dim
         self._sparse[qname] = True
-        logger.info("qdrant: created collection %s (dim %d, with sparse vectors)", qname, dim)
+        logger.info(
+            "qdrant: created collection %s (dim %d, with sparse vectors; %s)",
+            qname,
+            dim,
+            replication.describe(),
+        )
         return dim
 
     @contextlib.contextmanager

@@ -53,13 +53,17 @@ def build_store(settings: RetrieverSettings) -> VectorStore:
     if kind == "qdrant":
         # Imported here: qdrant-client takes about a second and 40 MB to import, which only
         # a retriever that talks to a Qdrant server should pay.
+        from services.retriever.qdrant_replication import Replication
         from services.retriever.qdrant_store import QdrantStore
 
         if not settings.qdrant_url:
             raise ValueError("vector_store 'qdrant' needs DOCUMIND_QDRANT_URL (the Qdrant server's URL)")
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        logger.info("vector store: qdrant server at %s", settings.qdrant_url)
-        return QdrantStore.from_url(settings.qdrant_url, api_key=api_key, dim_default=settings.embedding_dim)
+        replication = Replication.from_settings(settings)
+        logger.info("vector store: qdrant server at %s (%s)", settings.qdrant_url, replication.describe())
+        return QdrantStore.from_url(
+            settings.qdrant_url, api_key=api_key, dim_default=settings.embedding_dim, replication=replication
+        )
     if kind == "memory":
         logger.info("vector store: in-memory (data is lost on exit)")
         return MemoryStore(dim_default=settings.embedding_dim)
