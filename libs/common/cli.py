@@ -113,6 +113,38 @@ def cmd_documents(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init_streams(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from libs.common.init_streams import connect, init_streams
+    from libs.common.settings import CommonSettings
+
+    settings = CommonSettings()
+    partitions = args.partitions or settings.partitions
+    if partitions < 1:
+        print("documind: --partitions must be at least 1", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        client = connect(settings.valkey_url, cluster=args.cluster)
+        try:
+            groups = await init_streams(client, partitions)
+        finally:
+            await client.aclose()
+        for spec in groups:
+            print(f"{spec.stream}\t{spec.group}")
+        print(f"{len(groups)} consumer groups ready in {partitions} partition(s)")
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except RedisError as exc:  # Kubernetes runs the init container again
+        print(f"documind: valkey: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="documind", description="DocuMind: ask your documents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("collection")
     docs.add_argument("--url", default=DEFAULT_URL)
     docs.set_defaults(func=cmd_documents)
+    init = sub.add_parser(
+        "init-streams",
+        help="create every partition's stage streams and consumer groups (before scaling workers from zero)",
+    )
+    init.add_argument(
+        "--partitions", type=int, default=0, help="partitions (default: DOCUMIND_PARTITIONS, else 1)"
+    )
+    init.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("DOCUMIND_VALKEY_CLUSTER", "").lower() in {"1", "true", "yes", "on"},
+        help="DOCUMIND_VALKEY_URL is a Valkey Cluster node (default: DOCUMIND_VALKEY_CLUSTER)",
+    )
+    init.set_defaults(func=cmd_init_streams)
+
     for client_command in (ingest, ask, colls, docs):
         client_command.add_argument(
             "--api-key", help="API key (default: DOCUMIND_API_KEY, else the data dir's admin.key)"
