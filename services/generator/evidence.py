@@ -44,10 +44,12 @@ folds' choices; re-run the choice when retrieval changes.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
 from libs.common.models import Hit
+from services.generator.text import words
 
 # "how long / how many / how much ...", or a question about a default, a limit or a size.
 _QUANTITY = re.compile(
@@ -55,15 +57,56 @@ _QUANTITY = re.compile(
     r"|\b(?:default|maximum|minimum|max|min|limit|ceiling|size|length|number of|count|timeout|delay)\b",
     re.IGNORECASE,
 )
-_NEGATION = re.compile(
-    r"\b(?:not|no|never|cannot|none|nor|neither|without|except|only|unsupported|ignored?|ignores)\b|n't\b",
-    re.IGNORECASE,
+_NEGATION_WORDS = frozenset(
+    [
+        "not",
+        "no",
+        "never",
+        "cannot",
+        "none",
+        "nor",
+        "neither",
+        "without",
+        "except",
+        "only",
+        "unsupported",
+        "ignore",
+        "ignored",
+        "ignores",
+    ]
 )
+# "don't", "isn't": a word ending so (``text.words`` keeps the apostrophe).
+_CONTRACTED_NOT = re.compile(r"n['\u2019]t\b", re.IGNORECASE)
 _YES_NO = re.compile(r"^\W*(?:can|could|does|do|is|are|will|may|should|must|did|has|have)\b", re.IGNORECASE)
-_NUMBER = re.compile(
-    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty"
-    r"|forty|fifty|sixty|hundred|thousand|million|once|twice|half|double)\b",
-    re.IGNORECASE,
+_DIGIT = re.compile(r"\d")
+_NUMBER_WORDS = frozenset(
+    [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "fifteen",
+        "twenty",
+        "thirty",
+        "forty",
+        "fifty",
+        "sixty",
+        "hundred",
+        "thousand",
+        "million",
+        "once",
+        "twice",
+        "half",
+        "double",
+    ]
 )
 
 # Evidence.score's weight on coverage (the rest on relevance): see the module docstring.
@@ -94,7 +137,7 @@ class Cues:
     def of(cls, question: str) -> Cues:
         return cls(
             quantity=bool(_QUANTITY.search(question)),
-            negation=bool(_NEGATION.search(question)),
+            negation=has_negation(question),
             yes_no=bool(_YES_NO.search(question)),
         )
 
@@ -105,21 +148,26 @@ class Cues:
         )
 
 
-def sentence_cues(text: str) -> frozenset[str]:
-    """The stand-in words a sentence has: a number, a negation."""
-    return frozenset(
-        term
-        for term, found in ((NUMBER_TERM, has_number(text)), (NEGATION_TERM, has_negation(text)))
-        if found
-    )
+def sentence_cues(text: str, tokens: Collection[str] | None = None) -> frozenset[str]:
+    """The stand-in words a sentence has: a number, a negation. ``tokens``: its
+    ``text.words`` when already cut."""
+    tokens = words(text) if tokens is None else tokens
+    found = ((NUMBER_TERM, has_number(text, tokens)), (NEGATION_TERM, has_negation(text, tokens)))
+    return frozenset(term for term, present in found if present)
 
 
-def has_number(text: str) -> bool:
-    return bool(_NUMBER.search(text))
+def has_number(text: str, tokens: Collection[str] | None = None) -> bool:
+    """A digit, or a number in words ("twice", "fifteen")."""
+    if _DIGIT.search(text):
+        return True
+    return not _NUMBER_WORDS.isdisjoint(words(text) if tokens is None else tokens)
 
 
-def has_negation(text: str) -> bool:
-    return bool(_NEGATION.search(text))
+def has_negation(text: str, tokens: Collection[str] | None = None) -> bool:
+    """ "not", "never", "only", "cannot", "without", "ignored", "don't"..."""
+    if _CONTRACTED_NOT.search(text):
+        return True
+    return not _NEGATION_WORDS.isdisjoint(words(text) if tokens is None else tokens)
 
 
 def relevance(hit: Hit) -> float:

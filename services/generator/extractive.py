@@ -28,6 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from libs.common.models import Citation, Hit
 from services.generator.backends import Answer, OnToken, emit_pieces
@@ -35,7 +36,7 @@ from services.generator.evidence import NEGATION_TERM, Cues, Evidence, relevance
 from services.generator.prompt import NOTHING_RELEVANT, citation, number_sources, relevant_hits
 from services.generator.quotes import repeated_lines, sentences_of, vocabulary, with_citation
 from services.generator.sentences import Sentence
-from services.generator.text import content_terms, words
+from services.generator.text import content_terms, content_words, words
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ _REFERS_BACK = re.compile(
 )
 # Identifiers made of words: camelCase, PascalCase, snake_case.
 _IDENTIFIER = re.compile(r"\b[^\W\d_]*[a-z][A-Z]\w*|\b\w+_\w+")
+_CAMEL = re.compile(r"[a-z][A-Z]")
 _IDENTIFIER_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 
 
@@ -225,11 +227,15 @@ def _weights(candidates: Sequence[_Candidate], wanted: frozenset[str]) -> dict[s
     return {term: 1.0 + math.log((total + 1) / (frequency[term] + 1)) for term in wanted}
 
 
+# Overlapping chunks, and chunks retrieved again for the next question, repeat sentences.
+@lru_cache(maxsize=1 << 14)
 def _terms(sentence: str) -> frozenset[str]:
     """A sentence's content words, those inside identifiers too ("splitByRow": split, row),
     and its cues (a number, a negation)."""
-    terms = frozenset(content_terms(sentence)) | sentence_cues(sentence)
-    if identifiers := _IDENTIFIER.findall(sentence):
+    tokens = words(sentence)
+    terms = frozenset(content_words(tokens)) | sentence_cues(sentence, tokens)
+    # Both kinds of identifier need one of these: a cheap test first.
+    if ("_" in sentence or _CAMEL.search(sentence)) and (identifiers := _IDENTIFIER.findall(sentence)):
         terms |= frozenset(content_terms(" ".join(_IDENTIFIER_PART.findall(" ".join(identifiers)))))
     return terms
 

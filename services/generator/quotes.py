@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Container, Sequence
+from functools import lru_cache
 
 from libs.common.models import Hit
 from services.generator.sentences import Sentence, sentence_spans
@@ -23,23 +24,38 @@ MAX_HEADER_CHARS = 120
 
 _LINE = re.compile(r"[^\n]+")
 _DIGITS = re.compile(r"\d+")
-_SPACE = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[^\W\d_]+")
 _END = re.compile(r"^(.*?)([.!?]+)$", re.DOTALL)
 
 
+# Running headers recur on page after page: each distinct line is keyed once.
+@lru_cache(maxsize=1 << 12)
 def _line_key(line: str) -> str:
-    return _DIGITS.sub("#", _SPACE.sub(" ", line).strip().casefold())
+    return _DIGITS.sub("#", " ".join(line.split()).casefold())
 
 
 def _header_like(key: str) -> bool:
     return MIN_HEADER_CHARS <= len(key) <= MAX_HEADER_CHARS and bool(_LETTER.search(key))
 
 
-def vocabulary(hits: Sequence[Hit]) -> frozenset[str]:
-    """The lower-case words of the hits' texts."""
-    return frozenset(word.lower() for hit in hits for word in _WORD.findall(hit.text))
+class Vocabulary:
+    """The lower-case words of the hits' texts, gathered at the first look-up: only a word
+    hyphenated across a line break needs them."""
+
+    def __init__(self, hits: Sequence[Hit]) -> None:
+        self._texts = [hit.text for hit in hits]
+        self._words: frozenset[str] | None = None
+
+    def __contains__(self, word: object) -> bool:
+        if self._words is None:
+            self._words = frozenset(w.lower() for text in self._texts for w in _WORD.findall(text))
+        return word in self._words
+
+
+def vocabulary(hits: Sequence[Hit]) -> Vocabulary:
+    """The lower-case words of the hits' texts (``Vocabulary``)."""
+    return Vocabulary(hits)
 
 
 def repeated_lines(hits: Sequence[Hit]) -> frozenset[str]:

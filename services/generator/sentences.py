@@ -28,16 +28,18 @@ _ABBREVIATION = re.compile(
     r"(?:\b(?i:e\.g|i\.e|etc|vs|cf|approx|fig|figs|no|nos|vol|pp|mr|mrs|ms|dr|prof|inc|ltd|corp|jr|sr)"
     r"|(?:^|[\s(])[A-Z](?:\.[A-Z])*)\.[\"')\]]*$"
 )
+# Characters at the end of a piece that _ABBREVIATION looks at ("U.S.A.)" and "approx." fit).
+_ABBREVIATION_TAIL = 40
 # A numbered heading on a line of its own ("3.1.9 Arithmetic operators", "1 Introduction"):
 # a sentence of its own, never the start of the text after it.
 _HEADING = re.compile(r"^[ \t]*\d{1,2}(?:\.\d{1,2})*\.?[ \t]+[A-Z][^\n]{0,60}(?<![.!?;:,])$", re.MULTILINE)
 _SOFT_BOUNDARY = re.compile(r"(?<=[;:])\s+")
 _NON_SPACE = re.compile(r"\S+")
-_SPACE = re.compile(r"\s+")
 # A word cut at a line end with a hyphen, its second part in lower case: "confi-\nguration".
 _LINE_HYPHEN = re.compile(r"([^\W\d_]+)[-\u2010][ \t]*\n\s*([a-z]+)")
 # A hyphen at a line end before a capital or a digit belongs to the word: "GNU-\nLinux".
 _LINE_HYPHEN_KEPT = re.compile(r"(?<=\w)-[ \t]*\n\s*(?=[A-Z0-9])")
+_HYPHEN_AT_LINE_END = re.compile(r"[-\u2010][ \t]*\n")
 _SOFT_HYPHEN = "\u00ad"
 _LIGATURES = str.maketrans(
     {
@@ -64,7 +66,8 @@ class Sentence:
 
 
 def normalize_space(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    """Runs of whitespace as one space, none at either end."""
+    return " ".join(text.split())
 
 
 def clean_quote(raw: str, vocabulary: Container[str] = frozenset()) -> str:
@@ -73,7 +76,13 @@ def clean_quote(raw: str, vocabulary: Container[str] = frozenset()) -> str:
     joined again when ``vocabulary`` (lower-case words of the text around) has it whole;
     otherwise the hyphen stays ("command-line"): without a dictionary, a compound split
     at its hyphen and a word hyphenated for the line look alike."""
-    text = raw.replace(_SOFT_HYPHEN + "\n", "").replace(_SOFT_HYPHEN, "").translate(_LIGATURES)
+    text = raw
+    if _SOFT_HYPHEN in text:
+        text = text.replace(_SOFT_HYPHEN + "\n", "").replace(_SOFT_HYPHEN, "")
+    text = text.translate(_LIGATURES)
+    # Both substitutions below need a hyphen at a line's end (a cheap search first).
+    if "\n" not in text or not _HYPHEN_AT_LINE_END.search(text):
+        return normalize_space(text)
 
     def join(match: re.Match[str]) -> str:
         whole = match.group(1) + match.group(2)
@@ -104,7 +113,8 @@ def _pieces(text: str, pattern: re.Pattern[str], start: int, end: int) -> list[t
 
 def _cut_long(text: str, start: int, end: int, max_chars: int) -> Iterable[tuple[int, int]]:
     """An over-long span cut at ``;``/``:`` first, then into runs of whole words."""
-    if len(normalize_space(text[start:end])) <= max_chars:
+    # Collapsing whitespace never lengthens a span: the raw length decides most spans.
+    if end - start <= max_chars or len(normalize_space(text[start:end])) <= max_chars:
         yield start, end
         return
     for s, e in _pieces(text, _SOFT_BOUNDARY, start, end):
@@ -124,6 +134,17 @@ def _cut_long(text: str, start: int, end: int, max_chars: int) -> Iterable[tuple
             run_end = word.end()
         if run_start >= 0:
             yield run_start, run_end
+
+
+def _abbreviated(text: str, start: int, end: int) -> bool:
+    r"""Whether the piece ``text[start:end]`` ends with an abbreviation or an initial.
+
+    Only its last characters are searched. The search may start one character before the
+    piece (whitespace, or nothing at the text's start), where the pattern's ``[\\s(]``
+    stands for the piece's start; ``^`` matches only at the text's start, and ``\b``
+    sees the characters before the search's start.
+    """
+    return _ABBREVIATION.search(text, max(start - 1, end - _ABBREVIATION_TAIL, 0), end) is not None
 
 
 def _blocks(text: str) -> list[tuple[int, int]]:
@@ -151,7 +172,7 @@ def sentence_spans(
     for p_start, p_end in _blocks(text):
         merged: list[tuple[int, int]] = []
         for s, e in _pieces(text, _SENTENCE, p_start, p_end):
-            if merged and _ABBREVIATION.search(normalize_space(text[merged[-1][0] : merged[-1][1]])):
+            if merged and _abbreviated(text, *merged[-1]):
                 merged[-1] = (merged[-1][0], e)
             else:
                 merged.append((s, e))

@@ -65,22 +65,34 @@ def stem(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """Lowercased word tokens (letters and digits; a trailing 's is dropped)."""
-    tokens = []
-    for token in _WORD.findall(text.lower().replace("\u2019", "'")):
-        tokens.append(token[:-2] if token.endswith("'s") else token)
-    return tokens
+    lowered = text.lower()
+    if "\u2019" in lowered:
+        lowered = lowered.replace("\u2019", "'")
+    tokens: list[str] = _WORD.findall(lowered)
+    if "'" not in lowered:
+        return tokens
+    return [token[:-2] if token.endswith("'s") else token for token in tokens]
 
 
 def content_terms(text: str) -> list[str]:
     """Stemmed content words of ``text`` in order, stopwords and single letters left out."""
-    terms = []
-    for word in words(text):
-        # "don't" says nothing about the topic; "we're" is "we".
-        token = "" if word.endswith("n't") else word.split("'", 1)[0]
-        if not token or token in STOPWORDS or (len(token) == 1 and not token.isdigit()):
-            continue
-        terms.append(stem(token))
-    return terms
+    return content_words(words(text))
+
+
+def content_words(tokens: list[str]) -> list[str]:
+    """``content_terms`` of text already cut into ``words``."""
+    return [term for token in tokens if (term := _content_term(token))]
+
+
+# Like ``stem``: each distinct word is looked at once.
+@lru_cache(maxsize=1 << 16)
+def _content_term(word: str) -> str:
+    """The word's stem, or "" for a word that carries no topic."""
+    # "don't" says nothing about the topic; "we're" is "we".
+    token = "" if word.endswith("n't") else word.split("'", 1)[0]
+    if not token or token in STOPWORDS or (len(token) == 1 and not token.isdigit()):
+        return ""
+    return stem(token)
 
 
 def split_sentences(text: str, max_chars: int = 300) -> list[str]:

@@ -14,7 +14,14 @@ from pydantic import SecretStr
 from libs.common.models import Hit
 from libs.common.settings import GeneratorSettings
 from services.generator.answerers import build_answerer
-from services.generator.evidence import COVERAGE_WEIGHT, DEFAULT_MIN_EVIDENCE, Cues
+from services.generator.evidence import (
+    COVERAGE_WEIGHT,
+    DEFAULT_MIN_EVIDENCE,
+    NEGATION_TERM,
+    NUMBER_TERM,
+    Cues,
+    sentence_cues,
+)
 from services.generator.extractive import ExtractiveAnswerer
 from services.generator.llm import LLMAnswerer
 from services.generator.prompt import NOT_FOUND, NOTHING_RELEVANT, SYSTEM_PROMPT, says_not_found
@@ -140,12 +147,28 @@ def test_the_threshold_is_a_setting_whose_default_is_the_calibrated_one() -> Non
         ("How many bits long are the identifiers?", True, False, False),
         ("Which item is not required in them?", False, True, False),
         ("Which of them don't take numeric arguments?", False, True, False),
+        ("Which of them don\u2019t take numeric arguments?", False, True, False),
+        ("Is a loop ignored by Traces?", False, True, True),
         ("Can Traces process directed graphs?", False, False, True),
         ("Where does the name come from?", False, False, False),
     ],
 )
 def test_what_a_question_asks_for(question: str, quantity: bool, negation: bool, yes_no: bool) -> None:
     assert Cues.of(question) == Cues(quantity=quantity, negation=negation, yes_no=yes_no)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "cues"),
+    [
+        ("The timeout is 30 seconds.", {NUMBER_TERM}),
+        ("It is read twice at start-up.", {NUMBER_TERM}),
+        ("Traces can\u2019t handle directed edges.", {NEGATION_TERM}),
+        ("Loops are ignored, and only one of ten is kept.", {NUMBER_TERM, NEGATION_TERM}),
+        ("Nothing here is known to anyone.", set()),
+    ],
+)
+def test_what_a_sentence_offers_an_answer(sentence: str, cues: set[str]) -> None:
+    assert sentence_cues(sentence) == cues
 
 
 def test_the_retrievers_evidence_score_counts_rather_than_the_cosine() -> None:

@@ -62,3 +62,19 @@ def test_a_line_repeated_on_several_pages_is_never_quoted() -> None:
 def test_a_page_number_in_a_running_footer_does_not_hide_it() -> None:
     hits = [hit("Text one.\nGNU Bash 5.2 page 41", 41), hit("Text two.\nGNU Bash 5.2 page 42", 42)]
     assert [s.quote for s in sentences_of(hits[1].text, repeated_lines(hits), 300)] == ["Text two."]
+
+
+def test_an_abbreviation_or_initial_at_the_end_of_a_long_piece_does_not_end_the_sentence() -> None:
+    lead = "This long sentence about the parser's options runs on for a while and then cites "
+    text = f"{lead}e.g. Table 3 of the manual. See J. R. Smith for more. Then a new one starts."
+    quotes = [s.quote for s in sentence_spans(text)]
+    assert quotes == [
+        f"{lead}e.g. Table 3 of the manual.",
+        "See J. R. Smith for more.",
+        "Then a new one starts.",
+    ]
+    # A capital letter ending a long word is no initial.
+    assert [s.quote for s in sentence_spans("It runs on x86 and on ARM. Then it stops.")] == [
+        "It runs on x86 and on ARM.",
+        "Then it stops.",
+    ]
