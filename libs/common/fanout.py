@@ -42,12 +42,12 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final
 
-import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 from libs.common import keys, slots
+from libs.common.fanout_connections import WaiterConnections, waiter_connections
 from libs.common.watch import Entry, StreamId, Watch, parse_id
 
 logger = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ class _Reader:
         self._reading = False
         self._woken = False
         self._changed = asyncio.Event()
+        self._tag = hash_tag(wake_key)
         self.stopped = False
         self.task = asyncio.create_task(self._run(), name=f"waiters {wake_key}")
         self.task.add_done_callback(_log_crash)
@@ -191,6 +192,7 @@ class _Reader:
     async def _run(self) -> None:
         conn: AbstractConnection | None = None
         backoff = RETRY_FIRST_S
+        failed = False
         try:
             while not self.stopped:
                 if not self.streams:
@@ -201,7 +203,7 @@ class _Reader:
                 self._reading, self._woken = True, False
                 try:
                     if conn is None:
-                        conn = await self._fanout.connection()
+                        conn = await self._fanout.connections.connection(self._tag, after_error=failed)
                     await conn.send_packed_command(request, check_health=False)
                     reply = await conn.read_response()
                 except (RedisError, OSError) as exc:
@@ -216,12 +218,14 @@ class _Reader:
                     )
                     if conn is not None:
                         await conn.disconnect()
+                        conn = None  # the next may be another node's (a failover)
+                    failed = True
                     await asyncio.sleep(backoff)
                     backoff = min(RETRY_MAX_S, backoff * 2)
                     continue
                 finally:
                     self._reading = False
-                backoff = RETRY_FIRST_S
+                backoff, failed = RETRY_FIRST_S, False
                 READS.labels("entries" if reply else "timeout").inc()
                 if reply:
                     self._dispatch(reply)
@@ -260,14 +264,14 @@ def _log_crash(task: asyncio.Task[None]) -> None:
 class Fanout:
     """The waiters of one process, read by ``readers`` connections per slot (see module)."""
 
-    def __init__(self, pool: aioredis.ConnectionPool, *, readers: int = 2, block_ms: int = BLOCK_MS) -> None:
+    def __init__(self, connections: WaiterConnections, *, readers: int = 2, block_ms: int = BLOCK_MS) -> None:
         if readers < 1:
             raise ValueError("a fan-out needs at least one reader")
         self.readers = readers
         self.block_ms = block_ms
-        self._pool = pool
-        # Wakes go over one more connection of the pool (the readers' are blocked).
-        self._control = aioredis.Redis(connection_pool=pool)
+        self.connections = connections
+        # Wakes go over one more connection (the readers' are blocked).
+        self._control = connections.control
         self._to_wake: set[str] = set()
         self._wake_due = asyncio.Event()
         self._waker: asyncio.Task[None] | None = None
@@ -277,26 +281,23 @@ class Fanout:
 
     @classmethod
     def from_url(
-        cls, url: str, *, readers: int = 2, block_ms: int = BLOCK_MS, client_name: str = "documind-waiters"
+        cls,
+        url: str,
+        *,
+        readers: int = 2,
+        block_ms: int = BLOCK_MS,
+        client_name: str = "documind-waiters",
+        cluster: bool = False,
     ) -> Fanout:
-        """A fan-out with a pool of its own (``client_name`` marks its connections in CLIENT LIST)."""
-        pool = aioredis.ConnectionPool.from_url(
-            url,
-            socket_timeout=block_ms / 1000 + 10,
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-            client_name=client_name,
-        )
-        return cls(pool, readers=readers, block_ms=block_ms)
+        """A fan-out with connections of its own (``client_name`` marks them in CLIENT LIST);
+        ``cluster``: ``url`` is a Valkey Cluster node's, each reader reads its slot's primary."""
+        connections = waiter_connections(url, cluster=cluster, block_ms=block_ms, client_name=client_name)
+        return cls(connections, readers=readers, block_ms=block_ms)
 
     @property
     def watching(self) -> int:
         """Streams followed right now (a stream with several watches counts once)."""
         return sum(len(r.streams) for r in self._groups.values())
-
-    async def connection(self) -> AbstractConnection:
-        conn: AbstractConnection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-        return conn
 
     @asynccontextmanager
     async def _watch(self, key: str, after: str) -> AsyncIterator[Watch]:
@@ -354,10 +355,7 @@ class Fanout:
         self._wake_due.set()
         if self._waker is not None:
             self._waker.cancel()
-        # Closing their connections too ends reads that missed the cancellation (on
-        # Python 3.11, asyncio.wait_for may swallow one that lands as a send completes).
-        await self._pool.disconnect()
+        # Closing their connections too ends reads that missed the cancellation.
         tasks = [r.task for r in readers] + ([self._waker] if self._waker else [])
+        await self.connections.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._control.aclose()
-        await self._pool.aclose()

@@ -28,6 +28,7 @@ import weakref
 from typing import Final
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -98,13 +99,23 @@ class Outage:
         if self.client is not None:
             # Those in use fail on their own, and redis-py drops each that fails.
             with contextlib.suppress(RedisError, OSError):
-                await self.client.connection_pool.disconnect(inuse_connections=False)
+                await _drop_idle_connections(self.client)
 
     def answered(self) -> None:
         """A round trip succeeded: the end of an outage is logged."""
         if self.since is not None:
             logger.info("%s: valkey answers again after %.1fs", self.name, time.monotonic() - self.since)
             self.since = None
+
+
+async def _drop_idle_connections(client: aioredis.Redis) -> None:
+    """Close a client's idle connections: its pool's, or on a Valkey Cluster (whose
+    client has a pool per node, and no ``connection_pool``) every node's."""
+    if isinstance(client, RedisCluster):
+        for node in client.get_nodes():
+            await node.disconnect_free_connections()
+        return
+    await client.connection_pool.disconnect(inuse_connections=False)
 
 
 _BY_CLIENT: weakref.WeakKeyDictionary[aioredis.Redis, Outage] = weakref.WeakKeyDictionary()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterPipeline
 
 from libs.common import jsontext, lua, lua_apikeys, slots
 from libs.common.apikey_record import AuthOutcome
@@ -27,10 +28,15 @@ class _Script:
     source: ClassVar[str]
 
     def __init__(self, client: aioredis.Redis) -> None:
-        self._script = client.register_script(lua.with_prelude(self.source))
+        self._text = lua.with_prelude(self.source)
+        self._script = client.register_script(self._text)
 
     async def _run(self, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         slots.record(self.name, keys)
+        if isinstance(client, ClusterPipeline):
+            # A cluster pipeline does not load scripts before it runs (one server's
+            # pipeline does): the script goes whole, and its node caches it.
+            return client.eval(self._text, len(keys), *keys, *args)
         return await self._script(keys=keys, args=args, client=client)
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import uvloop
+from redis.asyncio.cluster import RedisCluster
 
 from libs.common.constants import STAGE_LANES
 from libs.common.keys import KeySpace, Stage
@@ -30,6 +32,7 @@ def connect(
     max_connections: int | None = None,
     pool_wait_s: float = 0.0,
     client_name: str | None = None,
+    cluster: bool = False,
 ) -> aioredis.Redis:
     """An async client whose socket timeout outlasts the longest blocking read it makes.
 
@@ -37,6 +40,14 @@ def connect(
     With ``max_connections`` its pool holds at most that many; a command that finds
     none free waits up to ``pool_wait_s`` for one, then raises ``ConnectionError``
     (immediately when 0). ``client_name`` names its connections in CLIENT LIST.
+
+    ``cluster`` (``DOCUMIND_VALKEY_CLUSTER``): ``url`` is any node of a Valkey Cluster
+    and the client is redis-py's cluster client, with the same timeouts, credentials
+    and TLS (from the URL). It routes each command by its keys' slot; every key of a
+    partition shares one slot (``keys.py``), so scripts and transactions stay on one
+    node. Its pools are per node: ``max_connections`` bounds each node's, and a
+    command that finds none free fails at once (``pool_wait_s`` is not used). It is
+    typed as the single-server client, whose commands DocuMind's code calls.
     """
     options: dict[str, Any] = {
         "health_check_interval": 30,
@@ -45,12 +56,31 @@ def connect(
         "socket_connect_timeout": 5,
         "client_name": client_name,
     }
+    if cluster:
+        if max_connections is not None:
+            options["max_connections"] = max_connections
+        return cast(aioredis.Redis, _tolerate_keys_option(RedisCluster.from_url(url, **options)))
     if max_connections is not None and pool_wait_s > 0:
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=pool_wait_s, **options
         )
         return aioredis.Redis.from_pool(pool)
     return aioredis.Redis.from_url(url, max_connections=max_connections, **options)
+
+
+def _tolerate_keys_option(client: RedisCluster) -> RedisCluster:
+    """Work around redis-py 8.1's cluster MULTI/EXEC, which hands each reply's parser
+    the command's ``keys`` option (``SMEMBERS`` in a transaction raised TypeError);
+    its other paths drop that option first, as this does."""
+    callbacks = client.response_callbacks
+    for name, parse in list(callbacks.items()):
+        callbacks[name] = functools.partial(_without_keys, parse)
+    return client
+
+
+def _without_keys(parse: Callable[..., Any], response: Any, **options: Any) -> Any:
+    options.pop("keys", None)
+    return parse(response, **options)
 
 
 HandlerFactory = Callable[[aioredis.Redis], Awaitable[Handler]]
@@ -65,7 +95,7 @@ def run_worker_service(stage: Stage, settings: WorkerSettings, build_handler: Ha
 
 
 async def _serve(stage: Stage, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
-    client = connect(settings.valkey_url, settings.read_block_ms / 1000)
+    client = connect(settings.valkey_url, settings.read_block_ms / 1000, cluster=settings.valkey_cluster)
     try:
         handler = await build_handler(client)
         # One worker per lane and partition, sharing the handler: a question is read at

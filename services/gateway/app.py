@@ -67,9 +67,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             max_connections=settings.valkey_pool_size,
             pool_wait_s=settings.valkey_pool_wait_s,
             client_name="documind-gateway",
+            cluster=settings.valkey_cluster,
         )
         waiters = Fanout.from_url(
-            settings.valkey_url, readers=settings.waiter_connections, client_name="documind-gateway-waiters"
+            settings.valkey_url,
+            readers=settings.waiter_connections,
+            client_name="documind-gateway-waiters",
+            cluster=settings.valkey_cluster,
         )
         app.state.settings = settings
         app.state.submitter = Submitter(client, settings, waiters)

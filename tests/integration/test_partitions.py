@@ -1,6 +1,8 @@
-"""Several partitions on one Valkey: every collection lives in its own partition's slot.
+"""Several partitions, on one Valkey and on a Valkey Cluster: every collection lives in
+its own partition's slot.
 
-The real services run with ``DOCUMIND_PARTITIONS=3``; collections spread over the
+The real services run with ``DOCUMIND_PARTITIONS=3``, on one server and on the
+cluster (``module_backend``); collections spread over the
 partitions, and uploads, questions, replaces, cancels and deletes work in each of
 them. Every key the stack wrote carries a partition tag, and a job's keys, its
 collection's and its document's share one (the slot audit of the session checks
@@ -13,11 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from libs.common import keys, slots
 from libs.common.keys import KeySpace
-from libs.common.valkey_server import ValkeyServer
+from tests.integration.backends import Backend
 from tests.integration.harness import Stack
 
 pytestmark = pytest.mark.timeout(240)
@@ -39,15 +40,14 @@ def collections_over_every_partition() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp: Path = tmp_path_factory.mktemp("partitions")
-    with ValkeyServer(tmp / "valkey") as server:
-        s = Stack(server.url, tmp, DOCUMIND_PARTITIONS=str(PARTITIONS))
-        try:
-            s.start_all()
-            yield s
-        finally:
-            s.stop()
+    s = Stack(module_backend.url, tmp, **{**module_backend.env, "DOCUMIND_PARTITIONS": str(PARTITIONS)})
+    try:
+        s.start_all()
+        yield s
+    finally:
+        s.stop()
 
 
 def test_every_partition_serves_uploads_questions_replaces_and_deletes(stack: Stack) -> None:
@@ -100,11 +100,7 @@ def test_every_partition_serves_uploads_questions_replaces_and_deletes(stack: St
 
 
 def test_every_key_the_stack_wrote_is_in_a_partition_or_a_cache(stack: Stack) -> None:
-    r = redis.Redis.from_url(stack.valkey_url)
-    try:
-        found = [k.decode() for k in r.scan_iter(match=f"{keys.PREFIX}:*", count=1000)]
-    finally:
-        r.close()
+    found = [k.decode() for k in stack.r.scan_iter(match=f"{keys.PREFIX}:*", count=1000)]
     assert found
     tags = {SPACE.all()[i].tag for i in range(PARTITIONS)}
     outside = [k for k in found if k.split(":")[1] not in tags and not k.startswith(f"{keys.PREFIX}:cache:")]

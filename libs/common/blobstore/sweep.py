@@ -24,7 +24,9 @@ DEFAULT_OLDER_THAN_S = 3600.0
 
 async def sweep(settings: CommonSettings, older_than_s: float) -> list[str]:
     """The ids of the documents whose blobs were removed."""
-    client = connect(settings.valkey_url, 0, client_name="documind-blob-sweep")
+    client = connect(
+        settings.valkey_url, 0, client_name="documind-blob-sweep", cluster=settings.valkey_cluster
+    )
     try:
 
         async def registered(document_id: str) -> bool:
