@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from libs.common.models import Chunk
-from services.retriever.edge_store import OPTIMIZE_POINTS, EdgeStore
+from services.retriever.edge_maintenance import OPTIMIZE_POINTS
+from services.retriever.edge_store import EdgeStore
 from services.retriever.fusion import Fusion
 from services.retriever.sparse import Bm25, SparseVector
 

@@ -320,14 +320,14 @@ def test_edge_optimises_after_enough_points_and_when_idle(tmp_path: Path) -> Non
 
     store = EdgeStore(tmp_path / "idle", dim_default=DIM, optimize_points=0, optimize_idle_s=0.05)
     optimised = threading.Event()
-    run = store._run_optimize
+    run = store._maintenance.optimize
 
     def spy(collection: str, opened: object) -> bool:
         changed = run(collection, opened)  # type: ignore[arg-type]
         optimised.set()
         return changed
 
-    store._run_optimize = spy  # type: ignore[method-assign]
+    store._maintenance.optimize = spy  # type: ignore[method-assign]
     try:
         put(store, CORPUS[:3])
         assert optimised.wait(10)
