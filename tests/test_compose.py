@@ -303,6 +303,20 @@ def test_stateful_services_keep_their_data_in_named_volumes() -> None:
         assert all(v["source"] in resolved()["volumes"] for v in volumes if v["type"] == "volume")
 
 
+def test_retrievers_share_the_qdrant_server_and_never_an_embedded_store() -> None:
+    # Retrievers scale (test_workers_can_scale) and the embedded store allows one process
+    # per directory: compose's retrievers use the Qdrant server, waiting for it to be ready.
+    retriever = services()["retriever"]
+    env = retriever["environment"]
+    assert env["DOCUMIND_VECTOR_STORE"] == "qdrant"
+    assert "DOCUMIND_EDGE_PATH" not in env
+    assert "volumes" not in retriever, "no directory for an embedded store"
+    url = urlsplit(env["DOCUMIND_QDRANT_URL"])
+    assert (url.scheme, url.hostname, url.port) == ("http", "qdrant", 6333)
+    assert "127.0.0.1/6333" in " ".join(services()["qdrant"]["healthcheck"]["test"])
+    assert retriever["depends_on"]["qdrant"]["condition"] == "service_healthy"
+
+
 # --- tracing -------------------------------------------------------------------
 
 
