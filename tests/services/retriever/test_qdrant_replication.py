@@ -2,13 +2,17 @@
 
 qdrant-client's local mode ignores sharding and consistency, so these tests run a real
 local client and record the arguments each call hands it: what a Qdrant server would
-receive, with the searches' results still coming from a real engine.
+receive, with the searches' results still coming from a real engine. A fake Qdrant
+REST server (no Qdrant binary here) shows how those arguments go over the wire.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
@@ -148,6 +152,83 @@ def test_defaults_are_one_shard_one_replica_and_qdrants_read_consistency(client:
         1,
     )
     assert client.calls["query_points"][0]["consistency"] is None
+
+
+class FakeQdrant(BaseHTTPRequestHandler):
+    """Just enough of Qdrant's REST API for QdrantStore: it notes each request and answers empty."""
+
+    seen: ClassVar[list[tuple[str, str, Any]]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        self.seen.append((self.command, self.path, body))
+        result: Any = True
+        if self.path.endswith("/exists"):
+            result = {"exists": False}
+        elif "/points/query/batch" in self.path:
+            result = [{"points": []} for _ in (body or {})["searches"]]
+        elif "/points/query" in self.path:
+            result = {"points": []}
+        elif "/points" in self.path or "/index" in self.path:
+            result = {"operation_id": 1, "status": "completed"}
+        data = json.dumps({"result": result, "status": "ok", "time": 0}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, list[tuple[str, str, Any]]]]:
+    """A fake Qdrant server's URL and the requests it received."""
+    seen: list[tuple[str, str, Any]] = []
+    handler = type("Handler", (FakeQdrant,), {"seen": seen})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def test_a_qdrant_server_receives_the_settings(server: tuple[str, list[tuple[str, str, Any]]]) -> None:
+    url, seen = server
+    replication = Replication(replication_factor=3, read_consistency="all", write_ordering="strong")
+    store = QdrantStore.from_url(url, dim_default=DIM, replication=replication)
+    try:
+        store.upsert(
+            "docs", [chunk("doc-a", "replicas")], [[1.0, 0.0, 0.0, 0.0]], [BM25.document("replicas")]
+        )
+        assert store.search("docs", [1.0, 0.0, 0.0, 0.0], 3) == []
+        assert (
+            store.search("docs", [1.0, 0.0, 0.0, 0.0], 3, sparse=BM25.query("replicas"), fusion=Fusion())
+            == []
+        )
+        store.delete_document("docs", "doc-a")
+    finally:
+        store.close()
+    requests = {
+        (method, path.split("?")[0].removeprefix("/collections/documind_docs")): (path, body)
+        for method, path, body in seen
+    }
+    _, created = requests[("PUT", "")]
+    assert (created["shard_number"], created["replication_factor"], created["write_consistency_factor"]) == (
+        1,
+        3,
+        3,
+    )
+    assert requests[("PUT", "/points")][0].endswith("?wait=true&ordering=strong")
+    assert requests[("POST", "/points/delete")][0].endswith("?wait=true&ordering=strong")
+    assert requests[("POST", "/points/query")][0].endswith("?consistency=all")
+    assert requests[("POST", "/points/query/batch")][0].endswith("?consistency=all")
 
 
 # -- settings -------------------------------------------------------------------
