@@ -417,6 +417,6 @@ class GeneratorSettings(WorkerSettings):
     # relevance from the fused ranking, else its cosine); chosen by leave-one-out
     # cross-validation on the pdf-qa questions (services/generator/evidence.py,
     # DEFAULT_MIN_EVIDENCE, which a test holds equal to this). 0 never abstains for weakness.
-    min_evidence: float = 0.4
+    min_evidence: float = 0.397
     # Sentences the extractive answerer quotes.
     extractive_sentences: int = Field(default=3, ge=1)

@@ -22,23 +22,23 @@ little more.
 the answerers abstain ("I could not find ...", no citations) below
 ``GeneratorSettings.min_evidence``.
 
-How ``COVERAGE_WEIGHT`` (0, 0.25, 0.5, 0.75 or 1) and the threshold were chosen: on the
-40 questions of the pdf-qa benchmark (``../shared/data/pdf-qa/dev.jsonl``, 36
-answerable, 4 not), each held-out question is decided by the pair best on the other 39,
-best meaning the highest answerable-right rate plus unanswerable-abstained rate among
-pairs that abstain on at most 10% of the answerable questions (ties: the weight nearest
-0.5, the median threshold). On the stack at e682122 (PDFium text, structure-aware
-chunks, RRF k 5, BM25 k1 1.6, the retriever's fitted ``Hit.relevance``) 39 of 40 folds
-chose weight 0.5 (one 0.75), thresholds 0.33 to 0.40 (median 0.40): held out, 19 of 36
-answerable right with 4 wrong abstentions, and 0 of 4 unanswerable abstained (stratified
-4-fold x 10: answerable right 0.53 +- 0.16, wrong abstentions 0.09 +- 0.10, unanswerable
-abstained 0.15 +- 0.36). The unanswerable questions are plausible ones about topics the
-manuals do cover: their best passages cover as much of the question and their hits score
-as high as those of answerable ones, so no threshold on these two features separates
-them without abstaining on answerable questions. (On the stack before those changes,
-with the cosine as relevance, LOO chose weight 0.25 and 0.47: 3 of 4 unanswerable
-abstained, 2 of 36 answerable wrongly.) ``DEFAULT_MIN_EVIDENCE`` is the median of the
-folds' choices; re-run the choice when retrieval changes.
+How ``COVERAGE_WEIGHT`` (0, 0.25, 0.5, 0.75 or 1) and the threshold were chosen
+(``bench/abstention_cv.py``, on the 40 questions of ``../shared/data/pdf-qa/dev.jsonl``,
+36 answerable, 4 not, answered in process as the stack answers them): each held-out
+question is decided by the pair best on the other 39, best meaning the highest
+answerable-right rate plus unanswerable-abstained rate among pairs that abstain on at
+most 10% of the answerable questions (ties: the weight nearest 0.5, the median
+threshold). At 9214ae9 every fold chose weight 0.5, thresholds 0.397 to 0.413 (median
+0.397): held out, 20 of 36 answerable right with 4 wrong abstentions, and 2 of 4
+unanswerable abstained (stratified 4-fold x 10: answerable right 0.56 +- 0.15, wrong
+abstentions 0.09 +- 0.08, unanswerable abstained 0.40 +- 0.49). No answerable question
+scoring below 0.43 is answered right, but two of the unanswerable ones score 0.47: they
+are plausible questions about topics the manuals do cover, whose best passages cover as
+much of the question and whose hits score as high as answerable ones', so no threshold
+on these two features separates them without abstaining on answerable questions.
+(Earlier choices: 0.40 at e682122; 0.47 with weight 0.25 when relevance was the
+cosine.) ``DEFAULT_MIN_EVIDENCE`` is the median of the folds' choices; re-run the
+choice when retrieval or the answerer changes.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ _NUMBER_WORDS = frozenset(
 # Evidence.score's weight on coverage (the rest on relevance): see the module docstring.
 COVERAGE_WEIGHT: Final = 0.5
 # The threshold chosen by cross-validation (module docstring); the setting's default.
-DEFAULT_MIN_EVIDENCE: Final = 0.4
+DEFAULT_MIN_EVIDENCE: Final = 0.397
 
 
 # Stand-ins for "a number" and "a negation" among a question's and a sentence's words: a
