@@ -56,8 +56,6 @@ SETTINGS: dict[str, type[CommonSettings]] = {
     "retriever": RetrieverSettings,
     "generator": GeneratorSettings,
 }
-# Read by `documind init-streams` now, by settings.py once issue 16's cluster mode lands.
-NOT_YET_SETTINGS = {"VALKEY_CLUSTER"}
 HEALTHCHECK = ["python", "-m", "libs.common.healthcheck"]
 
 Obj = dict[str, Any]
@@ -278,7 +276,7 @@ def test_every_process_serves_metrics_on_a_fixed_scraped_port(k8s: Rendered) -> 
 def test_every_variable_is_a_real_setting(k8s: Rendered) -> None:
     for name, deployment in documind(k8s).items():
         for c in containers(deployment):
-            fields = {f.upper() for f in SETTINGS[name].model_fields} | NOT_YET_SETTINGS
+            fields = {f.upper() for f in SETTINGS[name].model_fields}
             for var in k8s.env(c):
                 assert var.startswith("DOCUMIND_"), f"{name}: {var}"
                 assert var.removeprefix("DOCUMIND_") in fields, f"{name}: {var} is not a setting"

@@ -116,11 +116,13 @@ def cmd_documents(args: argparse.Namespace) -> int:
 def cmd_init_streams(args: argparse.Namespace) -> int:
     import asyncio
 
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
-    from libs.common.init_streams import connect, init_streams
+    from libs.common.init_streams import init_streams
+    from libs.common.service import connect
     from libs.common.settings import CommonSettings
 
+    # DOCUMIND_VALKEY_URL, DOCUMIND_VALKEY_CLUSTER and DOCUMIND_PARTITIONS, as the services read them.
     settings = CommonSettings()
     partitions = args.partitions or settings.partitions
     if partitions < 1:
@@ -128,7 +130,7 @@ def cmd_init_streams(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        client = connect(settings.valkey_url, cluster=args.cluster)
+        client = connect(settings.valkey_url, 5.0, cluster=settings.valkey_cluster)
         try:
             groups = await init_streams(client, partitions)
         finally:
@@ -140,7 +142,7 @@ def cmd_init_streams(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run())
-    except RedisError as exc:  # Kubernetes runs the init container again
+    except (RedisError, RedisClusterException) as exc:  # in Kubernetes the init container runs again
         print(f"documind: valkey: {exc}", file=sys.stderr)
         return 2
 
@@ -186,12 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument(
         "--partitions", type=int, default=0, help="partitions (default: DOCUMIND_PARTITIONS, else 1)"
-    )
-    init.add_argument(
-        "--cluster",
-        action=argparse.BooleanOptionalAction,
-        default=os.environ.get("DOCUMIND_VALKEY_CLUSTER", "").lower() in {"1", "true", "yes", "on"},
-        help="DOCUMIND_VALKEY_URL is a Valkey Cluster node (default: DOCUMIND_VALKEY_CLUSTER)",
     )
     init.set_defaults(func=cmd_init_streams)
 

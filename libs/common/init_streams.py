@@ -14,7 +14,7 @@ an existing group is left as it is, so running it again changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -59,12 +59,3 @@ async def init_streams(client: aioredis.Redis, partitions: int) -> list[GroupSpe
             await create_group(client, spec.stream, spec.group)
             done.append(spec)
     return done
-
-
-def connect(url: str, *, cluster: bool = False) -> aioredis.Redis:
-    """A client for ``url``: a cluster client (slots followed per key) when ``cluster``."""
-    if cluster:
-        # Every command here names one key, so the cluster client serves the same calls.
-        client: Any = aioredis.RedisCluster.from_url(url, socket_connect_timeout=5)
-        return cast(aioredis.Redis, client)
-    return aioredis.Redis.from_url(url, socket_connect_timeout=5)
