@@ -68,6 +68,16 @@ def connect(
     return aioredis.Redis.from_url(url, max_connections=max_connections, **options)
 
 
+async def ready(client: aioredis.Redis) -> None:
+    """Before a client built by :func:`connect` is used by concurrent tasks: a cluster
+    client reads the cluster's slot map now. (redis-py 8.1's cluster client, left to
+    do that at its first commands, closed connections that concurrent first commands
+    were using: RuntimeError or AttributeError from the transport, not ConnectionError.)
+    One server's client needs nothing."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+
+
 def _tolerate_keys_option(client: RedisCluster) -> RedisCluster:
     """Work around redis-py 8.1's cluster MULTI/EXEC, which hands each reply's parser
     the command's ``keys`` option (``SMEMBERS`` in a transaction raised TypeError);
@@ -97,6 +107,7 @@ def run_worker_service(stage: Stage, settings: WorkerSettings, build_handler: Ha
 async def _serve(stage: Stage, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
     client = connect(settings.valkey_url, settings.read_block_ms / 1000, cluster=settings.valkey_cluster)
     try:
+        await ready(client)
         handler = await build_handler(client)
         # One worker per lane and partition, sharing the handler: a question is read at
         # once even while the bulk lane's stream holds thousands of ingest parts.

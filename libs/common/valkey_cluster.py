@@ -14,6 +14,8 @@ own for its ``nodes.conf``, append-only file and log. No password (tests, benche
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Final
 
 import redis
 
-from libs.common.valkey_server import ValkeyServer, free_port
+from libs.common.valkey_server import ValkeyServer
 
 SLOTS: Final = 16384
 # Poll interval of the waits below: each polls a state that cannot be blocked on.
@@ -43,11 +45,14 @@ class ValkeyCluster:
         self.data_dir = Path(data_dir)
         self.primaries_count = primaries
         self.nodes: list[ValkeyServer] = []
-        for i in range(primaries * (1 + replicas)):
-            bus = free_port()
+        count = primaries * (1 + replicas)
+        ports = _free_ports(2 * count)
+        for i in range(count):
+            bus = ports[count + i]
             self.nodes.append(
                 ValkeyServer(
                     self.data_dir / f"node{i}",
+                    ports[i],
                     extra_args=(
                         "--cluster-enabled",
                         "yes",
@@ -139,6 +144,17 @@ class ValkeyCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports: each socket is held until all are picked."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(n):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def _ok_with(client: redis.Redis, nodes: int) -> bool:

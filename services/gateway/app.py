@@ -20,7 +20,7 @@ from libs.common.apikeys import ApiKeyStore
 from libs.common.blobstore import build_blob_store
 from libs.common.fanout import Fanout
 from libs.common.ratelimit import RATE_LIMIT_HEADERS
-from libs.common.service import connect
+from libs.common.service import connect, ready
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import tracing_enabled
 from services.gateway import errors, methods, openapi, webapp
@@ -75,6 +75,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             client_name="documind-gateway-waiters",
             cluster=settings.valkey_cluster,
         )
+        await ready(client)
         app.state.settings = settings
         app.state.submitter = Submitter(client, settings, waiters)
         # Uploads' originals and extracted text (DOCUMIND_BLOB_STORE).

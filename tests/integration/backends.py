@@ -1,9 +1,11 @@
 """The Valkeys the integration tests run the stack on: one server, or a cluster.
 
 A test that takes the ``backend`` fixture (or ``module_backend``) runs twice: on a
-``valkey-server`` of its own, and on the session's Valkey Cluster
+``valkey-server`` of its own, and on a Valkey Cluster of the session
 (:mod:`libs.common.valkey_cluster`, 3 primaries and 3 replicas) with
-``DOCUMIND_PARTITIONS=3``, emptied first (FLUSHALL on every primary). ``env`` is what
+``DOCUMIND_PARTITIONS=3``, emptied first (FLUSHALL on every primary). The two
+fixtures use two clusters: a module's stack may run while the same module's
+function-scoped tests run theirs. ``env`` is what
 the services need to use it (:class:`tests.integration.harness.Stack` takes it).
 """
 

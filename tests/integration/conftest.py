@@ -27,11 +27,20 @@ def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyC
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def module_valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
+    """Another, for ``module_backend``: a module's stack keeps running while the same
+    module's function-scoped tests run theirs on ``valkey_cluster`` (two stacks on one
+    Valkey would take each other's messages)."""
+    with ValkeyCluster(tmp_path_factory.mktemp("module-cluster")) as cluster:
+        yield cluster
+
+
 def _backend(
-    param: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    param: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cluster: str
 ) -> Iterator[Backend]:
     if param == "cluster":
-        yield cluster_backend(request.getfixturevalue("valkey_cluster"))
+        yield cluster_backend(request.getfixturevalue(cluster))
         return
     with ValkeyServer(tmp_path_factory.mktemp("valkey")) as server:
         yield server_backend(server.url)
@@ -40,7 +49,7 @@ def _backend(
 @pytest.fixture(params=["server", "cluster"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """An empty Valkey for one test: a server of its own, then the (emptied) cluster."""
-    yield from _backend(request.param, request, tmp_path_factory)
+    yield from _backend(request.param, request, tmp_path_factory, "valkey_cluster")
 
 
 @pytest.fixture(scope="module", params=["server", "cluster"])
@@ -48,4 +57,4 @@ def module_backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Backend]:
     """``backend`` for a module's tests together (a module-scoped stack)."""
-    yield from _backend(request.param, request, tmp_path_factory)
+    yield from _backend(request.param, request, tmp_path_factory, "module_valkey_cluster")

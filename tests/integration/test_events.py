@@ -12,12 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from libs.common.keys import Partition
-from libs.common.valkey_server import ValkeyServer
 from tests.fakes.openai_server import FakeOpenAI, ok
+from tests.integration.backends import Backend
 from tests.integration.harness import Stack
-
-P0 = Partition(0)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -53,18 +50,17 @@ def read_sse(client: httpx.Client, url: str, headers: dict[str, str] | None = No
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("events")
-    with ValkeyServer(tmp / "valkey") as server:
-        s = Stack(server.url, tmp)
-        try:
-            s.start_all()
-            with s.client(timeout=30) as client:
-                up = client.post("/v1/collections/ferries/documents", files={"file": ("ferry.txt", DOC)})
-                assert s.wait_job(up.json()["job_id"])["status"] == "done"
-            yield s
-        finally:
-            s.stop()
+    s = Stack(module_backend.url, tmp, **module_backend.env)
+    try:
+        s.start_all()
+        with s.client(timeout=30) as client:
+            up = client.post("/v1/collections/ferries/documents", files={"file": ("ferry.txt", DOC)})
+            assert s.wait_job(up.json()["job_id"])["status"] == "done"
+        yield s
+    finally:
+        s.stop()
 
 
 def ask(client: httpx.Client, question: str) -> dict[str, Any]:
@@ -130,9 +126,9 @@ def test_a_reader_connected_before_the_job_ends_sees_it_live(stack: Stack) -> No
 
 
 def test_cancelling_a_queued_job_ends_its_stream_and_the_generator_skips_it(
-    valkey_url: str, tmp_path: Path
+    backend: Backend, tmp_path: Path
 ) -> None:
-    stack = Stack(valkey_url, tmp_path)
+    stack = Stack(backend.url, tmp_path, **backend.env)
     try:
         for name in ("gateway", "embedder", "retriever"):
             stack.start(name)
@@ -156,12 +152,12 @@ def test_cancelling_a_queued_job_ends_its_stream_and_the_generator_skips_it(
             assert stack.wait_job(later["job_id"])["status"] == "done"
             assert stack.wait_job(job_id)["status"] == "cancelled"
             assert [e.event for e in read_sse(client, accepted["events_url"])] == [e.event for e in events]
-            assert stack.r.xlen(P0.dead_letters()) == 0
+            assert stack.r.xlen(backend.partition_of("ferries").dead_letters()) == 0
     finally:
         stack.stop()
 
 
-def test_cancelling_a_job_mid_answer_abandons_the_llm_call(valkey_url: str, tmp_path: Path) -> None:
+def test_cancelling_a_job_mid_answer_abandons_the_llm_call(backend: Backend, tmp_path: Path) -> None:
     gate = threading.Event()
     with FakeOpenAI() as llm:
         # The LLM sends its first piece, then holds the rest until the gate opens.
@@ -170,8 +166,9 @@ def test_cancelling_a_job_mid_answer_abandons_the_llm_call(valkey_url: str, tmp_
             ok("Tickets are sold at the pier office [1]."),
         )
         stack = Stack(
-            valkey_url,
+            backend.url,
             tmp_path,
+            **backend.env,
             DOCUMIND_LLM_BASE_URL=llm.base_url,
             DOCUMIND_LLM_API_KEY="test-key",
             DOCUMIND_LLM_MODEL="served-model",
@@ -188,7 +185,7 @@ def test_cancelling_a_job_mid_answer_abandons_the_llm_call(valkey_url: str, tmp_
                     if event.event == "token":
                         # Mid-answer: the LLM is holding the rest of its stream.
                         gone = client.delete(f"/v1/jobs/{accepted['job_id']}")
-                        assert gone.status_code == 200
+                        assert gone.status_code == 200, gone.text
                 assert seen[-1].event == "cancelled"
                 assert "".join(e.data["text"] for e in seen if e.event == "token") == "The ferry"
                 job = client.get(f"/v1/jobs/{accepted['job_id']}").json()
@@ -200,7 +197,7 @@ def test_cancelling_a_job_mid_answer_abandons_the_llm_call(valkey_url: str, tmp_
                 assert stack.wait_job(later["job_id"])["status"] == "done"
                 generator_log = "".join(p.read_text() for p in tmp_path.glob("generator-*.log"))
                 assert "abandoning its answer" in generator_log
-                assert stack.r.xlen(P0.dead_letters()) == 0
+                assert stack.r.xlen(backend.partition_of("ferries").dead_letters()) == 0
         finally:
             gate.set()
             stack.stop()

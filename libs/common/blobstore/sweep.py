@@ -16,7 +16,7 @@ from libs.common import keys
 from libs.common.blobstore._build import build_blob_store
 from libs.common.blobstore._documents import sweep_orphans
 from libs.common.logs import configure_logging
-from libs.common.service import connect
+from libs.common.service import connect, ready
 from libs.common.settings import CommonSettings
 
 DEFAULT_OLDER_THAN_S = 3600.0
@@ -28,6 +28,7 @@ async def sweep(settings: CommonSettings, older_than_s: float) -> list[str]:
         settings.valkey_url, 0, client_name="documind-blob-sweep", cluster=settings.valkey_cluster
     )
     try:
+        await ready(client)
 
         async def registered(document_id: str) -> bool:
             return bool(await client.exists(keys.document(document_id).hash))
