@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import redis
 
+from libs.common import keys, slots
+from libs.common.keys import KeySpace
 from libs.common.valkey_cluster import SLOTS, ValkeyCluster
+from tests.integration.backends import CLUSTER_PARTITIONS
 
 
 def test_the_cluster_has_three_primaries_each_with_a_replica_and_every_slot(
@@ -20,3 +26,47 @@ def test_the_cluster_has_three_primaries_each_with_a_replica_and_every_slot(
     assert int(info["cluster_slots_ok"]) == SLOTS
     roles = sorted(sorted(n["role"] for n in shard["nodes"]) for shard in shards)
     assert roles == [["master", "replica"]] * 3
+
+
+def primary_of_slot(shards: list[dict[str, Any]]) -> dict[int, str]:
+    """Slot -> id of the primary that serves it, from CLUSTER SHARDS."""
+    owner: dict[int, str] = {}
+    for shard in shards:
+        primary = next(n["id"] for n in shard["nodes"] if n["role"] == "master")
+        ranges = shard["slots"]
+        for start, end in zip(ranges[::2], ranges[1::2], strict=True):
+            owner.update(dict.fromkeys(range(int(start), int(end) + 1), primary))
+    return owner
+
+
+@pytest.mark.parametrize("partitions", [CLUSTER_PARTITIONS, 8])
+def test_the_keys_of_every_partition_share_a_slot_and_the_partitions_span_primaries(
+    valkey_cluster: ValkeyCluster, partitions: int
+) -> None:
+    client = redis.Redis.from_url(valkey_cluster.url, decode_responses=True)
+    try:
+        owner = primary_of_slot(client.cluster("SHARDS"))
+        primaries = set()
+        for partition in KeySpace(partitions).all():
+            job = keys.job(keys.new_id(partition))
+            coll = keys.collection(keys.DEFAULT_TENANT, "docs", partition)
+            names = [
+                partition.stream("embedder", "interactive"),
+                partition.stream("retriever", "bulk", "acme"),
+                partition.dead_letters(),
+                job.hash,
+                job.done,
+                job.events,
+                coll.meta,
+                coll.documents,
+                keys.document(keys.new_id(partition)).hash,
+            ]
+            # Valkey's own hashing, not ours: one slot per partition.
+            found = {int(client.cluster("KEYSLOT", name)) for name in names}
+            assert found == {slots.key_slot(names[0])}, (partition, found)
+            primaries.add(owner[found.pop()])
+    finally:
+        client.close()
+    assert len(primaries) > 1
+    if partitions >= 8:
+        assert len(primaries) == 3  # enough partitions reach every primary
