@@ -204,7 +204,10 @@ def test_the_four_services_run_from_their_images(k8s: Rendered) -> None:
     for name, deployment in services.items():
         assert deployment["metadata"]["name"] == f"documind-{name}"
         assert container(deployment)["image"].split(":")[0] == f"documind-{name}"
-        assert (ROOT / f"services/{name}/Dockerfile").is_file()
+        # The image's unprivileged user, so runAsNonRoot can check it.
+        user = re.findall(r"^USER (\d+):(\d+)$", (ROOT / f"services/{name}/Dockerfile").read_text(), re.M)
+        pod = deployment["spec"]["template"]["spec"]["securityContext"]
+        assert pod["runAsNonRoot"] and user[-1] == (str(pod["runAsUser"]), str(pod["runAsGroup"])), name
         # The autoscalers own the replica count: `kubectl apply` must not reset it.
         assert "replicas" not in deployment["spec"], name
 
@@ -376,7 +379,7 @@ def test_each_stage_scales_on_its_interactive_stream_in_every_partition(k8s: Ren
         assert [t["metadata"]["stream"] for t in triggers] == expected, stage
         for t in triggers:
             assert t["type"] == kind and t["authenticationRef"]["name"] in auth
-            # XLEN, not the group's lag: Valkey reports no lag (KEDA reads 0) whenever a
+            # XLEN, not the group's lag: Valkey reports no lag (KEDA reads -1) whenever a
             # later batch is acknowledged before an earlier one (test below).
             assert "consumerGroup" not in t["metadata"] and int(t["metadata"]["streamLength"]) > 0
 
@@ -427,7 +430,7 @@ def test_the_formula_adds_each_trigger_against_its_own_target(k8s: Rendered) -> 
 
 def test_group_lag_is_unknown_when_batches_finish_out_of_order(valkey: Any) -> None:
     """Why the triggers read XLEN: DocuMind deletes what it acknowledges, and a group's
-    lag is then NULL (KEDA's client reads 0) while an earlier batch is still pending."""
+    lag is then NULL (KEDA's go-redis reads -1) while an earlier batch is still pending."""
     stream, group = Partition(0).stream("embedder", INTERACTIVE), "documind:embedder"
     valkey.xgroup_create(stream, group, id="0", mkstream=True)
     ids = [valkey.xadd(stream, {"data": str(i)}) for i in range(5)]
