@@ -53,6 +53,9 @@ YES_NO_BONUS = 0.25
 # A sentence scoring below this share of the best one is not quoted.
 RELATIVE_CUTOFF = 0.5
 SENTENCE_MAX_CHARS = 300
+# A sentence leaning back brings its list entry's first sentence (the term) from at most
+# this many sentences before it.
+ENTRY_REACH = 4
 
 
 # A sentence that leans on the one before it: it opens with a pronoun or a connective, or
@@ -243,8 +246,11 @@ def _terms(sentence: str) -> frozenset[str]:
 def _with_context(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate]) -> list[_Candidate]:
     """``chosen`` with what each sentence needs to be read whole: the piece before it when
     it leans on that one ("This variable ...", "For example, ...") or continues it (a long
-    sentence cut for length), and the piece after it when it goes on there."""
+    sentence cut for length), the first sentence of its entry in a definition or option
+    list when it leans back ("SRANDOM This variable expands ..." for "assignments to this
+    variable have no effect"), and the piece after it when it goes on there."""
     by_place = {(c.n, c.position): c for c in candidates}
+    by_start = {(c.n, c.sentence.start): c for c in candidates}
     out: list[_Candidate] = []
     taken = {(c.n, c.position) for c in chosen}
 
@@ -255,8 +261,12 @@ def _with_context(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate]
             taken.add(place)
 
     for c in chosen:
+        leans_back = bool(_REFERS_BACK.search(c.text))
+        head = None if c.sentence.entry is None else by_start.get((c.n, c.sentence.entry))
+        if leans_back and head is not None and 1 < c.position - head.position <= ENTRY_REACH:
+            add((c.n, head.position))
         before = by_place.get((c.n, c.position - 1))
-        if before is not None and (before.sentence.cut or _REFERS_BACK.search(c.text)):
+        if before is not None and (before.sentence.cut or leans_back):
             add((c.n, c.position - 1))
         out.append(c)
         if c.sentence.cut:

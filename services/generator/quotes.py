@@ -88,7 +88,8 @@ def sentences_of(
         for j, s in enumerate(found):
             # A sentence that a running header or footer interrupts goes on after it.
             cut = s.cut or (j == len(found) - 1 and i < len(segments) - 1 and not _END.match(s.quote))
-            out.append(Sentence(s.start + seg_start, s.end + seg_start, s.quote, cut))
+            entry = None if s.entry is None else s.entry + seg_start
+            out.append(Sentence(s.start + seg_start, s.end + seg_start, s.quote, cut, entry))
     return out
 
 

@@ -15,9 +15,17 @@ import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
-# Paragraph boundaries: a blank line, a line break before a list item, or before a
-# command-line option that starts a line of an option list ("-nocpp Do not ...").
-_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-\u2022*]|\d{1,3}[.)])[ \t])|\n(?=[ \t]*--?[^\W\d_])")
+# Paragraph boundaries: a blank line, a line break before a list item, before a
+# command-line option that starts a line of an option list ("-nocpp Do not ..."), or before
+# a term alone on its line whose description starts on the next ("SRANDOM\nThis variable"),
+# after a line ending a sentence (else it is a word wrapped onto a line of its own).
+_PARAGRAPH = re.compile(
+    r"\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-\u2022*]|\d{1,3}[.)])[ \t])|\n(?=[ \t]*--?[^\W\d_])"
+    r"|(?<=[.!?:])[ \t]*\n(?=[ \t]*[^\W\d_][\w.+-]{1,38}[ \t]*\n[ \t]*[A-Z])"
+)
+# A paragraph starting so is an entry of a definition or option list: its first sentence
+# names what the rest of it describes.
+_ENTRY = re.compile(r"[ \t]*(?:[^\W\d_][\w.+-]{1,38}[ \t]*\n[ \t]*[A-Z]|--?[^\W\d_])")
 # Sentence boundaries: end punctuation (optionally closed by a quote or bracket) followed by
 # whitespace and something that can start a sentence.
 _SENTENCE = re.compile(
@@ -63,6 +71,9 @@ class Sentence:
     quote: str
     # The sentence goes on in the next one: it was cut for length, not at its end.
     cut: bool = False
+    # Where the entry of a definition or option list that holds the sentence starts (its
+    # first sentence's ``start``, naming the term); None outside such lists.
+    entry: int | None = None
 
 
 def normalize_space(text: str) -> str:
@@ -167,7 +178,7 @@ def sentence_spans(
     Pieces longer than ``max_chars`` (PDF text often lacks punctuation) are cut further;
     no quote is much longer than ``max_chars`` unless it is a single word.
     """
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, int | None]] = []
     whole: list[tuple[int, int]] = []
     for p_start, p_end in _blocks(text):
         merged: list[tuple[int, int]] = []
@@ -176,9 +187,13 @@ def sentence_spans(
                 merged[-1] = (merged[-1][0], e)
             else:
                 merged.append((s, e))
+        entry = merged[0][0] if merged and _ENTRY.match(text, p_start) else None
         for s, e in merged:
             whole.append((s, e))
-            spans.extend(_cut_long(text, s, e, max_chars))
+            spans.extend((cs, ce, entry) for cs, ce in _cut_long(text, s, e, max_chars))
     ends = {e for _, e in whole}
-    sentences = [Sentence(s, e, clean_quote(text[s:e], vocabulary), cut=e not in ends) for s, e in spans]
+    sentences = [
+        Sentence(s, e, clean_quote(text[s:e], vocabulary), cut=e not in ends, entry=entry)
+        for s, e, entry in spans
+    ]
     return [s for s in sentences if s.quote]

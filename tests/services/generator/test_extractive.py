@@ -251,3 +251,36 @@ def test_the_result_says_whether_the_documents_answer_the_question() -> None:
     assert dumped["answerable"] is True and dumped["abstained"] is False
     none = answerer.compose("What is the airspeed velocity of an unladen swallow?", HITS).model_dump()
     assert none["answerable"] is False and none["abstained"] is True and none["citations"] == []
+
+
+def test_a_sentence_about_this_variable_in_a_definition_list_brings_the_variables_name() -> None:
+    page = (
+        "This variable is read-only.\n"
+        "SHLVL\n"
+        "Incremented by one each time an instance of the shell is started.\n"
+        "SRANDOM\n"
+        "This variable expands to a 32-bit pseudo-random number each time it is referenced. The random\n"
+        "number generator is not linear on systems that support /dev/urandom. The random number\n"
+        "generator cannot be seeded, so assignments to this variable have no effect.\n"
+    )
+    hit = _hit(page, filename="bash.pdf", page=85, score=0.6).model_copy(
+        update={"char_start": 0, "char_end": len(page)}
+    )
+    answer = ExtractiveAnswerer(min_score=0.2, max_sentences=1).compose(
+        "Which random number variable cannot be seeded by assigning to it?", [hit]
+    )
+    assert "assignments to this variable have no effect" in answer.answer
+    # The entry's first sentence names the variable; the sentence after the term is not SHLVL's.
+    assert "SRANDOM This variable expands" in answer.answer
+    assert "SHLVL" not in answer.answer
+    (cited,) = answer.citations
+    assert page[cited.char_start : cited.char_end].startswith("SRANDOM\nThis variable")
+
+
+def test_a_word_wrapped_onto_a_line_of_its_own_does_not_start_an_entry() -> None:
+    page = "Setting it to False will result in a\nNotImplementedError\nThe next argument repeats rows.\n"
+    hit = _hit(page, filename="guide.pdf", page=3, score=0.6)
+    answer = ExtractiveAnswerer(min_score=0.2, max_sentences=1).compose(
+        "What does setting it to False result in?", [hit]
+    )
+    assert "will result in a NotImplementedError" in answer.answer
