@@ -7,9 +7,11 @@ embedder's parse and chunks, its model, the retriever's BM25 and fusion from
 ``RetrieverSettings()``); a chat's hits are the top ``default_top_k`` (the gateway's
 default) of that search, and its answer is composed by the answerer the generator builds
 from ``GeneratorSettings()`` (extractive without an LLM key). Each answer is scored by
-pdf-qa's own ``score.py`` (``score_chat``, ``summarize_chat``): the figures match
-``bench/pdf_qa.py`` against the running stack up to the order of exactly tied hits, in
-seconds once the parse and embedding caches are warm.
+pdf-qa's own ``score.py`` (``score_chat``, ``summarize_chat``), in seconds once the
+parse and embedding caches are warm. The figures are ``bench/pdf_qa.py``'s against the
+running stack up to the order of close hits: here the dense search is exact, while the
+stack's store searches an HNSW graph once it has optimised (at 9214ae9 both gave 20 of
+36 answerable right; one unanswerable question, scoring at the threshold, differed).
 
 With ``--json`` it also writes each question's evidence features (the draft's coverage
 and relevance, before the ``min_evidence`` threshold): what ``bench/abstention_cv.py``
