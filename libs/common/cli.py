@@ -46,7 +46,13 @@ def _wait_job(client: httpx.Client, url: str, job_id: str, timeout_s: float) -> 
 def cmd_up(args: argparse.Namespace) -> int:
     from libs.common.supervisor import run_stack
 
-    return run_stack(Path(args.data_dir), args.port, args.host)
+    # A Valkey someone else runs (--valkey-url, else DOCUMIND_VALKEY_URL): none is started.
+    valkey_url = args.valkey_url or os.environ.get("DOCUMIND_VALKEY_URL") or None
+    extra_env = {"DOCUMIND_VALKEY_CLUSTER": "true"} if args.valkey_cluster else {}
+    if args.valkey_cluster and valkey_url is None:
+        print("documind: --valkey-cluster needs --valkey-url (a node of the cluster)", file=sys.stderr)
+        return 2
+    return run_stack(Path(args.data_dir), args.port, args.host, valkey_url=valkey_url, extra_env=extra_env)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -155,6 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--data-dir", default=".documind")
+    up.add_argument(
+        "--valkey-url",
+        default=None,
+        help="use this Valkey (or a node of a Valkey Cluster) instead of starting one; "
+        "default: DOCUMIND_VALKEY_URL when set",
+    )
+    up.add_argument(
+        "--valkey-cluster",
+        action="store_true",
+        help="the Valkey is a cluster (as DOCUMIND_VALKEY_CLUSTER=true)",
+    )
     up.set_defaults(func=cmd_up)
 
     ingest = sub.add_parser("ingest", help="upload files and folders into a collection; wait until ready")

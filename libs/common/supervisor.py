@@ -20,6 +20,10 @@ rest of ``@dangerous``; its password (``DATA_DIR/valkey.secret``) reaches them
 inside ``DOCUMIND_VALKEY_URL``. The supervisor itself needs no admin command (it
 stops Valkey with SIGTERM); the ``default`` user's password, for the operator, is
 in ``DATA_DIR/valkey-admin.secret``. See :mod:`libs.common.valkey_acl`.
+
+With ``valkey_url`` (``documind up --valkey-url URL``, or ``DOCUMIND_VALKEY_URL`` in
+its environment) it starts no Valkey: the services use that server, or that Valkey
+Cluster with ``DOCUMIND_VALKEY_CLUSTER=true``, which someone else runs and keeps up.
 """
 
 from __future__ import annotations
@@ -110,12 +114,16 @@ class Stack:
         host: str = "127.0.0.1",
         extra_env: dict[str, str] | None = None,
         grace_s: float = 30.0,
+        *,
+        valkey_url: str | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.host = host
         self.extra_env = extra_env or {}
         self.grace_s = grace_s
+        # A Valkey (or cluster) run by someone else: no valkey-server is started.
+        self.external_valkey_url = valkey_url
         self.maxmemory_mb = maxmemory_mb(self.extra_env)
         # Bounded: at the limit Valkey refuses writes rather than evict a job's keys
         # (the gateway turns new work away before that, see memory_guard).
@@ -131,21 +139,28 @@ class Stack:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def valkey_url(self) -> str:
+        """The Valkey the services use: the one given, else the one started here."""
+        return self.external_valkey_url or self.valkey.url
+
     def start(self, ready_timeout_s: float = 180.0) -> None:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        # Created on the first start (of a data dir from before them too), then reused.
-        self.valkey.users = ValkeyUsers.ensure(self.data_dir)
-        self.valkey.start()
+        if self.external_valkey_url is None:
+            # Created on the first start (of a data dir from before them too), then reused.
+            self.valkey.users = ValkeyUsers.ensure(self.data_dir)
+            self.valkey.start()
         base = {
             **os.environ,
-            "DOCUMIND_VALKEY_URL": self.valkey.url,
+            "DOCUMIND_VALKEY_URL": self.valkey_url,
             "DOCUMIND_DATA_DIR": str(self.data_dir),
             "DOCUMIND_HOST": self.host,
             "DOCUMIND_PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
-            "DOCUMIND_VALKEY_MAXMEMORY_MB": str(self.maxmemory_mb),
         }
+        if self.external_valkey_url is None:  # else whatever its operator says (0: unknown)
+            base["DOCUMIND_VALKEY_MAXMEMORY_MB"] = str(self.maxmemory_mb)
         if not base.get("DOCUMIND_ADMIN_KEY"):
             key, created = ensure_admin_key(self.data_dir)
             base["DOCUMIND_ADMIN_KEY"] = key
@@ -234,8 +249,16 @@ class Stack:
         self.valkey.stop()
 
 
-def run_stack(data_dir: Path, port: int, host: str) -> int:
-    stack = Stack(data_dir, port=port, host=host)
+def run_stack(
+    data_dir: Path,
+    port: int,
+    host: str,
+    *,
+    valkey_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> int:
+    """``documind up``: with ``valkey_url`` against that Valkey (or cluster), else its own."""
+    stack = Stack(data_dir, port=port, host=host, valkey_url=valkey_url, extra_env=extra_env)
 
     def on_signal(signum: int, _frame: object) -> None:
         stack.stopping.set()
@@ -245,8 +268,11 @@ def run_stack(data_dir: Path, port: int, host: str) -> int:
     try:
         print(f"starting DocuMind (data in {stack.data_dir}) ...", flush=True)
         stack.start()
-        valkey = mask_credentials(stack.valkey.url)
-        print(f"Valkey at {valkey} (data in {stack.valkey.data_dir}; restarted if it dies)", flush=True)
+        valkey = mask_credentials(stack.valkey_url)
+        if stack.external_valkey_url is None:
+            print(f"Valkey at {valkey} (data in {stack.valkey.data_dir}; restarted if it dies)", flush=True)
+        else:
+            print(f"Valkey at {valkey} (not started here)", flush=True)
         print(f"DocuMind is ready at {stack.url}  (Ctrl-C to stop)", flush=True)
         if stack.new_admin_key:
             where = stack.data_dir / ADMIN_KEY_FILE
