@@ -53,6 +53,8 @@ YES_NO_BONUS = 0.25
 # A sentence scoring below this share of the best one is not quoted.
 RELATIVE_CUTOFF = 0.5
 SENTENCE_MAX_CHARS = 300
+# Two long words sharing this many first letters count as one word of the question.
+NEAR_PREFIX = 8
 # A sentence leaning back brings its list entry's first sentence (the term) from at most
 # this many sentences before it.
 ENTRY_REACH = 4
@@ -180,8 +182,9 @@ class ExtractiveAnswerer:
             return None
         cues = Cues.of(question)
         skip, known = repeated_lines(evidence), vocabulary(evidence)
+        near = _near_forms(wanted)
         candidates = [
-            _Candidate(n, position, sentence, _terms(sentence.quote), relevance(hit))
+            _Candidate(n, position, sentence, _with_near(_terms(sentence.quote), near), relevance(hit))
             for n, hit in number_sources(evidence)
             for position, sentence in enumerate(sentences_of(hit.text, skip, SENTENCE_MAX_CHARS, known))
         ]
@@ -228,6 +231,21 @@ def _weights(candidates: Sequence[_Candidate], wanted: frozenset[str]) -> dict[s
     total = len(candidates)
     frequency = Counter(term for c in candidates for term in c.terms & wanted)
     return {term: 1.0 + math.log((total + 1) / (frequency[term] + 1)) for term in wanted}
+
+
+def _near_forms(wanted: frozenset[str]) -> dict[str, str]:
+    """The question's long words by their first ``NEAR_PREFIX`` letters."""
+    return {term[:NEAR_PREFIX]: term for term in wanted if len(term) >= NEAR_PREFIX}
+
+
+def _with_near(terms: frozenset[str], near: dict[str, str]) -> frozenset[str]:
+    """``terms`` plus each question word one of them shares its first ``NEAR_PREFIX``
+    letters with: another form the stemmer does not reduce ("preprocessor",
+    "preprocessing") or a misspelling ("exponentiaion")."""
+    if not near:
+        return terms
+    found = {near[t[:NEAR_PREFIX]] for t in terms if len(t) >= NEAR_PREFIX and t[:NEAR_PREFIX] in near}
+    return terms | found if found else terms
 
 
 # Overlapping chunks, and chunks retrieved again for the next question, repeat sentences.

@@ -284,3 +284,15 @@ def test_a_word_wrapped_onto_a_line_of_its_own_does_not_start_an_entry() -> None
         "What does setting it to False result in?", [hit]
     )
     assert "will result in a NotImplementedError" in answer.answer
+
+
+def test_another_form_or_a_misspelling_of_a_long_question_word_still_matches_it() -> None:
+    page = (
+        "Arithmetic operators are grouped by their precedence. "
+        "The exponentiaion operators go in the other direction, from right to left."
+    )
+    hit = _hit(page, filename="gmpl.pdf", page=16, score=0.6)
+    answer = ExtractiveAnswerer(min_score=0.2, max_sentences=1).compose(
+        "In which direction are exponentiation operators grouped?", [hit]
+    )
+    assert "from right to left" in answer.answer
