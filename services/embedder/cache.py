@@ -67,7 +67,12 @@ class EmbeddingCache:
         owned = list(zip(tenants or [keys.DEFAULT_TENANT] * len(texts), texts, strict=True))
         distinct = list(dict.fromkeys(owned))
         names = [text_key(self.model, text, tenant) for tenant, text in distinct]
-        found: list[Any] = await self.r.mget(names)
+        # GETs in one pipeline, not MGET: each entry has a slot of its own (keys.py), and
+        # on a Valkey Cluster a multi-key command must stay in one.
+        async with self.r.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.get(name)
+            found: list[Any] = await pipe.execute()
         width = self.embedder.dim * 4
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for item, raw in zip(distinct, found, strict=True):

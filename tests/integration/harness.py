@@ -85,6 +85,12 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def partition_of(self, collection: str, tenant: str = keys.DEFAULT_TENANT) -> Partition:
+        """The partition of a collection (and its jobs, documents, streams) with the
+        stack's ``DOCUMIND_PARTITIONS``."""
+        space = keys.KeySpace(int(self.env.get("DOCUMIND_PARTITIONS", "1")))
+        return space.collection(collection, tenant).partition
+
     @property
     def headers(self) -> dict[str, str]:
         """``Authorization: Bearer`` with the key the gateway was given (``DOCUMIND_ADMIN_KEY``)."""

@@ -1,4 +1,5 @@
-"""Crash recovery, graceful shutdown and backpressure with the real service processes."""
+"""Crash recovery, graceful shutdown and backpressure with the real service processes,
+on one Valkey server and on a Valkey Cluster with 3 partitions (``backend``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,9 @@ import httpx
 import pytest
 
 from libs.common import constants, keys
-from libs.common.keys import Partition
+from tests.integration.backends import Backend
 from tests.integration.fake_llm import FakeLLM
 from tests.integration.harness import Stack
-
-P0 = Partition(0)
 
 DOC = b"""Valkey streams keep jobs safe. A consumer group shares the work of a stream.
 Pending entries stay with their consumer until they are acknowledged.
@@ -26,8 +25,8 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-def stack(valkey_url: str, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(valkey_url, tmp_path)
+def stack(backend: Backend, tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(backend.url, tmp_path, **backend.env)
     try:
         yield s
     finally:
@@ -59,8 +58,12 @@ def submit_chats(stack: Stack, n: int, collection: str = "docs") -> list[str]:
     return ids
 
 
-def pending_of(stack: Stack, stage: str, lane: str = constants.INTERACTIVE) -> dict[str, int]:
-    info = stack.r.xpending(P0.stream(stage, lane), keys.group_name(stage))
+def pending_of(
+    stack: Stack, stage: keys.Stage, lane: keys.Lane = constants.INTERACTIVE, collection: str = "docs"
+) -> dict[str, int]:
+    """Pending entries per consumer of ``stage``'s stream in ``collection``'s partition."""
+    stream = stack.partition_of(collection).stream(stage, lane)
+    info = stack.r.xpending(stream, keys.group_name(stage))
     return {c["name"].decode(): int(c["pending"]) for c in info["consumers"]}
 
 
@@ -105,7 +108,7 @@ def test_kill_9_of_a_worker_holding_messages_loses_nothing(stack: Stack) -> None
     # Exactly one final write per job: one entry on each job's done stream.
     assert {stack.r.xlen(keys.job(job_id).done) for job_id in ids} == {1}
     assert pending_of(stack, constants.GENERATOR).get("survivor", 0) == 0
-    assert stack.r.xlen(P0.stream(constants.GENERATOR, constants.INTERACTIVE)) == 0
+    assert stack.r.xlen(stack.partition_of("docs").stream(constants.GENERATOR, constants.INTERACTIVE)) == 0
 
 
 def test_sigterm_lets_in_flight_work_finish(stack: Stack) -> None:
@@ -189,7 +192,7 @@ def test_kill_9_of_the_retriever_mid_ingest_leaves_one_copy_of_each_chunk(stack:
         ]
         ids = [u.json()["job_id"] for u in ups]
         # Its one blocked read is served with the first index message(s); the rest wait in the stream.
-        while pending_of(stack, constants.RETRIEVER, constants.BULK).get("doomed", 0) == 0:
+        while pending_of(stack, constants.RETRIEVER, constants.BULK, "gauges").get("doomed", 0) == 0:
             time.sleep(0.05)  # the embedder hands the messages on; the server assigns them
         doomed.kill()
         doomed.wait()
