@@ -1,4 +1,5 @@
-"""Collections and documents through the API: registry, status, progress, dedup."""
+"""Collections and documents through the API: registry, status, progress, dedup; on one
+Valkey server and on a Valkey Cluster with 3 partitions (the ``backend`` fixtures)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import httpx
 import pytest
 
 from libs.common import keys
-from libs.common.keys import Partition
-from libs.common.valkey_server import ValkeyServer
+from tests.integration.backends import Backend
 from tests.integration.harness import Stack
 
 pytestmark = pytest.mark.timeout(180)
@@ -21,15 +21,14 @@ TEXT = b"The ferry to Inishmore leaves at nine. Tickets are sold at the pier off
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("documents")
-    with ValkeyServer(tmp / "valkey") as server:
-        s = Stack(server.url, tmp)
-        try:
-            s.start_all()
-            yield s
-        finally:
-            s.stop()
+    s = Stack(module_backend.url, tmp, **module_backend.env)
+    try:
+        s.start_all()
+        yield s
+    finally:
+        s.stop()
 
 
 @pytest.fixture
@@ -108,8 +107,8 @@ def test_unknown_things_are_404(client: httpx.Client) -> None:
     assert client.get("/v1/collections/nope/documents").status_code == 404
 
 
-def test_a_queued_document_says_so(valkey_url: str, tmp_path: Path) -> None:
-    stack = Stack(valkey_url, tmp_path)
+def test_a_queued_document_says_so(backend: Backend, tmp_path: Path) -> None:
+    stack = Stack(backend.url, tmp_path, **backend.env)
     try:
         stack.start("gateway")
         stack.wait_healthy()
@@ -239,9 +238,9 @@ def test_deleted_collection_takes_its_documents_vectors_and_blobs(stack: Stack, 
 
 
 def test_deleting_a_collection_while_its_upload_is_queued_leaves_nothing(
-    valkey_url: str, tmp_path: Path
+    backend: Backend, tmp_path: Path
 ) -> None:
-    stack = Stack(valkey_url, tmp_path)
+    stack = Stack(backend.url, tmp_path, **backend.env)
     try:
         stack.start("gateway")
         stack.wait_healthy()
@@ -262,7 +261,7 @@ def test_deleting_a_collection_while_its_upload_is_queued_leaves_nothing(
 def delete_jobs_of(stack: Stack, collection: str) -> list[str]:
     """The ids of the delete jobs queued for a collection (the job hashes say their kind)."""
     found = []
-    for key in stack.r.scan_iter(match=Partition(0).key("job", "*"), count=1000):
+    for key in stack.r.scan_iter(match=stack.partition_of(collection).key("job", "*"), count=1000):
         job = stack.r.hgetall(key)
         if job.get(b"kind") == b"delete" and job.get(b"collection") == collection.encode():
             found.append(job[b"job_id"].decode())
@@ -307,12 +306,13 @@ def test_replace_swaps_the_old_document_for_the_new_one(stack: Stack, client: ht
     assert (same["duplicate"], same["document_id"]) == (True, new["document_id"])
 
 
-def test_replace_is_atomic_for_searches_running_throughout(valkey_url: str, tmp_path: Path) -> None:
+def test_replace_is_atomic_for_searches_running_throughout(backend: Backend, tmp_path: Path) -> None:
     """Every search during the swap sees the old document or the new one, whole: never
     both, never neither, never part of the new one."""
     stack = Stack(
-        valkey_url,
+        backend.url,
         tmp_path,
+        **backend.env,
         DOCUMIND_CHUNK_SIZE_WORDS="8",
         DOCUMIND_CHUNK_OVERLAP_WORDS="0",
         DOCUMIND_INGEST_PART_CHUNKS="1",

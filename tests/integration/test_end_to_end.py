@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fpdf import FPDF
 
+from tests.integration.backends import Backend
 from tests.integration.harness import Stack
 
 PAGES = [
@@ -36,17 +37,15 @@ def make_pdf(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from libs.common.valkey_server import ValkeyServer
-
+def stack(module_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack on one Valkey server, then on a Valkey Cluster with 3 partitions."""
     tmp = tmp_path_factory.mktemp("e2e")
-    with ValkeyServer(tmp / "valkey") as server:
-        s = Stack(server.url, tmp, DOCUMIND_EMBEDDINGS="local")
-        try:
-            s.start_all()
-            yield s
-        finally:
-            s.stop()
+    s = Stack(module_backend.url, tmp, **module_backend.env, DOCUMIND_EMBEDDINGS="local")
+    try:
+        s.start_all()
+        yield s
+    finally:
+        s.stop()
 
 
 @pytest.fixture(scope="module")
