@@ -19,7 +19,9 @@ from typing import Any
 
 import promql_parser
 import yaml
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Gauge
+
+from libs.common import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "deploy/grafana"
@@ -186,6 +188,61 @@ def test_counter_functions_are_applied_to_counters_only() -> None:
                 for selector in selectors(call.args[1]):
                     name = metric_name(selector)
                     assert name.endswith("_bucket") and exposed()[name] == "histogram", f"{title}: {name}"
+
+
+def partitioned_gauges() -> set[str]:
+    """The gauges with a ``partition`` label: each replica of a stage reports the same
+    figure for every partition (the backlog gauges, the dead letters)."""
+    return {g._name for g in vars(metrics).values() if isinstance(g, Gauge) and "partition" in g._labelnames}
+
+
+def unwrap(node: promql_parser.Expr) -> promql_parser.Expr:
+    while isinstance(node, promql_parser.ParenExpr):
+        node = node.expr
+    return node
+
+
+def per_replica_max_summed(expr: promql_parser.Expr) -> list[str]:
+    """The partitioned gauges ``expr`` reads as sum(max by (partition, ...) (gauge{...}))."""
+    aggregates: list[promql_parser.AggregateExpr] = []
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.AggregateExpr):
+            aggregates.append(node)
+
+    promql_parser.walk(expr, visit)
+    found = []
+    for outer in aggregates:
+        inner = unwrap(outer.expr)
+        if str(outer.op) != "sum" or not isinstance(inner, promql_parser.AggregateExpr):
+            continue
+        by = inner.modifier
+        selector = unwrap(inner.expr)
+        if (
+            str(inner.op) == "max"
+            and by is not None
+            and str(by.type).endswith("By")
+            and "partition" in by.labels
+            and isinstance(selector, promql_parser.VectorSelector)
+        ):
+            found.append(metric_name(selector))
+    return found
+
+
+def test_partitioned_gauges_take_the_max_over_replicas_then_add_up_partitions() -> None:
+    # A sum over replicas counts the backlog once per replica; a max over partitions
+    # keeps only the largest partition's.
+    gauges = partitioned_gauges()
+    assert {"documind_stream_length", "documind_consumer_group_lag", "documind_pending_messages"} <= gauges
+    queried = set()
+    for title, expr in expressions():
+        tree = promql_parser.parse(substitute(expr))
+        reads = [metric_name(s) for s in selectors(tree) if metric_name(s) in gauges]
+        assert sorted(per_replica_max_summed(tree)) == sorted(reads), f"{title}: {expr}"
+        queried |= set(reads)
+    assert queried == gauges - {"documind_worker_heartbeat_timestamp_seconds"}
+    wrong = promql_parser.parse('max by (stage, lane) (documind_stream_length{stage=~".*"})')
+    assert per_replica_max_summed(wrong) == []
 
 
 def test_dashboard_covers_the_issue_panels() -> None:

@@ -1,24 +1,20 @@
 """deploy/k8s: what ``kubectl kustomize`` renders is valid and does what deploy/k8s/README.md says.
 
 Each variant (the base, and the cluster overlay) is rendered once with ``kubectl
-kustomize``. Kubernetes objects are checked against the API schemas of a pinned
-Kubernetes release (the ``kubernetes-validate`` package ships them), strictly: an
-unknown field is an error. KEDA's objects are checked against the openAPIV3Schema of
-the CRDs kept in deploy/k8s/schemas, unknown fields included (the API server would
-drop them silently). Then what a user relies on: probes, resources, shutdown grace,
-scraped metrics ports, real settings only, Secrets by reference only, the retriever
-on a Qdrant server, and ScaledObjects that scale real Deployments on the streams
-libs/common/keys.py names, in every partition.
+kustomize`` (``tests/k8s_render.py``). Kubernetes objects are checked against the API
+schemas of a pinned Kubernetes release (the ``kubernetes-validate`` package ships
+them), strictly: an unknown field is an error. KEDA's objects are checked against the
+openAPIV3Schema of the CRDs kept in deploy/k8s/schemas, unknown fields included (the
+API server would drop them silently). Then what a user relies on: probes, resources,
+shutdown grace, scraped metrics ports, real settings only, Secrets by reference only,
+the retriever on a Qdrant server, disruption budgets and the gateway's HPA. The
+ScaledObjects' triggers and formulas are tests/test_k8s_scaling.py's.
 """
 
 from __future__ import annotations
 
-import ast
 import re
-import shutil
-import subprocess
 from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,10 +23,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from libs.common import metrics
 from libs.common.cli import build_parser
-from libs.common.constants import BULK, INTERACTIVE, STAGE_LANES, STAGES
-from libs.common.keys import Partition, Stage
+from libs.common.constants import STAGES
 from libs.common.settings import (
     CommonSettings,
     EmbedderSettings,
@@ -39,17 +33,26 @@ from libs.common.settings import (
     RetrieverSettings,
     WorkerSettings,
 )
+from tests.k8s_render import (
+    K8S,
+    ROOT,
+    VARIANTS,
+    Obj,
+    Rendered,
+    container,
+    containers,
+    documind,
+    render,
+    selects,
+    variant,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "deploy/k8s"
-KUBECTL = shutil.which("kubectl")
 # The Kubernetes release whose API schemas the objects must satisfy.
 KUBERNETES_VERSION = "1.33.0"
 KEDA_SCHEMAS = {
     "ScaledObject": K8S / "schemas/keda-scaledobject-v2.20.2.yaml",
     "TriggerAuthentication": K8S / "schemas/keda-triggerauthentication-v2.20.2.yaml",
 }
-VARIANTS = {"base": K8S, "cluster": K8S / "overlays/cluster"}
 SETTINGS: dict[str, type[CommonSettings]] = {
     "gateway": GatewaySettings,
     "embedder": EmbedderSettings,
@@ -58,75 +61,10 @@ SETTINGS: dict[str, type[CommonSettings]] = {
 }
 HEALTHCHECK = ["python", "-m", "libs.common.healthcheck"]
 
-Obj = dict[str, Any]
-
-
-@cache
-def render(path: Path) -> tuple[Obj, ...]:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed: `kubectl kustomize` renders deploy/k8s")
-    done = subprocess.run(
-        [KUBECTL, "kustomize", str(path)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
-
-
-class Rendered:
-    def __init__(self, objects: tuple[Obj, ...]) -> None:
-        self.objects = objects
-
-    def of(self, kind: str) -> dict[str, Obj]:
-        return {o["metadata"]["name"]: o for o in self.objects if o["kind"] == kind}
-
-    def workloads(self) -> dict[str, Obj]:
-        return {**self.of("Deployment"), **self.of("StatefulSet")}
-
-    def env(self, container: Obj) -> dict[str, Any]:
-        """A container's environment: its ConfigMaps' values, then its own (values or sources)."""
-        result: dict[str, Any] = {}
-        for source in container.get("envFrom", []):
-            result.update(self.of("ConfigMap")[source["configMapRef"]["name"]]["data"])
-        for var in container.get("env", []):
-            result[var["name"]] = var.get("value", var.get("valueFrom"))
-        return result
-
-    def config(self, name: str) -> str:
-        return str(self.of("ConfigMap")["documind-config"]["data"].get(name, ""))
-
-    @property
-    def partitions(self) -> int:
-        return int(self.config("DOCUMIND_PARTITIONS") or 1)
-
-    @property
-    def cluster(self) -> bool:
-        return self.config("DOCUMIND_VALKEY_CLUSTER") == "true"
-
 
 @pytest.fixture(params=list(VARIANTS))
 def k8s(request: pytest.FixtureRequest) -> Rendered:
-    return Rendered(render(VARIANTS[request.param]))
-
-
-def container(deployment: Obj) -> Obj:
-    (only,) = deployment["spec"]["template"]["spec"]["containers"]
-    result: Obj = only
-    return result
-
-
-def containers(workload: Obj) -> list[Obj]:
-    """A pod template's containers, init containers included."""
-    pod = workload["spec"]["template"]["spec"]
-    return [*pod.get("initContainers", []), *pod["containers"]]
-
-
-def component(workload: Obj) -> str:
-    return str(workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
-
-
-def documind(k8s: Rendered) -> dict[str, Obj]:
-    """The four DocuMind Deployments by service name."""
-    return {component(d): d for d in k8s.of("Deployment").values()}
+    return variant(request.param)
 
 
 # --- schemas -------------------------------------------------------------------------
@@ -330,12 +268,7 @@ def test_the_gateway_creates_every_group_before_it_serves(k8s: Rendered) -> None
             assert init_env.get(var) == worker_env.get(var), (stage, var)
 
 
-# --- scaling -------------------------------------------------------------------------
-
-
-def selects(selector: dict[str, str], workload: Obj) -> bool:
-    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
-    return selector.items() <= labels.items()
+# --- disruption budgets and the gateway's autoscaler --------------------------------
 
 
 def test_every_workload_has_one_pdb_that_selects_its_pods(k8s: Rendered) -> None:
@@ -354,90 +287,3 @@ def test_the_hpa_scales_the_gateway_on_cpu(k8s: Rendered) -> None:
     assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
     assert hpa["spec"]["minReplicas"] >= 2
     assert "cpu" in container(documind(k8s)["gateway"])["resources"]["requests"]
-
-
-def scaled_objects(k8s: Rendered) -> dict[Stage, Obj]:
-    """The ScaledObjects by the stage of the Deployment they scale."""
-    deployments = k8s.of("Deployment")
-    result: dict[Stage, Obj] = {}
-    for so in k8s.of("ScaledObject").values():
-        target = so["spec"]["scaleTargetRef"]
-        assert target.get("kind", "Deployment") == "Deployment"
-        (stage,) = [s for s in STAGES if s == component(deployments[target["name"]])]
-        result[stage] = so
-    return result
-
-
-def test_each_stage_scales_on_its_interactive_stream_in_every_partition(k8s: Rendered) -> None:
-    objects = scaled_objects(k8s)
-    assert set(objects) == set(STAGES)
-    auth = set(k8s.of("TriggerAuthentication"))
-    kind = "redis-cluster-streams" if k8s.cluster else "redis-streams"
-    for stage, so in objects.items():
-        triggers = [t for t in so["spec"]["triggers"] if t["type"].startswith("redis")]
-        expected = [Partition(i).stream(stage, INTERACTIVE) for i in range(k8s.partitions)]
-        assert [t["metadata"]["stream"] for t in triggers] == expected, stage
-        for t in triggers:
-            assert t["type"] == kind and t["authenticationRef"]["name"] in auth
-            # XLEN, not the group's lag: Valkey reports no lag (KEDA reads -1) whenever a
-            # later batch is acknowledged before an earlier one (test below).
-            assert "consumerGroup" not in t["metadata"] and int(t["metadata"]["streamLength"]) > 0
-
-
-def test_bulk_lanes_scale_on_the_workers_summed_backlog_gauge(k8s: Rendered) -> None:
-    (ns,) = k8s.of("Namespace")
-    gauge = metrics.STREAM_LENGTH
-    assert gauge._labelnames == ("stage", "lane")
-    for stage, so in scaled_objects(k8s).items():
-        bulk = [t for t in so["spec"]["triggers"] if t["type"] == "prometheus"]
-        if BULK not in STAGE_LANES[stage]:
-            assert not bulk, stage
-            continue
-        (trigger,) = bulk
-        query = trigger["metadata"]["query"]
-        assert f'{gauge._name}{{namespace="{ns}", stage="{stage}", lane="{BULK}"}}' in query
-        # Every replica exports the same backlog: the max over pods, summed over partitions.
-        assert query.startswith("sum(max by (partition) (")
-        # The gauge comes from the workers themselves: with none running nobody sees bulk work.
-        assert so["spec"]["minReplicaCount"] >= 1, stage
-
-
-def formula_value(formula: str, values: dict[str, float]) -> float:
-    tree = ast.parse(formula, mode="eval")
-    allowed = (ast.Expression, ast.BinOp, ast.Add, ast.Div, ast.Name, ast.Load, ast.Constant)
-    assert all(isinstance(node, allowed) for node in ast.walk(tree)), formula
-    return float(eval(compile(tree, "<formula>", "eval"), {"__builtins__": {}}, values))
-
-
-def test_the_formula_adds_each_trigger_against_its_own_target(k8s: Rendered) -> None:
-    for stage, so in scaled_objects(k8s).items():
-        spec = so["spec"]
-        modifiers = spec["advanced"]["scalingModifiers"]
-        assert (modifiers["target"], modifiers["metricType"]) == ("1", "AverageValue")
-        activation = float(modifiers["activationTarget"])
-        targets = {
-            t["name"]: float(t["metadata"].get("streamLength") or t["metadata"]["threshold"])
-            for t in spec["triggers"]
-        }
-        idle = dict.fromkeys(targets, 0.0)
-        assert formula_value(modifiers["formula"], idle) <= activation, stage
-        for name, target in targets.items():
-            # One replica per target's worth of backlog in any trigger; one entry activates.
-            assert formula_value(modifiers["formula"], {**idle, name: target}) == pytest.approx(1), name
-            assert formula_value(modifiers["formula"], {**idle, name: 1}) > activation, name
-        assert 1 <= max(spec["minReplicaCount"], 1) <= spec["maxReplicaCount"]
-
-
-def test_group_lag_is_unknown_when_batches_finish_out_of_order(valkey: Any) -> None:
-    """Why the triggers read XLEN: DocuMind deletes what it acknowledges, and a group's
-    lag is then NULL (KEDA's go-redis reads -1) while an earlier batch is still pending."""
-    stream, group = Partition(0).stream("embedder", INTERACTIVE), "documind:embedder"
-    valkey.xgroup_create(stream, group, id="0", mkstream=True)
-    ids = [valkey.xadd(stream, {"data": str(i)}) for i in range(5)]
-    valkey.xreadgroup(group, "a", {stream: ">"}, count=2)
-    valkey.xreadgroup(group, "b", {stream: ">"}, count=2)
-    valkey.xack(stream, group, *ids[2:4])
-    valkey.xdel(stream, *ids[2:4])
-    (info,) = valkey.xinfo_groups(stream)
-    assert info["lag"] is None
-    assert valkey.xlen(stream) == 3  # one waiting, two in flight

@@ -66,6 +66,15 @@ def quantiles(metric: str, by: str, where: str = "") -> tuple[Query, ...]:
     )
 
 
+def backlog(gauge: str, what: str) -> Query:
+    """A backlog gauge per stage and lane. Every replica of a stage reports the same figure
+    for each partition: the max over replicas, added up over partitions."""
+    return Query(
+        f"sum by (stage, lane) (max by (stage, lane, partition) ({gauge}{{{STAGE}}}))",
+        f"{{{{stage}}}} {{{{lane}}}} {what}",
+    )
+
+
 ROWS: list[tuple[str, list[Panel]]] = [
     (
         "Overview (over the dashboard's time range)",
@@ -223,31 +232,21 @@ ROWS: list[tuple[str, list[Panel]]] = [
             Panel(
                 "Stream length, group lag and pending per stage",
                 "length: the stage's live backlog; lag: entries its group has not read yet; pending: "
-                "read and not yet acknowledged (in flight, or held by a crashed worker until reclaimed).",
+                "read and not yet acknowledged (in flight, or held by a crashed worker until reclaimed). "
+                "Every partition (and on the bulk lane every tenant) added up.",
                 (
-                    Query(
-                        f"max by (stage, lane) (documind_stream_length{{{STAGE}}})",
-                        "{{stage}} {{lane}} length",
-                    ),
-                    Query(
-                        f"max by (stage, lane) (documind_consumer_group_lag{{{STAGE}}})",
-                        "{{stage}} {{lane}} lag",
-                    ),
-                    Query(
-                        f"max by (stage, lane) (documind_pending_messages{{{STAGE}}})",
-                        "{{stage}} {{lane}} pending",
-                    ),
+                    backlog("documind_stream_length", "length"),
+                    backlog("documind_consumer_group_lag", "lag"),
+                    backlog("documind_pending_messages", "pending"),
                 ),
             ),
             Panel(
                 "Delayed retries and dead-letter stream",
-                "Messages waiting out a retry backoff per stage, and entries kept in documind:{p<N>}:dead.",
+                "Messages waiting out a retry backoff per stage, and entries kept in the dead-letter "
+                "streams documind:{p<N>}:dead (every partition added up).",
                 (
-                    Query(
-                        f"max by (stage, lane) (documind_delayed_retries{{{STAGE}}})",
-                        "{{stage}} {{lane}} delayed",
-                    ),
-                    Query("max(documind_dead_letter_stream_length)", "dead letters"),
+                    backlog("documind_delayed_retries", "delayed"),
+                    Query("sum(max by (partition) (documind_dead_letter_stream_length))", "dead letters"),
                 ),
             ),
             Panel(

@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import metrics
+from libs.common.constants import BULK
 from libs.common.decode import as_text
 from libs.common.jobflow import Message, StageContext
 from libs.common.outage import Outage
@@ -66,7 +67,7 @@ class Maintenance:
         self.closed = asyncio.Event()
         self._move_due = MoveDue(client)
         ctx = worker.ctx
-        self._heartbeat_gauge = metrics.HEARTBEAT.labels(ctx.stage, ctx.lane)
+        self._heartbeat_gauge = metrics.HEARTBEAT.labels(ctx.stage, ctx.lane, str(ctx.partition.index))
         self._heartbeat_gauge.set(time.time())
 
     def beat(self) -> None:
@@ -102,30 +103,42 @@ class Maintenance:
                 self.w.outage.answered()
 
     async def refresh_gauges(self) -> None:
-        """Backlog gauges of the lane's streams, summed (and the dead letters), in one round trip."""
+        """Set the backlog gauges of this worker's stage, lane and partition, and the
+        partition's dead-letter gauge.
+
+        On the bulk lane each figure is the sum over the partition's tenants: the streams
+        the worker reads and those of every tenant in the set of bulk tenants (one that
+        joined since the worker's last read too, whose stream may have no group yet).
+        """
         ctx = self.w.ctx
-        queues = self.w.queues()
+        queues = dict(self.w.queues())
+        if ctx.lane == BULK:
+            members = await self.r.smembers(ctx.partition.bulk_tenants(ctx.stage))
+            for tenant in sorted(as_text(m) for m in members):
+                stream = ctx.partition.stream(ctx.stage, BULK, tenant)
+                queues.setdefault(stream, ctx.partition.delayed(ctx.stage, BULK, tenant))
         async with self.r.pipeline(transaction=False) as pipe:
-            for stream, delayed in queues:
+            for stream, delayed in queues.items():
                 pipe.xlen(stream)
                 pipe.xinfo_groups(stream)
                 pipe.zcard(delayed)
             pipe.xlen(ctx.partition.dead_letters())
             *replies, dead = await pipe.execute(raise_on_error=False)
         length = pending = lag = delayed_n = 0
-        for n, groups, delayed in zip(replies[::3], replies[1::3], replies[2::3], strict=True):
-            length += n if isinstance(n, int) else 0
+        for xlen, groups, delayed in zip(replies[::3], replies[1::3], replies[2::3], strict=True):
+            n = xlen if isinstance(xlen, int) else 0
+            group_pending, group_lag = backlog(n, groups if isinstance(groups, list) else [], self.w.group)
+            length += n
+            pending += group_pending
+            lag += group_lag
             delayed_n += delayed if isinstance(delayed, int) else 0
-            for g in groups if isinstance(groups, list) else []:
-                if as_text(g.get("name")) == self.w.group:
-                    pending += int(g.get("pending") or 0)
-                    lag += int(g.get("lag") or 0)
-        metrics.STREAM_LENGTH.labels(ctx.stage, ctx.lane).set(length)
-        metrics.PENDING.labels(ctx.stage, ctx.lane).set(pending)
-        metrics.GROUP_LAG.labels(ctx.stage, ctx.lane).set(lag)
-        metrics.DELAYED.labels(ctx.stage, ctx.lane).set(delayed_n)
+        labels = (ctx.stage, ctx.lane, str(ctx.partition.index))
+        metrics.STREAM_LENGTH.labels(*labels).set(length)
+        metrics.PENDING.labels(*labels).set(pending)
+        metrics.GROUP_LAG.labels(*labels).set(lag)
+        metrics.DELAYED.labels(*labels).set(delayed_n)
         if isinstance(dead, int):
-            metrics.DEAD_LETTER_SIZE.set(dead)
+            metrics.DEAD_LETTER_SIZE.labels(labels[2]).set(dead)
 
     async def heartbeat(self) -> None:
         """Reset the idle time of messages still being worked on, so they are not reclaimed."""
@@ -176,3 +189,23 @@ class Maintenance:
         logger.info("stage=%s reclaimed %d idle messages", self.w.ctx.stage, len(messages))
         self.w.spawn(messages)
         return len(messages)
+
+
+def backlog(length: int, groups: list[Any], group: str) -> tuple[int, int]:
+    """(pending, lag) of ``group`` on a stream of ``length`` entries, from XINFO GROUPS.
+
+    Valkey reports the lag as NULL when it cannot count it: while the stream has a hole,
+    an entry deleted with an older one still there. That is routine here: an entry is
+    deleted as it is acknowledged (``lua.py``) and batches finish out of order, so a
+    later batch's entries go while an earlier batch's are still pending. The stream
+    then holds just the group's pending entries and those it has not read, so the lag
+    is its length minus the pending count (exact with one group per stream, which is
+    DocuMind's). A stream the group does not exist on yet (it will be created from id
+    0) has every entry still to read.
+    """
+    for g in groups:
+        if as_text(g.get("name")) == group:
+            pending = int(g.get("pending") or 0)
+            lag = g.get("lag")
+            return pending, int(lag) if lag is not None else max(length - pending, 0)
+    return 0, length

@@ -37,33 +37,46 @@ CACHE_REQUESTS = Counter(
     "model call, the answer cache each chat request (a request that bypasses it is a miss).",
     ["cache", "result"],
 )
+# The backlog gauges: one series per stage, lane and partition (``Partition.index``: "0"
+# for the keys tagged {p0}). A worker process serves every partition, and every replica of
+# a stage reports the same figures: sum over partitions the max over replicas, e.g.
+# sum by (stage, lane) (max by (stage, lane, partition) (documind_stream_length)).
+BACKLOG_LABELS = ("stage", "lane", "partition")
 STREAM_LENGTH = Gauge(
     "documind_stream_length",
-    "Entries in a stage's stream of one lane (interactive: chat and search; bulk: ingest and "
-    "delete): its live backlog (acknowledged ones are deleted).",
-    ["stage", "lane"],
+    "Entries in a stage's streams of one lane and partition (interactive: chat and search; "
+    "bulk: ingest and delete, summed over the partition's tenants): its live backlog, waiting "
+    "or in flight (acknowledged entries are deleted).",
+    BACKLOG_LABELS,
 )
 GROUP_LAG = Gauge(
     "documind_consumer_group_lag",
-    "Entries in a stage's stream of one lane not yet read by its group.",
-    ["stage", "lane"],
+    "Entries in a stage's streams of one lane and partition not yet read by its group. "
+    "Valkey's own lag where it reports one; where it reports none (NULL, whenever an entry "
+    "was acknowledged, hence deleted, while an older one is still pending) the stream's length "
+    "minus the group's pending entries, exact since acknowledged entries are deleted; a stream "
+    "the group has not been created on yet counts whole.",
+    BACKLOG_LABELS,
 )
 PENDING = Gauge(
     "documind_pending_messages",
-    "Messages of one lane a stage's workers have read and not yet acknowledged.",
-    ["stage", "lane"],
+    "Messages of one lane and partition a stage's workers have read and not yet acknowledged.",
+    BACKLOG_LABELS,
 )
 DELAYED = Gauge(
     "documind_delayed_retries",
-    "A stage's messages of one lane waiting out a retry backoff.",
-    ["stage", "lane"],
+    "A stage's messages of one lane and partition waiting out a retry backoff.",
+    BACKLOG_LABELS,
 )
 HEARTBEAT = Gauge(
     "documind_worker_heartbeat_timestamp_seconds",
-    "When a worker's maintenance loop last ran (Unix time): the healthcheck's liveness signal.",
-    ["stage", "lane"],
+    "When a worker's maintenance loop (one per stage, lane and partition) last ran (Unix "
+    "time): the healthcheck's liveness signal.",
+    BACKLOG_LABELS,
 )
-DEAD_LETTER_SIZE = Gauge("documind_dead_letter_stream_length", "Entries in the dead-letter stream.")
+DEAD_LETTER_SIZE = Gauge(
+    "documind_dead_letter_stream_length", "Entries in a partition's dead-letter stream.", ["partition"]
+)
 EMBEDDED_TEXTS = Counter(
     "documind_embedding_texts_total", "Texts the embedding model embedded (cache misses); rate() is texts/s."
 )
