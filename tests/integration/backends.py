@@ -30,6 +30,8 @@ class Backend:
     url: str
     partitions: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    # Every node's URL (a cluster's primaries and replicas; one server's own).
+    node_urls: tuple[str, ...] = ()
 
     @property
     def cluster(self) -> bool:
@@ -41,7 +43,7 @@ class Backend:
 
 
 def server_backend(url: str) -> Backend:
-    return Backend("server", url)
+    return Backend("server", url, node_urls=(url,))
 
 
 def cluster_backend(cluster: ValkeyCluster) -> Backend:
@@ -56,6 +58,7 @@ def cluster_backend(cluster: ValkeyCluster) -> Backend:
         cluster.url,
         CLUSTER_PARTITIONS,
         {"DOCUMIND_VALKEY_CLUSTER": "true", "DOCUMIND_PARTITIONS": str(CLUSTER_PARTITIONS)},
+        tuple(cluster.urls),
     )
 
 
