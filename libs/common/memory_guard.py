@@ -6,7 +6,9 @@ a little earlier, at ``high_water`` of the limit (``DOCUMIND_VALKEY_MAXMEMORY_MB
 ``DOCUMIND_VALKEY_MEMORY_HIGH_WATER``): what is in flight keeps room to finish, and
 a client is told why (503 :class:`StoreFull`, with ``Retry-After``) until finished
 jobs expire. Valkey's memory is read with ``MEMORY STATS`` (the services' ACL user
-may; ``INFO`` it may not), at most once per ``refresh_s`` per process.
+may; ``INFO`` it may not), at most once per ``refresh_s`` per process. On a Valkey
+Cluster the limit is each node's ``maxmemory`` and the reading is the fullest
+primary's: a job's keys all live on one of them, whichever it is.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from libs.common.errors import StoreFull
 
@@ -43,8 +46,11 @@ class MemoryGuard:
         """Valkey's allocated memory, read again when the last reading is stale."""
         now = time.monotonic()
         if now - self._read_at >= self.refresh_s:
-            stats: Any = await self._r.memory_stats()
-            self._used = int(stats.get("total.allocated") or stats.get(b"total.allocated") or 0)
+            if isinstance(self._r, RedisCluster):
+                per_node: Any = await self._r.memory_stats(target_nodes=RedisCluster.PRIMARIES)
+                self._used = max((_allocated(stats) for stats in per_node.values()), default=0)
+            else:
+                self._used = _allocated(await self._r.memory_stats())
             self._read_at = now
         return self._used
 
@@ -60,3 +66,8 @@ class MemoryGuard:
                 f"the job store is {share:.0%} full ({used / MB:.0f} of {self.limit_bytes / MB:.0f} MB, "
                 f"DOCUMIND_VALKEY_MAXMEMORY_MB): new work is refused until finished jobs expire; retry later",
             )
+
+
+def _allocated(stats: Any) -> int:
+    """``total.allocated`` of one node's MEMORY STATS."""
+    return int(stats.get("total.allocated") or stats.get(b"total.allocated") or 0)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 import redis
 
 from libs.common import keys, slots
+from libs.common.errors import StoreFull
 from libs.common.keys import KeySpace
+from libs.common.memory_guard import MB, MemoryGuard
+from libs.common.service import connect, ready
 from libs.common.valkey_cluster import SLOTS, ValkeyCluster
-from tests.integration.backends import CLUSTER_PARTITIONS
+from tests.integration.backends import CLUSTER_PARTITIONS, cluster_backend, sync_client
 
 
 def test_the_cluster_has_three_primaries_each_with_a_replica_and_every_slot(
@@ -70,3 +74,31 @@ def test_the_keys_of_every_partition_share_a_slot_and_the_partitions_span_primar
     assert len(primaries) > 1
     if partitions >= 8:
         assert len(primaries) == 3  # enough partitions reach every primary
+
+
+def test_the_memory_guard_reads_the_fullest_primary(valkey_cluster: ValkeyCluster) -> None:
+    """10 MB in one partition's slot: the guard of a cluster sees them, on whichever primary."""
+    backend = cluster_backend(valkey_cluster)
+    admin = sync_client(backend.url, cluster=True)
+    try:
+        filler = keys.Partition(1).key("filler")
+        admin.set(filler, b"x" * (10 * MB))
+        fullest = max(
+            int(stats["total.allocated"])
+            for stats in admin.memory_stats(target_nodes=redis.RedisCluster.PRIMARIES).values()
+        )
+    finally:
+        admin.close()
+
+    async def used() -> int:
+        client = connect(backend.url, 5, cluster=True)
+        try:
+            await ready(client)
+            guard = MemoryGuard(client, fullest // MB + 1, 0.9, retry_after_s=5)
+            with pytest.raises(StoreFull):
+                await guard.check()
+            return await guard.used_bytes()
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(used()) >= 10 * MB
