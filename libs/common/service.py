@@ -105,6 +105,22 @@ def run_worker_service(stage: Stage, settings: WorkerSettings, build_handler: Ha
 
 
 async def _serve(stage: Stage, settings: WorkerSettings, build_handler: HandlerFactory) -> None:
+    """Run one :class:`Worker` per partition and lane of ``stage`` on one client.
+
+    Connections of a worker process reading ``N`` partitions (``DOCUMIND_PARTITIONS``):
+    each Worker holds one while it blocks in ``XREADGROUP`` (up to ``read_block_ms``),
+    so ``N x lanes`` are held by reads: ``2N`` for the embedder and the retriever
+    (interactive and bulk lanes), ``N`` for the generator. On top, each batch in flight
+    (at most ``concurrency`` per Worker) uses one while it commits, and each Worker's
+    maintenance one now and then: at its busiest about ``N x lanes x (1 + concurrency)``.
+    One ``XREADGROUP`` cannot name two partitions' streams (two slots: a cluster
+    refuses it), so a read per partition is the floor; every partition is read by its
+    own loop, none starves another. On a Valkey Cluster each connection goes to the
+    primary owning its partition's slot (the cluster client keeps a pool per node):
+    a node serves the reads of the partitions it owns. Keep ``N`` a small multiple of
+    the primaries: 12 partitions on 3 primaries hold 24 blocked reads per embedder,
+    8 on each primary.
+    """
     client = connect(settings.valkey_url, settings.read_block_ms / 1000, cluster=settings.valkey_cluster)
     try:
         await ready(client)
