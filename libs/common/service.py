@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -11,8 +10,8 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 import uvloop
-from redis.asyncio.cluster import RedisCluster
 
+from libs.common.cluster_client import cluster_client, ready
 from libs.common.constants import STAGE_LANES
 from libs.common.keys import KeySpace, Stage
 from libs.common.logs import configure_logging
@@ -47,7 +46,9 @@ def connect(
     partition shares one slot (``keys.py``), so scripts and transactions stay on one
     node. Its pools are per node: ``max_connections`` bounds each node's, and a
     command that finds none free fails at once (``pool_wait_s`` is not used). It is
-    typed as the single-server client, whose commands DocuMind's code calls.
+    typed as the single-server client, whose commands DocuMind's code calls; see
+    :mod:`libs.common.cluster_client` for what it repairs, and call :func:`ready`
+    before tasks share it.
     """
     options: dict[str, Any] = {
         "health_check_interval": 30,
@@ -59,38 +60,13 @@ def connect(
     if cluster:
         if max_connections is not None:
             options["max_connections"] = max_connections
-        return cast(aioredis.Redis, _tolerate_keys_option(RedisCluster.from_url(url, **options)))
+        return cast(aioredis.Redis, cluster_client(url, **options))
     if max_connections is not None and pool_wait_s > 0:
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=pool_wait_s, **options
         )
         return aioredis.Redis.from_pool(pool)
     return aioredis.Redis.from_url(url, max_connections=max_connections, **options)
-
-
-async def ready(client: aioredis.Redis) -> None:
-    """Before a client built by :func:`connect` is used by concurrent tasks: a cluster
-    client reads the cluster's slot map now. (redis-py 8.1's cluster client, left to
-    do that at its first commands, closed connections that concurrent first commands
-    were using: RuntimeError or AttributeError from the transport, not ConnectionError.)
-    One server's client needs nothing."""
-    if isinstance(client, RedisCluster):
-        await client.initialize()
-
-
-def _tolerate_keys_option(client: RedisCluster) -> RedisCluster:
-    """Work around redis-py 8.1's cluster MULTI/EXEC, which hands each reply's parser
-    the command's ``keys`` option (``SMEMBERS`` in a transaction raised TypeError);
-    its other paths drop that option first, as this does."""
-    callbacks = client.response_callbacks
-    for name, parse in list(callbacks.items()):
-        callbacks[name] = functools.partial(_without_keys, parse)
-    return client
-
-
-def _without_keys(parse: Callable[..., Any], response: Any, **options: Any) -> Any:
-    options.pop("keys", None)
-    return parse(response, **options)
 
 
 HandlerFactory = Callable[[aioredis.Redis], Awaitable[Handler]]

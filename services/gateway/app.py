@@ -18,9 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.apikeys import ApiKeyStore
 from libs.common.blobstore import build_blob_store
+from libs.common.cluster_client import ready
 from libs.common.fanout import Fanout
 from libs.common.ratelimit import RATE_LIMIT_HEADERS
-from libs.common.service import connect, ready
+from libs.common.service import connect
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import tracing_enabled
 from services.gateway import errors, methods, openapi, webapp

@@ -9,10 +9,11 @@ import pytest
 import redis
 
 from libs.common import keys, slots
+from libs.common.cluster_client import ready
 from libs.common.errors import StoreFull
 from libs.common.keys import KeySpace
 from libs.common.memory_guard import MB, MemoryGuard
-from libs.common.service import connect, ready
+from libs.common.service import connect
 from libs.common.valkey_cluster import SLOTS, ValkeyCluster
 from tests.integration.backends import CLUSTER_PARTITIONS, cluster_backend, sync_client
 

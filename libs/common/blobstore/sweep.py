@@ -15,8 +15,9 @@ import time
 from libs.common import keys
 from libs.common.blobstore._build import build_blob_store
 from libs.common.blobstore._documents import sweep_orphans
+from libs.common.cluster_client import ready
 from libs.common.logs import configure_logging
-from libs.common.service import connect, ready
+from libs.common.service import connect
 from libs.common.settings import CommonSettings
 
 DEFAULT_OLDER_THAN_S = 3600.0

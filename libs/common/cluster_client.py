@@ -1,0 +1,111 @@
+"""redis-py's async Valkey Cluster client as DocuMind uses it (``DOCUMIND_VALKEY_CLUSTER``).
+
+:func:`libs.common.service.connect` builds it. It is redis-py 8.1's ``RedisCluster``
+with four repairs, each of a behaviour the cluster tests met:
+
+- ``XREAD`` and ``XREADGROUP`` are routed by their stream keys read here: redis-py
+  asks a node ``COMMAND GETKEYS`` before each (its keys are "movable"), a round trip
+  more per read, to a node that may be the one that just died.
+- A command whose connection was closed under it (redis-py closes a node's
+  connections when it re-reads the slot map, after a failover too, while other tasks
+  use them) fails with ``AttributeError``/``RuntimeError`` from the transport; it is
+  raised as ``ConnectionError``, which every loop rides out (``outage.py``), instead
+  of ending the loop. (redis-py's fix, #4288, is not in 8.1.)
+- MULTI/EXEC hands each reply's parser the command's ``keys`` option (``SMEMBERS``
+  in a transaction raised ``TypeError``); the option is dropped, as redis-py's other
+  paths drop it.
+- :func:`ready` reads the slot map before tasks share the client: left to its first
+  commands, concurrent ones closed each other's connections.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, Final, cast
+
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
+
+# What the transport raises when its connection was closed under a command.
+_CLOSED_TRANSPORT: Final = (
+    "'NoneType' object has no attribute",
+    "'NoneType' object is not callable",
+    "unable to perform operation on",
+)
+_STREAM_READS: Final = frozenset({"XREAD", "XREADGROUP"})
+
+
+def _closed_transport(exc: BaseException) -> bool:
+    return isinstance(exc, AttributeError | RuntimeError | TypeError) and any(
+        text in str(exc) for text in _CLOSED_TRANSPORT
+    )
+
+
+def stream_read_keys(args: Sequence[Any]) -> list[Any]:
+    """The stream keys of an ``XREAD``/``XREADGROUP`` call's arguments (after its name):
+    the first half of what follows ``STREAMS`` (the rest are their ids)."""
+    words = [a.upper() if isinstance(a, str | bytes) else a for a in args]
+    for marker in ("STREAMS", b"STREAMS"):
+        if marker in words:
+            rest = list(args[words.index(marker) + 1 :])
+            return rest[: len(rest) // 2]
+    return []
+
+
+class ClusterClient(RedisCluster):
+    """The cluster client with the repairs of the module docstring."""
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        if command.upper() in _STREAM_READS and (streams := stream_read_keys(args)):
+            found = {self.keyslot(key) for key in streams}
+            if len(found) != 1:
+                raise RedisClusterException(f"{command} - all keys must map to the same key slot")
+            return found.pop()
+        slot: int = await super()._determine_slot(command, *args)
+        return slot
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except (AttributeError, RuntimeError, TypeError) as exc:
+            if not _closed_transport(exc):
+                raise
+            raise RedisConnectionError(f"connection closed under the command ({exc})") from exc
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _Pipeline(self, transaction)  # type: ignore[abstract]  # as redis-py's own
+
+
+class _Pipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except (AttributeError, RuntimeError, TypeError) as exc:
+            if not _closed_transport(exc):
+                raise
+            raise RedisConnectionError(f"connection closed under the pipeline ({exc})") from exc
+
+
+def cluster_client(url: str, **options: Any) -> ClusterClient:
+    """A cluster client starting from ``url`` (any node; credentials and TLS from it)."""
+    client = cast(ClusterClient, ClusterClient.from_url(url, **options))
+    callbacks = client.response_callbacks
+    for name, parse in list(callbacks.items()):
+        callbacks[name] = functools.partial(_without_keys, parse)
+    return client
+
+
+def _without_keys(parse: Callable[..., Any], response: Any, **options: Any) -> Any:
+    options.pop("keys", None)
+    return parse(response, **options)
+
+
+async def ready(client: Any) -> None:
+    """Before a client is used by concurrent tasks: a cluster client reads the slot map
+    now (one server's client needs nothing)."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
