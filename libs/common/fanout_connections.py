@@ -21,6 +21,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
+from libs.common.cluster_client import cluster_client
+
 
 class WaiterConnections(Protocol):
     """Dedicated connections for readers, and a client for everything else."""
@@ -78,7 +80,7 @@ class ClusterConnections:
 
     @classmethod
     def from_url(cls, url: str, *, block_ms: int, client_name: str) -> ClusterConnections:
-        return cls(RedisCluster.from_url(url, **_options(block_ms, client_name)))
+        return cls(cluster_client(url, **_options(block_ms, client_name)))
 
     async def connection(self, tag: str, *, after_error: bool) -> AbstractConnection:
         cluster = self.control
