@@ -9,7 +9,11 @@ reports it online. Every wait polls the state it waits for, under a deadline.
 
 Each node gets two free ports (clients, and the cluster bus given with
 ``--cluster-port``: the default, port + 10000, may not exist) and a directory of its
-own for its ``nodes.conf``, append-only file and log. No password (tests, benches).
+own for its ``nodes.conf``, append-only file and log. Without ``users`` no password
+is asked (tests, benches); with them every node has the embedded stack's ACL users
+(:mod:`libs.common.valkey_acl`, ACLs are per node), :attr:`ValkeyCluster.url` is the
+service user's and each replica authenticates to its primary as the ``default``
+user, its password given with ``CONFIG SET`` (never on a command line).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Final
 
 import redis
 
+from libs.common.valkey_acl import ADMIN_USER, ValkeyUsers
 from libs.common.valkey_server import ValkeyServer
 
 SLOTS: Final = 16384
@@ -38,12 +43,19 @@ class ValkeyCluster:
     """``primaries`` primaries with ``replicas`` replicas each, all on 127.0.0.1."""
 
     def __init__(
-        self, data_dir: Path, *, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 5000
+        self,
+        data_dir: Path,
+        *,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 5000,
+        users: ValkeyUsers | None = None,
     ) -> None:
         if primaries < 1 or replicas < 0:
             raise ValueError("a cluster needs a primary; replicas cannot be negative")
         self.data_dir = Path(data_dir)
         self.primaries_count = primaries
+        self.users = users
         self.nodes: list[ValkeyServer] = []
         count = primaries * (1 + replicas)
         ports = _free_ports(2 * count)
@@ -69,6 +81,7 @@ class ValkeyCluster:
                         "--repl-diskless-sync-delay",
                         "0",
                     ),
+                    users=users,
                 )
             )
         self.bus_ports = [int(n.extra_args[5]) for n in self.nodes]
@@ -87,6 +100,11 @@ class ValkeyCluster:
         return self.nodes[0].url
 
     @property
+    def admin_url(self) -> str:
+        """As the ``default`` user (every command) when there are users."""
+        return self.nodes[0].admin_url
+
+    @property
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
 
@@ -102,7 +120,7 @@ class ValkeyCluster:
         return self
 
     def _form(self, deadline: float) -> None:
-        clients = [redis.Redis.from_url(n.url, decode_responses=True) for n in self.nodes]
+        clients = [redis.Redis.from_url(n.admin_url, decode_responses=True) for n in self.nodes]
         try:
             per = SLOTS // self.primaries_count
             for i, client in enumerate(clients[: self.primaries_count]):
@@ -119,6 +137,9 @@ class ValkeyCluster:
             )
             ids = [str(c.cluster("MYID")) for c in clients[: self.primaries_count]]
             for i, replica in enumerate(clients[self.primaries_count :]):
+                if self.users is not None:  # it syncs from its primary as an authenticated user
+                    replica.config_set("masteruser", ADMIN_USER)
+                    replica.config_set("masterauth", self.users.admin_password)
                 replica.cluster("REPLICATE", ids[i % self.primaries_count])
             want = (total - self.primaries_count) // self.primaries_count
             _wait(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +15,10 @@ from libs.common.errors import StoreFull
 from libs.common.keys import KeySpace
 from libs.common.memory_guard import MB, MemoryGuard
 from libs.common.service import connect
+from libs.common.valkey_acl import ValkeyUsers
 from libs.common.valkey_cluster import SLOTS, ValkeyCluster
 from tests.integration.backends import CLUSTER_PARTITIONS, cluster_backend, sync_client
+from tests.integration.harness import Stack
 
 
 def test_the_cluster_has_three_primaries_each_with_a_replica_and_every_slot(
@@ -103,3 +106,38 @@ def test_the_memory_guard_reads_the_fullest_primary(valkey_cluster: ValkeyCluste
             await client.aclose()
 
     assert asyncio.run(used()) >= 10 * MB
+
+
+def test_the_stack_runs_on_a_cluster_whose_nodes_require_the_service_users_password(tmp_path: Path) -> None:
+    """ACLs are per node: every node has the embedded stack's users, the services connect
+    as ``documind`` (no @dangerous command) and the replicas sync as ``default``."""
+    users = ValkeyUsers("service-password-for-the-test", "admin-password-for-the-test")
+    with ValkeyCluster(tmp_path / "cluster", users=users) as cluster:
+        assert "documind:" in cluster.url
+        anonymous = redis.Redis(port=cluster.nodes[0].port)
+        try:
+            with pytest.raises(redis.AuthenticationError):
+                anonymous.ping()
+        finally:
+            anonymous.close()
+        env = {"DOCUMIND_VALKEY_CLUSTER": "true", "DOCUMIND_PARTITIONS": str(CLUSTER_PARTITIONS)}
+        stack = Stack(cluster.url, tmp_path, **env)
+        try:
+            stack.start_all()
+            with stack.client(timeout=30) as client:
+                up = client.post(
+                    "/v1/collections/locks/documents",
+                    files={
+                        "file": ("locks.txt", b"The canal lock opens at seven. Boats wait at the lower gate.")
+                    },
+                )
+                assert up.status_code == 202, up.text
+                assert stack.wait_job(up.json()["job_id"])["status"] == "done"
+                asked = client.post(
+                    "/v1/chat", json={"collection": "locks", "question": "When does the lock open?"}
+                )
+                job = stack.wait_job(asked.json()["job_id"])
+            assert job["status"] == "done", (job, stack.logs())
+            assert "seven" in job["result"]["answer"]
+        finally:
+            stack.stop()
