@@ -128,3 +128,9 @@ def test_waiters_bench(tmp_path: Path) -> None:
     assert figures["waiters_held"] == figures["waiters_done"] == 30
     assert figures["ordinary"]["statuses"] == {"200": 10}
     assert figures["gateway_valkey_connections"]["documind-gateway-waiters"] <= 3
+
+
+@pytest.mark.skipif(not SCIFACT.exists(), reason=f"no SciFact subset at {SCIFACT}")
+def test_answerer_cpu_bench(tmp_path: Path) -> None:
+    fig = run_bench("bench.answerer_cpu", tmp_path / "answerer.json", "--questions", "5")
+    assert fig["scifact_cpu_ms_per_answer"] > 0

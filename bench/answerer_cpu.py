@@ -1,0 +1,122 @@
+"""CPU per answer of the extractive answerer, in process.
+
+    .venv/bin/python -m bench.answerer_cpu [--pdfqa] [--questions N] [--json FILE]
+
+``ExtractiveAnswerer.compose`` on 60 SciFact questions, each with 5 hits of 160 words
+drawn from the corpus with a fixed seed (so any revision answers the same inputs), and
+with ``--pdfqa`` also on the pdf-qa questions with the chat's real top-5 hits
+(``bench.pdfqa_answers.chat_hits``; the PDFs must be installed). Figure: CPU ms per
+question (``time.process_time``, so the machine's load counts little), the best of 5
+rounds, with the answerer's per-sentence caches cleared before each round (a cold
+answer: no sentence seen before).
+
+To compare revisions, run it from a worktree of the other one, which imports that
+revision's answerer (the inputs are built here)::
+
+    git worktree add /tmp/base <rev>
+    (cd /tmp/base && PYTHONPATH=. /work/main/.venv/bin/python /work/main/bench/answerer_cpu.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from libs.common.models import Hit
+
+SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact-subset"
+QUESTIONS = 60
+HITS = 5
+WORDS = 160
+ROUNDS = 5
+
+Case = tuple[str, list[Hit]]
+
+
+def scifact_cases(root: Path = SCIFACT, seed: int = 7, questions: int = QUESTIONS) -> list[Case]:
+    docs = [json.loads(line) for line in (root / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    queries = [json.loads(line) for line in (root / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
+    rng = random.Random(seed)
+    cases = []
+    for q in queries[:questions]:
+        hits = []
+        for i in range(HITS):
+            d = rng.choice(docs)
+            text = " ".join(d["text"].split()[:WORDS])
+            hits.append(
+                Hit(
+                    document_id=d["_id"],
+                    filename="f.pdf",
+                    page=1,
+                    chunk_index=i,
+                    text=text,
+                    score=0.6 - 0.05 * i,
+                    relevance=0.7 - 0.05 * i,
+                )
+            )
+        cases.append((q["text"], hits))
+    return cases
+
+
+def pdfqa_cases() -> list[Case]:
+    from bench.pdfqa_answers import _score_module, chat_hits
+    from bench.pdfqa_eval import PDFQA, load_corpus
+    from libs.common.settings import EmbedderSettings
+    from services.embedder.backends import build_embedder
+
+    hits = chat_hits(load_corpus(build_embedder(EmbedderSettings())), HITS)
+    questions = _score_module().load_jsonl(str(PDFQA / "dev.jsonl"))
+    return [(q["question"], hits[q["id"]]) for q in questions]
+
+
+def _clear_caches() -> None:
+    """Empty the answerer's per-sentence caches (those a revision has)."""
+    for module_name, name in (("extractive", "_terms"), ("quotes", "_line_key")):
+        module = sys.modules.get(f"services.generator.{module_name}")
+        clear: Callable[[], None] | None = getattr(getattr(module, name, None), "cache_clear", None)
+        if clear is not None:
+            clear()
+
+
+def cpu_ms_per_answer(cases: Sequence[Case]) -> float:
+    from services.generator.extractive import ExtractiveAnswerer
+
+    answerer: Any = ExtractiveAnswerer(min_score=0.0, max_sentences=3)
+    for question, hits in cases:
+        answerer.compose(question, hits)
+    best = float("inf")
+    for _ in range(ROUNDS):
+        _clear_caches()
+        start = time.process_time()
+        for question, hits in cases:
+            answerer.compose(question, hits)
+        best = min(best, (time.process_time() - start) / len(cases))
+    return best * 1000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pdfqa", action="store_true", help="also the pdf-qa questions with their real hits")
+    parser.add_argument(
+        "--questions", type=int, default=QUESTIONS, help="SciFact questions (default %(default)s)"
+    )
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    figures = {"scifact_cpu_ms_per_answer": cpu_ms_per_answer(scifact_cases(questions=args.questions))}
+    print(f"SciFact-like hits: {figures['scifact_cpu_ms_per_answer']:.2f} CPU ms per answer")
+    if args.pdfqa:
+        figures["pdfqa_cpu_ms_per_answer"] = cpu_ms_per_answer(pdfqa_cases())
+        print(f"pdf-qa hits: {figures['pdfqa_cpu_ms_per_answer']:.2f} CPU ms per answer")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
