@@ -16,17 +16,31 @@ with four repairs, each of a behaviour the cluster tests met:
   paths drop it.
 - :func:`ready` reads the slot map before tasks share the client: left to its first
   commands, concurrent ones closed each other's connections.
+
+And one addition: :meth:`ClusterClient.on_slot_owner` sends commands in one round
+trip on one connection to the primary owning a key's slot, so a keyless command that
+must follow a write on its connection (``WAIT``, ``durability.py``) reaches the same
+node and connection (redis-py's cluster pipeline sends ``WAIT`` to its default node).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, PipelineCommand, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # What the transport raises when its connection was closed under a command.
 _CLOSED_TRANSPORT: Final = (
@@ -35,6 +49,12 @@ _CLOSED_TRANSPORT: Final = (
     "unable to perform operation on",
 )
 _STREAM_READS: Final = frozenset({"XREAD", "XREADGROUP"})
+# on_slot_owner: tries, and the pause before another after the cluster was down.
+_OWNER_ATTEMPTS: Final = 3
+_CLUSTER_DOWN_PAUSE_S: Final = 0.25
+# A first reply saying the command did not run on that node: the slot map is re-read.
+_NOT_RUN_HERE: Final = (MovedError, AskError, TryAgainError, ClusterDownError, SlotNotCoveredError)
+_LOST: Final = (RedisConnectionError, RedisTimeoutError)
 
 
 def _closed_transport(exc: BaseException) -> bool:
@@ -73,6 +93,41 @@ class ClusterClient(RedisCluster):
             if not _closed_transport(exc):
                 raise
             raise RedisConnectionError(f"connection closed under the command ({exc})") from exc
+
+    async def on_slot_owner(self, key: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """``commands`` in one round trip on one connection to the primary owning
+        ``key``'s slot: each reply, or its error, in place (none raised).
+
+        When the first reply says the command did not run there (MOVED, ASK, TRYAGAIN,
+        CLUSTERDOWN) or the connection was lost, the slot map is re-read and all are
+        sent again, up to 3 times in all (after a lost connection the first may have
+        run: as redis-py's own retries, a write may then be applied twice; the
+        scripts DocuMind sends this way ack messages or check a job's state first).
+        """
+        for attempt in range(1, _OWNER_ATTEMPTS + 1):
+            if self._initialize:
+                await self.initialize()
+            node = self.get_node_from_key(key)
+            if node is None:
+                raise SlotNotCoveredError(f"no primary serves the slot of {key}")
+            batch = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
+            try:
+                await node.execute_pipeline(batch)
+            except (*_LOST, AttributeError, RuntimeError, TypeError) as exc:
+                if not isinstance(exc, _LOST) and not _closed_transport(exc):
+                    raise
+                self._initialize = True
+                if attempt == _OWNER_ATTEMPTS:
+                    raise RedisConnectionError(f"{node.name}: {exc}") from exc
+                continue
+            first = batch[0].result
+            if attempt < _OWNER_ATTEMPTS and isinstance(first, (*_NOT_RUN_HERE, *_LOST)):
+                self._initialize = True
+                if isinstance(first, ClusterDownError | TryAgainError):
+                    await asyncio.sleep(_CLUSTER_DOWN_PAUSE_S)
+                continue
+            return [command.result for command in batch]
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         if shard_hint:

@@ -45,7 +45,8 @@ class DocumentStore:
         self.space = space or KeySpace()
         self._create = CreateCollection(client)
         self._drop = DropCollection(client)
-        self._commit = Commit(client)
+        # A delete job is accepted by this commit: a replica confirms it as a submit.
+        self._commit = Commit(client, jobs.durability)
 
     # --- collections -----------------------------------------------------------
 
@@ -146,7 +147,7 @@ class DocumentStore:
         batch.add(
             "", [Require(doc_keys.hash), *delete_document(target, ref, env, job_fields(env), self.jobs.ttl_s)]
         )
-        (result,) = await self._commit(batch, group="")
+        (result,) = await self._commit(batch, group="", subject=f"job_id={env.job_id}")
         return env.job_id if result != STOPPED else None
 
     async def delete_collection(self, access: Access, name: str, timeout_s: float) -> list[str] | None:

@@ -59,6 +59,11 @@ class Message:
     stream: str = ""
 
 
+def job_ids(messages: Sequence[Message]) -> str:
+    """The jobs of a batch, for a log line ("job_id=a,b")."""
+    return "job_id=" + ",".join(m.env.job_id if m.env else f"?({m.id})" for m in messages)
+
+
 @dataclass(slots=True)
 class StageContext:
     """The stage, lane and partition a worker serves, and the runtime's limits."""

@@ -26,6 +26,7 @@ from libs.common.constants import (
     lane_of,
 )
 from libs.common.decode import as_text
+from libs.common.durability import Durability
 from libs.common.envelope import Envelope
 from libs.common.events import queued_ttl_s
 from libs.common.keys import CANCEL_CHANNEL, DEFAULT_TENANT
@@ -46,14 +47,18 @@ class JobStore:
         overdue_grace_s: float = 5.0,
         events_ttl_s: int = 3600,
         watcher: Watcher | None = None,
+        *,
+        durability: Durability | None = None,
     ) -> None:
-        """``watcher`` follows done streams for :meth:`wait` (default: reads on ``client``)."""
+        """``watcher`` follows done streams for :meth:`wait` (default: reads on ``client``);
+        ``durability``: a replica confirms each accepted job (``durability.py``)."""
         self._r = client
+        self.durability = durability
         self._watcher: Watcher = watcher or DirectReads(client)
         self.ttl_s = ttl_s
         self.events_ttl_s = events_ttl_s
         self.overdue_grace_s = overdue_grace_s
-        self._submit = Submit(client)
+        self._submit = Submit(client, durability)
         self._expire_overdue = ExpireOverdue(client)
         self._cancel = Cancel(client)
 

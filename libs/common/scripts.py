@@ -19,6 +19,8 @@ from libs.common.apikey_record import AuthOutcome
 from libs.common.commit import CommitBatch, Scalar
 from libs.common.constants import CollectionMode
 from libs.common.decode import as_text
+from libs.common.durability import Durability, ScriptCall, Subject
+from libs.common.durability import Op as DurableOp
 from libs.common.keys import ApiKeyKeys, CollectionKeys, DocumentKeys, JobKeys
 from libs.common.ratelimit import RateDecision
 
@@ -27,9 +29,23 @@ class _Script:
     name: ClassVar[str]
     source: ClassVar[str]
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, durability: Durability | None = None) -> None:
+        """``durability``: a replica confirms each call's write (``durability.py``)."""
         self._text = lua.with_prelude(self.source)
         self._script = client.register_script(self._text)
+        self._durability = durability
+
+    async def _run_durable(
+        self, op: DurableOp, keys: Sequence[str], args: Sequence[Any], subject: Subject
+    ) -> Any:
+        """As :meth:`_run`, then WAIT for the replicas the durability policy asks."""
+        durability = self._durability
+        replicas = await durability.replicas_for(keys[0]) if durability is not None else 0
+        if durability is None or replicas == 0:
+            return await self._run(keys, args)
+        slots.record(self.name, keys)
+        call = ScriptCall(self._script.sha, self._text, keys, args)
+        return await durability.write(op, call, replicas, subject)
 
     async def _run(self, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         slots.record(self.name, keys)
@@ -48,11 +64,14 @@ class Commit(_Script):
     name = "COMMIT"
     source = lua.COMMIT
 
-    async def __call__(self, batch: CommitBatch, *, group: str) -> list[int]:
-        """Per message: ``commit.APPLIED``, ``STALE``, ``SKIPPED`` or ``STOPPED``."""
+    async def __call__(self, batch: CommitBatch, *, group: str, subject: Subject = "") -> list[int]:
+        """Per message: ``commit.APPLIED``, ``STALE``, ``SKIPPED`` or ``STOPPED``.
+
+        ``subject`` names the batch's jobs in a replication shortfall's warning."""
         if not batch.messages:
             return []
-        applied: list[Any] = await self._run(batch.keys, [group, batch.payload()])
+        args = [group, batch.payload()]
+        applied: list[Any] = await self._run_durable("commit", batch.keys, args, subject or batch.first_key)
         return [int(a) for a in applied]
 
 
@@ -143,7 +162,7 @@ class Submit(_Script):
             jsontext.dumps(job_fields),
             doc_fields,
         ]
-        return as_text(await self._run(keys, args))
+        return as_text(await self._run_durable("submit", keys, args, f"job_id={job.job_id}"))
 
 
 class FairRead(_Script):

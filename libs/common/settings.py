@@ -44,6 +44,13 @@ def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _host_port(item: str) -> tuple[str, int]:
+    host, sep, port = item.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"DOCUMIND_VALKEY_SENTINELS: {item!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
 def is_loopback(host: str) -> bool:
     """Whether binding ``host`` serves this machine only."""
     if host == "localhost":
@@ -64,6 +71,22 @@ class CommonSettings(BaseSettings):
     # and TLS as for one server, database 0). Every process connects through the
     # cluster client; each partition's keys live in one slot (keys.py).
     valkey_cluster: bool = False
+    # Durability (libs/common/durability.py): replicas the writes that accept a job or
+    # hand it on (SUBMIT, COMMIT) wait for, with WAIT on their connection. "auto": one
+    # when the primary (on a cluster, the slot's) has a replica online, else none; a
+    # number: always that many (0: never wait). A wait ends after WAIT_TIMEOUT_MS; a
+    # shortfall leaves the job accepted, logged and counted (no 503: a retried submit
+    # would duplicate a job that exists).
+    valkey_wait_replicas: int | Literal["auto"] = "auto"
+    valkey_wait_timeout_ms: int = Field(default=1000, ge=1)
+    # Sentinel (libs/common/sentinel.py): the Sentinels' host:port, comma-separated;
+    # set, every client connects to the primary they name VALKEY_SENTINEL_MASTER, and
+    # follows it through a failover. Credentials, TLS and database still come from
+    # VALKEY_URL (its host is not used); the Sentinels themselves are asked without
+    # credentials unless VALKEY_SENTINEL_PASSWORD is set.
+    valkey_sentinels: str = ""
+    valkey_sentinel_master: str = "documind"
+    valkey_sentinel_password: SecretStr | None = None
     # Partitions of the key space (each its own cluster slot and stage streams); a
     # tenant's collection lives in one of them. Changing it re-homes collections: set
     # it once per deployment. Every worker reads every partition.
@@ -108,6 +131,34 @@ class CommonSettings(BaseSettings):
     # Longest one S3 request may take (a 50 MB original included), and to connect.
     s3_timeout_s: float = Field(default=60.0, gt=0)
     s3_connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    @property
+    def sentinel_list(self) -> list[tuple[str, int]]:
+        """The Sentinels' addresses (empty: no Sentinel)."""
+        return [_host_port(item) for item in _csv(self.valkey_sentinels)]
+
+    @field_validator("valkey_wait_replicas", mode="before")
+    @classmethod
+    def _wait_replicas_is_known(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value.isdigit():
+                return int(value)
+            if value != "auto":
+                raise ValueError(
+                    f"DOCUMIND_VALKEY_WAIT_REPLICAS {value!r}: "
+                    "expected auto or a number of replicas (0: never)"
+                )
+        if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+            raise ValueError(f"DOCUMIND_VALKEY_WAIT_REPLICAS {value}: a number of replicas is 0 or more")
+        return value
+
+    @field_validator("valkey_sentinels")
+    @classmethod
+    def _sentinels_are_addresses(cls, value: str) -> str:
+        for item in _csv(value):
+            _host_port(item)
+        return value
 
     @property
     def blob_root(self) -> Path:

@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from libs.common import jobflow, metrics
 from libs.common.commit import SKIPPED, STALE, CommitBatch
 from libs.common.constants import BULK, ENVELOPE_FIELD, INTERACTIVE
+from libs.common.durability import Durability
 from libs.common.envelope import Envelope, stage_status
 from libs.common.errors import JobEnded
 from libs.common.fair_read import TenantStreams, create_group, field_map, per_stream
@@ -81,7 +82,10 @@ class Worker:
         )
         self.group = group_name(stage)
         self.consumer = settings.consumer or default_consumer_name()
-        self._commit = Commit(client)
+        # Hand-ons and final statuses wait for a replica (DOCUMIND_VALKEY_WAIT_REPLICAS).
+        self._commit = Commit(
+            client, Durability.of(client, settings.valkey_wait_replicas, settings.valkey_wait_timeout_ms)
+        )
         self._mark = MarkRunning(client)
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.stopping = asyncio.Event()
@@ -295,7 +299,7 @@ class Worker:
             now = time.time()
             for m, outcome, span in zip(live, outcomes, spans, strict=True):
                 self._settle(batch, m, outcome, span, elapsed=elapsed, now=now)
-        applied = await self._commit(batch, group=self.group)
+        applied = await self._commit(batch, group=self.group, subject=lambda: jobflow.job_ids(messages))
         by_id = {m.id: m for m in messages}
         for message_id, result in zip(batch.ids, applied, strict=True):
             m = by_id[message_id]

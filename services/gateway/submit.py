@@ -11,6 +11,7 @@ from libs.common import keys
 from libs.common.access import Access
 from libs.common.constants import CollectionMode, SubmitAnswer
 from libs.common.documents import DocumentStore
+from libs.common.durability import Durability
 from libs.common.envelope import Envelope, JobKind
 from libs.common.errors import (
     CollectionNotFound,
@@ -37,8 +38,14 @@ class Submitter:
         self.r = client
         self.s = settings
         self.waiters: Watcher = waiters or DirectReads(client)
+        durability = Durability.of(client, settings.valkey_wait_replicas, settings.valkey_wait_timeout_ms)
         self.jobs = JobStore(
-            client, settings.job_ttl_s, settings.overdue_grace_s, settings.events_ttl_s, self.waiters
+            client,
+            settings.job_ttl_s,
+            settings.overdue_grace_s,
+            settings.events_ttl_s,
+            self.waiters,
+            durability=durability,
         )
         self.space = KeySpace(settings.partitions)
         self.docs = DocumentStore(client, self.jobs, self.space)
