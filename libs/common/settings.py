@@ -386,8 +386,9 @@ class RetrieverSettings(WorkerSettings):
     edge_hnsw_ef_construct: int = Field(default=128, ge=4)
     edge_hnsw_ef: int = Field(default=128, ge=1)
     # Embedded store: optimise (merge, HNSW-index, vacuum) a collection once this many points
-    # came in since the last time, and once the store has gone this long without a write or a
-    # search (0: never). An optimisation stalls the retriever process while it runs.
+    # came in since the last time (0: never) and the store has gone this long without a write:
+    # in a child process, on a copy that then replaces the shard, so searches never wait for
+    # the index build (services/retriever/edge_maintenance.py).
     edge_optimize_points: int = Field(default=20_000, ge=0)
     edge_optimize_idle_s: float = Field(default=5.0, ge=0)
     # Qdrant server (vector_store "qdrant"), applied when a collection is created: the shards a

@@ -6,6 +6,8 @@ Layout under the store's path::
     .lock                 flock-ed by the one process that has the store open; holds its pid
     <storage name>/       one EdgeShard per DocuMind collection
     .tmp-* / .trash-*     half-created / half-deleted shards, swept at start-up
+    .old-<name>-*         a shard being replaced by its optimised copy: put back at
+                          start-up if <name> is missing, else deleted
 
 A shard is created in a temporary directory and renamed into place, and dropped by
 renaming it away before deleting it, so whatever moment the process dies a
@@ -39,6 +41,7 @@ CONFIG_FILE = "edge_config.json"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+OLD_PREFIX = ".old-"
 
 
 class EdgeStoreInUse(RuntimeError):
@@ -86,7 +89,16 @@ def _holder(lock_file: Path) -> int | None:
 
 
 def sweep(root: Path) -> None:
-    """Remove what an interrupted create or delete left behind."""
+    """Remove what an interrupted create, delete or replacement left behind."""
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name.startswith(OLD_PREFIX):
+            live = root / entry.name.removeprefix(OLD_PREFIX).rsplit("-", 1)[0]
+            if live.exists():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:  # died between the two renames of replace_shard
+                logger.warning("edge: restoring %s from %s", live, entry)
+                os.replace(entry, live)
+                fsync_directory(root)
     for entry in root.iterdir():
         if entry.is_dir() and entry.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
             logger.info("edge: removing leftover %s", entry)
@@ -97,9 +109,14 @@ def is_shard(directory: Path) -> bool:
     return (directory / CONFIG_FILE).is_file()
 
 
+def staging_for(directory: Path) -> Path:
+    """A fresh temporary directory name beside ``directory`` (swept at start-up)."""
+    return directory.parent / f"{TMP_PREFIX}{directory.name}-{uuid.uuid4().hex}"
+
+
 def create_atomically(directory: Path, build: Callable[[Path], None]) -> None:
     """Run ``build`` on a staging directory, then rename it to ``directory``."""
-    staging = directory.parent / f"{TMP_PREFIX}{directory.name}-{uuid.uuid4().hex}"
+    staging = staging_for(directory)
     build(staging)
     os.replace(staging, directory)
     fsync_directory(directory.parent)
@@ -113,6 +130,24 @@ def move_to_trash(directory: Path) -> Path | None:
     os.replace(directory, trash)
     fsync_directory(directory.parent)
     return trash
+
+
+def replace_shard(directory: Path, replacement: Path) -> Path:
+    """Put ``replacement`` (a complete, closed shard) in place of ``directory`` (closed too);
+    returns where the old shard went, to delete. A crash between the two renames leaves
+    the old shard as ``.old-*``, which :func:`sweep` puts back."""
+    old = directory.parent / f"{OLD_PREFIX}{directory.name}-{uuid.uuid4().hex}"
+    os.replace(directory, old)
+    os.replace(replacement, directory)
+    fsync_directory(directory.parent)
+    return old
+
+
+def put_back(directory: Path, old: Path) -> None:
+    """Undo :func:`replace_shard` (the replacement could not be opened)."""
+    os.replace(directory, staging_for(directory))
+    os.replace(old, directory)
+    fsync_directory(directory.parent)
 
 
 def read_config(directory: Path, sparse_vector: str) -> tuple[int | None, bool]:

@@ -93,8 +93,9 @@ class EdgeStore:
     """One qdrant-edge shard per collection under ``path``; thread-safe.
 
     ``optimize``: False leaves optimisation to :meth:`optimize` calls (benchmarks);
-    ``optimize_points`` / ``optimize_idle_s``: see :mod:`.edge_maintenance` (0 turns
-    either off). ``hnsw_ef``: candidates a dense search keeps while walking the graph.
+    ``optimize_points`` / ``optimize_idle_s``: when a collection is optimised in the
+    background, see :mod:`.edge_maintenance` (``optimize_points`` 0 turns it off).
+    ``hnsw_ef``: candidates a dense search keeps while walking the graph.
     """
 
     def __init__(
@@ -128,8 +129,9 @@ class EdgeStore:
         self._maintenance = Maintenance(
             self._lock,
             self._shards,
+            self._root,
             optimize_points=optimize_points if optimize else 0,
-            optimize_idle_s=optimize_idle_s if optimize else 0.0,
+            optimize_idle_s=optimize_idle_s,
         )
 
     def ensure_collection(self, name: str, dim: int) -> None:
@@ -169,7 +171,7 @@ class EdgeStore:
             ]
             with _dimension_errors(collection):
                 opened.shard.update(UpdateOperation.upsert_points(points))
-            self._maintenance.wrote(collection, opened, len(points))
+            self._maintenance.wrote(opened, len(points))
         logger.debug("edge: upserted %d points into %r", len(points), collection)
 
     def search(
@@ -184,7 +186,6 @@ class EdgeStore:
     ) -> list[Hit]:
         query = as_query(vector, collection)
         with self._lock:
-            self._maintenance.used()
             opened = self._get(collection)
             if opened is None or top_k <= 0:
                 return []
@@ -217,6 +218,12 @@ class EdgeStore:
             opened = self._get(collection)
             return opened is not None and self._maintenance.optimize(collection, opened)
 
+    def wait_optimised(self, collection: str, timeout: float) -> bool:
+        """Wait until the collection's background optimisation, if one is due, has landed."""
+        with self._lock:
+            opened = self._get(collection)
+            return opened is None or self._maintenance.wait_optimised(opened, timeout)
+
     def delete_document(self, collection: str, document_id: str) -> None:
         with self._lock:
             opened = self._get(collection)
@@ -225,7 +232,7 @@ class EdgeStore:
             match = Filter(must=[FieldCondition(key="document_id", match=MatchValue(document_id))])
             opened.shard.update(UpdateOperation.delete_points_by_filter(match))
             # A delete counts as one write: vacuuming waits for an idle moment.
-            self._maintenance.wrote(collection, opened, 1)
+            self._maintenance.wrote(opened, 1)
         logger.debug("edge: deleted document %r from %r", document_id, collection)
 
     def delete_collection(self, name: str) -> None:

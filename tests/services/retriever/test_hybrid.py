@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -303,38 +302,7 @@ def _answers_dense_only(store: VectorStore, caplog: pytest.LogCaptureFixture) ->
         store.close()
 
 
-# -- the embedded store's optimisation policy ------------------------------------------------
-
-
-def test_edge_optimises_after_enough_points_and_when_idle(tmp_path: Path) -> None:
-    store = EdgeStore(tmp_path / "bulk", dim_default=DIM, optimize_points=10, optimize_idle_s=0)
-    try:
-        put(store, CORPUS[:6])
-        opened = store._shards["docs"]
-        assert opened.unoptimized == 6
-        put(store, CORPUS[6:12])
-        assert opened.unoptimized == 0  # optimised inside the write that passed 10
-        assert opened.dirty_since is None  # and flushed
-    finally:
-        store.close()
-
-    store = EdgeStore(tmp_path / "idle", dim_default=DIM, optimize_points=0, optimize_idle_s=0.05)
-    optimised = threading.Event()
-    run = store._maintenance.optimize
-
-    def spy(collection: str, opened: object) -> bool:
-        changed = run(collection, opened)  # type: ignore[arg-type]
-        optimised.set()
-        return changed
-
-    store._maintenance.optimize = spy  # type: ignore[method-assign]
-    try:
-        put(store, CORPUS[:3])
-        assert optimised.wait(10)
-        assert store._shards["docs"].unoptimized == 0
-        assert store.count("docs") == 3
-    finally:
-        store.close()
+# -- the embedded store ------------------------------------------------------------------
 
 
 def test_edge_writes_survive_reopening_before_the_flush(tmp_path: Path) -> None:
