@@ -125,6 +125,7 @@ def cmd_init_streams(args: argparse.Namespace) -> int:
     from redis.exceptions import RedisClusterException, RedisError
 
     from libs.common.init_streams import init_streams
+    from libs.common.sentinel import SentinelTarget
     from libs.common.service import connect
     from libs.common.settings import CommonSettings
 
@@ -136,7 +137,9 @@ def cmd_init_streams(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        client = connect(settings.valkey_url, 5.0, cluster=settings.valkey_cluster)
+        client = connect(
+            settings.valkey_url, 5.0, cluster=settings.valkey_cluster, sentinel=SentinelTarget.of(settings)
+        )
         try:
             groups = await init_streams(client, partitions)
         finally:

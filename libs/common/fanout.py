@@ -48,6 +48,7 @@ from redis.exceptions import RedisError
 
 from libs.common import keys, slots
 from libs.common.fanout_connections import WaiterConnections, waiter_connections
+from libs.common.sentinel import SentinelTarget
 from libs.common.watch import Entry, StreamId, Watch, parse_id
 
 logger = logging.getLogger(__name__)
@@ -288,10 +289,14 @@ class Fanout:
         block_ms: int = BLOCK_MS,
         client_name: str = "documind-waiters",
         cluster: bool = False,
+        sentinel: SentinelTarget | None = None,
     ) -> Fanout:
         """A fan-out with connections of its own (``client_name`` marks them in CLIENT LIST);
-        ``cluster``: ``url`` is a Valkey Cluster node's, each reader reads its slot's primary."""
-        connections = waiter_connections(url, cluster=cluster, block_ms=block_ms, client_name=client_name)
+        ``cluster``: ``url`` is a Valkey Cluster node's, each reader reads its slot's primary;
+        ``sentinel``: the readers read the Sentinels' primary, and follow it."""
+        connections = waiter_connections(
+            url, cluster=cluster, block_ms=block_ms, client_name=client_name, sentinel=sentinel
+        )
         return cls(connections, readers=readers, block_ms=block_ms)
 
     @property

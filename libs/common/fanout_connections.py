@@ -2,7 +2,9 @@
 
 Each reader owns one connection for as long as it runs and blocks in ``XREAD`` on it
 over streams of one hash tag. On one Valkey server any connection of a pool will do
-(:class:`PoolConnections`). On a Valkey Cluster the connection must reach the primary
+(:class:`PoolConnections`; with Sentinels, a pool of the primary they name, each
+connection asking them where it is as it connects). On a Valkey Cluster the
+connection must reach the primary
 that owns the tag's slot (:class:`ClusterConnections`): it is opened to the node the
 cluster client's slot map names, outside that client's per-node pools (a blocked
 connection would hold one of them), and a reader whose read failed asks again after
@@ -22,6 +24,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 from libs.common.cluster_client import cluster_client
+from libs.common.sentinel import SentinelTarget, sentinel_pool
 
 
 class WaiterConnections(Protocol):
@@ -105,8 +108,14 @@ class ClusterConnections:
         await self.control.aclose()
 
 
-def waiter_connections(url: str, *, cluster: bool, block_ms: int, client_name: str) -> WaiterConnections:
-    """The connections of one process's waiters on ``url`` (a cluster node's when ``cluster``)."""
+def waiter_connections(
+    url: str, *, cluster: bool, block_ms: int, client_name: str, sentinel: SentinelTarget | None = None
+) -> WaiterConnections:
+    """The connections of one process's waiters on ``url`` (a cluster node's when ``cluster``;
+    with ``sentinel``, the Sentinels' primary: each connection asks them where it is when
+    it connects, so a reader whose read failed reconnects to the promoted replica)."""
+    if sentinel is not None:
+        return PoolConnections(sentinel_pool(sentinel, url, _options(block_ms, client_name)))
     kind: type[PoolConnections] | type[ClusterConnections] = (
         ClusterConnections if cluster else PoolConnections
     )

@@ -16,6 +16,7 @@ from libs.common.constants import STAGE_LANES
 from libs.common.keys import KeySpace, Stage
 from libs.common.logs import configure_logging
 from libs.common.metrics import serve_metrics
+from libs.common.sentinel import SentinelConfigError, SentinelTarget, sentinel_client
 from libs.common.settings import WorkerSettings
 from libs.common.stage import Handler
 from libs.common.telemetry import setup_tracing
@@ -32,6 +33,7 @@ def connect(
     pool_wait_s: float = 0.0,
     client_name: str | None = None,
     cluster: bool = False,
+    sentinel: SentinelTarget | None = None,
 ) -> aioredis.Redis:
     """An async client whose socket timeout outlasts the longest blocking read it makes.
 
@@ -49,6 +51,10 @@ def connect(
     typed as the single-server client, whose commands DocuMind's code calls; see
     :mod:`libs.common.cluster_client` for what it repairs, and call :func:`ready`
     before tasks share it.
+
+    ``sentinel`` (``DOCUMIND_VALKEY_SENTINELS``, :meth:`SentinelTarget.of`): the client
+    connects to the primary the Sentinels name and follows it through a failover
+    (:mod:`libs.common.sentinel`); ``url`` gives only credentials, database and TLS.
     """
     options: dict[str, Any] = {
         "health_check_interval": 30,
@@ -57,6 +63,12 @@ def connect(
         "socket_connect_timeout": 5,
         "client_name": client_name,
     }
+    if sentinel is not None:
+        if cluster:
+            raise SentinelConfigError("DOCUMIND_VALKEY_SENTINELS and _CLUSTER exclude each other")
+        return sentinel_client(
+            sentinel, url, options, max_connections=max_connections, pool_wait_s=pool_wait_s
+        )
     if cluster:
         if max_connections is not None:
             options["max_connections"] = max_connections
@@ -97,7 +109,12 @@ async def _serve(stage: Stage, settings: WorkerSettings, build_handler: HandlerF
     the primaries: 12 partitions on 3 primaries hold 24 blocked reads per embedder,
     8 on each primary.
     """
-    client = connect(settings.valkey_url, settings.read_block_ms / 1000, cluster=settings.valkey_cluster)
+    client = connect(
+        settings.valkey_url,
+        settings.read_block_ms / 1000,
+        cluster=settings.valkey_cluster,
+        sentinel=SentinelTarget.of(settings),
+    )
     try:
         await ready(client)
         handler = await build_handler(client)

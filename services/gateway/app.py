@@ -21,6 +21,7 @@ from libs.common.blobstore import build_blob_store
 from libs.common.cluster_client import ready
 from libs.common.fanout import Fanout
 from libs.common.ratelimit import RATE_LIMIT_HEADERS
+from libs.common.sentinel import SentinelTarget
 from libs.common.service import connect
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import tracing_enabled
@@ -69,12 +70,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             pool_wait_s=settings.valkey_pool_wait_s,
             client_name="documind-gateway",
             cluster=settings.valkey_cluster,
+            sentinel=SentinelTarget.of(settings),
         )
         waiters = Fanout.from_url(
             settings.valkey_url,
             readers=settings.waiter_connections,
             client_name="documind-gateway-waiters",
             cluster=settings.valkey_cluster,
+            sentinel=SentinelTarget.of(settings),
         )
         await ready(client)
         app.state.settings = settings

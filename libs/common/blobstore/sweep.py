@@ -17,6 +17,7 @@ from libs.common.blobstore._build import build_blob_store
 from libs.common.blobstore._documents import sweep_orphans
 from libs.common.cluster_client import ready
 from libs.common.logs import configure_logging
+from libs.common.sentinel import SentinelTarget
 from libs.common.service import connect
 from libs.common.settings import CommonSettings
 
@@ -26,7 +27,11 @@ DEFAULT_OLDER_THAN_S = 3600.0
 async def sweep(settings: CommonSettings, older_than_s: float) -> list[str]:
     """The ids of the documents whose blobs were removed."""
     client = connect(
-        settings.valkey_url, 0, client_name="documind-blob-sweep", cluster=settings.valkey_cluster
+        settings.valkey_url,
+        0,
+        client_name="documind-blob-sweep",
+        cluster=settings.valkey_cluster,
+        sentinel=SentinelTarget.of(settings),
     )
     try:
         await ready(client)
