@@ -1,7 +1,7 @@
 """redis-py's async Valkey Cluster client as DocuMind uses it (``DOCUMIND_VALKEY_CLUSTER``).
 
 :func:`libs.common.service.connect` builds it. It is redis-py 8.1's ``RedisCluster``
-with four repairs, each of a behaviour the cluster tests met:
+with five repairs, each of a behaviour the cluster tests met:
 
 - ``XREAD`` and ``XREADGROUP`` are routed by their stream keys read here: redis-py
   asks a node ``COMMAND GETKEYS`` before each (its keys are "movable"), a round trip
@@ -16,6 +16,10 @@ with four repairs, each of a behaviour the cluster tests met:
   paths drop it.
 - :func:`ready` reads the slot map before tasks share the client: left to its first
   commands, concurrent ones closed each other's connections.
+- Reading the slot map when no node answers (mid-failover, the node the client knew
+  dead) raised ``RedisClusterException``, which is no ``RedisError``: it ended the
+  gateway's waiter readers (their watches then waited in vain) and could end any
+  loop that rides out ``ConnectionError``; it is raised as ``ConnectionError``.
 
 And one addition: :meth:`ClusterClient.on_slot_owner` sends commands in one round
 trip on one connection to the primary owning a key's slot, so a keyless command that
@@ -55,6 +59,9 @@ _CLUSTER_DOWN_PAUSE_S: Final = 0.25
 # A first reply saying the command did not run on that node: the slot map is re-read.
 _NOT_RUN_HERE: Final = (MovedError, AskError, TryAgainError, ClusterDownError, SlotNotCoveredError)
 _LOST: Final = (RedisConnectionError, RedisTimeoutError)
+# What redis-py's slot-map read raises, as a RedisClusterException (no RedisError), when no
+# node it knows answers or their answers leave slots uncovered: a failover under way.
+_NO_SLOT_MAP: Final = ("Redis Cluster cannot be connected", "All slots are not covered")
 
 
 def _closed_transport(exc: BaseException) -> bool:
@@ -85,6 +92,15 @@ class ClusterClient(RedisCluster):
             return found.pop()
         slot: int = await super()._determine_slot(command, *args)
         return slot
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> ClusterClient:
+        try:
+            await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            if not str(exc).startswith(_NO_SLOT_MAP):
+                raise
+            raise RedisConnectionError(f"no node answered for the slot map ({exc})") from exc
+        return self
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -134,3 +134,22 @@ def test_waiters_bench(tmp_path: Path) -> None:
 def test_answerer_cpu_bench(tmp_path: Path) -> None:
     fig = run_bench("bench.answerer_cpu", tmp_path / "answerer.json", "--questions", "5")
     assert fig["scifact_cpu_ms_per_answer"] > 0
+
+
+def test_cluster_bench_on_1_2_and_3_primaries(tmp_path: Path) -> None:
+    args = ("--jobs", "300", "--warmup", "20", "--repeat", "1")
+    fig = run_bench("bench.cluster", tmp_path / "cluster.json", *args)
+    rows = fig["primaries"]
+    assert list(rows) == ["1 primaries", "2 primaries", "3 primaries"]
+    for n, row in enumerate(rows.values(), start=1):
+        assert row["jobs"] == 300 and row["jobs_per_s"] > 0
+        assert len(row["valkey_cpu_us_per_job"]) == len(row["partitions_per_primary"]) == n
+        assert sum(row["partitions_per_primary"].values()) == fig["config"]["partitions"]
+        assert row["valkey_cpu_us_per_job_total"] > 0
+    wait = fig["wait"]
+    if isinstance(wait, dict):  # DOCUMIND_VALKEY_WAIT_REPLICAS exists
+        assert wait["throughput_wait_1_vs_0"] > 0
+        for row in wait["rows"].values():
+            assert len(row["valkey_cpu_us_per_job"]) == 6  # 3 primaries, 3 replicas
+    else:
+        assert wait.startswith("skipped")
