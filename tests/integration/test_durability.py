@@ -24,6 +24,7 @@ from libs.common.jobs import JobStore
 from libs.common.keys import KeySpace, Partition
 from libs.common.scripts import Commit
 from libs.common.service import connect
+from libs.common.valkey_acl import ValkeyUsers
 from libs.common.valkey_cluster import ValkeyCluster
 from libs.common.valkey_replication import ReplicaSet
 from libs.common.valkey_server import ValkeyServer
@@ -238,3 +239,27 @@ def test_on_the_cluster_each_partition_waits_for_its_replica(valkey_cluster: Val
             await r.aclose()
 
     asyncio.run(main())
+
+
+# --- a user without INFO (the embedded stack's service user) ------------------------
+
+
+def test_without_info_the_replicas_are_counted_by_wait_0_0(tmp_path: Path) -> None:
+    users = ValkeyUsers.ensure(tmp_path)
+    with ValkeyServer(tmp_path / "acl", appendonly=False, users=users) as server:
+
+        async def main() -> None:
+            r = client_of(server)  # as the service user: INFO is @dangerous, refused
+            try:
+                durability = Durability(r, "auto", TIMEOUT_MS)
+                store, commit = JobStore(r, durability=durability), Commit(r, durability)
+                before = shortfalls("submit")
+                for _ in range(3):
+                    await hand_on(commit, await submit(store))
+                assert shortfalls("submit") == before
+            finally:
+                await r.aclose()
+
+        asyncio.run(main())
+        # One probe (WAIT 0 0: no replica online), then no WAIT after the writes.
+        assert wait_calls(server.admin_url) == 1
