@@ -24,6 +24,7 @@ once, and a search returning each chunk once.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -37,6 +38,7 @@ import httpx
 import pytest
 import redis
 
+from bench.waiters import following
 from libs.common import events, keys, slots
 from libs.common.constants import EVENT_TYPE_FIELD
 from libs.common.status import is_final
@@ -234,6 +236,40 @@ def report(what: str, load: Load, figures: dict[str, int]) -> None:
     print(f"\n{what}: {figures}, refused then retried: {refused} {dict(load.refused)}")
 
 
+def timed_wait(stack: Stack, job_id: str) -> tuple[str, float]:
+    started = time.monotonic()
+    with stack.client(timeout=60) as client:
+        job = client.get(f"/v1/jobs/{job_id}", params={"wait": 30}).json()
+    return job["status"], time.monotonic() - started
+
+
+def waits_in_flight_wake(stack: Stack, collections: list[str]) -> list[float]:
+    """A ``?wait=`` per collection held while its job is in flight (the generator stopped),
+    then the job let through: each wait must end with its job, not by its 30 s timeout
+    (the gateway's waiter readers of every slot read on, the promoted primary's too)."""
+    generator = next(p for p in stack.procs if "services.generator" in str(p.args) and p.poll() is None)
+    generator.send_signal(signal.SIGSTOP)
+    try:
+        with stack.client(timeout=30) as client:
+            asked = [
+                client.post("/v1/chat", json={"question": f"Where are tickets sold? ({c})", "collection": c})
+                for c in collections
+            ]
+        ids = [resp.json()["job_id"] for resp in asked]
+        with ThreadPoolExecutor(len(ids)) as pool:
+            futures = [pool.submit(timed_wait, stack, job_id) for job_id in ids]
+            deadline = time.monotonic() + 30
+            while following(httpx.get(stack.gateway_metrics_url, timeout=5).text) < len(ids):
+                assert time.monotonic() < deadline, "the waits did not reach the gateway's waiters"
+                time.sleep(0.05)  # polling the gauge: it has no event to block on
+            generator.send_signal(signal.SIGCONT)
+            waited = [future.result() for future in futures]
+    finally:
+        generator.send_signal(signal.SIGCONT)
+    assert [status for status, _ in waited] == ["done"] * len(ids), waited
+    return [seconds for _, seconds in waited]
+
+
 def node_of(cluster: ValkeyCluster, port: int) -> ValkeyServer:
     return next(n for n in cluster.nodes if n.port == port)
 
@@ -279,6 +315,14 @@ def test_kill_9_of_a_primary_under_load_completes_every_accepted_job_once(
     # to time out: cluster_client.py raises "no node answered" as a ConnectionError).
     gateway_logs = "".join(p.read_text() for p in stack.tmp.glob("gateway-*.log"))
     assert "wait in vain" not in gateway_logs
+    seconds = waits_in_flight_wake(stack, collections)
+    print(f"?wait= in flight after the failover, seconds: {[round(s, 2) for s in seconds]}")
+    if max(seconds) >= 20:  # 30: the wait timed out, its job long done
+        # Open (issue 16): after a failover the gateway's waiter fan-out never reads the
+        # slot map again ("Redis Cluster cannot be connected", naming the dead node, every
+        # read): every ?wait= and events stream then ends by its timeout. Not reproduced
+        # with a Fanout alone against the same cluster (tests pass there).
+        pytest.xfail(f"the gateway's waiters did not wake after the failover: {seconds}")
 
 
 def migrate_slot(cluster: ValkeyCluster, slot: int, source: ValkeyServer, target: ValkeyServer) -> int:
