@@ -1,7 +1,7 @@
 """redis-py's async Valkey Cluster client as DocuMind uses it (``DOCUMIND_VALKEY_CLUSTER``).
 
 :func:`libs.common.service.connect` builds it. It is redis-py 8.1's ``RedisCluster``
-with five repairs, each of a behaviour the cluster tests met:
+with six repairs, each of a behaviour the cluster tests met:
 
 - ``XREAD`` and ``XREADGROUP`` are routed by their stream keys read here: redis-py
   asks a node ``COMMAND GETKEYS`` before each (its keys are "movable"), a round trip
@@ -20,6 +20,11 @@ with five repairs, each of a behaviour the cluster tests met:
   dead) raised ``RedisClusterException``, which is no ``RedisError``: it ended the
   gateway's waiter readers (their watches then waited in vain) and could end any
   loop that rides out ``ConnectionError``; it is raised as ``ConnectionError``.
+- A client starts from one node (``DOCUMIND_VALKEY_URL``); one first reading its
+  slot map after that node died (the gateway's waiter fan-out, first used after a
+  failover) could never reach the cluster, though the process's other clients knew
+  every node. Every client of a process records the nodes it has seen, and one
+  reading the slot map asks them too.
 
 And one addition: :meth:`ClusterClient.on_slot_owner` sends commands in one round
 trip on one connection to the primary owning a key's slot, so a keyless command that
@@ -34,7 +39,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
-from redis.asyncio.cluster import ClusterPipeline, PipelineCommand, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, PipelineCommand, RedisCluster
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -62,6 +67,9 @@ _LOST: Final = (RedisConnectionError, RedisTimeoutError)
 # What redis-py's slot-map read raises, as a RedisClusterException (no RedisError), when no
 # node it knows answers or their answers leave slots uncovered: a failover under way.
 _NO_SLOT_MAP: Final = ("Redis Cluster cannot be connected", "All slots are not covered")
+# Every node the cluster clients of this process have seen, by the URL they started from
+# (a process's clients all start from DOCUMIND_VALKEY_URL's one node).
+_SEEN: dict[str, set[tuple[str, int]]] = {}
 
 
 def _closed_transport(exc: BaseException) -> bool:
@@ -93,13 +101,28 @@ class ClusterClient(RedisCluster):
         slot: int = await super()._determine_slot(command, *args)
         return slot
 
-    async def initialize(self, *args: Any, **kwargs: Any) -> ClusterClient:
+    # The URL it started from (cluster_client): the key of the nodes it shares in _SEEN.
+    seed: str = ""
+
+    async def initialize(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> ClusterClient:
+        if self._initialize and self.seed:
+            manager = self.nodes_manager
+            for host, port in sorted(_SEEN.get(self.seed, ())):
+                if f"{host}:{port}" not in manager.startup_nodes:
+                    node = ClusterNode(host, port, **manager.connection_kwargs)
+                    manager.startup_nodes[node.name] = node
         try:
-            await super().initialize(*args, **kwargs)
+            await super().initialize(additional_startup_nodes_info, last_failed_node_name)
         except RedisClusterException as exc:
             if not str(exc).startswith(_NO_SLOT_MAP):
                 raise
             raise RedisConnectionError(f"no node answered for the slot map ({exc})") from exc
+        if self.seed:
+            _SEEN.setdefault(self.seed, set()).update((n.host, int(n.port)) for n in self.get_nodes())
         return self
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
@@ -164,6 +187,7 @@ class _Pipeline(ClusterPipeline):
 def cluster_client(url: str, **options: Any) -> ClusterClient:
     """A cluster client starting from ``url`` (any node; credentials and TLS from it)."""
     client = cast(ClusterClient, ClusterClient.from_url(url, **options))
+    client.seed = url
     callbacks = client.response_callbacks
     for name, parse in list(callbacks.items()):
         callbacks[name] = functools.partial(_without_keys, parse)

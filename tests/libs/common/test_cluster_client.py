@@ -1,17 +1,20 @@
 """The cluster client's repairs that need no cluster: stream keys read locally, which
-transport errors count as a closed connection, and a slot map no node answers for (the
-cluster tests run the rest)."""
+transport errors count as a closed connection, a slot map no node answers for; and, on a
+small cluster of its own, a client whose node died before its first use (the cluster
+tests run the rest)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from libs.common.cluster_client import _closed_transport, cluster_client, stream_read_keys
+from libs.common.cluster_client import _closed_transport, cluster_client, ready, stream_read_keys
 from libs.common.fanout_connections import ClusterConnections
+from libs.common.valkey_cluster import ValkeyCluster
 from libs.common.valkey_server import free_port
 
 
@@ -50,3 +53,26 @@ def test_a_slot_map_no_node_answers_for_is_a_connection_error() -> None:
             await waiters.aclose()
 
     asyncio.run(main())
+
+
+def test_a_client_first_used_after_its_node_died_finds_the_cluster_through_another(tmp_path: Path) -> None:
+    """A process's clients start from one node; the one first used after that node died
+    (the gateway's waiter fan-out after a failover) reaches the others the process saw."""
+    with ValkeyCluster(tmp_path / "cluster", primaries=1, replicas=1) as cluster:
+        replica = cluster.replicas[0]
+
+        async def main() -> None:
+            first = cluster_client(replica.url)
+            try:
+                await ready(first)  # every node: the primary and this replica
+            finally:
+                await first.aclose()
+            replica.stop()
+            later = cluster_client(replica.url)
+            try:
+                await ready(later)
+                assert await later.set("k", "v")
+            finally:
+                await later.aclose()
+
+        asyncio.run(main())
