@@ -20,16 +20,20 @@ Valkey answers again, with how long it was away.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
 import time
 import weakref
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import ClusterDownError, RedisError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,31 @@ logger = logging.getLogger(__name__)
 RECONNECT_BASE_S: Final = 0.1
 # The longest wait between tries: how late, at worst, a loop notices that Valkey is back.
 RECONNECT_MAX_S: Final = 5.0
+# Valkey states that pass by themselves: a connection lost in a failover, a slot being
+# migrated (TRYAGAIN: a multi-key command meets its slot half moved), a cluster that has
+# not settled its slot map (CLUSTERDOWN).
+TRANSIENT: Final = (RedisConnectionError, RedisTimeoutError, TryAgainError, ClusterDownError)
+# Repeats of a call that met one (after 0.05-0.1, 0.1-0.2, 0.2-0.4 s) before it fails.
+TRANSIENT_REPEATS: Final = 3
+
+T = TypeVar("T")
+
+
+async def ride_out(call: Callable[[], Awaitable[T]], stopping: asyncio.Event, what: str) -> T:
+    """``call()``, repeated with backoff while it meets a passing Valkey state
+    (:data:`TRANSIENT`), at most :data:`TRANSIENT_REPEATS` times and not once
+    ``stopping`` is set; then its error is raised. A worker calls its handler so: a
+    failover or a slot migration under a batch does not cost its jobs an attempt."""
+    backoff = Backoff()
+    for repeat in range(TRANSIENT_REPEATS + 1):
+        try:
+            return await call()
+        except TRANSIENT as exc:
+            if repeat == TRANSIENT_REPEATS or stopping.is_set():
+                raise
+            logger.info("%s met Valkey not ready (%s): repeated", what, exc)
+            await asyncio.sleep(backoff.next_delay())
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 class Backoff:

@@ -42,7 +42,7 @@ from libs.common.jobflow import Decision, Message, Settled, StageContext
 from libs.common.keys import Lane, Partition, Stage, group_name
 from libs.common.logs import job_log
 from libs.common.maintenance import Maintenance
-from libs.common.outage import Backoff, Outage
+from libs.common.outage import Backoff, Outage, ride_out
 from libs.common.scripts import Commit, MarkRunning, Running
 from libs.common.settings import WorkerSettings
 from libs.common.stage import FailureRule, Handler, Outcome
@@ -371,7 +371,10 @@ class Worker:
 
     async def _call_handler(self, envs: list[Envelope]) -> Sequence[Outcome]:
         try:
-            outcomes = await self.handler(envs)
+            # A failover or a slot migration under the batch does not cost its jobs an attempt.
+            outcomes = await ride_out(
+                lambda: self.handler(envs), self.stopping, f"stage={self.stage} handler"
+            )
         except Exception as exc:
             logger.exception("stage=%s handler failed on a batch of %d", self.stage, len(envs))
             return [exc] * len(envs)

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TryAgainError
 
 from libs.common import constants, keys
 from libs.common.commit import AddMember
@@ -17,6 +19,7 @@ from libs.common.errors import PermanentError, RetryableError
 from libs.common.jobflow import Message
 from libs.common.jobs import JobStore
 from libs.common.keys import Partition
+from libs.common.outage import TRANSIENT_REPEATS
 from libs.common.settings import WorkerSettings
 from libs.common.stage import Outcome, Output
 from libs.common.worker import Worker
@@ -279,6 +282,57 @@ def test_transient_failure_is_retried_and_counted(valkey_url: str) -> None:
         assert job["attempts"] == 1
         assert job["result"] == {"hits": []}
         assert await r.zcard(P0.delayed(constants.EMBEDDER, constants.INTERACTIVE)) == 0
+
+    run(body, valkey_url)
+
+
+def test_valkey_passing_states_under_a_handler_cost_its_jobs_no_attempt(valkey_url: str) -> None:
+    """A slot in migration (TRYAGAIN) or a failover's lost connection while the handler
+    reads Valkey: the call is repeated, and the job is done at its first attempt."""
+    calls = 0
+
+    async def migrating(batch: Sequence[Envelope]) -> Sequence[Outcome]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot")
+        if calls == 2:
+            raise RedisConnectionError("Connection closed by server.")
+        return [{"hits": []} for _ in batch]
+
+    async def body(r: aioredis.Redis) -> None:
+        env = Envelope.new("search", "c1", {"query": "q"}, 60).model_copy(
+            update={"route": [constants.EMBEDDER]}
+        )
+        assert await JobStore(r).submit(env, max_backlog=10) == "ok"
+        job = await with_workers(
+            [Worker(r, constants.EMBEDDER, migrating, settings())], lambda: JobStore(r).wait(env.job_id, 10)
+        )
+        assert job["status"] == "done"
+        assert job["attempts"] == 0
+        assert calls == 3
+
+    run(body, valkey_url)
+
+
+def test_valkey_that_stays_unavailable_under_a_handler_is_a_failed_attempt(valkey_url: str) -> None:
+    def down(e: Envelope) -> Outcome:
+        raise RedisConnectionError("Connection refused.")
+
+    async def body(r: aioredis.Redis) -> None:
+        handler = Recorder(down)
+        env = Envelope.new("search", "c1", {"query": "q"}, 60).model_copy(
+            update={"route": [constants.EMBEDDER]}
+        )
+        assert await JobStore(r).submit(env, max_backlog=10) == "ok"
+        job = await with_workers(
+            [Worker(r, constants.EMBEDDER, handler, settings(max_attempts=1))],
+            lambda: JobStore(r).wait(env.job_id, 10),
+        )
+        assert job["status"] == "failed"
+        assert "Connection refused" in job["error"]
+        # The first call and the repeats of ride_out, then no more: attempts are spent.
+        assert len(handler.seen) == 1 + TRANSIENT_REPEATS
 
     run(body, valkey_url)
 
