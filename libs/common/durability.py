@@ -123,6 +123,8 @@ class Durability:
         self.refresh_s = refresh_s
         self._cluster = isinstance(client, RedisCluster)
         self._readings: dict[str, _Reading] = {}
+        # This user may not run INFO (no @dangerous): replicas are read with WAIT 0 0.
+        self._info_refused = False
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._shortfalls = {op: SHORTFALLS.labels(op) for op in ("submit", "commit")}
         self._seconds = {op: WAIT_SECONDS.labels(op) for op in ("submit", "commit")}
@@ -176,13 +178,16 @@ class Durability:
         self._readings[node] = _Reading(count, time.monotonic())
 
     async def _count_replicas(self, key: str) -> int:
-        try:
-            info = await self._on_primary(key, ("INFO", "replication"))
-            return online_replicas(info)
-        except NoPermissionError:
-            # No INFO for this user: WAIT 0 0 answers at once with the replicas that
-            # acknowledged this connection's writes (all online ones: it wrote nothing).
-            return int(await self._on_primary(key, ("WAIT", 0, 0)))
+        if not self._info_refused:
+            try:
+                info = await self._on_primary(key, ("INFO", "replication"))
+                return online_replicas(info)
+            except NoPermissionError:
+                # Asked once: each refusal is an entry in the server's ACL log.
+                self._info_refused = True
+        # No INFO for this user: WAIT 0 0 answers at once with the replicas that
+        # acknowledged this connection's writes (all online ones: it wrote nothing).
+        return int(await self._on_primary(key, ("WAIT", 0, 0)))
 
     async def _on_primary(self, key: str, command: tuple[Any, ...]) -> Any:
         if isinstance(self._client, ClusterClient):

@@ -161,6 +161,9 @@ class Stack:
         }
         if self.external_valkey_url is None:  # else whatever its operator says (0: unknown)
             base["DOCUMIND_VALKEY_MAXMEMORY_MB"] = str(self.maxmemory_mb)
+            # The server started here has no replica to wait for: no probe for one either
+            # (INFO is a command the service user may not run).
+            base.setdefault("DOCUMIND_VALKEY_WAIT_REPLICAS", "0")
         if not base.get("DOCUMIND_ADMIN_KEY"):
             key, created = ensure_admin_key(self.data_dir)
             base["DOCUMIND_ADMIN_KEY"] = key

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import redis
 
+from libs.common.keys import Partition
 from libs.common.valkey_server import ValkeyServer
+
+# The key written to see the replicas catch up (a key of the key space, as every key).
+PROBE_KEY = Partition(0).key("replication-probe")
 
 
 class ReplicationError(RuntimeError):
@@ -55,7 +59,7 @@ class ReplicaSet:
     def wait_synced(primary: ValkeyServer, replicas: int, timeout_s: float = 20.0) -> None:
         """Block until ``replicas`` replicas acknowledged a write made now on ``primary``."""
         with redis.Redis.from_url(primary.url, socket_timeout=timeout_s + 5) as client:
-            client.set("documind:replication:probe", "1")
+            client.set(PROBE_KEY, "1")
             acked = int(client.execute_command("WAIT", replicas, int(timeout_s * 1000)))
         if acked < replicas:
             raise ReplicationError(f"{acked} of {replicas} replicas caught up within {timeout_s}s")

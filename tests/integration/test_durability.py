@@ -26,7 +26,7 @@ from libs.common.scripts import Commit
 from libs.common.service import connect
 from libs.common.valkey_acl import ValkeyUsers
 from libs.common.valkey_cluster import ValkeyCluster
-from libs.common.valkey_replication import ReplicaSet
+from libs.common.valkey_replication import PROBE_KEY, ReplicaSet
 from libs.common.valkey_server import ValkeyServer
 
 TIMEOUT_MS = 300
@@ -263,3 +263,27 @@ def test_without_info_the_replicas_are_counted_by_wait_0_0(tmp_path: Path) -> No
         asyncio.run(main())
         # One probe (WAIT 0 0: no replica online), then no WAIT after the writes.
         assert wait_calls(server.admin_url) == 1
+
+
+def test_a_refused_info_is_asked_once_not_at_every_refresh(tmp_path: Path) -> None:
+    users = ValkeyUsers.ensure(tmp_path)
+    with ValkeyServer(tmp_path / "acl", appendonly=False, users=users) as server:
+
+        async def main() -> None:
+            r = client_of(server)
+            try:
+                # Every write finds its reading stale: a refresh each time.
+                durability = Durability(r, "auto", TIMEOUT_MS, refresh_s=0.0)
+                store, commit = JobStore(r, durability=durability), Commit(r, durability)
+                for _ in range(5):
+                    await hand_on(commit, await submit(store))
+                    await durability.replicas_for(PROBE_KEY)
+            finally:
+                await r.aclose()
+
+        asyncio.run(main())
+        with redis.Redis.from_url(server.admin_url) as admin:
+            refused = [e for e in admin.acl_log() if e.get("object") == "info"]
+        # One refusal in the server's ACL log; every later reading used WAIT 0 0.
+        assert [e["count"] for e in refused] == [1]
+        assert wait_calls(server.admin_url) >= 2
