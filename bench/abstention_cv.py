@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.pdfqa_answers import answer_rows, chat_hits
-from bench.pdfqa_eval import PDFQA, available, load_corpus
+from bench.pdfqa_answers import answer_rows
+from bench.pdfqa_eval import PDFQA, available, load_corpus, search_all
 from libs.common.settings import EmbedderSettings, GatewaySettings, GeneratorSettings
 from services.embedder.backends import build_embedder
 from services.generator.answerers import build_answerer
@@ -121,7 +121,7 @@ def collect() -> list[Row]:
     corpus = load_corpus(build_embedder(EmbedderSettings()))
     answerer = build_answerer(GeneratorSettings(min_evidence=-1.0))
     assert isinstance(answerer, ExtractiveAnswerer), "set no LLM key: the threshold is the extractive one's"
-    raw: list[dict[str, Any]] = answer_rows(chat_hits(corpus, GatewaySettings().default_top_k), answerer)
+    raw: list[dict[str, Any]] = answer_rows(search_all(corpus, GatewaySettings().default_top_k), answerer)
     rows = []
     for r in raw:
         rows.append(

@@ -5,7 +5,7 @@
 ``ExtractiveAnswerer.compose`` on 60 SciFact questions, each with 5 hits of 160 words
 drawn from the corpus with a fixed seed (so any revision answers the same inputs), and
 with ``--pdfqa`` also on the pdf-qa questions with the chat's real top-5 hits
-(``bench.pdfqa_answers.chat_hits``; the PDFs must be installed). Figure: CPU ms per
+(``bench.pdfqa_eval.search_all``; the PDFs must be installed). Figure: CPU ms per
 question (``time.process_time``, so the machine's load counts little), the best of 5
 rounds, with the answerer's per-sentence caches cleared before each round (a cold
 answer: no sentence seen before).
@@ -65,12 +65,12 @@ def scifact_cases(root: Path = SCIFACT, seed: int = 7, questions: int = QUESTION
 
 
 def pdfqa_cases() -> list[Case]:
-    from bench.pdfqa_answers import _score_module, chat_hits
-    from bench.pdfqa_eval import PDFQA, load_corpus
+    from bench.pdfqa_answers import _score_module
+    from bench.pdfqa_eval import PDFQA, load_corpus, search_all
     from libs.common.settings import EmbedderSettings
     from services.embedder.backends import build_embedder
 
-    hits = chat_hits(load_corpus(build_embedder(EmbedderSettings())), HITS)
+    hits = search_all(load_corpus(build_embedder(EmbedderSettings())), HITS)
     questions = _score_module().load_jsonl(str(PDFQA / "dev.jsonl"))
     return [(q["question"], hits[q["id"]]) for q in questions]
 

@@ -24,19 +24,16 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.pdfqa_eval import PDFQA, Corpus, available, index, load_corpus
+from bench.pdfqa_eval import PDFQA, available, load_corpus, search_all
 from libs.common.models import Hit
-from libs.common.settings import EmbedderSettings, GatewaySettings, GeneratorSettings, RetrieverSettings
+from libs.common.settings import EmbedderSettings, GatewaySettings, GeneratorSettings
 from services.embedder.backends import build_embedder
 from services.generator.answerers import build_answerer
 from services.generator.extractive import ExtractiveAnswerer
-from services.retriever.edge_store import EdgeStore
-from services.retriever.stores import build_bm25, build_fusion
 
 
 def _score_module() -> Any:
@@ -47,24 +44,6 @@ def _score_module() -> Any:
     finally:
         sys.path.remove(str(PDFQA))
     return score
-
-
-def chat_hits(corpus: Corpus, top_k: int) -> dict[str, list[Hit]]:
-    """Each question's hits, as the retriever gives a chat (top ``top_k`` of the fused search)."""
-    embedder_dim = int(corpus.vectors.shape[1])
-    settings = RetrieverSettings()
-    bm25, fusion = build_bm25(settings), build_fusion(settings)
-    found: dict[str, list[Hit]] = {}
-    with tempfile.TemporaryDirectory(prefix="pdfqa-answers-") as tmp:
-        store = EdgeStore(Path(tmp), dim_default=embedder_dim, optimize=False)
-        try:
-            collection = index(store, "pdfqa", corpus, bm25)
-            for q, vector in zip(corpus.questions, corpus.question_vectors, strict=True):
-                sparse = bm25.query(q.question)
-                found[q.id] = store.search(collection, vector, top_k, sparse=sparse, fusion=fusion)
-        finally:
-            store.close()
-    return found
 
 
 def answer_rows(hits: dict[str, list[Hit]], answerer: Any) -> list[dict[str, Any]]:
@@ -96,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpus = load_corpus(build_embedder(EmbedderSettings()))
     top_k = GatewaySettings().default_top_k
     answerer = build_answerer(GeneratorSettings())
-    rows = answer_rows(chat_hits(corpus, top_k), answerer)
+    rows = answer_rows(search_all(corpus, top_k), answerer)
     score = _score_module()
     summary = score.summarize_chat(rows)
     print(f"answerer {type(answerer).__name__}, top_k {top_k}")

@@ -163,6 +163,24 @@ def index(store: EdgeStore, name: str, corpus: Corpus, bm25: Bm25) -> str:
     return name
 
 
+def search_all(corpus: Corpus, top_k: int = TOP_K) -> dict[str, list[Hit]]:
+    """Each question's top ``top_k`` hits, searched as the retriever's handler searches
+    (``RetrieverSettings()``'s BM25 and fusion) in a fresh in-memory index of the corpus."""
+    settings = RetrieverSettings()
+    bm25, fusion = build_bm25(settings), build_fusion(settings)
+    found: dict[str, list[Hit]] = {}
+    with tempfile.TemporaryDirectory(prefix="pdfqa-eval-") as tmp:
+        store = EdgeStore(Path(tmp), dim_default=int(corpus.vectors.shape[1]), optimize=False)
+        try:
+            collection = index(store, "pdfqa", corpus, bm25)
+            for q, vector in zip(corpus.questions, corpus.question_vectors, strict=True):
+                sparse = bm25.query(q.question)
+                found[q.id] = store.search(collection, vector, top_k, sparse=sparse, fusion=fusion)
+        finally:
+            store.close()
+    return found
+
+
 def running_lines(chunks: Sequence[Chunk]) -> dict[str, set[str]]:
     """Per file: the lines (digits dropped, spaces collapsed) found in chunks on at least
     half of its pages: running headers and footers that reached the chunks' text."""
@@ -237,21 +255,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     running = running_lines(corpus.chunks)
     with_running = 0
     best_relevance: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="pdfqa-eval-") as tmp:
-        store = EdgeStore(Path(tmp), dim_default=embedder.dim, optimize=False)
-        try:
-            collection = index(store, "pdfqa", corpus, bm25)
-            for q, vector in zip(corpus.questions, corpus.question_vectors, strict=True):
-                hits = store.search(collection, vector, TOP_K, sparse=bm25.query(q.question), fusion=fusion)
-                best_relevance[q.id] = max((getattr(h, "relevance", None) or 0.0 for h in hits), default=0.0)
-                if q.answerable:
-                    ranks[q.id] = page_rank(hits, q)
-                    if hits:
-                        top_kinds.append(corpus.page_kinds.get((hits[0].filename, hits[0].page), "body"))
-                        lines = {_line_key(line) for line in hits[0].text.splitlines()}
-                        with_running += bool(lines & running.get(hits[0].filename, set()))
-        finally:
-            store.close()
+    searched = search_all(corpus)
+    for q in corpus.questions:
+        hits = searched[q.id]
+        best_relevance[q.id] = max((getattr(h, "relevance", None) or 0.0 for h in hits), default=0.0)
+        if q.answerable:
+            ranks[q.id] = page_rank(hits, q)
+            if hits:
+                top_kinds.append(corpus.page_kinds.get((hits[0].filename, hits[0].page), "body"))
+                lines = {_line_key(line) for line in hits[0].text.splitlines()}
+                with_running += bool(lines & running.get(hits[0].filename, set()))
     summary = summarize(ranks, corpus.questions)
     print("\n" + table(summary))
     off = sum(1 for k in top_kinds if k != "body")

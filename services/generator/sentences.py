@@ -15,17 +15,20 @@ import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
-# Paragraph boundaries: a blank line, a line break before a list item, before a
-# command-line option that starts a line of an option list ("-nocpp Do not ..."), or before
-# a term alone on its line whose description starts on the next ("SRANDOM\nThis variable"),
-# after a line ending a sentence (else it is a word wrapped onto a line of its own).
+# A command-line option starting a line of an option list ("-nocpp Do not ...").
+_OPTION = r"--?[^\W\d_]"
+# A term alone on its line, its description starting on the next ("SRANDOM\nThis variable").
+_TERM_LINE = r"[^\W\d_][\w.+-]{1,38}[ \t]*\n[ \t]*[A-Z]"
+# Paragraph boundaries: a blank line, a line break before a list item, before an option,
+# or before a term line after a line ending a sentence (else it is a word wrapped onto a
+# line of its own).
 _PARAGRAPH = re.compile(
-    r"\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-\u2022*]|\d{1,3}[.)])[ \t])|\n(?=[ \t]*--?[^\W\d_])"
-    r"|(?<=[.!?:])[ \t]*\n(?=[ \t]*[^\W\d_][\w.+-]{1,38}[ \t]*\n[ \t]*[A-Z])"
+    rf"\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-\u2022*]|\d{{1,3}}[.)])[ \t])|\n(?=[ \t]*{_OPTION})"
+    rf"|(?<=[.!?:])[ \t]*\n(?=[ \t]*{_TERM_LINE})"
 )
 # A paragraph starting so is an entry of a definition or option list: its first sentence
 # names what the rest of it describes.
-_ENTRY = re.compile(r"[ \t]*(?:[^\W\d_][\w.+-]{1,38}[ \t]*\n[ \t]*[A-Z]|--?[^\W\d_])")
+_ENTRY = re.compile(rf"[ \t]*(?:{_TERM_LINE}|{_OPTION})")
 # Sentence boundaries: end punctuation (optionally closed by a quote or bracket) followed by
 # whitespace and something that can start a sentence.
 _SENTENCE = re.compile(

@@ -153,3 +153,15 @@ def test_cluster_bench_on_1_2_and_3_primaries(tmp_path: Path) -> None:
             assert len(row["valkey_cpu_us_per_job"]) == 6  # 3 primaries, 3 replicas
     else:
         assert wait.startswith("skipped")
+
+
+def test_wait_cost_bench(tmp_path: Path) -> None:
+    """bench/wait_cost.py in its smallest mode: the figures are sane, and the primary ran
+    WAIT only in the rounds that wait (the bench measures what it says)."""
+    args = ("--ops", "30", "--jobs", "30", "--concurrency", "4", "--rounds", "1")
+    data = run_bench("bench.wait_cost", tmp_path / "wait.json", *args)
+    waits = {row["mode"]: row["waits"] for row in data["rounds"]}
+    # 30 submits and 30 commits, then 30 jobs of a submit and up to 3 commits each.
+    assert waits["nowait"] == 0 and waits["wait"] >= 90
+    for figure in data["summary"].values():
+        assert figure["wait"] > 0 and figure["nowait"] > 0
