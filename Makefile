@@ -24,8 +24,9 @@ $(BIN)/python:
 
 # Re-install only when the dependency list changes. Each install also exports the
 # embedder's int8 ONNX model (.documind/models/, or DOCUMIND_ONNX_MODEL_PATH): under a
-# minute once, a no-op while the file is current.
-EXPORT_ONNX = $(BIN)/python -m services.embedder.export_onnx
+# minute once, a no-op while the file is current; and the generator's word vectors
+# (a second, the same way).
+EXPORT_ONNX = $(BIN)/python -m services.embedder.export_onnx && $(BIN)/python -m services.generator.word_vectors
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[local]"

@@ -8,7 +8,9 @@ with ``--pdfqa`` also on the pdf-qa questions with the chat's real top-5 hits
 (``bench.pdfqa_eval.search_all``; the PDFs must be installed). Figure: CPU ms per
 question (``time.process_time``, so the machine's load counts little), the best of 5
 rounds, with the answerer's per-sentence caches cleared before each round (a cold
-answer: no sentence seen before).
+answer: no sentence seen before). Where the revision has word vectors
+(``services/generator/word_vectors.py``), each set is answered twice in the same run:
+with shared words alone, and with the word vectors (their cache cleared too).
 
 To compare revisions, run it from a worktree of the other one, which imports that
 revision's answerer (the inputs are built here)::
@@ -84,20 +86,37 @@ def _clear_caches() -> None:
             clear()
 
 
-def cpu_ms_per_answer(cases: Sequence[Case]) -> float:
+def cpu_ms_per_answer(cases: Sequence[Case], similarity: Any = None) -> float:
+    """``similarity``: the answerer's word vectors (None: shared words alone)."""
     from services.generator.extractive import ExtractiveAnswerer
 
-    answerer: Any = ExtractiveAnswerer(min_score=0.0, max_sentences=3)
+    extra = {} if similarity is None else {"similarity": similarity}
+    answerer: Any = ExtractiveAnswerer(min_score=0.0, max_sentences=3, **extra)
     for question, hits in cases:
         answerer.compose(question, hits)
     best = float("inf")
     for _ in range(ROUNDS):
         _clear_caches()
+        if similarity is not None:
+            similarity.pieces.cache_clear()
         start = time.process_time()
         for question, hits in cases:
             answerer.compose(question, hits)
         best = min(best, (time.process_time() - start) / len(cases))
     return best * 1000
+
+
+def _word_vectors() -> Any:
+    """The generator's word vectors, where this revision has them and they can be had."""
+    try:
+        from services.generator import word_vectors
+    except ImportError:
+        return None
+    try:
+        return word_vectors.load(None)
+    except word_vectors.WordVectorsMissingError as exc:
+        print(f"no word vectors: {exc}", file=sys.stderr)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,11 +127,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    figures = {"scifact_cpu_ms_per_answer": cpu_ms_per_answer(scifact_cases(questions=args.questions))}
-    print(f"SciFact-like hits: {figures['scifact_cpu_ms_per_answer']:.2f} CPU ms per answer")
+    vectors = _word_vectors()
+    sets = [("scifact", "SciFact-like hits", scifact_cases(questions=args.questions))]
     if args.pdfqa:
-        figures["pdfqa_cpu_ms_per_answer"] = cpu_ms_per_answer(pdfqa_cases())
-        print(f"pdf-qa hits: {figures['pdfqa_cpu_ms_per_answer']:.2f} CPU ms per answer")
+        sets.append(("pdfqa", "pdf-qa hits", pdfqa_cases()))
+    figures: dict[str, float] = {}
+    for key, label, cases in sets:
+        figures[f"{key}_cpu_ms_per_answer"] = cpu_ms_per_answer(cases)
+        line = f"{label}: {figures[f'{key}_cpu_ms_per_answer']:.2f} CPU ms per answer"
+        if vectors is not None:
+            with_vectors = cpu_ms_per_answer(cases, vectors)
+            figures[f"{key}_word_vectors_cpu_ms_per_answer"] = with_vectors
+            line += f"; with word vectors {with_vectors:.2f}"
+        print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
     return 0

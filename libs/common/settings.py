@@ -469,6 +469,11 @@ class GeneratorSettings(WorkerSettings):
     # relevance from the fused ranking, else its cosine); chosen by leave-one-out
     # cross-validation on the pdf-qa questions (services/generator/evidence.py,
     # DEFAULT_MIN_EVIDENCE, which a test holds equal to this). 0 never abstains for weakness.
-    min_evidence: float = 0.397
+    min_evidence: float = 0.394
     # Sentences the extractive answerer quotes.
     extractive_sentences: int = Field(default=3, ge=1)
+    # The extractive answerer also weighs how close a sentence's words are in meaning to
+    # the question's (services/generator/word_vectors.py); the file of word vectors
+    # (default: under .documind/models, written at start when missing).
+    word_vectors: bool = True
+    word_vectors_path: Path | None = None

@@ -7,10 +7,11 @@ and importing neither: the runtime imports the exporter to export a missing mode
 
 from __future__ import annotations
 
-import os
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from libs.common.model_files import models_dir
 
 if TYPE_CHECKING:
     from libs.common.settings import EmbedderSettings
@@ -33,17 +34,9 @@ META_TOKENIZER = "documind.tokenizer_json"
 
 
 def default_model_path() -> Path:
-    """Where the exported model lives unless ``DOCUMIND_ONNX_MODEL_PATH`` says otherwise.
-
-    In a source checkout (the editable install ``make`` makes): ``.documind/models/``
-    at its root, git-ignored, whatever the working directory or data directory of a
-    process. Installed elsewhere: the user's cache directory.
-    """
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file():
-        return root / ".documind" / "models" / MODEL_FILENAME
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "documind" / "models" / MODEL_FILENAME
+    """Where the exported model lives unless ``DOCUMIND_ONNX_MODEL_PATH`` says otherwise
+    (``libs.common.model_files.models_dir``)."""
+    return models_dir() / MODEL_FILENAME
 
 
 def model_path(settings: EmbedderSettings) -> Path:

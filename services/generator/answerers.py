@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 
 from libs.common.settings import GeneratorSettings
+from services.generator import word_vectors
 from services.generator.backends import Answerer
 from services.generator.breaker import CircuitBreaker
 from services.generator.extractive import ExtractiveAnswerer
 from services.generator.llm import LLMAnswerer, OpenAIChat
 from services.generator.resilient import ResilientChat, RetryPolicy
+from services.generator.word_vectors import Similarity
 
 logger = logging.getLogger(__name__)
 
@@ -49,4 +51,17 @@ def build_answerer(settings: GeneratorSettings) -> Answerer:
         min_score=settings.min_score,
         max_sentences=settings.extractive_sentences,
         min_evidence=settings.min_evidence,
+        similarity=_word_vectors(settings),
     )
+
+
+def _word_vectors(settings: GeneratorSettings) -> Similarity | None:
+    """The extractive answerer's word vectors; None (shared words alone) when turned off
+    or not to be had, which the log says."""
+    if not settings.word_vectors:
+        return None
+    try:
+        return word_vectors.load(settings.word_vectors_path)
+    except word_vectors.WordVectorsMissingError as exc:
+        logger.warning("answering with shared words alone, without word vectors: %s", exc)
+        return None
