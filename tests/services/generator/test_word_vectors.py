@@ -71,6 +71,24 @@ def test_a_word_cut_into_pieces_counts_each_piece(small: WordVectors) -> None:
     assert score == pytest.approx(np.sqrt(0.5), abs=1e-3)
 
 
+def test_the_file_keeps_the_principal_components_of_the_word_pieces(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    # 40 word-like rows spread along one direction, and special rows far off it.
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(40)]
+    matrix = np.zeros((len(pieces), 6), dtype=np.float32)
+    matrix[4:, 0] = rng.normal(0, 5, 40)
+    matrix[4:, 1:] = rng.normal(0, 0.01, (40, 5))
+    matrix[:4, 5] = 100.0
+    vocab = {p: i for i, p in enumerate(pieces)}
+    rows = word_vectors._wordlike_rows(json.dumps({"model": {"vocab": vocab}}))
+    assert rows == list(range(4, len(pieces)))
+    reduced = word_vectors._principal(matrix, rows)
+    assert reduced.shape == (len(pieces), 6)  # fewer rows than DIMENSIONS: all kept
+    # The first component is the word-like rows' direction, not the special rows'.
+    first = np.abs(reduced[4:, 0])
+    assert np.corrcoef(first, np.abs(matrix[4:, 0] - matrix[4:, 0].mean()))[0, 1] > 0.99
+
+
 def test_a_tokenizer_past_the_vectors_is_refused() -> None:
     with pytest.raises(ValueError, match="rows"):
         WordVectors(matrix()[:5], tokenizer_json())
@@ -93,7 +111,10 @@ def test_the_file_round_trips_readable_by_others(tmp_path: Path) -> None:
     word_vectors.export(target, _model_dir(tmp_path))
     assert target.stat().st_mode & 0o777 == 0o644
     loaded = word_vectors.read(target)
-    assert loaded.closeness("timeout", ["a long delay", "blue button"]) == [pytest.approx(1.0), 0.0]
+    # Centred and projected on principal components, the meanings keep their order.
+    near, far = loaded.closeness("timeout", ["a long delay", "blue button"])
+    assert near == pytest.approx(1.0, abs=1e-3)
+    assert far < near - 0.5
     assert [p.name for p in target.parent.iterdir()] == ["wv.npz"]  # no temporary file left
 
 
