@@ -45,6 +45,7 @@ def build_answerer(settings: GeneratorSettings) -> Answerer:
             min_score=settings.min_score,
             context_tokens=settings.llm_context_tokens,
             min_evidence=settings.min_evidence,
+            similarity=_word_vectors(settings),
         )
     logger.info("no LLM key configured: answering extractively")
     return ExtractiveAnswerer(

@@ -31,6 +31,7 @@ from services.generator.prompt import (
     says_not_found,
 )
 from services.generator.thinking import ThinkFilter
+from services.generator.word_vectors import Similarity
 
 if TYPE_CHECKING:
     import httpx2
@@ -222,13 +223,16 @@ class LLMAnswerer:
         min_score: float,
         context_tokens: int = 4000,
         min_evidence: float = 0.0,
+        *,
+        similarity: Similarity | None = None,
     ) -> None:
         self.llm = llm
         self.min_score = min_score
         self.context_tokens = context_tokens
         self.min_evidence = min_evidence
-        # Judges the evidence as extractive mode does (one sentence is enough to judge by).
-        self._assessor = ExtractiveAnswerer(min_score, max_sentences=1)
+        # Judges the evidence as extractive mode does (one sentence is enough to judge by),
+        # with the same word vectors, as ``min_evidence`` was chosen with them.
+        self._assessor = ExtractiveAnswerer(min_score, max_sentences=1, similarity=similarity)
 
     @property
     def mode(self) -> str:

@@ -19,6 +19,7 @@ from libs.common.settings import GeneratorSettings
 from services.generator import word_vectors
 from services.generator.answerers import build_answerer
 from services.generator.extractive import ExtractiveAnswerer
+from services.generator.llm import LLMAnswerer
 from services.generator.word_vectors import WordVectors, WordVectorsMissingError
 
 # A vocabulary of four meanings: time, colour, storage, and words near none of them.
@@ -166,6 +167,15 @@ def test_the_generator_answers_with_shared_words_alone_when_it_has_no_vectors(
     assert "without word vectors" in caplog.text
     off = build_answerer(GeneratorSettings(word_vectors=False))
     assert isinstance(off, ExtractiveAnswerer) and off.similarity is None
+
+
+def test_llm_mode_judges_the_evidence_with_the_same_vectors() -> None:
+    if not word_vectors.can_export():
+        pytest.skip("the weights package (the `local` extra) is not installed")
+    settings = GeneratorSettings(llm_api_key="dummy", llm_base_url="http://127.0.0.1:9")
+    answerer = build_answerer(settings)
+    assert isinstance(answerer, LLMAnswerer)
+    assert isinstance(answerer._assessor.similarity, WordVectors)
 
 
 class _Prefers:
