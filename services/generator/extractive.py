@@ -52,12 +52,12 @@ MODE = "extractive"
 LEXICAL_WEIGHT = 0.7
 # ...plus this much of its hit's evidence score.
 RETRIEVAL_WEIGHT = 0.3
-# Sentences adding fewer new content words than this (headings, echoes of the question)
-# count half.
-MIN_NEW_TERMS = 2
 # ...plus this much of its closeness in meaning to the question (word vectors), when the
 # answerer has them (the module docstring says how it was chosen).
 SEMANTIC_WEIGHT = 0.2
+# Sentences adding fewer new content words than this (headings, echoes of the question)
+# count half.
+MIN_NEW_TERMS = 2
 # A sentence with a negation counts this much more in answer to a yes/no question.
 YES_NO_BONUS = 0.25
 # A sentence scoring below this share of the best one is not quoted.
