@@ -287,3 +287,39 @@ def test_the_hpa_scales_the_gateway_on_cpu(k8s: Rendered) -> None:
     assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
     assert hpa["spec"]["minReplicas"] >= 2
     assert "cpu" in container(documind(k8s)["gateway"])["resources"]["requests"]
+
+
+# --- the blob sweep -----------------------------------------------------------------
+
+
+def test_the_blob_sweep_runs_daily_once_at_a_time_with_the_services_store(k8s: Rendered) -> None:
+    import importlib.util
+
+    (cron,) = k8s.of("CronJob").values()
+    assert len(cron["spec"]["schedule"].split()) == 5 and cron["spec"]["schedule"].split()[2:] == ["*"] * 3
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    template = cron["spec"]["jobTemplate"]["spec"]["template"]
+    (sweep,) = template["spec"]["containers"]
+    command = sweep["command"]
+    assert command[:3] == ["python", "-m", "libs.common.blobstore.sweep"]
+    assert importlib.util.find_spec(command[2]) is not None
+    # An hour at least: an upload between its put and its SUBMIT must not be swept.
+    assert float(command[command.index("--older-than") + 1]) >= 3600
+    # The gateway's image, user and store: what the services wrote is what it sweeps.
+    gateway = container(documind(k8s)["gateway"])
+    assert sweep["image"] == gateway["image"]
+    assert (
+        template["spec"]["securityContext"]
+        == documind(k8s)["gateway"]["spec"]["template"]["spec"]["securityContext"]
+    )
+    env, gateway_env = k8s.env(sweep), k8s.env(gateway)
+    fields = {f.upper() for f in CommonSettings.model_fields}
+    for var in env:
+        assert var.removeprefix("DOCUMIND_") in fields, f"{var} is not a setting the sweep reads"
+    shared = ("DOCUMIND_VALKEY_URL", "DOCUMIND_VALKEY_CLUSTER", "DOCUMIND_BLOB_STORE", "DOCUMIND_S3_BUCKET")
+    for var in shared:
+        assert env.get(var) == gateway_env.get(var), var
+    for var in ("DOCUMIND_VALKEY_URL", "DOCUMIND_S3_ACCESS_KEY_ID", "DOCUMIND_S3_SECRET_ACCESS_KEY"):
+        assert "secretKeyRef" in env[var], var
+    assert {"cpu", "memory"} <= set(sweep["resources"]["requests"])
+    assert "memory" in sweep["resources"]["limits"]
