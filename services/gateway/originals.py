@@ -4,7 +4,9 @@
 they were stored with; ``GET /v1/documents/{id}/text`` the text the embedder
 extracted, ``[{"page": 1, "text": ...}, ...]``. Both follow the document's rules: a
 reader's key may fetch them, another tenant's (or another collection's, for a
-scoped key) gets 404 as for a document that does not exist.
+scoped key) gets 404 as for a document that does not exist. The file route serves a
+single byte range (``Range: bytes=...``, 206 or 416; :mod:`services.gateway.ranges`)
+for PDF viewers and resumed downloads.
 
 An original is hostile input served from the API's origin, so every answer says
 ``X-Content-Type-Options: nosniff`` (a browser never guesses a type that runs), and
@@ -28,6 +30,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from libs.common.apikeys import Permission
@@ -36,6 +39,8 @@ from libs.common.errors import DocumentNotFound
 from services.gateway.auth import access_of
 from services.gateway.deps import submitter
 from services.gateway.openapi import rest_errors
+from services.gateway.ranges import Unsatisfiable, byte_range, unsatisfiable_content_range
+from services.gateway.schemas import ErrorResponse
 
 router = APIRouter()
 
@@ -76,22 +81,51 @@ def _binary(types: list[str]) -> dict[str, Any]:
     return {t: {"schema": {"type": "string", "format": "binary"}} for t in types}
 
 
-_FILE_200: Final[dict[int | str, dict[str, Any]]] = {
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "required": True, "schema": {"type": "string"}}
+
+
+_FILE_TYPES: Final = sorted(set(MEDIA_TYPES.values()) | {OCTET_STREAM})
+_FILE_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     200: {
         "description": "The uploaded file as it was, with its content type (text types with "
         "their charset when it is known) and `Content-Disposition` naming it",
-        "content": _binary(sorted(set(MEDIA_TYPES.values()) | {OCTET_STREAM})),
-    }
+        "content": _binary(_FILE_TYPES),
+        "headers": {"Accept-Ranges": _header("`bytes`: a single byte range may be asked for")},
+    },
+    206: {
+        "description": "The bytes a single `Range: bytes=...` asked for, with the same headers",
+        "content": _binary(_FILE_TYPES),
+        "headers": {"Content-Range": _header("`bytes first-last/size`, e.g. `bytes 0-1023/52431`")},
+    },
+    416: {
+        "model": ErrorResponse,
+        "description": "The range selects none of the file's bytes (it starts at or past the end, "
+        "or asks for the last 0 bytes)",
+        "headers": {"Content-Range": _header("`bytes */size`: the file's size")},
+    },
 }
 
 
 @router.get(
     "/v1/documents/{document_id}/file",
     response_class=Response,
-    responses={**_FILE_200, **rest_errors(404)},
+    responses={**_FILE_RESPONSES, **rest_errors(404)},
 )
 async def get_original(document_id: str, request: Request) -> Response:
-    """The document's original file, as uploaded."""
+    """The document's original file, as uploaded.
+
+    A single byte range may be asked for (`Range: bytes=first-last`, `bytes=first-`,
+    or the last n bytes, `bytes=-n`): 206 with those bytes and
+    `Content-Range: bytes first-last/size`, a last position past the end meaning the
+    last byte; 416 with `Content-Range: bytes */size` when the range selects no byte
+    (it starts at or past the end, or is `bytes=-0`). A `Range` of another unit, one
+    that does not parse (`bytes=5-2` included) or of several ranges
+    (`bytes=0-1,5-6`: no multipart/byteranges answer) is ignored, as RFC 9110 allows:
+    the whole file, 200. `If-Range` is not looked at: no ETag or Last-Modified is
+    sent, and a document's bytes never change (a new upload is a new document id), so
+    a range is served as asked.
+    """
     access = access_of(request, Permission.READ)
     doc = await submitter(request).docs.get(document_id, access)
     if doc is None:
@@ -102,10 +136,27 @@ async def get_original(document_id: str, request: Request) -> Response:
             document_id,
             f"document '{document_id}' has no original kept (it was uploaded before originals were)",
         )
-    headers = {**COMMON_HEADERS, "Content-Disposition": disposition(blob.content_type, doc["filename"])}
+    size = len(blob.data)
+    wanted = byte_range(request.headers.get("range"), size)
+    if isinstance(wanted, Unsatisfiable):
+        return JSONResponse(
+            {"detail": f"the range selects none of the file's {size} bytes"},
+            status_code=416,
+            headers={**COMMON_HEADERS, "Content-Range": unsatisfiable_content_range(size)},
+        )
+    headers = {
+        **COMMON_HEADERS,
+        "Content-Disposition": disposition(blob.content_type, doc["filename"]),
+        "Accept-Ranges": "bytes",
+    }
     if not blob.content_type.startswith(MEDIA_TYPES["pdf"]):
         headers["Content-Security-Policy"] = SANDBOX
-    return Response(blob.data, media_type=blob.content_type, headers=headers)
+    if wanted is None:
+        return Response(blob.data, media_type=blob.content_type, headers=headers)
+    headers["Content-Range"] = wanted.content_range
+    return Response(
+        blob.data[wanted.start : wanted.stop], status_code=206, media_type=blob.content_type, headers=headers
+    )
 
 
 @router.get("/v1/documents/{document_id}/text", response_model=list[PageText], responses=rest_errors(404))
