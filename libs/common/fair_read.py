@@ -76,9 +76,12 @@ class TenantStreams:
         self.streams.clear()
 
     async def refresh(self) -> list[str]:
-        """The streams to read: the default tenant's and those of every tenant in the set."""
-        members = await self.r.smembers(self.tenants_key)
-        for tenant in [DEFAULT_TENANT, *sorted(as_text(m) for m in members)]:
+        """The streams to read: the default tenant's and those of every tenant in the set
+        (a tenant dropped from it while idle, ``lua.PRUNE_TENANT``, is dropped here too)."""
+        members = {as_text(m) for m in await self.r.smembers(self.tenants_key)}
+        for gone in [t for t in self.streams if t != DEFAULT_TENANT and t not in members]:
+            del self.streams[gone]
+        for tenant in [DEFAULT_TENANT, *sorted(members)]:
             if tenant not in self.streams:
                 stream = self.stream_of(tenant)
                 await create_group(self.r, stream, self.group)

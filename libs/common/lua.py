@@ -224,6 +224,33 @@ end
 return #due
 """
 
+# Drops an idle tenant from a stage's set of bulk tenants, and deletes its stream (with
+# the stream's consumer group): only when the stream is empty, nothing of it is pending
+# or waiting out a retry, and its last entry was queued at least ARGV[3] ms ago by the
+# server's clock. A new job of the tenant queues it again (SUBMIT adds the tenant back
+# and XADD makes the stream; the workers create its group on their next read).
+# KEYS[1] = the set of bulk tenants, KEYS[2] = the tenant's stream, KEYS[3] = its
+# delayed zset; ARGV[1] = tenant, ARGV[2] = group, ARGV[3] = idle ms. Returns 1 if dropped.
+PRUNE_TENANT: Final = """
+if redis.call('XLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0 then return 0 end
+local last = 0
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local ok, pending = pcall(redis.call, 'XPENDING', KEYS[2], ARGV[2])
+  if ok and tonumber(pending[1]) > 0 then return 0 end
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = tonumber(string.match(info[i + 1], '^(%d+)')) end
+  end
+end
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - last < tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
 # Marks jobs as being worked on by a stage unless they already reached a final
 # status (a late duplicate must never turn a finished job back to running).
 # KEYS = job hashes; ARGV[1] = ttl, ARGV[2] = now, ARGV[3] = stage,

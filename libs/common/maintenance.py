@@ -18,14 +18,16 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import metrics
 from libs.common.constants import BULK
 from libs.common.decode import as_text
 from libs.common.jobflow import Message, StageContext
+from libs.common.keys import DEFAULT_TENANT
 from libs.common.outage import Outage
-from libs.common.scripts import MoveDue
+from libs.common.scripts import MoveDue, PruneTenant
 from libs.common.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ logger = logging.getLogger(__name__)
 GAUGE_REFRESH_S = 5.0
 # Due retries moved back per maintenance round, at most.
 MOVE_DUE_LIMIT = 1000
+# A bulk tenant whose stream at a stage has been empty, with nothing pending or waiting
+# out a retry, since its last job was queued this long ago leaves the stage's set of
+# bulk tenants, and its stream is deleted, until its next job (``lua.PRUNE_TENANT``).
+BULK_TENANT_IDLE_S = 600.0
 
 
 class Reader(Protocol):
@@ -66,6 +72,7 @@ class Maintenance:
         self.s = settings
         self.closed = asyncio.Event()
         self._move_due = MoveDue(client)
+        self._prune = PruneTenant(client)
         ctx = worker.ctx
         self._heartbeat_gauge = metrics.HEARTBEAT.labels(ctx.stage, ctx.lane, str(ctx.partition.index))
         self._heartbeat_gauge.set(time.time())
@@ -112,11 +119,15 @@ class Maintenance:
         """
         ctx = self.w.ctx
         queues = dict(self.w.queues())
+        # The bulk lane's streams by tenant, the default tenant's left out (never pruned).
+        tenants: dict[str, str] = {}
         if ctx.lane == BULK:
             members = await self.r.smembers(ctx.partition.bulk_tenants(ctx.stage))
             for tenant in sorted(as_text(m) for m in members):
                 stream = ctx.partition.stream(ctx.stage, BULK, tenant)
                 queues.setdefault(stream, ctx.partition.delayed(ctx.stage, BULK, tenant))
+                if tenant != DEFAULT_TENANT:
+                    tenants[stream] = tenant
         async with self.r.pipeline(transaction=False) as pipe:
             for stream, delayed in queues.items():
                 pipe.xlen(stream)
@@ -125,13 +136,18 @@ class Maintenance:
             pipe.xlen(ctx.partition.dead_letters())
             *replies, dead = await pipe.execute(raise_on_error=False)
         length = pending = lag = delayed_n = 0
-        for xlen, groups, delayed in zip(replies[::3], replies[1::3], replies[2::3], strict=True):
+        idle: list[tuple[str, str, str]] = []
+        replies_by_stream = zip(queues.items(), replies[::3], replies[1::3], replies[2::3], strict=True)
+        for (stream, delayed_key), xlen, groups, delayed in replies_by_stream:
             n = xlen if isinstance(xlen, int) else 0
             group_pending, group_lag = backlog(n, groups if isinstance(groups, list) else [], self.w.group)
+            waiting = delayed if isinstance(delayed, int) else 0
             length += n
             pending += group_pending
             lag += group_lag
-            delayed_n += delayed if isinstance(delayed, int) else 0
+            delayed_n += waiting
+            if stream in tenants and isinstance(xlen, int) and n == group_pending == waiting == 0:
+                idle.append((tenants[stream], stream, delayed_key))
         labels = (ctx.stage, ctx.lane, str(ctx.partition.index))
         metrics.STREAM_LENGTH.labels(*labels).set(length)
         metrics.PENDING.labels(*labels).set(pending)
@@ -139,6 +155,26 @@ class Maintenance:
         metrics.DELAYED.labels(*labels).set(delayed_n)
         if isinstance(dead, int):
             metrics.DEAD_LETTER_SIZE.labels(labels[2]).set(dead)
+        for tenant, stream, delayed_key in idle:
+            await self.prune(tenant, stream, delayed_key)
+
+    async def prune(self, tenant: str, stream: str, delayed: str) -> None:
+        """Drop a bulk tenant idle for ``BULK_TENANT_IDLE_S`` from the stage's set, and
+        its stream (the script checks again, atomically, that nothing of it waits): the
+        workers' reads, gauges and reclaims walk only the tenants that queue work."""
+        ctx = self.w.ctx
+        dropped = await self._prune(
+            tenants=ctx.partition.bulk_tenants(ctx.stage),
+            stream=stream,
+            delayed=delayed,
+            tenant=tenant,
+            group=self.w.group,
+            idle_s=BULK_TENANT_IDLE_S,
+        )
+        if dropped:
+            logger.info(
+                "stage=%s tenant=%s idle: dropped from the bulk lane until its next job", ctx.stage, tenant
+            )
 
     async def heartbeat(self) -> None:
         """Reset the idle time of messages still being worked on, so they are not reclaimed."""
@@ -146,7 +182,12 @@ class Maintenance:
         for mid, stream in list(self.w.inflight.items()):
             by_stream.setdefault(stream, []).append(mid)
         for stream, ids in by_stream.items():
-            await self.r.xclaim(stream, self.w.group, self.w.consumer, 0, ids, justid=True)
+            try:
+                await self.r.xclaim(stream, self.w.group, self.w.consumer, 0, ids, justid=True)
+            except ResponseError as exc:
+                # Only an idle tenant's dropped stream has no group: its messages are done.
+                if "NOGROUP" not in str(exc):
+                    raise
 
     async def reclaim(self) -> int:
         """Take over messages idle longer than the visibility timeout, whoever held them
@@ -170,6 +211,11 @@ class Maintenance:
                 start_id="0-0",
                 count=self.w.read_count,
             )
+        except ResponseError as exc:
+            self.w.slots.release()
+            if "NOGROUP" in str(exc):
+                return 0  # an idle tenant's stream, just dropped by another worker
+            raise
         except BaseException:
             self.w.slots.release()
             raise

@@ -189,6 +189,19 @@ class MoveDue(_Script):
         return int(await self._run([delayed, stream], [now, limit]))
 
 
+class PruneTenant(_Script):
+    name = "PRUNE_TENANT"
+    source = lua.PRUNE_TENANT
+
+    async def __call__(
+        self, *, tenants: str, stream: str, delayed: str, tenant: str, group: str, idle_s: float
+    ) -> bool:
+        """Drop ``tenant`` from the set ``tenants`` and delete its ``stream`` if the
+        stream is empty, nothing is pending or ``delayed``, and its last entry is at
+        least ``idle_s`` old: True if dropped."""
+        return bool(await self._run([tenants, stream, delayed], [tenant, group, int(idle_s * 1000)]))
+
+
 @dataclass(frozen=True, slots=True)
 class Running:
     """A job a stage has started: its hash and the status to show."""
