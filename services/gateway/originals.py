@@ -146,17 +146,18 @@ async def get_original(document_id: str, request: Request) -> Response:
         )
     headers = {
         **COMMON_HEADERS,
+        # As stored: Starlette would add "charset=utf-8" to a text type without one (a
+        # page whose charset is unknown keeps its own <meta charset>).
+        "Content-Type": blob.content_type,
         "Content-Disposition": disposition(blob.content_type, doc["filename"]),
         "Accept-Ranges": "bytes",
     }
     if not blob.content_type.startswith(MEDIA_TYPES["pdf"]):
         headers["Content-Security-Policy"] = SANDBOX
     if wanted is None:
-        return Response(blob.data, media_type=blob.content_type, headers=headers)
+        return Response(blob.data, headers=headers)
     headers["Content-Range"] = wanted.content_range
-    return Response(
-        blob.data[wanted.start : wanted.stop], status_code=206, media_type=blob.content_type, headers=headers
-    )
+    return Response(blob.data[wanted.start : wanted.stop], status_code=206, headers=headers)
 
 
 @router.get("/v1/documents/{document_id}/text", response_model=list[PageText], responses=rest_errors(404))
