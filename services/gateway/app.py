@@ -131,8 +131,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", CACHE_BYPASS_HEADER],
-            expose_headers=[*RATE_LIMIT_HEADERS, "Retry-After", JOB_ID_HEADER],
+            # Range: a page of another origin reading an original in pieces (its PDF viewer).
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Range", CACHE_BYPASS_HEADER],
+            expose_headers=[
+                *RATE_LIMIT_HEADERS,
+                "Retry-After",
+                JOB_ID_HEADER,
+                "Accept-Ranges",
+                "Content-Range",
+                "Content-Disposition",
+            ],
             max_age=600,
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_host_list)

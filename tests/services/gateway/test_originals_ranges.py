@@ -5,13 +5,18 @@ with the fixtures of ``test_originals``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from libs.common.admin_key import auth_headers
+from libs.common.blobstore import MemoryBlobStore
+from libs.common.settings import GatewaySettings
+from services.gateway.app import create_app
 from services.gateway.originals import SANDBOX
+from tests.auth import admin_secret, operator_client
 from tests.services.gateway import test_originals
 
 # test_originals' fixtures (a real Valkey, the in-memory blob store) and its upload.
@@ -183,3 +188,34 @@ def test_the_openapi_document_describes_206_and_416(client: TestClient) -> None:
     assert error == responses["404"]["content"]["application/json"]["schema"]
     assert "Range" in operation["description"]
     assert operation["security"]  # still behind the key check
+
+
+def test_a_page_of_a_listed_origin_may_read_an_original_in_pieces(valkey_url: str, tmp_path: Path) -> None:
+    origin = "https://app.example.com"
+    settings = GatewaySettings(  # type: ignore[call-arg]
+        _env_file=None,
+        valkey_url=valkey_url,
+        data_dir=tmp_path,
+        admin_key=admin_secret(),
+        cors_origins=origin,
+    )
+    with operator_client(create_app(settings)) as c:
+        c.app.state.blobs = MemoryBlobStore()  # type: ignore[attr-defined]
+        up = upload(c, "ferry.txt", b"The ferry leaves at nine.")
+        url = f"/v1/documents/{up['document_id']}/file"
+        preflight = c.options(
+            url,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization, range",
+            },
+        )
+        assert preflight.status_code == 200
+        assert "range" in preflight.headers["access-control-allow-headers"].lower()
+        part = c.get(url, headers={"Origin": origin, "Range": "bytes=4-8"})
+        assert part.status_code == 206 and part.content == b"ferry"
+        exposed = part.headers["access-control-expose-headers"].lower()
+        assert {"content-range", "accept-ranges", "content-disposition"} <= set(
+            exposed.replace(" ", "").split(",")
+        )
