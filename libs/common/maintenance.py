@@ -36,10 +36,6 @@ logger = logging.getLogger(__name__)
 GAUGE_REFRESH_S = 5.0
 # Due retries moved back per maintenance round, at most.
 MOVE_DUE_LIMIT = 1000
-# A bulk tenant whose stream at a stage has been empty, with nothing pending or waiting
-# out a retry, since its last job was queued this long ago leaves the stage's set of
-# bulk tenants, and its stream is deleted, until its next job (``lua.PRUNE_TENANT``).
-BULK_TENANT_IDLE_S = 600.0
 
 
 class Reader(Protocol):
@@ -159,7 +155,7 @@ class Maintenance:
             await self.prune(tenant, stream, delayed_key)
 
     async def prune(self, tenant: str, stream: str, delayed: str) -> None:
-        """Drop a bulk tenant idle for ``BULK_TENANT_IDLE_S`` from the stage's set, and
+        """Drop a bulk tenant idle for ``bulk_tenant_idle_s`` from the stage's set, and
         its stream (the script checks again, atomically, that nothing of it waits): the
         workers' reads, gauges and reclaims walk only the tenants that queue work."""
         ctx = self.w.ctx
@@ -169,7 +165,7 @@ class Maintenance:
             delayed=delayed,
             tenant=tenant,
             group=self.w.group,
-            idle_s=BULK_TENANT_IDLE_S,
+            idle_s=self.s.bulk_tenant_idle_s,
         )
         if dropped:
             logger.info(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 import redis.asyncio as aioredis
 
-from libs.common import constants, maintenance
+from libs.common import constants
 from libs.common.envelope import Envelope
 from libs.common.keys import DEFAULT_TENANT, Partition, group_name
 from libs.common.scripts import PruneTenant
@@ -31,13 +31,9 @@ async def done(batch: Sequence[Envelope]) -> Sequence[Outcome]:
     return [{} for _ in batch]
 
 
-def test_an_idle_tenant_leaves_the_lane_and_its_next_upload_is_served(
-    valkey_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(maintenance, "BULK_TENANT_IDLE_S", 0.0)
-
+def test_an_idle_tenant_leaves_the_lane_and_its_next_upload_is_served(valkey_url: str) -> None:
     async def main(r: aioredis.Redis) -> None:
-        worker = Worker(r, EMBEDDER, done, settings(), BULK)
+        worker = Worker(r, EMBEDDER, done, settings(bulk_tenant_idle_s=0), BULK)
         acme = P0.stream(EMBEDDER, BULK, "acme")
 
         async def body() -> None:
@@ -123,13 +119,9 @@ def test_a_tenant_with_anything_left_stays(valkey_url: str, left: str) -> None:
     run(main, valkey_url)
 
 
-def test_many_idle_tenants_leave_and_the_walk_shrinks(
-    valkey_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(maintenance, "BULK_TENANT_IDLE_S", 0.0)
-
+def test_many_idle_tenants_leave_and_the_walk_shrinks(valkey_url: str) -> None:
     async def main(r: aioredis.Redis) -> None:
-        worker = Worker(r, EMBEDDER, done, settings(), BULK)
+        worker = Worker(r, EMBEDDER, done, settings(bulk_tenant_idle_s=0), BULK)
         envs = [env for i in range(30) for env in await queue(r, f"t{i}", 1)]
 
         async def body() -> None:
