@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import document_ops, keys
-from libs.common.blobstore import BlobStore, put_text, text_key
+from libs.common.blobstore import BlobStore, original_key, put_text, text_key
 from libs.common.commit import Delete, Op
 from libs.common.constants import EMBEDDED_PART_FIELD, EMBEDDER
 from libs.common.decode import as_text
@@ -167,12 +167,32 @@ class EmbedHandler:
         await self.batcher.aclose()
         await self.sandbox.aclose()
 
-    async def _blobs(self, envs: list[Envelope]) -> list[bytes | None]:
-        """The uploads' bytes, in one round trip (each in its document's partition)."""
+    async def _blobs(self, envs: list[Envelope]) -> list[bytes | BaseException | None]:
+        """The uploads' bytes: from Valkey, where a job queued with its bytes has them (one
+        round trip), else the original in the blob store, which the gateway puts there
+        before it queues the job (read at once for all of them). A blob store that
+        fails is that upload's error (retried when it is passing)."""
         async with self.r.pipeline(transaction=False) as pipe:
             for env in envs:
-                pipe.get(keys.document(view(env, IngestUpload)["document_id"]).blob)
-            found: list[bytes | None] = await pipe.execute()
+                document = keys.document(view(env, IngestUpload)["document_id"])
+                pipe.get(document.blob)
+                pipe.exists(document.hash)
+            replies = await pipe.execute()
+        found: list[bytes | BaseException | None] = list(replies[::2])
+        store = self.blobs
+        # A deleted document's original may still be in the store (its delete job is
+        # queued): not parsed, as if gone.
+        missing = [i for i, data in enumerate(found) if data is None and replies[2 * i + 1]]
+        if store is None or not missing:
+            return found
+
+        async def original(env: Envelope) -> bytes | None:
+            blob = await store.get(original_key(env.tenant, view(env, IngestUpload)["document_id"]))
+            return None if blob is None else blob.data
+
+        read = await asyncio.gather(*(original(envs[i]) for i in missing), return_exceptions=True)
+        for i, data in zip(missing, read, strict=True):
+            found[i] = data
         return found
 
     async def _record_embedded(self, parts: list[IngestPart]) -> list[int]:
@@ -189,10 +209,14 @@ class EmbedHandler:
             found = await pipe.execute()
         return [progress.embedded_count(fields) for fields in found[1::2]]
 
-    async def _parse(self, env: Envelope, blob: bytes | None) -> tuple[int, list[dict[str, Any]]]:
+    async def _parse(
+        self, env: Envelope, blob: bytes | BaseException | None
+    ) -> tuple[int, list[dict[str, Any]]]:
         """(page count, chunks) of one upload."""
         upload = view(env, IngestUpload)
         doc_id, filename = upload["document_id"], upload["filename"]
+        if isinstance(blob, BaseException):
+            raise blob
         if blob is None:
             raise PermanentError(
                 "the uploaded file is gone: the document was deleted, "
@@ -234,18 +258,20 @@ class EmbedHandler:
 
     async def _unwanted(self, env: Envelope) -> BaseException | None:
         """Why an upload being parsed need not be any more: its job ended (cancelled,
-        expired) or its document was deleted (its blob is gone). None while wanted."""
+        expired) or its document was deleted. None while wanted."""
         document = keys.document(view(env, IngestUpload)["document_id"])
         try:
             async with self.r.pipeline(transaction=False) as pipe:
                 pipe.hget(env.job_keys.hash, "status")
-                pipe.exists(document.blob)
-                status, blob = await pipe.execute()
+                # Deleting a document removes both (bytes queued in Valkey by an older
+                # gateway included).
+                pipe.exists(document.hash, document.blob)
+                status, registered = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError):
             return None  # keep parsing: the commit will find out
         if status is not None and is_final(as_text(status)):
             return JobEnded(f"the job is {as_text(status)}: its parse was stopped")
-        if not blob:
+        if not registered:
             return PermanentError("the document was deleted while it was being parsed")
         return None
 

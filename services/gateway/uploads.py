@@ -1,7 +1,9 @@
 """Uploads: one or many ``file`` fields, a job and a document per file.
 
 Each file's original is put in the blob store before the SUBMIT that registers its
-document, and removed again when SUBMIT refuses it (see ``_submit_one``).
+document, and removed again when SUBMIT refuses it (see ``_submit_one``). The embedder
+parses it from there: an upload's bytes never sit in Valkey, whose memory a backlog of
+large uploads would otherwise fill for every tenant.
 """
 
 from __future__ import annotations
@@ -171,7 +173,6 @@ async def _submit_one(
             collection,
             payload,
             access=access,
-            blob=data,
             extra={"document_id": document_id},
             timeout_s=timeout_s,
             collection_must_exist=False,

@@ -3,6 +3,7 @@ Valkey server and on a Valkey Cluster with 3 partitions (the ``backend`` fixture
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from libs.common import keys
+from libs.common.blobstore import DirectoryBlobStore, original_key
 from tests.integration.backends import Backend
 from tests.integration.harness import Stack
 
@@ -356,5 +358,35 @@ def test_replace_is_atomic_for_searches_running_throughout(backend: Backend, tmp
             query = {"query": "boats moor at berth", "collection": "rules", "top_k": 8}
             job = stack.wait_job(client.post("/v1/search", json=query).json()["job_id"])
             assert {h["document_id"] for h in job["result"]["hits"]} == {new["document_id"]}
+    finally:
+        stack.stop()
+
+
+def test_an_uploads_bytes_wait_in_the_blob_store_not_in_valkey(backend: Backend, tmp_path: Path) -> None:
+    """A backlog of large uploads must not fill Valkey's memory, which every tenant's
+    questions need: the embedder parses each upload from its original in the store."""
+    stack = Stack(backend.url, tmp_path, **backend.env)
+    originals = DirectoryBlobStore(tmp_path / "data" / "originals")
+    try:
+        stack.start("gateway")
+        stack.wait_healthy()
+        with stack.client(timeout=10) as client:
+            kept = upload(client, "queue", "ferry.txt", TEXT)
+            lost = upload(client, "queue", "tides.txt", b"High tide at the pier is at noon.")
+            # Queued, no embedder yet: the bytes are in the store only.
+            for up in (kept, lost):
+                assert stack.r.exists(keys.document(str(up["document_id"])).blob) == 0
+            original = asyncio.run(originals.get(original_key("default", str(kept["document_id"]))))
+            assert original is not None and original.data == TEXT
+            # An original gone from the store (lost by its operator) fails its job, saying so.
+            asyncio.run(originals.delete(original_key("default", str(lost["document_id"]))))
+            for name in ("embedder", "retriever", "generator"):
+                stack.start(name)
+            assert stack.wait_job(str(kept["job_id"]))["status"] == "done"
+            failed = stack.wait_job(str(lost["job_id"]))
+            assert failed["status"] == "failed" and "the uploaded file is gone" in failed["error"]
+            resp = client.post("/v1/search", json={"query": "ferry", "collection": "queue"})
+            hits = stack.wait_job(resp.json()["job_id"])["result"]["hits"]
+            assert {h["filename"] for h in hits} == {"ferry.txt"}
     finally:
         stack.stop()

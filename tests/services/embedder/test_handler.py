@@ -7,9 +7,10 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from libs.common import keys
+from libs.common.blobstore import Blob, MemoryBlobStore, put_original
 from libs.common.commit import Delete
 from libs.common.envelope import Envelope
-from libs.common.errors import PermanentError, RetryableError
+from libs.common.errors import BlobStoreUnavailable, PermanentError, RetryableError
 from libs.common.settings import EmbedderSettings
 from libs.common.stage import Output
 from libs.common.vectors import decode_vector
@@ -170,3 +171,44 @@ def test_small_documents_share_one_model_call(valkey_url: str) -> None:
     out = run_handler(valkey_url, embedder, blobs, [ingest(f"d{n}", f"{n}.txt") for n in range(5)])
     assert all(isinstance(o, Output) for o in out)
     assert embedder.calls == [5]
+
+
+class _DownStore(MemoryBlobStore):
+    """A blob store that cannot be reached."""
+
+    async def get(self, key: str) -> Blob | None:
+        raise BlobStoreUnavailable(f"connection refused reading {key}")
+
+
+def test_an_upload_is_parsed_from_its_original_in_the_blob_store(valkey_url: str) -> None:
+    text = b"The ferry to Inishmore leaves at nine. Tickets are sold at the pier office."
+
+    async def main() -> list[object]:
+        r = aioredis.Redis.from_url(url=valkey_url)
+        try:
+            store = MemoryBlobStore()
+            await put_original(store, "default", "kept", text, "text/plain")
+            # Registered documents: one with its original, one whose original is gone.
+            for doc_id in ("kept", "lost"):
+                await r.hset(keys.document(doc_id).hash, mapping={"status": "queued"})
+            # A deleted document (no record) is not parsed, even with its original still there.
+            await put_original(store, "default", "deleted", text, "text/plain")
+            handler = EmbedHandler(
+                r, CountingEmbedder(), EmbedderSettings(_env_file=None, chunk_size_words=10), store
+            )
+            batch = [ingest("kept", "a.txt"), ingest("lost", "b.txt"), ingest("deleted", "c.txt")]
+            out = list(await handler(batch))
+            # The blob store down: that upload's error says retry.
+            down = EmbedHandler(
+                r, CountingEmbedder(), EmbedderSettings(_env_file=None, chunk_size_words=10), _DownStore()
+            )
+            out += list(await down([ingest("kept", "a.txt")]))
+            return out
+        finally:
+            await r.aclose()
+
+    kept, lost, deleted, down = asyncio.run(main())
+    assert isinstance(kept, Output) and "Inishmore" in " ".join(c["text"] for c in kept.payload["chunks"])
+    for gone in (lost, deleted):
+        assert isinstance(gone, PermanentError) and "the uploaded file is gone" in gone.message
+    assert isinstance(down, RetryableError) and "connection refused" in str(down)
