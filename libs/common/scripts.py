@@ -189,17 +189,38 @@ class MoveDue(_Script):
         return int(await self._run([delayed, stream], [now, limit]))
 
 
+@dataclass(frozen=True, slots=True)
+class IdleTenant:
+    """A bulk tenant that may be idle at a stage: its name, stream and delayed set."""
+
+    tenant: str
+    stream: str
+    delayed: str
+
+
 class PruneTenant(_Script):
     name = "PRUNE_TENANT"
     source = lua.PRUNE_TENANT
 
+    async def many(self, idle: Sequence[IdleTenant], *, tenants: str, group: str, idle_s: float) -> list[str]:
+        """Drop each of ``idle`` from the set ``tenants`` and delete its stream if the
+        stream is empty, nothing is pending or delayed, and its last entry is at least
+        ``idle_s`` old, in one call: the tenants dropped."""
+        if not idle:
+            return []
+        keys = [tenants, *(key for t in idle for key in (t.stream, t.delayed))]
+        args = [group, int(idle_s * 1000), *(t.tenant for t in idle)]
+        return [as_text(t) for t in await self._run(keys, args)]
+
     async def __call__(
         self, *, tenants: str, stream: str, delayed: str, tenant: str, group: str, idle_s: float
     ) -> bool:
-        """Drop ``tenant`` from the set ``tenants`` and delete its ``stream`` if the
-        stream is empty, nothing is pending or ``delayed``, and its last entry is at
-        least ``idle_s`` old: True if dropped."""
-        return bool(await self._run([tenants, stream, delayed], [tenant, group, int(idle_s * 1000)]))
+        """:meth:`many` for one tenant: True if dropped."""
+        return bool(
+            await self.many(
+                [IdleTenant(tenant, stream, delayed)], tenants=tenants, group=group, idle_s=idle_s
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from libs.common.model_files import SOURCE_PACKAGE, source_version
 from services.embedder.onnx_file import (
     META_DIM,
     META_MAX_SEQ_LENGTH,
@@ -45,9 +46,7 @@ from services.embedder.onnx_file import (
     META_TOKENIZER,
     ONNX_MODEL_DIM,
     RECIPE,
-    SOURCE_PACKAGE,
     model_path,
-    source_version,
     stale_reason,
 )
 

