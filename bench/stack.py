@@ -1,14 +1,15 @@
 """The harness of the SciFact benchmarks (ingest, latency, quality, memory).
 
-* :func:`load_scifact`: the BEIR-layout subset in ``../shared/data/scifact-subset``
-  (or a smaller part of it for smoke runs: judged documents first, then others).
+* :func:`load_scifact` (``bench.corpus``): the BEIR-layout subset in
+  ``../shared/data/scifact-subset`` (or a smaller part of it for smoke runs: judged
+  documents first, then others).
 * :class:`BenchStack`: the embedded stack ``documind up`` runs (the same
   :class:`libs.common.supervisor.Stack`: a valkey-server and the four services as
   child processes, with their default settings) on a temporary data directory and
   a free port.
 * :class:`bench.client.Http`: the lean HTTP client every benchmark drives the stack with.
-* :func:`ingest`: upload documents in multipart batches and block on each job
-  (``GET /v1/jobs/{id}?wait=``) until every document is ready.
+* :func:`ingest` (``bench.upload``): upload documents in multipart batches and block
+  on each job (``GET /v1/jobs/{id}?wait=``) until every document is ready.
 * :class:`Session`: one stack, one corpus, what was ingested, the raw model.
 """
 
@@ -26,82 +27,53 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 
-from bench.client import Http, multipart
+from bench.client import Http
 from bench.common import context_line, loadavg, run_context, sigterm_as_interrupt, write_json
+from bench.corpus import SCIFACT, Corpus, doc_text, load_scifact
+from bench.upload import Ingest, ingest
 from libs.common import keys
 from libs.common.admin_key import API_KEY_ENV
 from libs.common.settings import MAX_REQUESTS_PER_MINUTE, EmbedderSettings, GatewaySettings
 from libs.common.supervisor import Stack
 from libs.common.valkey_server import free_port
 
+__all__ = [
+    "COLLECTION",
+    "QUICK_DOCS",
+    "ROOT",
+    "SCIFACT",
+    "SERVICES",
+    "BenchStack",
+    "Corpus",
+    "Ingest",
+    "Session",
+    "add_common_args",
+    "check_ingested",
+    "doc_limit",
+    "doc_text",
+    "encode",
+    "files_per_upload",
+    "flush_cache",
+    "ingest",
+    "load_model",
+    "load_scifact",
+    "metric",
+    "open_session",
+    "run_one",
+    "use_bench_key",
+]
+
 ROOT = Path(__file__).resolve().parents[1]
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact-subset"
 COLLECTION = "scifact"
 QUICK_DOCS = 300
 SERVICES = ("gateway", "embedder", "retriever", "generator")
-
-
-# --- the data set ---------------------------------------------------------------------------
-
-
-@dataclass
-class Corpus:
-    docs: dict[str, str]  # corpus id -> title + abstract, in file order
-    queries: dict[str, str]  # judged queries whose relevant documents are all in docs
-    qrels: dict[str, dict[str, int]]  # query id -> {corpus id: relevance}
-
-    @staticmethod
-    def filename(doc_id: str) -> str:
-        """The name a document is uploaded under: search hits map back to corpus ids by it."""
-        return f"{doc_id}.txt"
-
-    @staticmethod
-    def doc_id(filename: str) -> str:
-        return filename.removesuffix(".txt")
-
-
-def doc_text(row: dict[str, str]) -> str:
-    title, text = row.get("title", "").strip(), row.get("text", "").strip()
-    return f"{title}\n\n{text}" if title else text
-
-
-def load_scifact(limit: int | None = None, root: Path = SCIFACT) -> Corpus:
-    """The corpus, its queries and qrels; with ``limit``, that many documents.
-
-    A limited corpus takes the relevant documents of whole queries (in qrels
-    order) for up to half of it and fills the rest with other documents in file
-    order, so that a smoke run still has judged queries with distractors.
-    """
-    with (root / "corpus.jsonl").open() as fh:
-        texts = {row["_id"]: doc_text(row) for row in map(json.loads, fh)}
-    with (root / "queries.jsonl").open() as fh:
-        queries = {row["_id"]: row["text"] for row in map(json.loads, fh)}
-    qrels: dict[str, dict[str, int]] = {}
-    for path in sorted((root / "qrels").glob("*.tsv")):
-        for line in path.read_text().splitlines()[1:]:
-            qid, doc_id, score = line.split("\t")
-            if int(score) > 0:
-                qrels.setdefault(qid, {})[doc_id] = int(score)
-    if limit is not None and limit < len(texts):
-        chosen: dict[str, None] = {}
-        for rel in qrels.values():
-            new = [d for d in rel if d not in chosen and d in texts]
-            if len(chosen) + len(new) <= limit // 2:
-                chosen.update(dict.fromkeys(new))
-        for doc_id in texts:
-            if len(chosen) >= limit:
-                break
-            chosen.setdefault(doc_id)
-        texts = {d: t for d, t in texts.items() if d in chosen}
-    judged = {q: rel for q, rel in qrels.items() if q in queries and all(d in texts for d in rel)}
-    return Corpus(texts, {q: queries[q] for q in judged}, judged)
 
 
 # --- the stack ------------------------------------------------------------------------------------
@@ -221,67 +193,6 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(have.get(k) == v for k, v in labels.items()):
             total += float(value)
     return total
-
-
-# --- ingestion ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Ingest:
-    docs: int
-    seconds: float  # from the first upload request to the last document ready
-    upload_seconds: float  # until every upload request was answered
-    chunks: int
-    ready: int
-    failed: dict[str, str] = field(default_factory=dict)  # filename -> error
-
-    @property
-    def per_s(self) -> float:
-        return self.docs / self.seconds
-
-
-async def ingest(
-    port: int, docs: dict[str, str], collection: str, files_per_upload: int, timeout_s: float = 3600.0
-) -> Ingest:
-    """Upload ``docs`` (corpus id -> text) in multipart batches, then block on every job in turn.
-
-    Jobs finish roughly in the order they were queued, so by the time the wait
-    reaches a job it is usually done and the GET answers at once. A document is
-    ready exactly when its ingest job is done (the same commit).
-    """
-    conn = await Http.connect(port)
-    try:
-        started = time.perf_counter()
-        ids = list(docs)
-        jobs: list[str] = []
-        for i in range(0, len(ids), files_per_upload):
-            batch = [(Corpus.filename(d), docs[d].encode()) for d in ids[i : i + files_per_upload]]
-            body, content_type = multipart(batch)
-            status, raw = await conn.request(
-                "POST", f"/v1/collections/{collection}/documents", body, {"Content-Type": content_type}
-            )
-            if status != 202:
-                raise RuntimeError(f"upload answered {status}: {raw[:500]!r}")
-            accepted = json.loads(raw)["documents"]
-            if any(d["duplicate"] for d in accepted):
-                raise RuntimeError(f"collection {collection!r} already holds some of these documents")
-            jobs += [d["job_id"] for d in accepted]
-        uploaded = time.perf_counter() - started
-        deadline = time.monotonic() + timeout_s
-        for job_id in jobs:
-            await conn.wait_job(job_id, max(1.0, deadline - time.monotonic()))
-        seconds = time.perf_counter() - started
-        status, listing = await conn.call("GET", f"/v1/collections/{collection}/documents")
-        if status != 200:
-            raise RuntimeError(f"GET /v1/collections/{collection}/documents answered {status}")
-    finally:
-        await conn.close()
-    ready = [d for d in listing["documents"] if d["status"] == "ready"]
-    failed = {
-        d["filename"]: d.get("error") or d["status"] for d in listing["documents"] if d["status"] != "ready"
-    }
-    chunks = sum(int(d["chunks"] or 0) for d in ready)
-    return Ingest(len(jobs), seconds, uploaded, chunks, len(ready), failed)
 
 
 # --- the raw model -----------------------------------------------------------------------------
