@@ -31,6 +31,7 @@ from services.gateway.auth import PUBLIC_PATHS, Authentication, Gate, authorize
 from services.gateway.body_limit import BodyLimit
 from services.gateway.collections import router as collections_router
 from services.gateway.events import router as events_router
+from services.gateway.head import HeadAsGet
 from services.gateway.health import router as health_router
 from services.gateway.keys_api import router as keys_router
 from services.gateway.openai_compat import router as openai_router
@@ -114,7 +115,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         REDOC_URL,
         app.swagger_ui_oauth2_redirect_url,
     }
-    # Outermost first: Host check, CORS, metrics, authentication, body limit (add_middleware prepends).
+    # Outermost first: Host check, HEAD as GET, CORS, metrics, authentication, body limit
+    # (add_middleware prepends).
     app.add_middleware(BodyLimit, settings=settings)
     openai_routes = [route for route in openai_router.routes if isinstance(route, APIRoute)]
     openai_paths = [route.path_regex for route in openai_routes]
@@ -143,6 +145,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             ],
             max_age=600,
         )
+    app.add_middleware(HeadAsGet)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_host_list)
     # Each router behind the key check with the errors any of its routes may answer.
     rest = (router, events_router, collections_router, keys_router, originals_router)

@@ -3,8 +3,9 @@
 Starlette answers a method a path does not take with 405 and the methods of the first
 route of that path only (``Allow: GET`` where DELETE is taken too). :func:`install`
 answers instead from every route of the path: ``OPTIONS`` gets 204 with ``Allow``, any
-other method 405 with it. These and the framework's other errors (404, a body that
-cannot be parsed) come in OpenAI's shape on the OpenAI routes, ``{"detail"}`` elsewhere.
+other method 405 with it (``HEAD`` is listed where ``GET`` is: :mod:`.head` serves it).
+These and the framework's other errors (404, a body that cannot be parsed) come in
+OpenAI's shape on the OpenAI routes, ``{"detail"}`` elsewhere.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ class Methods:
                 self._routes.append((regex, frozenset(methods)))
 
     def allowed(self, path: str) -> list[str]:
-        """The methods ``path`` takes, OPTIONS included; empty for no route's path."""
+        """The methods ``path`` takes, OPTIONS included (and HEAD with GET: ``head``);
+        empty for no route's path."""
         found = {m for regex, methods in self._routes if regex.match(path) for m in methods}
+        if "GET" in found:
+            found.add("HEAD")
         return sorted({*found, "OPTIONS"}) if found else []
 
 

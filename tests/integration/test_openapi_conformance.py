@@ -149,9 +149,9 @@ def test_the_api_matches_its_document(stack: Stack, tmp_path: Path) -> None:
 
 def test_options_lists_every_method_of_the_path(client: httpx.Client) -> None:
     for path, allowed in [
-        ("/v1/jobs/j1", "DELETE, GET, OPTIONS"),
-        ("/v1/collections", "GET, OPTIONS, POST"),
-        ("/v1/collections/town/documents", "GET, OPTIONS, POST"),
+        ("/v1/jobs/j1", "DELETE, GET, HEAD, OPTIONS"),
+        ("/v1/collections", "GET, HEAD, OPTIONS, POST"),
+        ("/v1/collections/town/documents", "GET, HEAD, OPTIONS, POST"),
         ("/v1/chat/completions", "OPTIONS, POST"),
     ]:
         resp = client.options(path)
@@ -162,7 +162,7 @@ def test_options_lists_every_method_of_the_path(client: httpx.Client) -> None:
 def test_a_method_a_path_does_not_take_is_405_with_every_method_allowed(client: httpx.Client) -> None:
     resp = client.put("/v1/documents/d1")
     assert resp.status_code == 405
-    assert resp.headers["allow"] == "DELETE, GET, OPTIONS"
+    assert resp.headers["allow"] == "DELETE, GET, HEAD, OPTIONS"
     assert resp.json() == {"detail": "Method Not Allowed"}
     # On an OpenAI route, in OpenAI's shape.
     resp = client.get("/v1/chat/completions")
