@@ -110,7 +110,7 @@ test: $(VENV)/.installed-test $(VENV)/.tried-llm web web-test chromium
 	$(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -m "not slow" tests/libs tests/services tests/integration/test_worker_runtime.py
+	$(BIN)/python -m pytest -m "not slow" tests/libs tests/services tests/integration/test_worker_runtime*.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
