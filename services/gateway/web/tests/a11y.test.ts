@@ -1,7 +1,8 @@
 /**
  * axe-core on each screen: sign-in, the collections, a collection with an answer,
- * uploads and documents, and the viewer. No serious or critical violation. (jsdom has
- * no layout, so colour contrast is left to the browser tests.)
+ * uploads and documents, a follow-up with the conversation so far, and the viewer. No
+ * violation of moderate impact or worse. (jsdom has no layout, so colour contrast is
+ * left to the browser tests.)
  */
 import { findAllByRole, findByRole, getByRole, waitFor } from "@testing-library/dom";
 import axe from "axe-core";
@@ -36,10 +37,12 @@ function fake(): FakeApi {
 }
 
 describe("accessibility", () => {
-  it("has no serious or critical violation on any screen", async () => {
+  it("has no moderate, serious or critical violation on any screen", async () => {
     const api = fake();
     const stream = new Stream();
-    api.on("POST", "/v1/chat/completions", (_r, init) => stream.response(init.signal));
+    const followUp = new Stream();
+    let asked = 0;
+    api.on("POST", "/v1/chat/completions", (_r, init) => (asked++ ? followUp : stream).response(init.signal));
     api.on("POST", "/v1/collections/docs/documents", () =>
       json({ job_id: "j2", document_id: "d2", duplicate: false, documents: [{ filename: "a.txt", job_id: "j2", document_id: "d2", duplicate: false }] }, 202),
     );
@@ -75,6 +78,19 @@ describe("accessibility", () => {
     if (!link) throw new Error("no citation link");
     await settle();
     expect(await violations(), "collection with an answer and uploads").toEqual([]);
+
+    // A follow-up: the first turn, its sources' heading with it, moves to the conversation.
+    (getByRole(root, "textbox", { name: "Question" }) as HTMLTextAreaElement).value = "And then?";
+    getByRole(root, "button", { name: "Ask" }).click();
+    await settle();
+    followUp.data({ id: "chatcmpl-k", choices: [{ delta: { content: "Let go [1]." } }], documind: { mode: "extractive", citations: [citation] } });
+    followUp.data("[DONE]");
+    const conversation = await findByRole(root, "region", { name: "Conversation so far" });
+    expect(getByRole(conversation, "heading", { level: 4, name: "Conversation so far" })).toBeTruthy();
+    expect(getByRole(conversation, "heading", { level: 5, name: "Sources" })).toBeTruthy();
+    await waitFor(() => expect(region.getAttribute("aria-busy")).toBe("false"));
+    await settle();
+    expect(await violations(), "a follow-up and the conversation so far").toEqual([]);
 
     link.click();
     const viewer = getByRole(root, "region", { name: "Document viewer" });

@@ -50,9 +50,13 @@ export class AskPanel {
     this.newButton = button("New conversation", () => this.reset(this.collection), { disabled: true });
     this.problem = h("p", { class: "error", role: "alert" });
     this.earlier = h("ol", { class: "turns" });
+    // A heading of its own: the earlier turns' "Sources" headings (h5) sit under it, not
+    // straight under "Ask" (h3), so the outline skips no level.
+    const earlierHeadingId = uid("conversation");
     this.earlierSection = h(
       "section",
-      { "aria-label": "Conversation so far", class: "conversation", hidden: true },
+      { "aria-labelledby": earlierHeadingId, class: "conversation", hidden: true },
+      h("h4", { id: earlierHeadingId }, "Conversation so far"),
       this.earlier,
     );
     this.answerContent = h("div", { class: "answer-content" });

@@ -84,7 +84,8 @@ function pageSection(page: PageText, only: boolean): HTMLElement {
       "aria-label": only ? `Page ${page.page}` : null,
       "data-page": page.page,
     },
-    only ? null : h("h4", { id: headingId }, `Page ${page.page}`),
+    // Under the viewer's heading (h2).
+    only ? null : h("h3", { id: headingId }, `Page ${page.page}`),
     paragraphs.length
       ? h("div", { class: "page-text" }, ...paragraphs)
       : h("p", { class: "placeholder" }, "(no text on this page)"),
