@@ -3,7 +3,7 @@
  * "View" (the original, in the viewer) and, for writers, "Delete" after a confirmation.
  */
 import type { DocumentView } from "../api/types";
-import { actionButton, h, replaceChildren, uid } from "../lib/dom";
+import { actionButton, h, replaceChildren, setAttrs, uid } from "../lib/dom";
 import { confirmInPlace } from "./confirm";
 
 export interface DocumentsOptions {
@@ -35,6 +35,31 @@ function dash(value: number | null): string {
   return value === null ? "–" : String(value);
 }
 
+/**
+ * The table's own scroll container, for when its columns cannot all fit (a narrow
+ * window, a large zoom): while it overflows it is a region named by the table's caption
+ * and a Tab stop, so the keyboard scrolls it too (arrow keys), not only reaches its
+ * buttons. When everything fits it is a plain box, no extra Tab stop.
+ */
+function scrollRegion(table: HTMLTableElement, captionId: string): HTMLElement {
+  const wrap = h("div", { class: "table-wrap" }, table);
+  const sync = (): void => {
+    const overflows = wrap.scrollWidth > wrap.clientWidth + 1;
+    setAttrs(wrap, {
+      role: overflows ? "region" : null,
+      "aria-labelledby": overflows ? captionId : null,
+      tabindex: overflows ? 0 : null,
+    });
+  };
+  // jsdom (the component tests) has no layout and no ResizeObserver.
+  if (typeof ResizeObserver !== "undefined") {
+    const observer = new ResizeObserver(sync);
+    observer.observe(wrap);
+    observer.observe(table);
+  }
+  return wrap;
+}
+
 export class DocumentsTable {
   readonly el: HTMLElement;
   private readonly heading: HTMLElement;
@@ -48,7 +73,8 @@ export class DocumentsTable {
     const headingId = uid("documents");
     this.heading = h("h3", { id: headingId }, "Documents");
     this.body = h("tbody");
-    this.caption = h("caption", { class: "sr-only" }, "Documents");
+    const captionId = uid("documents-caption");
+    this.caption = h("caption", { id: captionId, class: "sr-only" }, "Documents");
     this.table = h(
       "table",
       { class: "documents-table" },
@@ -72,7 +98,7 @@ export class DocumentsTable {
       { "aria-labelledby": headingId, class: "documents" },
       this.heading,
       this.problem,
-      h("div", { class: "table-wrap" }, this.table),
+      scrollRegion(this.table, captionId),
       this.empty,
     );
   }
