@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Container, Sequence
 from functools import lru_cache
 
+from libs.common.line_key import line_key
 from libs.common.models import Hit
 from services.generator.sentences import Sentence, sentence_spans
 
@@ -31,10 +32,6 @@ _END = re.compile(r"^(.*?)([.!?]+)$", re.DOTALL)
 
 # Running headers recur on page after page: each distinct line is keyed once.
 @lru_cache(maxsize=1 << 12)
-def _line_key(line: str) -> str:
-    return _DIGITS.sub("#", " ".join(line.split()).casefold())
-
-
 def _header_like(key: str) -> bool:
     return MIN_HEADER_CHARS <= len(key) <= MAX_HEADER_CHARS and bool(_LETTER.search(key))
 
@@ -63,7 +60,7 @@ def repeated_lines(hits: Sequence[Hit]) -> frozenset[str]:
     pages: dict[tuple[str, str], set[int]] = defaultdict(set)
     for hit in hits:
         for match in _LINE.finditer(hit.text):
-            key = _line_key(match.group())
+            key = line_key(match.group())
             if _header_like(key):
                 pages[(hit.document_id, key)].add(hit.page)
     return frozenset(key for (_, key), seen in pages.items() if len(seen) >= 2)
@@ -78,7 +75,7 @@ def sentences_of(
     start = 0
     if skip:
         for match in _LINE.finditer(text):
-            if _line_key(match.group()) in skip:
+            if line_key(match.group()) in skip:
                 segments.append((start, match.start()))
                 start = match.end()
     segments.append((start, len(text)))

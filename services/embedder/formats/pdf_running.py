@@ -27,6 +27,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from libs.common.line_key import line_key
+
 # Lines looked at from each edge of a page (a header or footer is often two lines:
 # a title and a page number).
 ZONE = 2
@@ -38,20 +40,9 @@ MIN_OFFSET_SHARE = 0.5
 # A line longer than this is a sentence, not a running title or page number.
 MAX_LINE = 100
 
-_DIGITS = re.compile(r"\d+")
-_ROMAN = re.compile(r"^[ivxlcdm]+$")
-_SPACES = re.compile(r"\s+")
 # A number alone at either end of a line ("47 Chapter 5", "Page 12"), not a section
 # number ("5.4 Layout") or a version ("Release 1.2").
 _EDGE_NUMBER = re.compile(r"^(\d{1,4})(?:\s|$)|\s(\d{1,4})$")
-
-
-def line_key(line: str) -> str:
-    """A line as compared across pages: lower case, spaces collapsed, numbers as ``#``."""
-    key = _SPACES.sub(" ", line).strip().lower()
-    if _ROMAN.match(key):
-        return "#"
-    return _DIGITS.sub("#", key)
 
 
 def _edges(lines: Sequence[str]) -> tuple[list[int], list[int]]:
