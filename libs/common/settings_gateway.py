@@ -56,6 +56,16 @@ class GatewaySettings(CommonSettings):
     # New jobs get 503 when the first stage's backlog is above this.
     max_backlog: int = Field(default=10_000, ge=1)
     retry_after_s: int = Field(default=2, ge=1)
+    # A request's header block (request target and header fields) past either bound
+    # is refused with 431 before any app code runs.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=1)
+    # A connection whose next header block is not complete this long after it opened
+    # (or after its previous response ended) is closed (slowloris).
+    header_timeout_s: float = Field(default=20.0, gt=0)
+    # A request body with no bytes for this long (while the app waits for them) ends
+    # the request with 408 and the connection.
+    body_timeout_s: float = Field(default=30.0, gt=0)
     max_question_chars: int = Field(default=4000, ge=1)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     max_files_per_upload: int = Field(default=100, ge=1)

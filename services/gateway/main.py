@@ -9,6 +9,7 @@ from libs.common.metrics import serve_metrics
 from libs.common.settings import GatewaySettings
 from libs.common.telemetry import setup_tracing
 from services.gateway.app import StartupError, create_app
+from services.gateway.http_limits import HttpLimits, limited_http_protocol
 
 
 def main() -> None:
@@ -25,6 +26,15 @@ def main() -> None:
         log_config=None,  # uvicorn's lines go through the process's (JSON) logging
         host=settings.host,
         port=settings.port,
+        # httptools with bounds on header size and count and on slow clients.
+        http=limited_http_protocol(
+            HttpLimits(
+                max_header_bytes=settings.max_header_bytes,
+                max_headers=settings.max_headers,
+                header_timeout_s=settings.header_timeout_s,
+                body_timeout_s=settings.body_timeout_s,
+            )
+        ),
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
     )
