@@ -37,7 +37,11 @@ from services.embedder.windows import Prefix, TokenCounter, TokenLimits, longest
 
 logger = logging.getLogger(__name__)
 
-_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+# An ATX heading's opening: up to 3 spaces, 1 to 6 "#", then a space or tab. The rest
+# of the line is read by _heading, not by one pattern: a lazy title before an optional
+# closing sequence backtracks quadratically on a long run of spaces (a 64 KB line held
+# the embedder for a minute).
+_HEADING_OPEN = re.compile(r" {0,3}(#{1,6})[ \t]")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
@@ -184,6 +188,21 @@ def _checked(unit: str, size: int, overlap: int) -> tuple[int, int]:
     return size, overlap
 
 
+def _heading(line: str) -> tuple[int, str] | None:
+    """An ATX heading's level and title ("## Setup ##" is 2, "Setup"), else None. A
+    closing run of "#" counts only after a space or tab ("# C#" keeps its "#")."""
+    opening = _HEADING_OPEN.match(line)
+    if opening is None:
+        return None
+    title = line[opening.end() :].strip(" \t")
+    bare = title.rstrip("#")
+    if not bare:
+        title = ""
+    elif bare != title and bare[-1] in " \t":
+        title = bare.rstrip(" \t")
+    return len(opening.group(1)), title.strip()
+
+
 def _markdown_sections(text: str) -> list[Section]:
     """``text`` cut before each ATX heading (outside code fences), with heading paths.
 
@@ -197,14 +216,14 @@ def _markdown_sections(text: str) -> list[Section]:
     offset = 0
     for line in text.splitlines(keepends=True):
         stripped = line.rstrip("\n")
-        match = None if fence else _HEADING.match(stripped)
-        if match:
+        found = None if fence else _heading(stripped)
+        if found:
             if has_body:
                 sections.append(Section(start, offset, heading))
                 start, has_body = offset, False
-            level = len(match.group(1))
+            level, text_of_heading = found
             path = [(lvl, title) for lvl, title in path if lvl < level]
-            path.append((level, match.group(2).strip()))
+            path.append((level, text_of_heading))
             heading = " > ".join(title for _, title in path if title)
         else:
             fence_match = _FENCE.match(stripped)

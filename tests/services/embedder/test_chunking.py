@@ -182,3 +182,30 @@ def test_plain_text_ignores_markdown_headings() -> None:
     chunks = chunk([Page(1, MARKDOWN)], size=100, overlap=10, filename="guide.txt")
     assert len(chunks) == 1
     assert chunks[0].heading == ""
+
+
+@pytest.mark.parametrize(
+    ("line", "heading"),
+    [
+        ("## Setup ##", "Setup"),  # a closing sequence is not part of the title
+        ("# Setup #\t ", "Setup"),
+        ("# C#", "C#"),  # "#" right after a word is
+        ("#  Two  words ", "Two  words"),
+        ("### ###", ""),  # only a closing sequence: an empty heading
+    ],
+)
+def test_markdown_heading_titles(line: str, heading: str) -> None:
+    chunks = chunk([Page(1, f"{line}\nBody text.")], filename="notes.md")
+    assert [c.heading for c in chunks] == [heading]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("blank", [" ", "\t"])
+def test_a_heading_padded_with_a_long_run_of_blanks_is_read_in_one_pass(blank: str) -> None:
+    # A hostile upload: one Markdown heading of 100,000 blanks between two words. The
+    # pattern that read headings backtracked quadratically on it (about two minutes
+    # here, every other job's embedding waiting); read in one pass it takes
+    # milliseconds.
+    line = "# a" + blank * 100_000 + "b"
+    chunks = chunk([Page(1, f"{line}\nBody text.")], size=100, overlap=10, filename="hostile.md")
+    assert chunks[0].heading == "a" + blank * 100_000 + "b"
