@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -17,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 import services.gateway.main as gateway_main
 from services.gateway.http_limits import HttpLimits, LimitedHttpToolsProtocol, limited_http_protocol
+from tests.integration.harness import Stack
 
 LIMITS = HttpLimits(max_header_bytes=8192, max_headers=20, header_timeout_s=0.5, body_timeout_s=0.5)
 # How long a long response takes: well past the header timeout.
@@ -27,7 +29,8 @@ pytestmark = pytest.mark.timeout(30)
 
 class App:
     """Records each request's path; /long answers in three parts over LONG_S, /echo
-    answers the size of the body it read (or 'disconnect')."""
+    answers the size of the body it read (or records 'disconnect'), /late the same
+    after LONG_S."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
@@ -44,7 +47,9 @@ class App:
             await send({"type": "http.response.body", "body": b""})
             return
         body = b"ok"
-        if scope["path"] == "/echo":
+        if scope["path"] == "/late":  # slow to ask for the body
+            await asyncio.sleep(LONG_S)
+        if scope["path"] in ("/echo", "/late"):
             size = 0
             while True:
                 message = await receive()
@@ -199,6 +204,20 @@ def test_a_slow_but_steady_body_is_read(served: tuple[App, int]) -> None:
     assert app.paths == ["/echo"]
 
 
+def test_a_body_the_app_has_not_asked_for_yet_is_no_stall(served: tuple[App, int]) -> None:
+    # Expect: 100-continue: the client waits for the app's first receive(), past the
+    # body timeout; that wait is not the client's.
+    app, port = served
+    with connect(port) as conn:
+        conn.sendall(b"POST /late HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n")
+        assert conn.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.sendall(b"ab")
+        reply = conn.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert reply.endswith(b"\r\n\r\n2")
+    assert app.paths == ["/late"]
+
+
 def test_keep_alive_requests_and_long_responses_are_not_cut(served: tuple[App, int]) -> None:
     # A response lasting three header timeouts, then more requests on the same
     # connection: the timer stops at each request's headers and restarts at its end.
@@ -238,3 +257,27 @@ def test_the_gateway_serves_with_its_settings_limits(monkeypatch: pytest.MonkeyP
     assert protocol.limits == HttpLimits(
         max_header_bytes=4096, max_headers=7, header_timeout_s=3, body_timeout_s=4
     )
+
+
+def test_the_real_gateway_refuses_hostile_clients(valkey_url: str, tmp_path: Path) -> None:
+    """``python -m services.gateway`` with small limits: 431, 408, and ordinary requests served."""
+    stack = Stack(
+        valkey_url,
+        tmp_path,
+        DOCUMIND_MAX_HEADER_BYTES="8192",
+        DOCUMIND_HEADER_TIMEOUT_S="0.5",
+    )
+    try:
+        stack.start("gateway")
+        stack.wait_healthy()
+        healthz = b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n"
+        with connect(stack.port) as conn:
+            conn.sendall(healthz + b"x-big: " + b"a" * 8192 + b"\r\n\r\n")
+            assert read_to_close(conn).startswith(b"HTTP/1.1 431 ")
+        with connect(stack.port) as conn:
+            conn.sendall(healthz)
+            assert read_to_close(conn).startswith(b"HTTP/1.1 408 ")
+        with stack.client(timeout=10) as client:
+            assert client.get("/healthz").status_code == 200
+    finally:
+        stack.stop()
