@@ -39,6 +39,7 @@ from services.gateway.openai_stream import JOB_ID_HEADER
 from services.gateway.originals import router as originals_router
 from services.gateway.routes import router
 from services.gateway.submit import Submitter
+from services.gateway.text_check import text_is_unicode
 from services.gateway.uploads import router as uploads_router
 
 HTTP_REQUESTS = Counter(
@@ -105,7 +106,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         title="DocuMind",
         version="0.1.0",
         lifespan=lifespan,
-        dependencies=[Depends(authorize)],
+        dependencies=[Depends(authorize), Depends(text_is_unicode)],
     )
     public = {
         *PUBLIC_PATHS,

@@ -13,6 +13,7 @@ The OpenAI routes answer in OpenAI's shape instead (``openai_errors``).
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -138,18 +139,29 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
         parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
     return JSONResponse(
         status_code=422,
-        content={"detail": "; ".join(parts) or "invalid request", "errors": _jsonable(errors)},
+        content={"detail": _text("; ".join(parts)) or "invalid request", "errors": _jsonable(errors)},
     )
 
 
 def _jsonable(errors: object) -> object:
-    """Validation errors may hold exceptions or bytes; keep what JSON can carry."""
+    """Validation errors may hold exceptions, bytes, text that is not Unicode (a lone
+    surrogate) or a number JSON has no word for (NaN, Infinity, as the client sent it);
+    keep what JSON can carry."""
     if isinstance(errors, dict):
-        return {k: _jsonable(v) for k, v in errors.items() if k != "ctx"}
+        return {_text(str(k)): _jsonable(v) for k, v in errors.items() if k != "ctx"}
     if isinstance(errors, list | tuple):
         return [_jsonable(e) for e in errors]
     if isinstance(errors, bytes):
         return errors.decode(errors="replace")
-    if errors is None or isinstance(errors, str | int | float | bool):
+    if isinstance(errors, float) and not math.isfinite(errors):
+        return str(errors)
+    if isinstance(errors, str):
+        return _text(errors)
+    if errors is None or isinstance(errors, int | float | bool):
         return errors
-    return str(errors)
+    return _text(str(errors))
+
+
+def _text(text: str) -> str:
+    """``text`` with any lone surrogate as "?": what UTF-8 can carry."""
+    return text.encode("utf-8", "replace").decode("utf-8")
