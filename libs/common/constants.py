@@ -53,6 +53,7 @@ class SubmitAnswer(enum.StrEnum):
     UNKNOWN = "unknown"  # no such collection
     FULL = "full"  # the first stage's backlog is at its limit
     BUSY = "busy"  # the tenant has its limit of jobs in flight
+    BUSY_INTERACTIVE = "busy-interactive"  # ... or of interactive jobs (questions) in flight
     DUPLICATE = "duplicate:"
 
 

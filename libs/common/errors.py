@@ -263,9 +263,9 @@ class RateLimited(RequestRefused):
 class TooManyJobs(RequestRefused):
     """The tenant has ``limit`` jobs queued or running: none more until some end."""
 
-    def __init__(self, retry_after_s: int, limit: int) -> None:
+    def __init__(self, retry_after_s: int, limit: int, what: str = "jobs") -> None:
         super().__init__(
-            f"this tenant has {limit} jobs queued or running, its limit; retry in {retry_after_s} s"
+            f"this tenant has {limit} {what} queued or running, its limit; retry in {retry_after_s} s"
         )
         self.retry_after_s = retry_after_s
         self.limit = limit

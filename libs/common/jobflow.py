@@ -369,6 +369,7 @@ def finish(
         Expire(job.done, DONE_TTL_S),
         # No longer in flight: it stops counting against its tenant's limit.
         RemoveScored(env.partition.inflight(env.tenant), job.hash),
+        RemoveScored(env.partition.interactive_inflight(env.tenant), job.hash),
         *(events or []),
         *event,
         *(after or []),

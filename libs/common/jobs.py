@@ -68,6 +68,7 @@ class JobStore:
         *,
         max_backlog: int,
         max_inflight: int | None = None,
+        max_interactive: int | None = None,
         extra: dict[str, str] | None = None,
         collection: CollectionMode = CollectionMode.ANY,
         document: NewDocument | None = None,
@@ -77,7 +78,8 @@ class JobStore:
         'ok'; 'unknown' when ``collection`` is REQUIRE and the collection does
         not exist; 'full' when the first stage's backlog is at ``max_backlog``;
         'busy' when the tenant has ``max_inflight`` jobs in flight in the job's
-        partition (None: no limit);
+        partition (None: no limit); 'busy-interactive' when the job is on the
+        interactive lane and the tenant has ``max_interactive`` of those in flight;
         'duplicate:<document id>' when the document's sha256 is already in the
         collection. CREATE registers the collection with the job; ``document``
         registers an upload (its hash fields and bytes) in the collection. The
@@ -99,6 +101,7 @@ class JobStore:
             events_ttl_s=queued_ttl_s(self.events_ttl_s, env.deadline - env.created_at),
             max_backlog=max_backlog,
             max_inflight=NO_LIMIT if max_inflight is None else max_inflight,
+            max_interactive=NO_LIMIT if max_interactive is None else max_interactive,
             now=fields["created_at"],
             deadline=fields["deadline"],
             document=document,
@@ -120,6 +123,7 @@ class JobStore:
         return await self._cancel(
             job,
             inflight=job.partition.inflight(as_text(tenant or DEFAULT_TENANT)),
+            interactive_inflight=job.partition.interactive_inflight(as_text(tenant or DEFAULT_TENANT)),
             document=keys.document(as_text(document_id)) if document_id else None,
             now=time.time(),
             done_ttl_s=DONE_TTL_S,

@@ -85,6 +85,12 @@ class Partition:
         hash keys, scored by deadline): what ``DOCUMIND_TENANT_MAX_INFLIGHT`` counts."""
         return self.key("t", tenant, "inflight")
 
+    def interactive_inflight(self, tenant: str) -> str:
+        """Sorted set of a tenant's jobs on the interactive lane (questions) queued or
+        running in this partition, scored by deadline: what
+        ``DOCUMIND_TENANT_MAX_INTERACTIVE`` counts."""
+        return self.key("t", tenant, "inflight", "interactive")
+
 
 @lru_cache(maxsize=4096)
 def _stream(index: int, stage: Stage, lane: Lane, tenant: str) -> str:

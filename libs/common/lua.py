@@ -53,6 +53,7 @@ def _prelude() -> str:
         "R_UNKNOWN": SubmitAnswer.UNKNOWN,
         "R_FULL": SubmitAnswer.FULL,
         "R_BUSY": SubmitAnswer.BUSY,
+        "R_BUSY_INTERACTIVE": SubmitAnswer.BUSY_INTERACTIVE,
         "R_DUPLICATE": SubmitAnswer.DUPLICATE,
     }
     lines = [f"local FINAL = {{{final}}}"]
@@ -138,14 +139,17 @@ return applied
 
 # Admission of a new job, in one round trip with its checks. Returns 'ok',
 # 'unknown' (no such collection), 'full' (backlog too long), 'busy' (the tenant
-# has its limit of jobs in flight in this partition) or 'duplicate:<document id>'
+# has its limit of jobs in flight in this partition), 'busy-interactive' (or, for a
+# job on the interactive lane, its limit of those) or 'duplicate:<document id>'
 # (that content is already in the collection). The tenant's in-flight set holds
 # the job (scored by its deadline) until a final status removes it; an entry past
 # its deadline no longer counts. A bulk job's tenant joins the set of tenants whose
 # streams the stage's workers read. See scripts.Submit for KEYS and ARGV.
 SUBMIT: Final = """
 local stream, job, registry, meta, hashes, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local inflight, bulk_tenants = KEYS[7], KEYS[8]
+-- KEYS[8]: on the bulk lane the set of bulk tenants, on the interactive lane the
+-- tenant's set of interactive jobs in flight (its own cap, ARGV[19]).
+local inflight, bulk_tenants, interactive = KEYS[7], KEYS[8], KEYS[8]
 local max_backlog, envelope, job_ttl, blob_bytes, blob_ttl, name, mode, now, sha, doc_id, events_ttl =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local has_doc, has_blob = ARGV[12] == '1', ARGV[13] == '1'
@@ -158,8 +162,14 @@ end
 if redis.call('XLEN', stream) >= tonumber(max_backlog) then return R_FULL end
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', '(' .. now)
 if redis.call('ZCARD', inflight) >= max_inflight then return R_BUSY end
-redis.call('ZADD', inflight, deadline, job)
 local keep = math.ceil(deadline - tonumber(now)) + 60
+if tenant == '' then
+  redis.call('ZREMRANGEBYSCORE', interactive, '-inf', '(' .. now)
+  if redis.call('ZCARD', interactive) >= tonumber(ARGV[19]) then return R_BUSY_INTERACTIVE end
+  redis.call('ZADD', interactive, deadline, job)
+  if redis.call('TTL', interactive) < keep then redis.call('EXPIRE', interactive, keep) end
+end
+redis.call('ZADD', inflight, deadline, job)
 if redis.call('TTL', inflight) < keep then redis.call('EXPIRE', inflight, keep) end
 if mode == M_CREATE and redis.call('SADD', registry, name) == 1 then
   redis.call('HSET', meta, 'name', name, 'description', '', 'created_at', now)
@@ -317,8 +327,9 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', E_TYPE, EV_CANCELLED,
   E_DATA, cjson.encode({status=S_CANCELLED, error=err}))
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 redis.call('ZREM', KEYS[4], KEYS[1])
-if #KEYS >= 5 and redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('HSET', KEYS[5], 'status', D_FAILED, 'error', err, 'updated_at', ARGV[1])
+redis.call('ZREM', KEYS[5], KEYS[1])
+if #KEYS >= 6 and redis.call('EXISTS', KEYS[6]) == 1 then
+  redis.call('HSET', KEYS[6], 'status', D_FAILED, 'error', err, 'updated_at', ARGV[1])
 end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return S_CANCELLED

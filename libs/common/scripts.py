@@ -104,6 +104,7 @@ class Submit(_Script):
         events_ttl_s: int,
         max_backlog: int,
         max_inflight: int,
+        max_interactive: int,
         now: str,
         deadline: str,
         document: NewDocument | None = None,
@@ -124,8 +125,8 @@ class Submit(_Script):
             collection.hashes,
             job.events,
             partition.inflight(collection.tenant),
-            # Unused on the interactive lane: a key of the partition stands in (no '' keys).
-            bulk_tenants or partition.inflight(collection.tenant),
+            # On the interactive lane, the tenant's interactive jobs in flight.
+            bulk_tenants or partition.interactive_inflight(collection.tenant),
         ]
         doc_fields = ""
         blob = b""
@@ -161,6 +162,7 @@ class Submit(_Script):
             collection.tenant if bulk_tenants else "",
             jsontext.dumps(job_fields),
             doc_fields,
+            max_interactive,
         ]
         return as_text(await self._run_durable("submit", keys, args, f"job_id={job.job_id}"))
 
@@ -268,6 +270,7 @@ class Cancel(_Script):
         job: JobKeys,
         *,
         inflight: str,
+        interactive_inflight: str,
         document: DocumentKeys | None,
         now: float,
         done_ttl_s: int,
@@ -277,8 +280,10 @@ class Cancel(_Script):
     ) -> str:
         """'cancelled', 'ended:<status>' for a job already final, '' for an unknown job.
 
-        ``inflight``: the tenant's set of jobs in flight (``Partition.inflight``)."""
-        keys = [job.hash, job.done, job.events, inflight, *([document.hash] if document else [])]
+        ``inflight``, ``interactive_inflight``: the tenant's sets of jobs in flight
+        (``Partition.inflight``, ``Partition.interactive_inflight``)."""
+        keys = [job.hash, job.done, job.events, inflight, interactive_inflight]
+        keys += [document.hash] if document else []
         args = [now, done_ttl_s, events_ttl_s, events_maxlen, channel, job.job_id]
         return as_text(await self._run(keys, args))
 

@@ -109,6 +109,10 @@ class GatewaySettings(CommonSettings):
     rate_limit_per_min: int = Field(default=600, ge=1, le=MAX_REQUESTS_PER_MINUTE)
     # Jobs one tenant may have queued or running at once (per partition): past it, 429.
     tenant_max_inflight: int = Field(default=1000, ge=1)
+    # Of those, questions (jobs on the interactive lane, which every tenant's questions
+    # share): past it, 429. Keeps one tenant's flood of questions from queueing the
+    # others' behind it for more than this many questions' time.
+    tenant_max_interactive: int = Field(default=32, ge=1)
 
     @property
     def allowed_host_list(self) -> list[str]:

@@ -118,6 +118,7 @@ class Submitter:
                 env,
                 max_backlog=self.s.max_backlog,
                 max_inflight=self.s.tenant_max_inflight,
+                max_interactive=self.s.tenant_max_interactive,
                 extra=extra,
                 collection=CollectionMode.REQUIRE if collection_must_exist else CollectionMode.CREATE,
                 document=upload,
@@ -130,4 +131,6 @@ class Submitter:
             raise QueueFull(self.s.retry_after_s)
         if answer == SubmitAnswer.BUSY:
             raise TooManyJobs(self.s.retry_after_s, self.s.tenant_max_inflight)
+        if answer == SubmitAnswer.BUSY_INTERACTIVE:
+            raise TooManyJobs(self.s.retry_after_s, self.s.tenant_max_interactive, "questions")
         return env

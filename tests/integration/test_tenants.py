@@ -236,3 +236,54 @@ def test_a_tenants_jobs_in_flight_are_capped_across_gateways(tmp_path_factory: A
                 c.close()
         finally:
             s.stop()
+
+
+def test_a_tenants_questions_in_flight_have_their_own_cap(tmp_path_factory: Any) -> None:
+    # One tenant's flood of questions must not queue every other tenant's behind it:
+    # the interactive lane (questions) is shared, so each tenant may have only
+    # TENANT_MAX_INTERACTIVE questions in it, while its uploads count only against
+    # TENANT_MAX_INFLIGHT.
+    tmp = tmp_path_factory.mktemp("interactive")
+    with ValkeyServer(tmp / "valkey") as server:
+        s = Stack(server.url, tmp, DOCUMIND_TENANT_MAX_INTERACTIVE="2")
+        try:
+            s.start("gateway")  # and, for now, no worker: jobs stay queued
+            s.wait_healthy()
+            with s.client() as operator:
+                keys = [
+                    operator.post("/v1/keys", json={"name": t, "tenant": t, "role": "writer"}).json()["key"]
+                    for t in ("busy", "calm")
+                ]
+            busy = httpx.Client(base_url=s.url, headers=auth_headers(keys[0]), timeout=30)
+            calm = httpx.Client(base_url=s.url, headers=auth_headers(keys[1]), timeout=30)
+            for c in (busy, calm):
+                assert c.post("/v1/collections", json={"name": "q"}).status_code == 201
+
+            def ask(c: httpx.Client) -> httpx.Response:
+                return c.post("/v1/chat", json={"question": "anyone?", "collection": "q"})
+
+            accepted = [ask(busy), ask(busy)]
+            assert [a.status_code for a in accepted] == [202, 202]
+            refused = ask(busy)
+            assert refused.status_code == 429, refused.text
+            assert int(refused.headers["retry-after"]) >= 1
+            assert "2 questions queued or running" in refused.json()["detail"]
+            # Its uploads and the other tenant's questions go on.
+            upload = busy.post("/v1/collections/q/documents", files={"file": ("f.txt", b"Ferry at 9.")})
+            assert upload.status_code == 202, upload.text
+            assert ask(calm).status_code == 202
+            # A cancelled question no longer counts.
+            assert busy.delete(f"/v1/jobs/{accepted[0].json()['job_id']}").status_code == 200
+            third = ask(busy)
+            assert third.status_code == 202
+            assert ask(busy).status_code == 429
+            # Answered questions no longer count either.
+            for name in ("embedder", "retriever", "generator"):
+                s.start(name)
+            for job in (accepted[1], third):
+                assert s.wait_job(job.json()["job_id"], headers=busy.headers)["status"] == "done"
+            assert [ask(busy).status_code, ask(busy).status_code] == [202, 202]
+            for c in (busy, calm):
+                c.close()
+        finally:
+            s.stop()
