@@ -32,6 +32,8 @@ COLLECTION = "bench"
 QUESTION = "What does the benchmark measure?"
 # The gateway's default job timeout: a job not done by then would expire and fail the run.
 JOB_TIMEOUT_S = 120.0
+# A cap on a tenant's questions in flight that a benchmark never reaches.
+NO_CAP = 10**9
 
 
 class DocuMind:
@@ -47,7 +49,11 @@ class DocuMind:
     def start_gateway(self) -> None:
         self.port = free_port()
         argv = [sys.executable, "-m", "services.gateway"]
-        self.children.start("gateway", argv, DOCUMIND_PORT=str(self.port))
+        # One client floods the interactive lane on purpose: the per-tenant cap on
+        # questions in flight (DOCUMIND_TENANT_MAX_INTERACTIVE) would refuse it.
+        self.children.start(
+            "gateway", argv, DOCUMIND_PORT=str(self.port), DOCUMIND_TENANT_MAX_INTERACTIVE=str(NO_CAP)
+        )
 
     def replica_names(self, stage: str) -> list[str]:
         """The processes of a stage: ``embedder``, then ``embedder-2``, ... for more replicas."""

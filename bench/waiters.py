@@ -316,8 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ordinary", type=int, default=500, help="ordinary requests timed while held")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
-    # A tenant's in-flight cap (1,000) would refuse the chats this bench queues at once.
+    # A tenant's in-flight caps (1,000 jobs, 32 questions) would refuse the chats this
+    # bench queues at once.
     os.environ.setdefault("DOCUMIND_TENANT_MAX_INFLIGHT", str(max(1000, 2 * args.jobs)))
+    os.environ.setdefault("DOCUMIND_TENANT_MAX_INTERACTIVE", str(max(1000, 2 * args.jobs)))
     # The paused embedder may have been handed a batch just before it stopped; resumed, its
     # read has timed out by the clock and the batch waits to be reclaimed: soon, not in 30 s.
     os.environ.setdefault("DOCUMIND_VISIBILITY_TIMEOUT_S", "2")

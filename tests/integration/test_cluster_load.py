@@ -68,7 +68,12 @@ def cluster(tmp_path: Path) -> Iterator[ValkeyCluster]:
 
 @pytest.fixture
 def stack(cluster: ValkeyCluster, tmp_path: Path) -> Iterator[Stack]:
-    env = {"DOCUMIND_VALKEY_CLUSTER": "true", "DOCUMIND_PARTITIONS": str(PARTITIONS)}
+    env = {
+        "DOCUMIND_VALKEY_CLUSTER": "true",
+        "DOCUMIND_PARTITIONS": str(PARTITIONS),
+        # One tenant's load on purpose: past the cap on its questions in flight.
+        "DOCUMIND_TENANT_MAX_INTERACTIVE": str(JOBS),
+    }
     s = Stack(cluster.url, tmp_path, **env)
     try:
         s.start_all()

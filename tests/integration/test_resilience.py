@@ -26,7 +26,9 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture
 def stack(backend: Backend, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(backend.url, tmp_path, **backend.env)
+    # One tenant queues 200 questions at once here (a worker killed while holding
+    # many): past the per-tenant cap on questions in flight.
+    s = Stack(backend.url, tmp_path, **backend.env, DOCUMIND_TENANT_MAX_INTERACTIVE="1000")
     try:
         yield s
     finally:

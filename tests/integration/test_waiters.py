@@ -41,6 +41,7 @@ def stack(backend: Backend, tmp_path: Path) -> Iterator[Stack]:
         DOCUMIND_VALKEY_POOL_SIZE=str(POOL),
         DOCUMIND_WAITER_CONNECTIONS=str(READERS),
         DOCUMIND_TENANT_MAX_INFLIGHT=str(max(1000, 2 * WAITERS)),
+        DOCUMIND_TENANT_MAX_INTERACTIVE=str(max(1000, 2 * WAITERS)),
     )
     try:
         s.start("gateway")
