@@ -60,6 +60,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     _fields = 0
     _reading_body = False
     _last_data = 0.0
+    # Header blocks completed on this connection: tells a read that ended one.
+    _completed = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -72,7 +74,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # uvicorn's data_received, with the header limits answered by 431.
         self._unset_keepalive_if_required()
-        counting = self._in_header_block
+        counting, completed = self._in_header_block, self._completed
         if self._reading_body:
             self._last_data = self.loop.time()
         try:
@@ -93,7 +95,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        if counting and self._in_header_block:
+        # Only while one header block is still unfinished: a read that finished it also
+        # holds the body (and maybe the next request), which are no part of it.
+        if counting and self._in_header_block and self._completed == completed:
             self._block_bytes += len(data)
             if self._block_bytes > self.limits.max_header_bytes:
                 self._refuse(431, "Request header fields too large.")
@@ -113,6 +117,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._completed += 1
         self._in_header_block = False
         self._block_bytes = 0
         self._cancel(self._header_timer)

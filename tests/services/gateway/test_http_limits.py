@@ -190,6 +190,26 @@ def test_a_stalled_body_ends_the_request_with_408(served: tuple[App, int]) -> No
     assert app.paths == ["/echo", "disconnect"]
 
 
+@pytest.mark.parametrize("requests", [1, 2])
+def test_a_body_in_the_same_read_as_its_headers_is_no_part_of_them(
+    served: tuple[App, int], requests: int
+) -> None:
+    # An upload's headers and its body (past the header limit) sent at once, then the
+    # next request on the same connection: every byte after the header block is body.
+    app, port = served
+    size = 4 * LIMITS.max_header_bytes
+    one = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % size + b"a" * size
+    with connect(port) as conn:
+        conn.sendall(one * requests)
+        replies = b""
+        while replies.count(b"\r\n\r\n%d" % size) < requests:
+            chunk = conn.recv(65536)
+            assert chunk, replies
+            replies += chunk
+    assert replies.count(b"HTTP/1.1 200 ") == requests
+    assert app.paths == ["/echo"] * requests
+
+
 def test_a_slow_but_steady_body_is_read(served: tuple[App, int]) -> None:
     # Ten bytes a fifth of the body timeout apart: twice the timeout in all.
     app, port = served
