@@ -160,17 +160,21 @@ if sha ~= '' then
   if existing then return R_DUPLICATE .. existing end
 end
 if redis.call('XLEN', stream) >= tonumber(max_backlog) then return R_FULL end
-redis.call('ZREMRANGEBYSCORE', inflight, '-inf', '(' .. now)
-if redis.call('ZCARD', inflight) >= max_inflight then return R_BUSY end
-local keep = math.ceil(deadline - tonumber(now)) + 60
-if tenant == '' then
-  redis.call('ZREMRANGEBYSCORE', interactive, '-inf', '(' .. now)
-  if redis.call('ZCARD', interactive) >= tonumber(ARGV[19]) then return R_BUSY_INTERACTIVE end
-  redis.call('ZADD', interactive, deadline, job)
-  if redis.call('TTL', interactive) < keep then redis.call('EXPIRE', interactive, keep) end
+-- An in-flight set holds a job until its deadline (or its final status).
+local function full(set, most)
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. now)
+  return redis.call('ZCARD', set) >= most
 end
-redis.call('ZADD', inflight, deadline, job)
-if redis.call('TTL', inflight) < keep then redis.call('EXPIRE', inflight, keep) end
+local keep = math.ceil(deadline - tonumber(now)) + 60
+local function hold(set)
+  redis.call('ZADD', set, deadline, job)
+  if redis.call('TTL', set) < keep then redis.call('EXPIRE', set, keep) end
+end
+local on_interactive = tenant == ''
+if full(inflight, max_inflight) then return R_BUSY end
+if on_interactive and full(interactive, tonumber(ARGV[19])) then return R_BUSY_INTERACTIVE end
+hold(inflight)
+if on_interactive then hold(interactive) end
 if mode == M_CREATE and redis.call('SADD', registry, name) == 1 then
   redis.call('HSET', meta, 'name', name, 'description', '', 'created_at', now)
 end
