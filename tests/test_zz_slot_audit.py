@@ -19,7 +19,7 @@ import redis
 
 from libs.common import keys, scripts, slots
 from libs.common.keys import KeySpace, Partition
-from libs.common.valkey_server import ValkeyServer
+from libs.common.valkey_server import ValkeyServer, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,8 +81,11 @@ def test_a_partition_and_everything_in_it_hash_to_one_slot() -> None:
 
 
 def test_slots_are_computed_as_valkey_computes_them(tmp_path: Path) -> None:
+    port, bus = free_ports(2)
     cluster = ["--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")]
-    with ValkeyServer(tmp_path, appendonly=False, extra_args=cluster) as server:
+    # The bus port is given: the default (port + 10000) does not exist past 55535.
+    cluster += ["--cluster-port", str(bus)]
+    with ValkeyServer(tmp_path, port, appendonly=False, extra_args=cluster) as server:
         client = redis.Redis.from_url(server.url)
         samples = [
             Partition(0).key("job", "x"),

@@ -18,8 +18,6 @@ user, its password given with ``CONFIG SET`` (never on a command line).
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Final
 import redis
 
 from libs.common.valkey_acl import ADMIN_USER, ValkeyUsers
-from libs.common.valkey_server import ValkeyServer
+from libs.common.valkey_server import ValkeyServer, free_ports
 
 SLOTS: Final = 16384
 # Poll interval of the waits below: each polls a state that cannot be blocked on.
@@ -58,7 +56,7 @@ class ValkeyCluster:
         self.users = users
         self.nodes: list[ValkeyServer] = []
         count = primaries * (1 + replicas)
-        ports = _free_ports(2 * count)
+        ports = free_ports(2 * count)
         for i in range(count):
             bus = ports[count + i]
             self.nodes.append(
@@ -165,17 +163,6 @@ class ValkeyCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports: each socket is held until all are picked."""
-    with contextlib.ExitStack() as held:
-        ports = []
-        for _ in range(n):
-            s = held.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
 
 
 def _ok_with(client: redis.Redis, nodes: int) -> bool:

@@ -9,6 +9,7 @@ Without ``users`` (the tests' fixture) the ``default`` user needs no password.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -38,6 +39,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports: each socket is held until all are picked.
+
+    A cluster-enabled server needs two: its own and its cluster bus's. Left to
+    itself the bus takes port + 10000, which does not exist for ports above 55535
+    (a quarter of Linux's ephemeral range), and Valkey then refuses to start.
+    """
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(n):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 class ValkeyServer:
