@@ -45,6 +45,10 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# The most messages one chat completion request may carry.
+MAX_MESSAGES: Final = 2048
+
+
 class ChatCompletionRequest(BaseModel):
     # OpenAI's sampling and output parameters (temperature, max_tokens, n, user, ...)
     # are accepted and ignored: the pipeline's settings decide.
@@ -54,7 +58,10 @@ class ChatCompletionRequest(BaseModel):
     model: str
     # The conversation; the last message is the user's question (JSON Schema cannot say
     # "the last item", so ``split_messages`` checks it: 400 otherwise).
-    messages: list[ChatMessage] = Field(json_schema_extra={"minItems": 1})
+    # At most MAX_MESSAGES: only the latest turns are used
+    # (``MAX_HISTORY_MESSAGES``), and a body of thousands of tiny messages costs the
+    # gateway ten times a plain question's parse before any of them is read.
+    messages: list[ChatMessage] = Field(max_length=MAX_MESSAGES, json_schema_extra={"minItems": 1})
     stream: bool = False
     stream_options: StreamOptions | None = None
     # DocuMind extension: chunks to retrieve (default DOCUMIND_DEFAULT_TOP_K, at most

@@ -22,7 +22,7 @@ from services.gateway.app import create_app
 from services.gateway.chat import submit_chat
 from services.gateway.openai_compat import MAX_HISTORY_MESSAGES, split_messages
 from services.gateway.openai_errors import openai_body, shape_of
-from services.gateway.openai_schemas import ChatMessage
+from services.gateway.openai_schemas import MAX_MESSAGES, ChatMessage
 from services.gateway.submit import Submitter
 from tests.auth import admin_secret, operator_client
 
@@ -119,6 +119,17 @@ def test_errors_come_in_openai_shape(client: TestClient) -> None:
         assert resp.json()["error"]["type"] == "invalid_request_error"
     resp = chat(client, {"model": "town", "messages": [{"role": "tool", "content": "42"}]})
     assert resp.status_code == 400 and "not supported" in resp.json()["error"]["message"]
+
+
+def test_a_conversation_of_more_than_2048_messages_is_refused(client: TestClient) -> None:
+    turns = [{"role": "user" if i % 2 else "assistant", "content": f"turn {i}"} for i in range(MAX_MESSAGES)]
+    resp = chat(client, {"model": "nowhere", "messages": turns})
+    assert resp.status_code == 404, resp.text  # read through: 2048 is allowed
+    resp = chat(client, {"model": "town", "messages": [{"role": "assistant", "content": "hi"}, *turns]})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "messages"
+    assert "2048" in error["message"], error
 
 
 def test_a_full_queue_is_503_with_retry_after(client: TestClient) -> None:
