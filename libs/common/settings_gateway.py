@@ -81,6 +81,22 @@ class GatewaySettings(CommonSettings):
     # valkey_pool_wait_s is refused with 503 and Retry-After. Waiters hold none.
     valkey_pool_size: int = Field(default=100, ge=1)
     valkey_pool_wait_s: float = Field(default=1.0, gt=0)
+    # Requests one presented API key may have in progress at once in this gateway
+    # process, decided before authentication without any Valkey call (see
+    # services/gateway/key_concurrency.py): from arrival until its response starts, it
+    # starts waiting on a job (?wait=), or it ends. Waits and streams hold no place, so a
+    # key may hold thousands. Keep it well under valkey_pool_size: one key's burst then
+    # leaves the other tenants most of the pool (16 of 100: six keys flooding at once to
+    # fill it). A request past it waits in line up to key_queue_wait_s, then gets 429.
+    # Not applied with auth off (one user, on loopback).
+    key_max_concurrent: int = Field(default=16, ge=1)
+    # Of requests whose key this gateway has not seen authenticate recently (a new key, a
+    # wrong or unknown one), how many may be looked up at once, all keys together: a flood
+    # of made-up keys waits on these places, never on a known key's.
+    unverified_key_max_concurrent: int = Field(default=8, ge=1)
+    # How long a request past either bound waits for a place before it is refused with
+    # 429 and Retry-After (0: refused at once). It holds no Valkey connection meanwhile.
+    key_queue_wait_s: float = Field(default=1.0, ge=0)
     # Connections that read every stream the process's waiters follow (events streams,
     # ?wait=), per partition with waiters, plus one (see libs/common/fanout.py).
     waiter_connections: int = Field(default=2, ge=1, le=64)

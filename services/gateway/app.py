@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from services.gateway.collections import router as collections_router
 from services.gateway.events import router as events_router
 from services.gateway.head import HeadAsGet
 from services.gateway.health import router as health_router
+from services.gateway.key_concurrency import KeyConcurrency, ReleasingWatcher
 from services.gateway.keys_api import router as keys_router
 from services.gateway.openai_compat import router as openai_router
 from services.gateway.openai_stream import JOB_ID_HEADER
@@ -41,6 +43,8 @@ from services.gateway.routes import router
 from services.gateway.submit import Submitter
 from services.gateway.text_check import text_is_unicode
 from services.gateway.uploads import router as uploads_router
+
+logger = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter(
     "documind_http_requests_total", "HTTP requests by route and status.", ["method", "route", "status"]
@@ -83,13 +87,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         await ready(client)
         app.state.settings = settings
-        app.state.submitter = Submitter(client, settings, waiters)
+        # A request that starts waiting on a job gives its key's place back (it holds
+        # no pooled connection while it waits).
+        app.state.submitter = Submitter(client, settings, ReleasingWatcher(waiters))
         # Uploads' originals and extracted text (DOCUMIND_BLOB_STORE).
         app.state.blobs = build_blob_store(settings)
         app.state.keys = ApiKeyStore.from_settings(client, settings)
         store = app.state.keys if settings.auth == "on" else None
         app.state.gate = Gate(
-            store, open_rpm=settings.rate_limit_per_min, retry_after_s=settings.retry_after_s
+            store,
+            open_rpm=settings.rate_limit_per_min,
+            retry_after_s=settings.retry_after_s,
+            concurrency=key_concurrency(settings),
         )
         try:
             yield
@@ -171,6 +180,26 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     openapi.install(app, settings, public=PUBLIC_PATHS, openai=[route.path for route in openai_routes])
     return app
+
+
+def key_concurrency(settings: GatewaySettings) -> KeyConcurrency | None:
+    """The bound on each key's requests in progress; none with authentication off (one
+    user, on loopback)."""
+    if settings.auth == "off":
+        return None
+    if settings.key_max_concurrent >= settings.valkey_pool_size:
+        logger.warning(
+            "DOCUMIND_KEY_MAX_CONCURRENT (%d) is not below DOCUMIND_VALKEY_POOL_SIZE (%d): "
+            "one API key's burst can take every pooled connection",
+            settings.key_max_concurrent,
+            settings.valkey_pool_size,
+        )
+    return KeyConcurrency(
+        settings.key_max_concurrent,
+        settings.unverified_key_max_concurrent,
+        settings.key_queue_wait_s,
+        settings.retry_after_s,
+    )
 
 
 class HttpMetrics:

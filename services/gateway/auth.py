@@ -7,6 +7,9 @@ Two parts, so that no route can forget authentication:
   its revocation and expiry, and its rate limit. It answers a refused request
   itself (401, 429, or 503 when Valkey is down) before the body is read, and puts
   ``RateLimit-*`` headers on every response (a route's, an error's, a stream's).
+  Before that, with no Valkey call, the presented key must find a place among the
+  requests it may have in progress in this process (``key_concurrency``; 429 when
+  none comes in time): one key's burst cannot take the pool the lookup needs.
 - :func:`authorize`, a dependency the application puts on every route, checks the
   outcome again (a route can never run without it) and hands the route its
   :class:`Principal`. Routes then take their :class:`Access` with :func:`access_of`,
@@ -31,12 +34,21 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.access import Access
-from libs.common.apikeys import ApiKeyStore, AuthResult, Permission, Principal
+from libs.common.apikeys import (
+    ApiKeyStore,
+    Authenticated,
+    AuthResult,
+    Permission,
+    Principal,
+    Refused,
+    bearer_token,
+)
 from libs.common.errors import DocuMindError, Forbidden, QueueUnavailable, Unauthorized
 from libs.common.keys import DEFAULT_TENANT
 from libs.common.logs import bind
 from libs.common.ratelimit import RATE_LIMIT_HEADERS
 from services.gateway.errors import error_response
+from services.gateway.key_concurrency import UNBOUNDED, KeyConcurrency, Ticket, TooManyInProgress, current
 from services.gateway.openai_errors import openai_response
 
 logger = logging.getLogger(__name__)
@@ -69,12 +81,27 @@ _Outcome = AuthResult | _Public | _Open | _Down
 
 
 class Gate:
-    """What the middleware asks: the key store, or nothing when authentication is off."""
+    """What the middleware asks: the key store, or nothing when authentication is off;
+    and the bound on each key's requests in progress (none when it is off)."""
 
-    def __init__(self, store: ApiKeyStore | None, *, open_rpm: int, retry_after_s: int) -> None:
+    def __init__(
+        self,
+        store: ApiKeyStore | None,
+        *,
+        open_rpm: int,
+        retry_after_s: int,
+        concurrency: KeyConcurrency | None = None,
+    ) -> None:
         self.store = store
         self._open = _Open(Principal.operator(open_rpm))
         self.retry_after_s = retry_after_s
+        self.concurrency = concurrency
+
+    async def admit(self, authorization: str | None) -> Ticket:
+        """A place for the request among its key's (:class:`TooManyInProgress` if none came)."""
+        if self.concurrency is None:
+            return UNBOUNDED
+        return await self.concurrency.admit(bearer_token(authorization))
 
     async def outcome(self, authorization: str | None) -> _Outcome:
         if self.store is None:
@@ -124,8 +151,26 @@ class Authentication:
             await self.app(scope, receive, send)
             return
         gate: Gate = scope["app"].state.gate
-        outcome = await gate.outcome(_header(scope, b"authorization"))
-        state[_STATE_KEY] = outcome
+        authorization = _header(scope, b"authorization")
+        try:
+            ticket = await gate.admit(authorization)
+        except TooManyInProgress as exc:
+            await self._response(path, exc)(scope, receive, send)
+            return
+        try:
+            with current(ticket):
+                outcome = await gate.outcome(authorization)
+                ticket.authenticated(_known(outcome))
+                state[_STATE_KEY] = outcome
+                await self._answer(scope, receive, send, outcome, ticket)
+        finally:
+            ticket.release()
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, outcome: _Outcome, ticket: Ticket
+    ) -> None:
+        """Refuse the request, or hand it on with its rate headers; the key's place is
+        given back as its response starts."""
         rate = getattr(outcome, "rate", None)
         extra: list[tuple[bytes, bytes]] = []
         if rate is not None:
@@ -141,13 +186,14 @@ class Authentication:
         if principal is not None:
             # Log lines about this request name the tenant and the key (never its secret).
             bind(tenant=principal.tenant or DEFAULT_TENANT, key_id=principal.key_id)
-        if not extra:
-            await self.app(scope, receive, send)
-            return
 
         async def send_with_limits(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
+                # A response that starts needs no more of the pool (a stream's later
+                # reads, the fan-out's): the key's place goes to its next request.
+                ticket.release()
+                if extra:
+                    message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
@@ -172,6 +218,15 @@ class Authentication:
         if any(p.match(path) for p in self.openai_paths):
             return openai_response(exc)
         return error_response(exc)
+
+
+def _known(outcome: _Outcome) -> bool | None:
+    """Whether the credential proved good or bad (None: not checked)."""
+    if isinstance(outcome, Authenticated):
+        return True
+    if isinstance(outcome, Refused):
+        return False
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
