@@ -145,8 +145,13 @@ class KeyConcurrency:
         if lane is None:
             lane = self._lanes[digest] = Lane(self.per_key)
         started = asyncio.get_running_loop().time()
-        if not await lane.take(self.wait_s):
-            self._forget_idle(digest, lane)
+        taken = False
+        try:
+            taken = await lane.take(self.wait_s)
+        finally:
+            if not taken:  # refused, or cancelled in line
+                self._forget_idle(digest, lane)
+        if not taken:
             REFUSALS.labels("key").inc()
             raise TooManyInProgress(self.retry_after_s, self.per_key, "key")
         ticket = Ticket(self, digest, lane)
