@@ -163,3 +163,57 @@ def test_a_flood_of_made_up_keys_does_not_make_a_known_key_fail(stack: Stack, ke
     assert statuses[429] > 0 and set(statuses) <= {401, 429}, statuses
     assert all(int(r.headers["Retry-After"]) > 0 for r in refused if r.status_code == 429)
     assert refusals(stack, "unverified") >= statuses[429]
+
+
+def test_a_keys_waits_and_streams_hold_none_of_its_places(stack: Stack) -> None:
+    with stack.client(timeout=30) as operator:
+        resp = operator.post("/v1/keys", json={"name": "waiter", "tenant": "waiter", "role": "writer"})
+        assert resp.status_code == 201, resp.text
+        key = resp.json()["key"]
+    headers = auth_headers(key)
+
+    async def main() -> tuple[list[int], str, list[str]]:
+        async with httpx.AsyncClient(base_url=stack.url, headers=headers, timeout=60) as client:
+            assert (await client.post("/v1/collections", json={"name": "w"})).status_code == 201
+            # No worker runs: the job stays queued, its stream and its waiter stay open.
+            chat = await client.post("/v1/chat", json={"question": "Anyone?", "collection": "w"})
+            assert chat.status_code == 202, chat.text
+            job_id = chat.json()["job_id"]
+            streamed: list[str] = []
+            first_event = asyncio.Event()
+
+            async def stream() -> None:
+                async with client.stream("GET", f"/v1/jobs/{job_id}/events") as events:
+                    assert events.status_code == 200
+                    async for line in events.aiter_lines():
+                        if line.startswith("event: "):
+                            streamed.append(line.removeprefix("event: "))
+                            first_event.set()
+
+            streaming = asyncio.create_task(stream())
+            waiting = asyncio.create_task(client.get(f"/v1/jobs/{job_id}", params={"wait": 30}))
+            await first_event.wait()
+            await waiters_follow(stack, 2)  # the stream's and the wait's
+            # The key's one place is free: of two requests, one is answered (once the
+            # pause ends) and the other, in line behind it, is refused.
+            await pause_valkey(stack)
+            both = await asyncio.gather(client.get("/v1/collections"), client.get("/v1/collections"))
+            assert (await client.delete(f"/v1/jobs/{job_id}")).status_code == 200
+            waited = await waiting
+            await streaming
+            return sorted(r.status_code for r in both), waited.json()["status"], streamed
+
+    statuses, waited, streamed = asyncio.run(main())
+    assert statuses == [200, 429]
+    assert waited == "cancelled" and streamed == ["queued", "cancelled"]
+
+
+async def waiters_follow(stack: Stack, streams: int) -> None:
+    """Until the gateway's fan-out follows ``streams`` streams (its ``documind_waiters``)."""
+    async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(60):
+        while True:
+            text = (await client.get(stack.gateway_metrics_url)).text
+            found = re.search(r"^documind_waiters (\S+)$", text, re.M)
+            if found and float(found.group(1)) >= streams:
+                return
+            await asyncio.sleep(0.05)  # polling the gauge: it has no event to block on
