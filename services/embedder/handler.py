@@ -8,14 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import document_ops, keys
 from libs.common.blobstore import BlobStore, original_key, put_text, text_key
 from libs.common.commit import Delete, Op
 from libs.common.constants import EMBEDDED_PART_FIELD, EMBEDDER
-from libs.common.decode import as_text
 from libs.common.envelope import Envelope
 from libs.common.errors import JobEnded, PermanentError
 from libs.common.logs import job_log
@@ -23,9 +20,8 @@ from libs.common.payloads import IngestPart, IngestUpload, SearchQuery, view
 from libs.common.scripts import HSetIfExists
 from libs.common.settings import EmbedderSettings
 from libs.common.stage import Outcome, Output
-from libs.common.status import is_final
 from libs.common.vectors import encode_vector
-from services.embedder import progress
+from services.embedder import liveness, progress
 from services.embedder.backends import Embedder
 from services.embedder.batcher import EmbeddingBatcher, Priority
 from services.embedder.cache import EmbeddingCache
@@ -134,7 +130,12 @@ class EmbedHandler:
                 vectors = await self.cache.embed(questions, Priority.QUERY, tenants)
                 for i, vector in zip(queries, vectors, strict=True):
                     outcomes[i] = {**batch[i].payload, "vector": encode_vector(vector)}
-            for group in _groups(pending, parts_of, self.s.ingest_part_chunks):
+            for planned in _groups(pending, parts_of, self.s.ingest_part_chunks):
+                # Before each model call: parts whose job ended or whose document was
+                # deleted meanwhile are not embedded (one round trip).
+                group = await self._still_wanted(planned, batch, parts_of, outcomes)
+                if not group:
+                    continue
                 texts = [
                     embedded_text(c["text"], c.get("context", ""))
                     for i in group
@@ -194,6 +195,36 @@ class EmbedHandler:
         for i, data in zip(missing, read, strict=True):
             found[i] = data
         return found
+
+    async def _still_wanted(
+        self,
+        group: list[int],
+        batch: Sequence[Envelope],
+        parts_of: dict[int, IngestPart],
+        outcomes: list[Outcome | None],
+    ) -> list[int]:
+        """The messages of ``group`` still worth embedding. The others get their outcome
+        here: a job that ended is acknowledged (``JobEnded``); a deleted document's part
+        goes on without its chunks, so the retriever settles the job as it does any
+        deleted document's ({"deleted": true, "chunks": 0})."""
+        found = await liveness.of_parts(self.r, [(batch[i], parts_of[i]["document_id"]) for i in group])
+        wanted = []
+        for i, state in zip(group, found, strict=True):
+            p = parts_of[i]
+            if state.wanted:
+                wanted.append(i)
+            elif state.ended is not None:
+                outcomes[i] = JobEnded(f"the job is {state.ended}: its chunks were not embedded")
+            else:
+                logger.info(
+                    "document %s was deleted: part %d of %d not embedded",
+                    p["document_id"],
+                    p["part"] + 1,
+                    p["parts"],
+                    extra=job_log(batch[i], EMBEDDER),
+                )
+                outcomes[i] = Output(dict(p, chunks=[]), parts=p["parts"])
+        return wanted
 
     async def _record_embedded(self, parts: list[IngestPart]) -> list[int]:
         """Each part's chunk count on its document, by part number: a replayed part
@@ -259,19 +290,10 @@ class EmbedHandler:
     async def _unwanted(self, env: Envelope) -> BaseException | None:
         """Why an upload being parsed need not be any more: its job ended (cancelled,
         expired) or its document was deleted. None while wanted."""
-        document = keys.document(view(env, IngestUpload)["document_id"])
-        try:
-            async with self.r.pipeline(transaction=False) as pipe:
-                pipe.hget(env.job_keys.hash, "status")
-                # Deleting a document removes both (bytes queued in Valkey by an older
-                # gateway included).
-                pipe.exists(document.hash, document.blob)
-                status, registered = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError):
-            return None  # keep parsing: the commit will find out
-        if status is not None and is_final(as_text(status)):
-            return JobEnded(f"the job is {as_text(status)}: its parse was stopped")
-        if not registered:
+        (state,) = await liveness.of_uploads(self.r, [env])
+        if state.ended is not None:
+            return JobEnded(f"the job is {state.ended}: its parse was stopped")
+        if state.deleted:
             return PermanentError("the document was deleted while it was being parsed")
         return None
 
