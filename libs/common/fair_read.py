@@ -22,11 +22,20 @@ first), each committed on its own (entries are acknowledged on their own stream:
 are done when they are, not with the rest. Retries wait in their tenant's delayed
 set and go back to their tenant's stream. The default tenant's stream is always
 read: its group is what ``/readyz`` looks for.
+
+A handler may also say which tenants' next bulk work would only wait in this process
+(:class:`TenantGate`: the embedder names the tenants whose uploads wait for a parse
+process because they hold their share of them). Those tenants are left out of the
+reads meanwhile, so their queued uploads do not take the worker's batches from the
+other tenants; while any is left out, a read blocks at most ``GATED_BLOCK_MS``, so a
+tenant is read again soon after its wait ends.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Collection
+from typing import Any, Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -39,6 +48,19 @@ from libs.common.scripts import FairRead
 
 # One entry read: (stream, entry id, fields).
 Entry = tuple[str, Any, Any]
+
+# The longest a bulk read blocks while some tenant is left out of it (TenantGate): about
+# how late that tenant's next read comes after its wait ends.
+GATED_BLOCK_MS = 100
+
+
+@runtime_checkable
+class TenantGate(Protocol):
+    """A handler that knows which tenants' bulk work would only wait in this process now."""
+
+    def saturated(self) -> Collection[str]:
+        """The tenants to leave out of the next bulk read."""
+        ...
 
 
 async def create_group(client: aioredis.Redis, stream: str, group: str) -> None:
@@ -88,9 +110,16 @@ class TenantStreams:
                 self.streams[tenant] = stream
         return self.known()
 
-    async def read(self, consumer: str, count: int, block_ms: int) -> list[Entry]:
-        """Up to ``count`` entries shared fairly over the tenants; blocks while there are none."""
+    async def read(self, consumer: str, count: int, block_ms: int, skip: Collection[str] = ()) -> list[Entry]:
+        """Up to ``count`` entries shared fairly over the tenants but those in ``skip``;
+        blocks while there are none."""
         streams = await self.refresh()
+        if skip:
+            streams = [stream for tenant, stream in self.streams.items() if tenant not in skip]
+            block_ms = min(block_ms, GATED_BLOCK_MS)
+            if not streams:
+                await asyncio.sleep(block_ms / 1000)  # as long as a read would have blocked
+                return []
         first = self._turn % len(streams)
         self._turn += 1
         order = streams[first:] + streams[:first]

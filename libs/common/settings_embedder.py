@@ -61,6 +61,13 @@ class EmbedderSettings(WorkerSettings):
     max_chunks: int = Field(default=25_000, ge=1)
     # Parses one embedder runs at once (at most parse_memory_mb each).
     parse_processes: int = Field(default=2, ge=1)
+    # Of those, the most one tenant holds at once (DOCUMIND_TENANT_MAX_PARSES); 0: one
+    # fewer than parse_processes (at least 1), so one tenant's slow parses (each up to
+    # parse_timeout_s) always leave a process to the other tenants' uploads. A tenant's
+    # uploads past it wait without holding the embedder's bulk batches, and the tenant's
+    # bulk work is not read meanwhile. A deployment with a single tenant may set it to
+    # parse_processes to parse that many of its uploads at once.
+    tenant_max_parses: int = Field(default=0, ge=0)
     # A .txt or .md upload of at most this many bytes is parsed in the embedder itself
     # (bounded work, well under a second, without a process start); 0: none.
     parse_inline_bytes: int = Field(default=64 * 1024, ge=0)
@@ -72,3 +79,11 @@ class EmbedderSettings(WorkerSettings):
     # full waits up to embed_batch_wait_ms for more; one with a question never waits.
     embed_batch_max_texts: int = Field(default=64, ge=1)
     embed_batch_wait_ms: float = Field(default=2.0, ge=0)
+
+    @property
+    def parses_per_tenant(self) -> int:
+        """``tenant_max_parses`` (at most ``parse_processes``), or for 0 one fewer than
+        ``parse_processes`` (at least 1)."""
+        if self.tenant_max_parses:
+            return min(self.tenant_max_parses, self.parse_processes)
+        return max(1, self.parse_processes - 1)

@@ -10,13 +10,16 @@ acknowledged. Retries, dead letters and expiry are decided there too;
 messages. On ``stop()`` the loop stops reading and in-flight batches get
 ``shutdown_grace_s`` to finish; anything unacknowledged stays pending for another
 consumer. A Valkey that stops answering is waited out with capped backoff and
-logged once per outage (``outage.py``); the process carries on.
+logged once per outage (``outage.py``); the process carries on. A batch holds one of
+``concurrency`` read slots until it ends, or until it waits on its tenant's own cap
+(:func:`yield_read_slot`; that tenant is then left out of the reads, ``fair_read.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -32,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from libs.common.batch_processor import BatchProcessor
 from libs.common.constants import BULK, ENVELOPE_FIELD, INTERACTIVE
 from libs.common.envelope import Envelope
-from libs.common.fair_read import TenantStreams, create_group, field_map, per_stream
+from libs.common.fair_read import TenantGate, TenantStreams, create_group, field_map, per_stream
 from libs.common.jobflow import Message, StageContext
 from libs.common.keys import Lane, Partition, Stage, group_name
 from libs.common.maintenance import Maintenance
@@ -45,6 +48,36 @@ logger = logging.getLogger(__name__)
 
 def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class _ReadSlot:
+    """A batch's place among its worker's ``concurrency``: given back once, when the batch
+    ends or when it waits on its tenant's own cap (:func:`yield_read_slot`)."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
+# The read slot of the batch that the running task works for (set by Worker._run_batch).
+_read_slot: contextvars.ContextVar[_ReadSlot | None] = contextvars.ContextVar("read_slot", default=None)
+
+
+def yield_read_slot() -> None:
+    """Let the worker read its next batch while the current one waits on its tenant's own
+    cap (the embedder's parse processes, ``fair_slots.py``): the batch goes on, in flight
+    as before (heartbeated, committed, drained on shutdown), but no longer counts against
+    ``concurrency``, so other tenants' work is read meanwhile. Such a tenant is left out
+    of the reads while it waits (``TenantGate``), which bounds the batches let go this
+    way by the tenants holding a capped resource. Outside a batch: nothing."""
+    slot = _read_slot.get()
+    if slot is not None:
+        slot.give_back()
 
 
 class Worker:
@@ -80,6 +113,8 @@ class Worker:
         self.inflight: dict[str, str] = {}
         # The bulk lane reads a stream per tenant, in turns (fair_read.py).
         self.tenants = TenantStreams(client, self.ctx.partition, stage, self.group) if lane == BULK else None
+        # A handler may name tenants whose bulk work would only wait now: left out of reads.
+        self.gate = handler if lane == BULK and isinstance(handler, TenantGate) else None
         self._tasks: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
         # Shared by the workers on this client (a process's): one log line per Valkey outage.
@@ -208,6 +243,8 @@ class Worker:
         inflight = self.inflight
         for m in messages:
             inflight[m.id] = m.stream
+        slot = _ReadSlot(self.slots)
+        _read_slot.set(slot)  # this task's context, and its children's
         try:
             if self.tenants is None:
                 await self._process_logged(messages)
@@ -220,7 +257,7 @@ class Worker:
         finally:
             for m in messages:
                 inflight.pop(m.id, None)
-            self.slots.release()
+            slot.give_back()
 
     async def _process_logged(self, messages: list[Message]) -> None:
         try:
@@ -232,7 +269,8 @@ class Worker:
 
     async def read(self) -> list[Message]:
         if self.tenants is not None:
-            entries = await self.tenants.read(self.consumer, self.read_count, self.s.read_block_ms)
+            skip = self.gate.saturated() if self.gate is not None else ()
+            entries = await self.tenants.read(self.consumer, self.read_count, self.s.read_block_ms, skip)
             now = time.time()
             return [self.decode(mid, field_map(fields), now, stream=s) for s, mid, fields in entries]
         reply: Any = await self.r.xreadgroup(

@@ -21,6 +21,7 @@ from libs.common.scripts import HSetIfExists
 from libs.common.settings import EmbedderSettings
 from libs.common.stage import Outcome, Output
 from libs.common.vectors import encode_vector
+from libs.common.worker import yield_read_slot
 from services.embedder import liveness, progress
 from services.embedder.backends import Embedder
 from services.embedder.batcher import EmbeddingBatcher, Priority
@@ -45,7 +46,13 @@ class EmbedHandler:
 
     Uploads are parsed in a sandbox (``sandbox.py``: a child process per upload,
     with limits on time, memory, characters and chunks), all of a read's at once up
-    to ``parse_processes``; a tiny text file is parsed here, off the event loop.
+    to ``parse_processes``, of which one tenant holds at most ``parses_per_tenant``:
+    while a tenant's uploads wait for more, its batch lets the worker read other
+    tenants' work and the tenant is not read (:meth:`saturated`). A tiny text file is
+    parsed here, off the event loop.
+
+    Before each model call of chunks the parts' jobs and documents are looked up
+    (``liveness.py``): a cancelled job's or a deleted document's parts are not embedded.
 
     With a ``blobs`` store, each parsed upload's text goes there, page by page, for the
     viewer (``GET /v1/documents/{id}/text``) before its message is handed on.
@@ -75,7 +82,18 @@ class EmbedHandler:
         self.progress = progress.ProgressWriter(client)
         self.chunking = ChunkSpec.for_backend(settings, embedder)
         self.limits = ParseLimits.from_settings(settings)
-        self.sandbox = ParseSandbox(settings.parse_processes, settings.log_level, settings.log_format)
+        self.sandbox = ParseSandbox(
+            settings.parse_processes,
+            settings.log_level,
+            settings.log_format,
+            per_tenant=settings.parses_per_tenant,
+        )
+
+    def saturated(self) -> frozenset[str]:
+        """Tenants whose uploads wait for a parse process: the bulk reads leave them out
+        (``fair_read.TenantGate``) until the wait ends, so their queued uploads do not
+        take the worker's batches from other tenants."""
+        return self.sandbox.waiting_tenants()
 
     def on_failure(self, env: Envelope, error: str, now: float) -> list[Op]:
         """An ingest that fails here leaves its document failed, with the reason."""
@@ -259,8 +277,10 @@ class EmbedHandler:
             parsed = await asyncio.to_thread(parse_and_chunk, job, blob)
         else:
             fields = job_log(env, EMBEDDER)
+            # Waiting on its tenant's share of the processes, the batch lets the worker read
+            # other tenants' work meanwhile (and the tenant is not read: ``saturated``).
             parsed = await self.sandbox.parse(
-                job, blob, lambda: self._unwanted(env), fields, tenant=env.tenant
+                job, blob, lambda: self._unwanted(env), fields, tenant=env.tenant, on_capped=yield_read_slot
             )
         logger.info(
             "parsed %s: %d pages, %d chunks",

@@ -30,7 +30,9 @@ the job is not cancelled and the document not deleted), so a cancelled parse sto
 within about a quarter of a second; past the wall-time limit, or when the waiting
 task is cancelled (on SIGTERM, once the worker's shutdown grace has run out), the
 child is killed at once. A child whose embedder dies (even by SIGKILL) exits by
-itself. At most ``processes`` children run at a time.
+itself. At most ``processes`` children run at a time, at most
+``per_tenant`` of them one tenant's (``libs/common/fair_slots.py``): a tenant's slow
+uploads always leave the others a process.
 
 The embedder runs as ``python -m services.embedder``. Started from a script instead,
 ``multiprocessing`` would import that script again in every child (the rule for
@@ -81,20 +83,29 @@ class ParseSandbox:
     """Runs :func:`~.parse_job.parse_and_chunk` in child processes, ``processes`` at a time."""
 
     def __init__(
-        self, processes: int, log_level: str = "INFO", log_format: Literal["json", "text"] = "json"
+        self,
+        processes: int,
+        log_level: str = "INFO",
+        log_format: Literal["json", "text"] = "json",
+        *,
+        per_tenant: int | None = None,
     ) -> None:
         self._log = (log_level, log_format)
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload([sandbox_child.__name__])
-        # Shared round-robin among tenants: one tenant's queued parses never hold
-        # another's behind them all (libs/common/fair_slots.py).
-        self._slots = FairSlots(processes)
+        # Shared round-robin among tenants, at most ``per_tenant`` each: one tenant's
+        # queued or slow parses never hold another's behind them all (libs/common/fair_slots.py).
+        self._slots = FairSlots(processes, per_tenant)
         # Process.start and close both touch multiprocessing's set of children.
         self._lock = threading.Lock()
         #: Children running now (for tests and the logs).
         self.running: set[BaseProcess] = set()
         # One task per child waits for its exit, then reaps it: its exit code for everyone.
         self._reapers: dict[BaseProcess, asyncio.Task[int]] = {}
+
+    def waiting_tenants(self) -> frozenset[str]:
+        """The tenants with a parse waiting for a process."""
+        return self._slots.waiting_keys()
 
     def warm(self) -> None:
         """Start the fork server now (it imports the parsers), not on the first upload."""
@@ -108,12 +119,14 @@ class ParseSandbox:
         log_fields: dict[str, str] | None = None,
         *,
         tenant: str = "",
+        on_capped: Callable[[], None] | None = None,
     ) -> Parsed:
         """``job`` parsed in a child; raises what ``ended`` returns, :class:`PermanentError`
         naming the limit a parse passed, or :class:`RetryableError` when it was interrupted.
         The child's log lines carry ``log_fields`` (the job's); ``tenant`` is whose turn
-        the parse waits for when every process is busy."""
-        async with self._slots.hold(tenant):
+        the parse waits for when every process is busy, or when the tenant holds its
+        ``per_tenant`` (then ``on_capped`` is called first)."""
+        async with self._slots.hold(tenant, on_capped):
             return await self._run(job, data, ended, log_fields or {})
 
     async def _run(
