@@ -1,6 +1,6 @@
 """Probe (issue 15): query-likelihood re-ranking (UPR) with SmolLM2-135M, cross-validated.
 
-    .venv/bin/python -m bench.upr_probe [--score pdfqa:plain:20 scifact:plain:10 ...] [--answers]
+    .venv/bin/python -m bench.upr_probe [--score pdfqa:plain+chat:20 scifact:plain+chat:10] [--answers]
 
 UPR (Sachan et al. 2022, "Improving Passage Retrieval with Zero-Shot Question
 Generation") scores a candidate passage by the mean log-probability of the question's
@@ -13,15 +13,21 @@ template, the question as the assistant's reply).
 
 The candidates are today's fused ranking (``bench.retrieval_cv``: dense + BM25 with
 ``RetrieverSettings()``; pdf-qa top 10 or 20, SciFact top 10 of its 100 chunks, the
-rest kept in place). ``--score SET:VARIANT:DEPTH`` scores every (question, candidate)
-pair and caches the score and its CPU time under ``/tmp/h3/`` (nothing in the repo);
-without ``--score`` only cached scores are used. The report's settings: today; UPR
+rest kept in place). ``--score SET:VARIANTS:DEPTH`` scores every (question, candidate)
+pair (queries in a seeded random order, each through every variant) and caches the
+score and its CPU time under ``/tmp/h3/`` (nothing in the repo); without ``--score``
+only cached scores are used: pdf-qa must be complete for a variant to be reported, and
+SciFact is reported on the queries every such variant has scored (a random subset when
+the scoring was stopped early; today's figure is printed on that subset and on all).
+A pair's CPU is ``time.process_time`` of its evaluation from scratch (no passage shared
+between questions): what a reranker would spend on it. The report's settings: today; UPR
 alone on the top k; UPR's rank merged with today's by RRF (weight, k); and a convex mix
 of the min-max normalised fused score and UPR score (weight). ``bench/cv.py`` picks a
 setting per fold on the other folds (5 folds, seed 15, objective the mean of SciFact
 nDCG@10 and pdf-qa MRR@10) and scores it held out; per kind, each pdf-qa question is
 scored by the setting its fold picked. ``--answers``: the extractive answers
-(``bench.pdfqa_answers``) on the re-ranked top 5 of the setting picked on all queries.
+(``bench.pdfqa_answers``) on the top 5 of today, of the setting picked on all queries
+and of UPR alone's pick (a local re-ordering of ``pdfqa_eval.search_all``'s hits).
 No production code is changed.
 """
 
