@@ -25,5 +25,8 @@ export default defineConfig({
     include: ["tests/**/*.test.ts"],
     setupFiles: ["tests/setup.ts"],
     restoreMocks: true,
+    // The CI machine has 2 cores shared with the Python suite's processes: a test that
+    // takes 1 s alone can take several (vitest's default limit is 5 s).
+    testTimeout: 20_000,
   },
 });
