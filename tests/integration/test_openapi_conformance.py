@@ -16,6 +16,7 @@ from schemathesis.engine import events
 from schemathesis.engine import from_schema as engine_for
 
 from libs.common.valkey_server import ValkeyServer
+from services.gateway.openai_schemas import MAX_MESSAGES
 from tests.auth import ADMIN_KEY
 from tests.integration.harness import Stack
 
@@ -104,7 +105,8 @@ def _within_rules_no_schema_states(context: Any, case: Any) -> Any:
     if meta is None or not meta.generation.mode.is_positive or not isinstance(body, dict):
         return case
     if case.path == "/v1/chat/completions" and isinstance(body.get("messages"), list):
-        body["messages"] = [*body["messages"], QUESTION]
+        # Appended, within the document's maxItems (a case of exactly that many loses its last).
+        body["messages"] = [*body["messages"][: MAX_MESSAGES - 1], QUESTION]
     if case.path == "/v1/keys" and body.get("expires_at") is not None:
         body["expires_at"] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     return case
