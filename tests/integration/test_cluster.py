@@ -87,18 +87,22 @@ def test_the_memory_guard_reads_the_fullest_primary(valkey_cluster: ValkeyCluste
     try:
         filler = keys.Partition(1).key("filler")
         admin.set(filler, b"x" * (10 * MB))
-        fullest = max(
+        others = sorted(
             int(stats["total.allocated"])
             for stats in admin.memory_stats(target_nodes=redis.RedisCluster.PRIMARIES).values()
-        )
+        )[:-1]
     finally:
         admin.close()
+    # The guard trips at 9 MB: on the filler's primary only, whichever it is. (A limit
+    # derived from the fullest reading taken here was flaky: that reading may include
+    # the 10 MB write's transient buffers, freed before the guard reads.)
+    assert max(others) < 9 * MB, others
 
     async def used() -> int:
         client = connect(backend.url, 5, cluster=True)
         try:
             await ready(client)
-            guard = MemoryGuard(client, fullest // MB + 1, 0.9, retry_after_s=5)
+            guard = MemoryGuard(client, 10, 0.9, retry_after_s=5)
             with pytest.raises(StoreFull):
                 await guard.check()
             return await guard.used_bytes()
