@@ -102,6 +102,13 @@ class Stack:
         headers = {**self.headers, **kwargs.pop("headers", {})}
         return httpx.Client(base_url=self.url, headers=headers, **kwargs)
 
+    def tenant_client(self, tenant: str, timeout: float = 30) -> httpx.Client:
+        """An HTTP client of the gateway with a new writer key of ``tenant`` (made by the operator)."""
+        with self.client(timeout=30) as operator:
+            resp = operator.post("/v1/keys", json={"name": tenant, "tenant": tenant, "role": "writer"})
+        assert resp.status_code == 201, resp.text
+        return httpx.Client(base_url=self.url, headers=auth_headers(resp.json()["key"]), timeout=timeout)
+
     def wait_ready(self, timeout_s: float = 120) -> None:
         """Until the gateway answers /readyz (Valkey up, every stage's group created)."""
         deadline = time.monotonic() + timeout_s

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from libs.common.admin_key import auth_headers
 from libs.common.valkey_server import ValkeyServer
 from tests.integration.harness import Stack
 
@@ -44,20 +43,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             s.stop()
 
 
-def client_of(stack: Stack, tenant: str) -> httpx.Client:
-    with stack.client(timeout=30) as operator:
-        resp = operator.post("/v1/keys", json={"name": tenant, "tenant": tenant, "role": "writer"})
-    assert resp.status_code == 201, resp.text
-    return httpx.Client(base_url=stack.url, headers=auth_headers(resp.json()["key"]), timeout=60)
-
-
 def statuses(c: httpx.Client, collection: str) -> list[str]:
     docs: list[dict[str, Any]] = c.get(f"/v1/collections/{collection}/documents").json()["documents"]
     return [d["status"] for d in docs]
 
 
 def test_a_small_upload_is_not_queued_behind_another_tenants_backlog(stack: Stack) -> None:
-    with client_of(stack, "bulky") as bulky, client_of(stack, "quiet") as quiet:
+    with stack.tenant_client("bulky", timeout=60) as bulky, stack.tenant_client("quiet", timeout=60) as quiet:
         backlog: list[str] = []
         for first in range(0, BACKLOG, PER_REQUEST):
             files = [

@@ -14,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from libs.common import keys
-from libs.common.admin_key import auth_headers
 from libs.common.constants import EVENT_TYPE_FIELD
 from libs.common.decode import as_text
 from libs.common.events import PARSING
@@ -53,13 +51,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             s.stop()
 
 
-def client_of(stack: Stack, tenant: str) -> httpx.Client:
-    with stack.client(timeout=30) as operator:
-        resp = operator.post("/v1/keys", json={"name": tenant, "tenant": tenant, "role": "writer"})
-    assert resp.status_code == 201, resp.text
-    return httpx.Client(base_url=stack.url, headers=auth_headers(resp.json()["key"]), timeout=30)
-
-
 def wait_parsing(stack: Stack, job_ids: list[str], count: int) -> None:
     """Until ``count`` of the jobs have their "parsing" event (the embedder read them)."""
     last = {keys.job(j).events: "0-0" for j in job_ids}
@@ -76,7 +67,7 @@ def wait_parsing(stack: Stack, job_ids: list[str], count: int) -> None:
 
 
 def test_a_tenants_slow_parses_leave_a_process_and_a_batch_to_another_tenant(stack: Stack) -> None:
-    with client_of(stack, "slow") as slow, client_of(stack, "quick") as quick:
+    with stack.tenant_client("slow") as slow, stack.tenant_client("quick") as quick:
         uploads = []
         for n in range(3):
             pdf = {"file": (f"scan-{n}.pdf", slow_pdf(n))}
