@@ -18,7 +18,7 @@ from services.embedder.formats.common import Page, check_chars, normalise
 from services.embedder.formats.pdf_kinds import page_kinds
 from services.embedder.formats.pdf_outline import Bookmark, outline_sections
 from services.embedder.formats.pdf_pdfium import PdfiumUnusable, pdfium_read
-from services.embedder.formats.pdf_repair import Vocabulary, fix_chars, repair_page
+from services.embedder.formats.pdf_repair import HYPHEN_MARK, Vocabulary, fix_chars, repair_page
 from services.embedder.formats.pdf_running import drop_running
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def pages_from_texts(texts: Sequence[str], outline: Sequence[Bookmark] = ()) -> 
     """Pages from each page's extracted text: ligatures and minus signs spelled out,
     running headers and footers dropped, line-break hyphens joined; each page marked
     as body, contents or index, and cut into sections at the outline's titles."""
-    lines = drop_running([fix_chars(text).split("\n") for text in texts])
+    lines = drop_running([_line_breaks(fix_chars(text)).split("\n") for text in texts])
     joined = ["\n".join(page).strip("\n") for page in lines]
     vocabulary = Vocabulary(joined)
     cleaned = [repair_page(text, vocabulary) for text in joined]
@@ -70,6 +70,14 @@ def pages_from_texts(texts: Sequence[str], outline: Sequence[Bookmark] = ()) -> 
         Page(number=n, text=text, sections=parts, kind=kind)
         for n, (text, parts, kind) in enumerate(zip(cleaned, sections, kinds, strict=True), 1)
     ]
+
+
+def _line_breaks(text: str) -> str:
+    """``text`` with the line break back after each hyphen PDFium marks (U+FFFE): PDFium
+    takes the break out, so a page whose last word is hyphenated ran into its footer
+    ("... or a non\ufffeGNU Bash 5.2 2022 September 19 71") and the footer was no line
+    of its own. :func:`repair_page` joins the word's halves again."""
+    return text.replace(HYPHEN_MARK, HYPHEN_MARK + "\n") if HYPHEN_MARK in text else text
 
 
 def _open(data: bytes) -> tuple[Any, int]:

@@ -33,7 +33,9 @@ _TRAILING = re.compile(r"[ \t]+\n")
 # A hyphen that a line break made, as PDFium marks it (U+FFFE, the line break already
 # taken out) or as a soft hyphen (U+00AD), between two parts of a word.
 _MARKED = re.compile(r"(?<![^\W\d_])([^\W\d_]+)[\ufffe\u00ad]\s*([^\W\d_]+)")
-_MARKS = ("\ufffe", "\u00ad")
+#: PDFium's mark of a hyphen at a line break it took out.
+HYPHEN_MARK = "\ufffe"
+_MARKS = (HYPHEN_MARK, "\u00ad")
 
 
 def fix_chars(text: str) -> str:

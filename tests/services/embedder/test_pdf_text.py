@@ -217,3 +217,16 @@ def test_a_footer_with_the_printed_page_number_is_dropped_whatever_its_title() -
     assert [page.text for page in pages] == [
         f"{n}.1 {title}\n{line}" for n, (title, line) in enumerate(zip(titles, BODY, strict=True), 1)
     ]
+
+
+def test_a_footer_after_a_hyphenated_last_word_is_dropped_and_the_word_kept() -> None:
+    # PDFium takes out the line break after a line-end hyphen (marking the hyphen
+    # U+FFFE), so the page's last body line ran into its footer, which then was no
+    # line of its own and stayed in the text: "... before the over-Page 1 of 5".
+    ends = ["service", "inspection", "replacement", "adjustment", "overhaul"]
+    bodies = [[BODY[n], f"Read chapter {n + 2} before the {ends[n][:4]}-"] for n in range(5)]
+    pages = parse_document("manual.pdf", manual(bodies), max_pages=10)
+
+    assert [page.text for page in pages] == [
+        f"{BODY[n]}\nRead chapter {n + 2} before the {ends[n][:4]}-" for n in range(5)
+    ]
