@@ -46,11 +46,21 @@ class FairSlots:
     async def hold(self, key: str, on_capped: Callable[[], None] | None = None) -> AsyncIterator[None]:
         """Wait for a slot in ``key``'s turn; hold it for the block. ``on_capped`` is called
         when ``key`` has to wait because it holds its ``per_key`` (before waiting)."""
-        await self._acquire(key, on_capped)
+        await self.acquire(key, on_capped)
         try:
             yield
         finally:
-            self._release(key)
+            self.release(key)
+
+    async def acquire(self, key: str, on_capped: Callable[[], None] | None = None) -> None:
+        """:meth:`hold`'s wait, for a caller that must do something else while it waits
+        (then :meth:`release` the slot). Cancelled, the wait leaves the line, or passes on
+        a slot granted at that moment."""
+        await self._acquire(key, on_capped)
+
+    def release(self, key: str) -> None:
+        """Give back a slot :meth:`acquire` granted to ``key``."""
+        self._release(key)
 
     def _at_cap(self, key: str) -> bool:
         return self._per_key is not None and self._held.get(key, 0) >= self._per_key

@@ -125,9 +125,31 @@ class ParseSandbox:
         naming the limit a parse passed, or :class:`RetryableError` when it was interrupted.
         The child's log lines carry ``log_fields`` (the job's); ``tenant`` is whose turn
         the parse waits for when every process is busy, or when the tenant holds its
-        ``per_tenant`` (then ``on_capped`` is called first)."""
-        async with self._slots.hold(tenant, on_capped):
+        ``per_tenant`` (then ``on_capped`` is called first). A parse still waiting for a
+        process asks ``ended`` too, every :data:`POLL_INTERVAL_S`: an upload deleted or
+        cancelled while it queues behind others ends then, not once it gets a process."""
+        await self._wait_for_slot(tenant, on_capped, ended)
+        try:
             return await self._run(job, data, ended, log_fields or {})
+        finally:
+            self._slots.release(tenant)
+
+    async def _wait_for_slot(
+        self, tenant: str, on_capped: Callable[[], None] | None, ended: StillWanted
+    ) -> None:
+        waiting = asyncio.ensure_future(self._slots.acquire(tenant, on_capped))
+        try:
+            while not waiting.done():
+                await asyncio.wait({waiting}, timeout=POLL_INTERVAL_S)
+                if not waiting.done() and (reason := await ended()) is not None:
+                    raise reason
+        except BaseException:
+            if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
+                self._slots.release(tenant)  # granted as we gave up: pass it on
+            else:
+                waiting.cancel()  # leaves the line (or passes on a slot granted meanwhile)
+            raise
+        waiting.result()
 
     async def _run(
         self, job: ParseJob, data: bytes, ended: StillWanted, log_fields: dict[str, str]

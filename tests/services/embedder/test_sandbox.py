@@ -228,3 +228,40 @@ def test_a_parse_cleaning_up_while_the_sandbox_closes_stops_its_child_once() -> 
 
     pid, elapsed = run(main())
     assert gone(pid) and elapsed < 1
+
+
+def test_a_parse_waiting_for_a_process_ends_when_no_longer_wanted() -> None:
+    """An upload deleted or cancelled while it queues behind another parse ends while it
+    waits: it never gets a process, and the running parse is left alone."""
+
+    async def main() -> tuple[BaseException | Parsed, bool, int]:
+        sandbox = ParseSandbox(1)
+        starts: list[int] = []
+        start = sandbox._start
+
+        def counting(proc: Any, theirs: Any) -> None:
+            starts.append(1)
+            start(proc, theirs)
+
+        sandbox._start = counting  # type: ignore[method-assign]
+        # The first holds the only process for up to 5 s (then it is over its time).
+        slow = job("slow.pdf", parse_timeout_s=5)
+        first = asyncio.ensure_future(outcome(sandbox.parse(slow, SLOW_PDF, wanted)))
+        await child_of(sandbox)
+
+        async def cancelled() -> BaseException | None:
+            return JobEnded("the job is cancelled")
+
+        second = asyncio.ensure_future(outcome(sandbox.parse(job("b.pdf"), SLOW_PDF, cancelled)))
+        done, _ = await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+        first_running = first not in done
+        result = await second
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await sandbox.aclose()
+        return result, first_running, len(starts)
+
+    result, first_running, starts = run(main())
+    assert isinstance(result, JobEnded)
+    assert first_running  # it ended while the first still held the process
+    assert starts == 1  # and never had a process of its own
