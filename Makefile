@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 DATA   ?= .documind
 
-.PHONY: help venv install install-test run test test-fast llm chromium lint format typecheck check bench bench-pdfqa clean web web-test
+.PHONY: help venv install install-test run test test-fast llm chromium lint format typecheck check bench bench-pdfqa clean web web-test lock
 
 help:
 	@echo "make run        install and run the embedded stack (no Docker, no API key) on :$(PORT)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench      every benchmark (BENCH_ARGS=--quick: a smoke run); see bench/RESULTS.md"
 	@echo "make bench-pdfqa  answer quality on real PDFs (issue 15; as root first: sh ../shared/data/pdf-qa/install.sh)"
 	@echo "make lint | format | typecheck | check"
+	@echo "make lock       constraints.txt from the venv's versions (after a deliberate upgrade; then make test)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +29,16 @@ $(BIN)/python:
 # (a second, the same way).
 EXPORT_ONNX = $(BIN)/python -m services.embedder.export_onnx && $(BIN)/python -m services.generator.word_vectors
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[local]"
+# Versions come from constraints.txt (what CI tested), not from the newest releases.
+PIN = -c constraints.txt
+
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet $(PIN) -e ".[local]"
 	$(EXPORT_ONNX)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local,test]'
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet $(PIN) -e '.[local,test]'
 	$(EXPORT_ONNX)
 	touch $(VENV)/.installed $@
 
@@ -74,9 +78,9 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
 	-DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF
 LLM_INSTALL = CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
-	$(BIN)/pip install --quiet -e '.[llm]'
+	$(BIN)/pip install --quiet $(PIN) -e '.[llm]'
 
-$(VENV)/.installed-llm: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-llm: pyproject.toml constraints.txt | $(BIN)/python
 	@echo "installing .[llm]: the first time on a machine this compiles llama.cpp (minutes)"
 	$(LLM_INSTALL)
 	touch $@
@@ -137,6 +141,13 @@ bench: $(VENV)/.installed-test
 # as root: sh ../shared/data/pdf-qa/install.sh); per-kind tables, figures in bench/RESULTS.md.
 bench-pdfqa: $(VENV)/.installed-test
 	$(BIN)/python -m bench.pdf_qa
+
+# constraints.txt again from the venv's versions, after a deliberate upgrade in it
+# (`.venv/bin/pip install -U <package>`); run make test before committing it.
+lock: $(VENV)/.installed-test
+	{ grep '^#' constraints.txt; $(BIN)/pip list --format=freeze --exclude-editable \
+		| grep -viE '^(pip|setuptools)=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(WEB)/node_modules $(WEB)/dist
