@@ -1,14 +1,21 @@
-"""Dynamic batching for the embedding model, questions first.
+"""Dynamic batching for the embedding model: questions in calls of their own.
 
 Every handler call of the embedder (both lanes, every concurrent batch) hands
-its texts to one :class:`EmbeddingBatcher`. A single loop feeds the model:
-each call takes up to ``max_texts`` queued texts, question texts before chunk
-texts, so texts of different jobs share a model call and a question waits for
-at most the one model call already running, never for a queued bulk ingest.
+its texts to one :class:`EmbeddingBatcher`. Texts go to the model in calls of
+at most ``max_texts``, through two loops, one per :class:`Priority`:
 
-While a model call runs, new texts queue up and form the next call; a call of
-chunk texts only that is not full waits up to ``max_wait_s`` for more. A call
-that carries a question never waits: someone is waiting on it.
+* the bulk loop feeds chunk texts, one call at a time: texts of different jobs
+  share a call; a call that is not full waits up to ``max_wait_s`` for more;
+* the question loop feeds question texts, one call at a time, at once (someone
+  is waiting on them), in a worker thread of its own: a question's call runs
+  while a bulk call is running, so a question never waits for a tenant's bulk
+  ingest, queued or running.
+
+So at most two model calls run at once, one of each priority. The model must
+take calls from two threads: the ONNX backend runs them concurrently (a short
+call no longer waits for a long one); a backend that serialises its calls
+behind a lock (the torch one) makes a question wait for the running bulk call,
+as when there was a single loop.
 """
 
 from __future__ import annotations
@@ -43,10 +50,41 @@ class _Request:
         return len(self.texts) - self.taken
 
 
+class _Lane:
+    """One priority's queue, its loop task and the event that wakes the loop."""
+
+    def __init__(self) -> None:
+        self.queue: deque[_Request] = deque()
+        self.arrived = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def queued(self) -> int:
+        return sum(r.remaining for r in self.queue if not r.future.done())
+
+    def drop_abandoned(self) -> None:
+        while self.queue and (self.queue[0].future.done() or self.queue[0].remaining == 0):
+            self.queue.popleft()
+
+    def take(self, room: int) -> list[tuple[_Request, int, int]]:
+        """The next call's texts, at most ``room``: (request, start, end) slices in arrival order."""
+        slices: list[tuple[_Request, int, int]] = []
+        for request in self.queue:
+            if room == 0:
+                break
+            if request.future.done() or request.remaining == 0:
+                continue
+            n = min(room, request.remaining)
+            slices.append((request, request.taken, request.taken + n))
+            request.taken += n
+            room -= n
+        return slices
+
+
 class EmbeddingBatcher:
     """Coalesces texts from concurrent callers into model calls of at most ``max_texts``.
 
-    ``embed`` is the model (blocking; run in a worker thread, one call at a time).
+    ``embed`` is the model (blocking; run in worker threads, at most one call per
+    priority at a time, so at most two at once).
     """
 
     def __init__(
@@ -61,83 +99,59 @@ class EmbeddingBatcher:
         self.dim = dim
         self.max_texts = max(1, max_texts)
         self.max_wait_s = max(0.0, max_wait_s)
-        self._queues: dict[Priority, deque[_Request]] = {p: deque() for p in Priority}
-        self._arrived = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._lanes: dict[Priority, _Lane] = {p: _Lane() for p in Priority}
 
     async def embed(self, texts: Sequence[str], priority: Priority = Priority.BULK) -> np.ndarray:
         """Vectors of ``texts`` in order, shape (len(texts), dim)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         request = _Request(texts, asyncio.get_running_loop().create_future(), [None] * len(texts))
-        self._queues[priority].append(request)
-        self._arrived.set()
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.create_task(self._run())
+        lane = self._lanes[priority]
+        lane.queue.append(request)
+        lane.arrived.set()
+        if lane.task is None or lane.task.done():
+            lane.task = asyncio.create_task(self._run(priority))
         return await request.future
 
     async def aclose(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        for queue in self._queues.values():
-            for request in queue:
+        for lane in self._lanes.values():
+            if lane.task is not None:
+                lane.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.task
+        for lane in self._lanes.values():
+            for request in lane.queue:
                 if not request.future.done():
                     request.future.set_exception(RuntimeError("the embedder is shutting down"))
-            queue.clear()
+            lane.queue.clear()
 
-    # --- the loop ---------------------------------------------------------------
+    # --- the loops --------------------------------------------------------------
 
-    def _queued(self) -> int:
-        return sum(r.remaining for q in self._queues.values() for r in q if not r.future.done())
-
-    async def _run(self) -> None:
+    async def _run(self, priority: Priority) -> None:
+        lane = self._lanes[priority]
         while True:
-            self._drop_abandoned()
-            if not self._queued():
-                self._arrived.clear()
-                await self._arrived.wait()
+            lane.drop_abandoned()
+            if not lane.queued():
+                lane.arrived.clear()
+                await lane.arrived.wait()
                 continue
-            if not self._queues[Priority.QUERY] and self._queued() < self.max_texts and self.max_wait_s:
-                await self._wait_for_more()
-            slices = self._take()
+            if priority is Priority.BULK and lane.queued() < self.max_texts and self.max_wait_s:
+                await self._wait_for_more(lane)
+            slices = lane.take(self.max_texts)
             if slices:
                 await self._call(slices)
 
-    async def _wait_for_more(self) -> None:
-        """Up to ``max_wait_s`` for the call to fill, or for a question to arrive."""
+    async def _wait_for_more(self, lane: _Lane) -> None:
+        """Up to ``max_wait_s`` for the bulk call to fill."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait_s
-        while self._queued() < self.max_texts and not self._queues[Priority.QUERY]:
+        while lane.queued() < self.max_texts:
             left = deadline - loop.time()
             if left <= 0:
                 return
-            self._arrived.clear()
+            lane.arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout=left)
-
-    def _drop_abandoned(self) -> None:
-        for queue in self._queues.values():
-            while queue and (queue[0].future.done() or queue[0].remaining == 0):
-                queue.popleft()
-
-    def _take(self) -> list[tuple[_Request, int, int]]:
-        """The next call's texts: (request, start, end) slices, questions first."""
-        slices: list[tuple[_Request, int, int]] = []
-        room = self.max_texts
-        for priority in Priority:
-            queue = self._queues[priority]
-            for request in queue:
-                if room == 0:
-                    break
-                if request.future.done() or request.remaining == 0:
-                    continue
-                n = min(room, request.remaining)
-                slices.append((request, request.taken, request.taken + n))
-                request.taken += n
-                room -= n
-        return slices
+                await asyncio.wait_for(lane.arrived.wait(), timeout=left)
 
     async def _call(self, slices: list[tuple[_Request, int, int]]) -> None:
         texts = [t for request, start, end in slices for t in request.texts[start:end]]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +71,7 @@ def available_cpus() -> int:
 
 
 class OnnxEmbedder:
-    """Embeds with the exported int8 model; one per process, calls serialised.
+    """Embeds with the exported int8 model; one per process, safe to call from several threads.
 
     Each call tokenises its texts, sorts them by length and runs them in batches
     padded only to their own longest text (dynamic padding), then restores the
@@ -81,6 +80,11 @@ class OnnxEmbedder:
     ONNX Runtime is pinned to ``threads`` intra-op threads, one inter-op
     thread and sequential execution, so a process never uses more than ``threads``
     cores: replicas sharing a machine can split its cores between them.
+
+    Calls are not serialised: ONNX Runtime's ``InferenceSession.run`` and the
+    tokenizer's ``encode`` may be called from several threads at once, and the
+    batcher runs a question's call beside a running call of 64 chunks (both share
+    the session's intra-op threads), so the question does not wait a second for it.
     """
 
     name = ONNX_MODEL_NAME
@@ -136,7 +140,6 @@ class OnnxEmbedder:
         self.special_tokens: int = int(self._counter.num_special_tokens_to_add(is_pair=False))
         self.batch_size = max(1, batch_size)
         self.batch_tokens = max(self.max_seq_length, batch_tokens)
-        self._lock = threading.Lock()
         logger.info(
             "loaded %s from %s in %.1fs (onnxruntime %s, %d intra-op threads)",
             self.name,
@@ -159,11 +162,10 @@ class OnnxEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        with self._lock:
-            # One text at a time: the tokenizer's own thread pool would not keep to `threads`.
-            ids = [self._tokenizer.encode(t).ids for t in texts]
-            for batch in length_batches([len(x) for x in ids], self.batch_size, self.batch_tokens):
-                out[batch] = self._run([ids[i] for i in batch])
+        # One text at a time: the tokenizer's own thread pool would not keep to `threads`.
+        ids = [self._tokenizer.encode(t).ids for t in texts]
+        for batch in length_batches([len(x) for x in ids], self.batch_size, self.batch_tokens):
+            out[batch] = self._run([ids[i] for i in batch])
         return l2_normalise(out)
 
     def _run(self, ids: list[list[int]]) -> Any:

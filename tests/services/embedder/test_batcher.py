@@ -150,3 +150,60 @@ def test_a_cancelled_caller_is_dropped_and_an_empty_call_needs_no_model() -> Non
         await batcher.aclose()
 
     asyncio.run(body())
+
+
+class BulkGate(Model):
+    """Calls of chunk texts are held until ``release`` is set; calls of questions run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.bulk_running = threading.Event()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        if any(t.startswith("chunk") for t in texts):
+            self.bulk_running.set()
+            assert self.release.wait(10)
+        return super().__call__(texts)
+
+
+def test_a_question_is_embedded_while_a_bulk_call_is_still_running() -> None:
+    async def body() -> None:
+        model = BulkGate()
+        batcher = EmbeddingBatcher(model, DIM, max_texts=64, max_wait_s=0)
+        bulk = asyncio.create_task(batcher.embed([f"chunk {i}" for i in range(100)]))
+        await until(model.bulk_running)  # 64 chunks are in the model, held there
+        question = asyncio.create_task(batcher.embed(["the question"], Priority.QUERY))
+        # The question's vector comes back while the bulk call still runs: nothing
+        # releases it until then (a question queued behind it would wait 10 s and fail).
+        done, _ = await asyncio.wait({question, bulk}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {question}
+        np.testing.assert_array_equal(question.result(), vector("the question")[None, :])
+        assert not model.release.is_set() and not bulk.done()
+        model.release.set()
+        out = await bulk
+        # The chunks still came in full calls, after the question's own call.
+        assert [len(c) for c in model.calls] == [1, 64, 36]
+        np.testing.assert_array_equal(out, np.stack([vector(f"chunk {i}") for i in range(100)]))
+        await batcher.aclose()
+
+    asyncio.run(body())
+
+
+def test_closing_fails_the_waiting_callers_of_both_priorities() -> None:
+    async def body() -> None:
+        model = Model()
+        batcher = EmbeddingBatcher(model, DIM, max_texts=4, max_wait_s=0)
+        model.hold.clear()
+        running = asyncio.create_task(batcher.embed([f"chunk {i}" for i in range(6)]))
+        await until(model.entered)
+        queued = asyncio.create_task(batcher.embed(["chunk queued"]))
+        question = asyncio.create_task(batcher.embed(["q"], Priority.QUERY))
+        await asyncio.sleep(0)
+        await batcher.aclose()
+        for task in (running, queued, question):
+            with pytest.raises(RuntimeError, match="shutting down"):
+                await task
+        model.hold.set()
+
+    asyncio.run(body())
