@@ -112,6 +112,12 @@ STAGE_LANES: Final[dict[Stage, tuple[Lane, ...]]] = {
 }
 
 
+# A stage's stream of tenants joining a lane (``Partition.joined``) keeps this many
+# entries: each only wakes an idle reader, which deletes it; the cap bounds the ones
+# no reader took (no worker running).
+JOINED_MAXLEN: Final = 64
+
+
 def lane_of(kind: str) -> Lane:
     """The lane a job of ``kind`` travels in."""
     return BULK if kind in BULK_KINDS else INTERACTIVE

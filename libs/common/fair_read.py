@@ -1,29 +1,33 @@
-"""The bulk lane's reading: one stream per tenant, read in turns.
+"""A lane's reading: one stream per tenant, read in turns.
 
-Uploads and deletes (the bulk lane) queue on a stream of their tenant's at each
-stage (``Partition.stream``); the tenant joins the partition's set of bulk
-tenants of that stage as its first job is queued (``SUBMIT``, ``envelope.enqueue``).
-A stage's bulk worker reads all those streams through one consumer group:
+Questions (the interactive lane) and uploads and deletes (the bulk lane) queue on a
+stream of their tenant's at each stage (``Partition.stream``); the tenant joins the
+partition's set of tenants of that stage and lane as its first job there is queued
+(``SUBMIT``, ``envelope.enqueue``). A stage's worker of a lane reads all those streams
+through one consumer group:
 
-- every read first looks up the set (one round trip; a bulk batch takes far longer)
-  and creates the group on the stream of a tenant it has not met;
+- every read first looks up the set (one round trip) and creates the group on the
+  stream of a tenant it has not met;
 - ``FAIR_READ`` then fills the batch in passes, each waiting tenant getting an
-  equal share of what is left, starting one tenant further on every read. A small
-  upload queued behind another tenant's thousands of parts is in the very next batch,
+  equal share of what is left, starting one tenant further on every read. A question
+  (or a small upload) queued behind another tenant's flood is in the very next batch,
   so it waits for the batches already running, never for the backlog;
-- with nothing waiting, the worker blocks on every tenant's stream at once (a
-  tenant's very first job, on a stream the block does not cover yet, waits for the
-  block to end: at most ``READ_BLOCK_MS``).
+- with nothing waiting, the worker blocks on every tenant's stream at once and on the
+  stage's joined stream (``Partition.joined``), which gets an entry when a tenant joins
+  the set: a new tenant's very first job wakes an idle worker, which deletes the entry
+  and reads again at once (its next read meets the tenant), instead of waiting for the
+  block (``READ_BLOCK_MS``) to end. The entry goes to one consumer of the group; the
+  others meet the tenant at their next read.
 
-A read thus holds entries of several streams. The worker handles each tenant's
-share as a sub-batch of its own, the smallest first (its texts reach the model
-first), each committed on its own (entries are acknowledged on their own stream:
-``CommitBatch.add(..., stream=)``): a few messages read beside another tenant's many
-are done when they are, not with the rest. Retries wait in their tenant's delayed
-set and go back to their tenant's stream. The default tenant's stream is always
+A read thus holds entries of several streams; entries are acknowledged on their own
+stream (``CommitBatch.add(..., stream=)``). On the bulk lane the worker handles each
+tenant's share as a sub-batch of its own, the smallest first (its texts reach the
+model first), each committed on its own: a few messages read beside another tenant's
+many are done when they are, not with the rest. Retries wait in their tenant's
+delayed set and go back to their tenant's stream. The default tenant's stream is always
 read: its group is what ``/readyz`` looks for.
 
-A handler may also say which tenants' next bulk work would only wait in this process
+A bulk handler may also say which tenants' next bulk work would only wait in this process
 (:class:`TenantGate`: the embedder names the tenants whose uploads wait for a parse
 process because they hold their share of them). Those tenants are left out of the
 reads meanwhile, so their queued uploads do not take the worker's batches from the
@@ -40,16 +44,15 @@ from typing import Any, Protocol, runtime_checkable
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from libs.common.constants import BULK
 from libs.common.decode import as_text
 from libs.common.jobflow import Message
-from libs.common.keys import DEFAULT_TENANT, Partition, Stage
+from libs.common.keys import DEFAULT_TENANT, Lane, Partition, Stage
 from libs.common.scripts import FairRead
 
 # One entry read: (stream, entry id, fields).
 Entry = tuple[str, Any, Any]
 
-# The longest a bulk read blocks while some tenant is left out of it (TenantGate): about
+# The longest a read blocks while some tenant is left out of it (TenantGate): about
 # how late that tenant's next read comes after its wait ends.
 GATED_BLOCK_MS = 100
 
@@ -74,21 +77,26 @@ async def create_group(client: aioredis.Redis, stream: str, group: str) -> None:
 
 
 class TenantStreams:
-    """One stage's bulk streams in one partition, as one consumer reads them."""
+    """One stage's streams of one lane in one partition, as one consumer reads them."""
 
-    def __init__(self, client: aioredis.Redis, partition: Partition, stage: Stage, group: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, partition: Partition, stage: Stage, lane: Lane, group: str
+    ) -> None:
         self.r = client
         self.partition = partition
         self.stage = stage
+        self.lane = lane
         self.group = group
-        self.tenants_key = partition.bulk_tenants(stage)
+        self.tenants_key = partition.tenants(stage, lane)
+        self.joined = partition.joined(stage, lane)
         # tenant -> stream, for the streams whose group exists.
         self.streams: dict[str, str] = {}
+        self._joined_group = False
         self._turn = 0
         self._fair_read = FairRead(client)
 
     def stream_of(self, tenant: str) -> str:
-        return self.partition.stream(self.stage, BULK, tenant)
+        return self.partition.stream(self.stage, self.lane, tenant)
 
     def known(self) -> list[str]:
         return list(self.streams.values())
@@ -96,6 +104,7 @@ class TenantStreams:
     def forget(self) -> None:
         """Groups may be gone (a Valkey that lost its data): create them again on the next read."""
         self.streams.clear()
+        self._joined_group = False
 
     async def refresh(self) -> list[str]:
         """The streams to read: the default tenant's and those of every tenant in the set
@@ -108,11 +117,14 @@ class TenantStreams:
                 stream = self.stream_of(tenant)
                 await create_group(self.r, stream, self.group)
                 self.streams[tenant] = stream
+        if not self._joined_group:
+            await create_group(self.r, self.joined, self.group)
+            self._joined_group = True
         return self.known()
 
     async def read(self, consumer: str, count: int, block_ms: int, skip: Collection[str] = ()) -> list[Entry]:
         """Up to ``count`` entries shared fairly over the tenants but those in ``skip``;
-        blocks while there are none."""
+        blocks while there are none (nothing, when a tenant joined meanwhile)."""
         streams = await self.refresh()
         if skip:
             streams = [stream for tenant, stream in self.streams.items() if tenant not in skip]
@@ -125,11 +137,29 @@ class TenantStreams:
         order = streams[first:] + streams[:first]
         got = await self._fair_read(order, group=self.group, consumer=consumer, count=count)
         if not got:
-            reply: Any = await self.r.xreadgroup(
-                self.group, consumer, {s: ">" for s in order}, count=1, block=block_ms
-            )
-            got = [(as_text(stream), entries) for stream, entries in reply or []]
+            got = await self._block(order, consumer, count, block_ms)
         return [(stream, mid, fields) for stream, entries in got for mid, fields in entries]
+
+    async def _block(
+        self, streams: list[str], consumer: str, count: int, block_ms: int
+    ) -> list[tuple[str, Any]]:
+        """Wait for entries on ``streams`` (about ``count`` in all) or a tenant joining;
+        the entries read (a tenant's joining is deleted: the caller's next read meets it)."""
+        wanted: dict[Any, Any] = {stream: ">" for stream in [*streams, self.joined]}
+        each = max(1, count // len(streams))
+        reply: Any = await self.r.xreadgroup(self.group, consumer, wanted, count=each, block=block_ms)
+        got: list[tuple[str, Any]] = []
+        for raw, entries in reply or []:
+            stream = as_text(raw)
+            if stream != self.joined:
+                got.append((stream, entries))
+                continue
+            ids = [mid for mid, _fields in entries]
+            async with self.r.pipeline(transaction=False) as pipe:
+                pipe.xack(self.joined, self.group, *ids)
+                pipe.xdel(self.joined, *ids)
+                await pipe.execute()
+        return got
 
 
 def field_map(fields: Any) -> dict[Any, Any]:

@@ -17,11 +17,11 @@ from redis.asyncio.cluster import ClusterPipeline
 from libs.common import jsontext, lua, lua_apikeys, slots
 from libs.common.apikey_record import AuthOutcome
 from libs.common.commit import CommitBatch, Scalar
-from libs.common.constants import CollectionMode
+from libs.common.constants import INTERACTIVE, JOINED_MAXLEN, CollectionMode
 from libs.common.decode import as_text
 from libs.common.durability import Durability, ScriptCall, Subject
 from libs.common.durability import Op as DurableOp
-from libs.common.keys import ApiKeyKeys, CollectionKeys, DocumentKeys, JobKeys
+from libs.common.keys import ApiKeyKeys, CollectionKeys, DocumentKeys, JobKeys, Lane, Stage
 from libs.common.ratelimit import RateDecision
 
 
@@ -97,7 +97,8 @@ class Submit(_Script):
         job: JobKeys,
         collection: CollectionKeys,
         mode: CollectionMode,
-        bulk_tenants: str | None,
+        stage: Stage,
+        lane: Lane,
         envelope: str,
         job_fields: Mapping[str, str],
         job_ttl_s: int,
@@ -112,9 +113,10 @@ class Submit(_Script):
     ) -> str:
         """'ok', 'unknown', 'full', 'busy' or 'duplicate:<document id>' (see ``lua.SUBMIT``).
 
-        ``bulk_tenants``: for a job on the bulk lane, the set its tenant joins
-        (``Partition.bulk_tenants``); None on the interactive lane. ``now`` and
-        ``deadline``: unix times as the job's hash keeps them (``repr`` of the float).
+        ``stage``, ``lane``: where the job is queued (``stream``, its tenant's); the
+        tenant joins that lane's set of tenants at the stage (``Partition.tenants``),
+        announced on ``Partition.joined`` when new to it. ``now`` and ``deadline``: unix
+        times as the job's hash keeps them (``repr`` of the float).
         """
         partition = collection.partition
         keys = [
@@ -125,8 +127,10 @@ class Submit(_Script):
             collection.hashes,
             job.events,
             partition.inflight(collection.tenant),
-            # On the interactive lane, the tenant's interactive jobs in flight.
-            bulk_tenants or partition.interactive_inflight(collection.tenant),
+            partition.tenants(stage, lane),
+            partition.joined(stage, lane),
+            # Counted only on the interactive lane: the tenant's questions in flight.
+            partition.interactive_inflight(collection.tenant),
         ]
         doc_fields = ""
         blob = b""
@@ -159,10 +163,12 @@ class Submit(_Script):
             "1" if document is not None and document.blob is not None else "0",
             max_inflight,
             deadline,
-            collection.tenant if bulk_tenants else "",
+            collection.tenant,
             jsontext.dumps(job_fields),
             doc_fields,
             max_interactive,
+            "1" if lane == INTERACTIVE else "0",
+            JOINED_MAXLEN,
         ]
         return as_text(await self._run_durable("submit", keys, args, f"job_id={job.job_id}"))
 
