@@ -20,10 +20,10 @@ through one consumer group:
   others meet the tenant at their next read.
 
 A read thus holds entries of several streams; entries are acknowledged on their own
-stream (``CommitBatch.add(..., stream=)``). On the bulk lane the worker handles each
-tenant's share as a sub-batch of its own, the smallest first (its texts reach the
-model first), each committed on its own: a few messages read beside another tenant's
-many are done when they are, not with the rest. Retries wait in their tenant's
+stream (``CommitBatch.add(..., stream=)``). The worker handles each tenant's share as
+a sub-batch of its own, the smallest first (its texts reach the model first), each
+committed on its own: a question (or a few uploads) read beside another tenant's many
+is done when it is, not with the rest. Retries wait in their tenant's
 delayed set and go back to their tenant's stream. The default tenant's stream is always
 read: its group is what ``/readyz`` looks for.
 

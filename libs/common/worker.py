@@ -242,15 +242,13 @@ class Worker:
         slot = _ReadSlot(self.slots)
         _read_slot.set(slot)  # this task's context, and its children's
         try:
-            if self.ctx.lane != BULK:
-                # Questions: one batch, whoever's (a question beside another tenant's
-                # share of the read goes through the stage with it).
+            # One sub-batch per tenant, the smallest first (its texts reach the model
+            # first), each committed on its own: a tenant's few messages read beside
+            # another tenant's many are done when they are, not with the rest.
+            subs = sorted(per_stream(messages), key=len)
+            if len(subs) == 1:
                 await self._process_logged(messages)
             else:
-                # One sub-batch per tenant, the smallest first (its texts reach the model
-                # first), each committed on its own: a tenant's few messages read beside
-                # another tenant's many are done when they are, not with the rest.
-                subs = sorted(per_stream(messages), key=len)
                 await asyncio.gather(*(self._process_logged(sub) for sub in subs))
         finally:
             for m in messages:
