@@ -58,7 +58,9 @@ class LocalEmbedder:
 
     Loading takes a few seconds; build one per process and share it. Calls from
     several threads are serialised: the model already uses every torch thread, and
-    the Rust tokenizer fails on concurrent use ("Already borrowed").
+    the Rust tokenizer fails on concurrent use ("Already borrowed"). So with this
+    backend a question's call waits for a running bulk call (the batcher runs
+    them in two threads; the ONNX backend runs them at once).
     Texts longer than :attr:`max_seq_length` tokens are truncated by the model.
     """
 

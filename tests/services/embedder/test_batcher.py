@@ -1,4 +1,4 @@
-"""The embedder's dynamic batcher: coalescing across callers, questions first, order kept."""
+"""The embedder's dynamic batcher: coalescing across callers, questions beside bulk calls, order kept."""
 
 from __future__ import annotations
 
