@@ -67,7 +67,7 @@ def test_a_partition_and_everything_in_it_hash_to_one_slot() -> None:
             partition.stream("generator", "interactive", "acme"),
             partition.delayed("generator", "interactive", "acme"),
             partition.tenants("generator", "interactive"),
-            partition.joined("generator", "interactive"),
+            partition.arrivals("generator", "interactive"),
             partition.dead_letters(),
             coll.registry,
             coll.meta,

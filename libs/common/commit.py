@@ -20,11 +20,11 @@ from typing import Any, Final
 
 from libs.common import jsontext
 from libs.common.constants import (
+    ARRIVALS_MAXLEN,
     ENVELOPE_FIELD,
     EVENT_DATA_FIELD,
     EVENT_TYPE_FIELD,
     EVENTS_MAXLEN,
-    JOINED_MAXLEN,
 )
 
 Scalar = str | int | float
@@ -111,16 +111,20 @@ class AddMember:
 
 @dataclass(slots=True)
 class JoinLane:
-    """SADD ``tenant`` to a lane's set of tenants at a stage (``Partition.tenants``); when
-    it was not a member, an entry (field ``tenant``) on the stage's ``joined`` stream
-    wakes an idle reader of the lane (``fair_read.py``)."""
+    """After an :class:`Enqueue` on ``stream``: SADD ``tenant`` to a lane's set of tenants
+    at a stage (``Partition.tenants``); when it was not a member, or (``announce``) the
+    entry just queued is alone on ``stream``, an entry (field ``tenant``) on the stage's
+    ``arrivals`` stream wakes an idle reader of the lane (``fair_read.py``)."""
 
     key: str
     tenant: str
-    joined: str
+    arrivals: str
+    stream: str
+    announce: bool
 
     def encode(self) -> list[Any]:
-        return ["JOINLANE", self.key, self.tenant, self.joined, JOINED_MAXLEN]
+        flag = 1 if self.announce else 0
+        return ["JOINLANE", self.key, self.tenant, self.arrivals, self.stream, ARRIVALS_MAXLEN, flag]
 
 
 @dataclass(slots=True)
@@ -258,7 +262,7 @@ Op = (
 # The positions in an encoded op that hold a key (COMMIT gets each as a KEYS index): 1,
 # and for an op naming two keys, both.
 _FIRST_KEY: Final = (1,)
-_MORE_KEYS: Final[dict[str, tuple[int, ...]]] = {"JOINLANE": (1, 3)}
+_MORE_KEYS: Final[dict[str, tuple[int, ...]]] = {"JOINLANE": (1, 3, 4)}
 
 # What COMMIT reports per message.
 STALE: Final = 0

@@ -112,10 +112,10 @@ STAGE_LANES: Final[dict[Stage, tuple[Lane, ...]]] = {
 }
 
 
-# A stage's stream of tenants joining a lane (``Partition.joined``) keeps this many
+# A stage's stream of work arriving for a tenant (``Partition.arrivals``) keeps this many
 # entries: each only wakes an idle reader, which deletes it; the cap bounds the ones
 # no reader took (no worker running).
-JOINED_MAXLEN: Final = 64
+ARRIVALS_MAXLEN: Final = 64
 
 
 def lane_of(kind: str) -> Lane:

@@ -121,10 +121,12 @@ class Envelope(BaseModel):
 def enqueue(env: Envelope) -> list[Op]:
     """The ops that queue ``env`` at its stage: its stream entry (its tenant's, in its
     kind's lane) and its tenant in the set of tenants whose streams the stage's workers
-    of that lane read (announced when new to it, so an idle reader wakes)."""
-    p, stage, lane = env.partition, env.stage, lane_of(env.kind)
-    joining = JoinLane(p.tenants(stage, lane), env.tenant, p.joined(stage, lane))
-    return [Enqueue(env.stream, env.dumps()), joining]
+    of that lane read, announced (``Partition.arrivals``) when new to it or when its
+    stream was empty (the default tenant's stream is always read: only when new)."""
+    p, stage, lane, stream = env.partition, env.stage, lane_of(env.kind), env.stream
+    announce = env.tenant != DEFAULT_TENANT
+    joining = JoinLane(p.tenants(stage, lane), env.tenant, p.arrivals(stage, lane), stream, announce)
+    return [Enqueue(stream, env.dumps()), joining]
 
 
 def stage_status(kind: str, stage: Stage, last: bool = True) -> JobStatus:

@@ -13,11 +13,13 @@ through one consumer group:
   (or a small upload) queued behind another tenant's flood is in the very next batch,
   so it waits for the batches already running, never for the backlog;
 - with nothing waiting, the worker blocks on every tenant's stream at once and on the
-  stage's joined stream (``Partition.joined``), which gets an entry when a tenant joins
-  the set: a new tenant's very first job wakes an idle worker, which deletes the entry
-  and reads again at once (its next read meets the tenant), instead of waiting for the
-  block (``READ_BLOCK_MS``) to end. The entry goes to one consumer of the group; the
-  others meet the tenant at their next read.
+  stage's arrivals stream (``Partition.arrivals``), which gets an entry when a tenant
+  joins the set or queues work on its empty stream: a new tenant's very first job wakes
+  an idle worker, which deletes the entry (and any older one: a crashed reader's) and
+  reads again at once (its next read meets the tenant), instead of waiting for the block
+  (``READ_BLOCK_MS``) to end. The entry goes to one consumer of the group; the others
+  meet the tenant at their next read. Left unread, entries tell an autoscaler that a
+  stage scaled to zero has work.
 
 A read thus holds entries of several streams; entries are acknowledged on their own
 stream (``CommitBatch.add(..., stream=)``). The worker handles each tenant's share as
@@ -88,10 +90,10 @@ class TenantStreams:
         self.lane = lane
         self.group = group
         self.tenants_key = partition.tenants(stage, lane)
-        self.joined = partition.joined(stage, lane)
+        self.arrivals = partition.arrivals(stage, lane)
         # tenant -> stream, for the streams whose group exists.
         self.streams: dict[str, str] = {}
-        self._joined_group = False
+        self._arrivals_group = False
         self._turn = 0
         self._fair_read = FairRead(client)
 
@@ -104,7 +106,7 @@ class TenantStreams:
     def forget(self) -> None:
         """Groups may be gone (a Valkey that lost its data): create them again on the next read."""
         self.streams.clear()
-        self._joined_group = False
+        self._arrivals_group = False
 
     async def refresh(self) -> list[str]:
         """The streams to read: the default tenant's and those of every tenant in the set
@@ -117,14 +119,14 @@ class TenantStreams:
                 stream = self.stream_of(tenant)
                 await create_group(self.r, stream, self.group)
                 self.streams[tenant] = stream
-        if not self._joined_group:
-            await create_group(self.r, self.joined, self.group)
-            self._joined_group = True
+        if not self._arrivals_group:
+            await create_group(self.r, self.arrivals, self.group)
+            self._arrivals_group = True
         return self.known()
 
     async def read(self, consumer: str, count: int, block_ms: int, skip: Collection[str] = ()) -> list[Entry]:
         """Up to ``count`` entries shared fairly over the tenants but those in ``skip``;
-        blocks while there are none (nothing, when a tenant joined meanwhile)."""
+        blocks while there are none (nothing, after an arrival: see ``_block``)."""
         streams = await self.refresh()
         if skip:
             streams = [stream for tenant, stream in self.streams.items() if tenant not in skip]
@@ -143,21 +145,23 @@ class TenantStreams:
     async def _block(
         self, streams: list[str], consumer: str, count: int, block_ms: int
     ) -> list[tuple[str, Any]]:
-        """Wait for entries on ``streams`` (about ``count`` in all) or a tenant joining;
-        the entries read (a tenant's joining is deleted: the caller's next read meets it)."""
-        wanted: dict[Any, Any] = {stream: ">" for stream in [*streams, self.joined]}
+        """Wait for entries on ``streams`` (about ``count`` in all) or an arrival; the
+        entries read (an arrival is deleted: the caller's next read meets its tenant)."""
+        wanted: dict[Any, Any] = {stream: ">" for stream in [*streams, self.arrivals]}
         each = max(1, count // len(streams))
         reply: Any = await self.r.xreadgroup(self.group, consumer, wanted, count=each, block=block_ms)
         got: list[tuple[str, Any]] = []
         for raw, entries in reply or []:
             stream = as_text(raw)
-            if stream != self.joined:
+            if stream != self.arrivals:
                 got.append((stream, entries))
                 continue
             ids = [mid for mid, _fields in entries]
             async with self.r.pipeline(transaction=False) as pipe:
-                pipe.xack(self.joined, self.group, *ids)
-                pipe.xdel(self.joined, *ids)
+                pipe.xack(self.arrivals, self.group, *ids)
+                pipe.xdel(self.arrivals, *ids)
+                # Older ones were all delivered already: a crashed reader's, never deleted.
+                pipe.xtrim(self.arrivals, minid=ids[-1])
                 await pipe.execute()
         return got
 

@@ -79,11 +79,14 @@ class Partition:
         """:meth:`tenants` of the bulk lane."""
         return self.tenants(stage, "bulk")
 
-    def joined(self, stage: Stage, lane: Lane) -> str:
-        """Stream with an entry (field ``tenant``) each time a tenant joins :meth:`tenants`:
-        a stage's idle workers block on it beside their streams, so a new tenant's first
-        job is read at once, not when their block ends (``fair_read.py``)."""
-        return self.key("joined", stage, lane)
+    def arrivals(self, stage: Stage, lane: Lane) -> str:
+        """Stream with an entry (field ``tenant``) each time a tenant joins :meth:`tenants`
+        and each time work is queued on a tenant's empty stream (the default tenant's
+        aside, whose stream is always read): a stage's idle workers block on it beside
+        their streams, so a new tenant's first job is read at once, not when their block
+        ends, and the reader deletes it (``fair_read.py``). Its length is thus the work that
+        no worker took notice of: what an autoscaler wakes a stage scaled to zero on."""
+        return self.key("arrivals", stage, lane)
 
     def dead_letters(self) -> str:
         """Dead letters of the partition: entries carry the stage and the reason."""

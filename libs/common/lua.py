@@ -124,8 +124,9 @@ for i, msg in ipairs(batch) do
       elseif cmd == 'REQUIRE' then
         if redis.call('EXISTS', key) == 0 then result = 3; break end
       elseif cmd == 'JOINLANE' then
-        if redis.call('SADD', key, op[3]) == 1 then
-          redis.call('XADD', KEYS[op[4]], 'MAXLEN', op[5], '*', 'tenant', op[3])
+        local alone = op[7] == 1 and redis.call('XLEN', KEYS[op[5]]) == 1
+        if redis.call('SADD', key, op[3]) == 1 or alone then
+          redis.call('XADD', KEYS[op[4]], 'MAXLEN', op[6], '*', 'tenant', op[3])
         end
       elseif cmd == 'HDELEQ' then
         if redis.call('HGET', key, op[3]) == op[4] then redis.call('HDEL', key, op[3]) end
@@ -148,13 +149,14 @@ return applied
 # (that content is already in the collection). The tenant's in-flight set holds
 # the job (scored by its deadline) until a final status removes it; an entry past
 # its deadline no longer counts. The job's tenant joins the set of tenants whose
-# streams the stage's workers of its lane read; a tenant new to it is announced on
-# the stage's joined stream (an idle reader wakes). See scripts.Submit for KEYS and ARGV.
+# streams the stage's workers of its lane read; a tenant new to it, or (ARGV[22] '1')
+# whose stream was empty, is announced on the stage's arrivals stream (an idle reader
+# wakes; an autoscaler sees work). See scripts.Submit for KEYS and ARGV.
 SUBMIT: Final = """
 local stream, job, registry, meta, hashes, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
--- KEYS[8], KEYS[9]: the lane's set of tenants at the stage and its joined stream;
+-- KEYS[8], KEYS[9]: the lane's set of tenants at the stage and its arrivals stream;
 -- KEYS[10]: the tenant's set of interactive jobs in flight (its own cap, ARGV[19]).
-local inflight, lane_tenants, joined, interactive = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local inflight, lane_tenants, arrivals, interactive = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local max_backlog, envelope, job_ttl, blob_bytes, blob_ttl, name, mode, now, sha, doc_id, events_ttl =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local has_doc, has_blob = ARGV[12] == '1', ARGV[13] == '1'
@@ -197,8 +199,9 @@ if has_doc then
 end
 if has_blob then redis.call('SET', KEYS[#KEYS], blob_bytes, 'EX', blob_ttl) end
 redis.call('XADD', stream, '*', F_ENVELOPE, envelope)
-if redis.call('SADD', lane_tenants, tenant) == 1 then
-  redis.call('XADD', joined, 'MAXLEN', ARGV[21], '*', 'tenant', tenant)
+local alone = ARGV[22] == '1' and redis.call('XLEN', stream) == 1
+if redis.call('SADD', lane_tenants, tenant) == 1 or alone then
+  redis.call('XADD', arrivals, 'MAXLEN', ARGV[21], '*', 'tenant', tenant)
 end
 redis.call('XADD', events, '*', E_TYPE, EV_QUEUED, E_DATA, cjson.encode({status=S_QUEUED}))
 redis.call('EXPIRE', events, events_ttl)

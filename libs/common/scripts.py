@@ -17,11 +17,11 @@ from redis.asyncio.cluster import ClusterPipeline
 from libs.common import jsontext, lua, lua_apikeys, slots
 from libs.common.apikey_record import AuthOutcome
 from libs.common.commit import CommitBatch, Scalar
-from libs.common.constants import INTERACTIVE, JOINED_MAXLEN, CollectionMode
+from libs.common.constants import ARRIVALS_MAXLEN, INTERACTIVE, CollectionMode
 from libs.common.decode import as_text
 from libs.common.durability import Durability, ScriptCall, Subject
 from libs.common.durability import Op as DurableOp
-from libs.common.keys import ApiKeyKeys, CollectionKeys, DocumentKeys, JobKeys, Lane, Stage
+from libs.common.keys import DEFAULT_TENANT, ApiKeyKeys, CollectionKeys, DocumentKeys, JobKeys, Lane, Stage
 from libs.common.ratelimit import RateDecision
 
 
@@ -115,8 +115,9 @@ class Submit(_Script):
 
         ``stage``, ``lane``: where the job is queued (``stream``, its tenant's); the
         tenant joins that lane's set of tenants at the stage (``Partition.tenants``),
-        announced on ``Partition.joined`` when new to it. ``now`` and ``deadline``: unix
-        times as the job's hash keeps them (``repr`` of the float).
+        announced on ``Partition.arrivals`` when new to it or when its stream was empty
+        (the default tenant's: only when new). ``now`` and ``deadline``: unix times as
+        the job's hash keeps them (``repr`` of the float).
         """
         partition = collection.partition
         keys = [
@@ -128,7 +129,7 @@ class Submit(_Script):
             job.events,
             partition.inflight(collection.tenant),
             partition.tenants(stage, lane),
-            partition.joined(stage, lane),
+            partition.arrivals(stage, lane),
             # Counted only on the interactive lane: the tenant's questions in flight.
             partition.interactive_inflight(collection.tenant),
         ]
@@ -168,7 +169,8 @@ class Submit(_Script):
             doc_fields,
             max_interactive,
             "1" if lane == INTERACTIVE else "0",
-            JOINED_MAXLEN,
+            ARRIVALS_MAXLEN,
+            "0" if collection.tenant == DEFAULT_TENANT else "1",
         ]
         return as_text(await self._run_durable("submit", keys, args, f"job_id={job.job_id}"))
 

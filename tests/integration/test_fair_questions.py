@@ -45,9 +45,9 @@ def test_a_tenants_questions_queue_on_its_own_stream_and_it_joins_the_lane(valke
         assert await r.xlen(P0.stream("embedder", INTERACTIVE, "acme")) == 2
         assert await r.xlen(P0.stream("embedder", INTERACTIVE)) == 0  # the default tenant's
         assert await r.smembers(P0.tenants("embedder", INTERACTIVE)) == {b"acme"}
-        # Announced once, as it joined.
-        joined: Any = await r.xrange(P0.joined("embedder", INTERACTIVE))
-        assert [as_text(fields[b"tenant"]) for _id, fields in joined] == ["acme"]
+        # Announced once: as it joined (its stream then held the first of the two).
+        arrivals: Any = await r.xrange(P0.arrivals("embedder", INTERACTIVE))
+        assert [as_text(fields[b"tenant"]) for _id, fields in arrivals] == ["acme"]
         await r.aclose()
 
     asyncio.run(main())
@@ -118,7 +118,7 @@ def test_a_new_tenants_first_job_wakes_an_idle_worker(valkey_url: str, lane: Lan
             assert tenants == ["late"]
             assert await final_status(r, late[0]) == "done"
             # The announcement was taken and deleted.
-            assert await r.xlen(P0.joined("embedder", lane)) == 0
+            assert await r.xlen(P0.arrivals("embedder", lane)) == 0
         finally:
             worker.stop()
             # Wake the worker's next block so that it sees it is stopping.

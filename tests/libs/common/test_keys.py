@@ -22,7 +22,7 @@ def test_keys_carry_their_partitions_hash_tag() -> None:
     assert p.stream("embedder", "interactive", "acme") == "documind:{p3}:stream:embedder:interactive:t:acme"
     assert p.delayed("embedder", "interactive", "acme") == "documind:{p3}:delayed:embedder:interactive:t:acme"
     assert p.tenants("embedder", "interactive") == "documind:{p3}:interactive:embedder:tenants"
-    assert p.joined("generator", "interactive") == "documind:{p3}:joined:generator:interactive"
+    assert p.arrivals("generator", "interactive") == "documind:{p3}:arrivals:generator:interactive"
     assert p.stream("embedder", "bulk", "acme") == "documind:{p3}:stream:embedder:bulk:t:acme"
     assert p.delayed("retriever", "bulk", "acme") == "documind:{p3}:delayed:retriever:bulk:t:acme"
     assert p.bulk_tenants("embedder") == p.tenants("embedder", "bulk")
