@@ -3,13 +3,14 @@
     .venv/bin/python -m bench.question_flood [--senders 50] [--flood-s 20] [--json out.json]
 
 On the embedded stack (``documind up``'s, default settings: no LLM, extractive answers):
-tenants ``evil`` and ``victim`` each upload SciFact abstracts to a collection of their own.
-``victim`` first asks ``--alone`` questions one every ``--interval-s`` with nothing else
-running (its time alone). Then ``evil`` floods ``POST /v1/chat`` from ``--senders``
-concurrent connections for ``--flood-s`` seconds (long distinct questions, ``top_k`` 50,
-the answer cache bypassed; each sender posts again as soon as it is answered, after a
-``429`` 50 ms later), never waiting on its answers: it keeps its cap of questions in
-flight (``DOCUMIND_TENANT_MAX_INTERACTIVE``) queued. Meanwhile ``victim`` asks one
+tenants ``evil`` and ``victim`` each upload SciFact abstracts to a collection of their own
+(``--flood-docs`` of ``--docs`` are evil's). ``victim`` first asks ``--alone`` questions one
+every ``--interval-s`` with nothing else running (its time alone). Then ``evil`` floods
+``POST /v1/chat`` from ``--senders`` concurrent connections for ``--flood-s`` seconds
+(distinct questions of ``--flood-chars`` characters, costly to embed; ``top_k`` 50, the
+answer cache bypassed; each sender posts again as soon as it is answered, after a ``429``
+50 ms later), never waiting on its answers: it keeps its cap of questions in flight
+(``DOCUMIND_TENANT_MAX_INTERACTIVE``) queued. Meanwhile ``victim`` asks one
 question every ``--interval-s`` (cache bypassed), each on a connection of its own and
 waited on up to 30 s: a question not done by then counts as a failure.
 
@@ -34,9 +35,10 @@ from bench.stack import BenchStack, load_scifact
 # A victim's question waited on longer than this counts as a failure.
 WAIT_S = 30.0
 NO_CACHE = {"Cache-Control": "no-cache"}
+# The flood's question, repeated to ``--flood-chars``: a long question is costly to embed.
 FLOOD_TEXT = (
     "Considering every abstract in this collection, which findings about protein expression, "
-    "cell signalling and clinical outcomes in patients are reported, and how strong is the evidence"
+    "cell signalling and clinical outcomes in patients are reported, and how strong is the evidence; "
 )
 
 
@@ -76,14 +78,15 @@ async def ask_every(tenant: Http, interval_s: float, until: float, first: int) -
     return list(await asyncio.gather(*tasks))
 
 
-async def sender(tenant: Http, index: int, until: float, counts: dict[str, int]) -> None:
+async def sender(tenant: Http, index: int, until: float, chars: int, counts: dict[str, int]) -> None:
     """Post the flood's questions on one connection until ``until``, never waiting on answers."""
     http = await Http.connect(tenant.port)
     http.auth = tenant.auth
+    text = (FLOOD_TEXT * (chars // len(FLOOD_TEXT) + 1))[:chars]
     n = 0
     try:
         while time.monotonic() < until:
-            question = f"{FLOOD_TEXT} (sender {index}, question {n})?"
+            question = f"(sender {index}, question {n}) {text}?"
             status, _ = await http.call(
                 "POST", "/v1/chat", {"question": question, "collection": "flood", "top_k": 50}, NO_CACHE
             )
@@ -124,8 +127,11 @@ def summary(answers: list[Answer | None]) -> dict[str, Any]:
 async def run(port: int, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
     evil, victim = await tenant_client(port, "evil"), await tenant_client(port, "victim")
     try:
-        half = len(texts) // 2
-        for tenant, collection, part in ((evil, "flood", texts[:half]), (victim, "mine", texts[half:])):
+        flood_docs = texts[: args.flood_docs]
+        for tenant, collection, part in (
+            (evil, "flood", flood_docs),
+            (victim, "mine", texts[args.flood_docs :]),
+        ):
             for job_id in await upload(
                 tenant, collection, [(f"a{i}.txt", t.encode()) for i, t in enumerate(part)]
             ):
@@ -136,7 +142,9 @@ async def run(port: int, texts: list[str], args: argparse.Namespace) -> dict[str
         alone = await ask_every(victim, args.interval_s, alone_until, 0)
         counts = {"accepted": 0, "refused": 0, "other": 0}
         until = time.monotonic() + args.flood_s
-        senders = [asyncio.create_task(sender(evil, i, until, counts)) for i in range(args.senders)]
+        senders = [
+            asyncio.create_task(sender(evil, i, until, args.flood_chars, counts)) for i in range(args.senders)
+        ]
         flood_times = await ask_every(victim, args.interval_s, until, 1000)
         await asyncio.gather(*senders)
     finally:
@@ -151,7 +159,9 @@ def main() -> None:
     p.add_argument("--flood-s", type=float, default=20.0, help="how long the flood lasts")
     p.add_argument("--interval-s", type=float, default=0.5, help="the victim's pace")
     p.add_argument("--alone", type=int, default=10, help="victim questions before the flood")
-    p.add_argument("--docs", type=int, default=60, help="SciFact abstracts, shared by the two tenants")
+    p.add_argument("--docs", type=int, default=40, help="SciFact abstracts: the victim's, but --flood-docs")
+    p.add_argument("--flood-docs", type=int, default=3, help="of those, the flooding tenant's")
+    p.add_argument("--flood-chars", type=int, default=1500, help="length of the flood's questions")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
     config = run_context("bench.question_flood")
