@@ -15,8 +15,8 @@ answers: no LLM). A question is timed from before its POST to the end of the
 job's blocking GET.
 
 Reported: p50, p90 and max of the question latency alone and during the
-ingest, their ratio, the median embedder stage time of the questions (from the
-job's timings: the part a running bulk embedding call delays), and the
+ingest, their ratio, the median and max embedder stage time of the questions (from
+the job's timings: the part a running bulk embedding call delays), and the
 ingest rate (documents from the first upload to the last ready, per second).
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.client import Http
 from bench.common import context_line, loadavg, markdown_table, run_context, sigterm_as_interrupt, write_json
-from bench.fairness import tenant_client, upload
+from bench.fairness import reconnect, tenant_client, upload
 from bench.stack import BenchStack, files_per_upload, load_scifact
 from libs.common.settings import EmbedderSettings
 
@@ -49,15 +49,22 @@ def questions(claims: list[str]) -> Iterator[str]:
         n += 1
 
 
-async def ask(http: Http, question: str) -> tuple[float, float]:
-    """One chat question, waited on: (seconds, the job's embedder stage seconds)."""
+async def ask(tenant: Http, question: str) -> tuple[float, float]:
+    """One chat question, waited on: (seconds, the job's embedder stage seconds).
+
+    Each on a new connection with ``tenant``'s key (the gateway closes one idle past
+    its header timeout; a local connect costs well under a millisecond)."""
     started = time.perf_counter()
-    status, accepted = await http.call(
-        "POST", "/v1/chat", {"question": question, "collection": SMALL}, NO_CACHE
-    )
-    if status != 202:
-        raise RuntimeError(f"POST /v1/chat answered {status}: {accepted}")
-    job = await http.wait_job(accepted["job_id"], 120.0)
+    http = await reconnect(tenant)
+    try:
+        status, accepted = await http.call(
+            "POST", "/v1/chat", {"question": question, "collection": SMALL}, NO_CACHE
+        )
+        if status != 202:
+            raise RuntimeError(f"POST /v1/chat answered {status}: {accepted}")
+        job = await http.wait_job(accepted["job_id"], 120.0)
+    finally:
+        await http.close()
     seconds = time.perf_counter() - started
     if job["status"] != "done":
         raise RuntimeError(f"chat job {accepted['job_id']} ended {job['status']}: {job}")
@@ -104,11 +111,13 @@ def summary(runs: list[tuple[float, float]]) -> dict[str, Any]:
         "p90_ms": round(q[8] * 1000, 1),
         "max_ms": round(seconds[-1] * 1000, 1),
         "embedder_p50_ms": round(statistics.median(e for _, e in runs) * 1000, 1),
+        "embedder_max_ms": round(max(e for _, e in runs) * 1000, 1),
     }
 
 
 async def run(port: int, small: list[str], big: list[str], claims: list[str], alone: int) -> dict[str, Any]:
-    asker, ingester = await tenant_client(port, "asker"), await tenant_client(port, "ingester")
+    asker = await tenant_client(port, "asker")
+    ingester: Http | None = None
     texts = questions(claims)
     try:
         await ingest(asker, SMALL, small, files_per_upload())
@@ -116,13 +125,15 @@ async def run(port: int, small: list[str], big: list[str], claims: list[str], al
         quiet = await asking(asker, texts, alone, None)
         stop = asyncio.Event()
         load_at = loadavg()
+        ingester = await tenant_client(port, "ingester")
         during_task = asyncio.create_task(asking(asker, texts, None, stop))
         ingest_s, docs = await ingest(ingester, BIG, big, files_per_upload())
         stop.set()
         during = await during_task
     finally:
         await asker.close()
-        await ingester.close()
+        if ingester is not None:
+            await ingester.close()
     alone_fig, during_fig = summary(quiet), summary(during)
     return {
         "alone": alone_fig,
@@ -135,12 +146,14 @@ async def run(port: int, small: list[str], big: list[str], claims: list[str], al
 
 def table(fig: dict[str, Any]) -> str:
     rows = [
-        [name, r["n"], r["p50_ms"], r["p90_ms"], r["max_ms"], r["embedder_p50_ms"]]
+        [name, r["n"], r["p50_ms"], r["p90_ms"], r["max_ms"], r["embedder_p50_ms"], r["embedder_max_ms"]]
         for name, r in (("alone", fig["alone"]), ("during the other tenant's ingest", fig["during_ingest"]))
     ]
     ingest = fig["ingest"]
     return (
-        markdown_table(["questions", "n", "p50 ms", "p90 ms", "max ms", "embedder stage p50 ms"], rows)
+        markdown_table(
+            ["questions", "n", "p50 ms", "p90 ms", "max ms", "embedder stage p50 ms", "its max ms"], rows
+        )
         + f"\n\np50 during / alone: {fig['p50_ratio']}; the ingest: {ingest['docs']} documents in "
         f"{ingest['seconds']} s ({ingest['docs_per_s']} docs/s)"
     )
