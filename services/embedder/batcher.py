@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -51,12 +52,14 @@ class _Request:
 
 
 class _Lane:
-    """One priority's queue, its loop task and the event that wakes the loop."""
+    """One priority's queue, its loop task, the event that wakes the loop, and the
+    thread its model calls run in (its own: never behind the default pool's other work)."""
 
-    def __init__(self) -> None:
+    def __init__(self, priority: Priority) -> None:
         self.queue: deque[_Request] = deque()
         self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"embed-{priority.name.lower()}")
 
     def queued(self) -> int:
         return sum(r.remaining for r in self.queue if not r.future.done())
@@ -83,8 +86,8 @@ class _Lane:
 class EmbeddingBatcher:
     """Coalesces texts from concurrent callers into model calls of at most ``max_texts``.
 
-    ``embed`` is the model (blocking; run in worker threads, at most one call per
-    priority at a time, so at most two at once).
+    ``embed`` is the model (blocking; run in one worker thread per priority, one call
+    at a time in each, so at most two at once).
     """
 
     def __init__(
@@ -99,7 +102,7 @@ class EmbeddingBatcher:
         self.dim = dim
         self.max_texts = max(1, max_texts)
         self.max_wait_s = max(0.0, max_wait_s)
-        self._lanes: dict[Priority, _Lane] = {p: _Lane() for p in Priority}
+        self._lanes: dict[Priority, _Lane] = {p: _Lane(p) for p in Priority}
 
     async def embed(self, texts: Sequence[str], priority: Priority = Priority.BULK) -> np.ndarray:
         """Vectors of ``texts`` in order, shape (len(texts), dim)."""
@@ -139,7 +142,7 @@ class EmbeddingBatcher:
                 await self._wait_for_more(lane)
             slices = lane.take(self.max_texts)
             if slices:
-                await self._call(slices)
+                await self._call(lane, slices)
 
     async def _wait_for_more(self, lane: _Lane) -> None:
         """Up to ``max_wait_s`` for the bulk call to fill."""
@@ -153,12 +156,13 @@ class EmbeddingBatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lane.arrived.wait(), timeout=left)
 
-    async def _call(self, slices: list[tuple[_Request, int, int]]) -> None:
+    async def _call(self, lane: _Lane, slices: list[tuple[_Request, int, int]]) -> None:
         texts = [t for request, start, end in slices for t in request.texts[start:end]]
         metrics.EMBEDDED_TEXTS.inc(len(texts))
         metrics.EMBEDDING_BATCH.observe(len(texts))
         try:
-            vectors = await asyncio.to_thread(self._embed, texts)
+            loop = asyncio.get_running_loop()
+            vectors = await loop.run_in_executor(lane.thread, self._embed, texts)
             if vectors.shape != (len(texts), self.dim):
                 raise RuntimeError(
                     f"the model returned vectors of shape {vectors.shape} for {len(texts)} texts "
