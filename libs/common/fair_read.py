@@ -40,6 +40,7 @@ tenant is read again soon after its wait ends.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Collection
 from typing import Any, Protocol, runtime_checkable
 
@@ -57,6 +58,10 @@ Entry = tuple[str, Any, Any]
 # The longest a read blocks while some tenant is left out of it (TenantGate): about
 # how late that tenant's next read comes after its wait ends.
 GATED_BLOCK_MS = 100
+# The longest a reader goes without looking up the set of tenants (it does at once after
+# reading an arrival): how late a worker that did not take a tenant's arrival (another
+# replica took it) starts reading that tenant's stream, and forgets a dropped one.
+LOOKUP_EVERY_S = 1.0
 
 
 @runtime_checkable
@@ -93,7 +98,12 @@ class TenantStreams:
         self.arrivals = partition.arrivals(stage, lane)
         # tenant -> stream, for the streams whose group exists.
         self.streams: dict[str, str] = {}
-        self._arrivals_group = False
+        # Arrivals read but not deleted yet: the next lookup of the set deletes them.
+        self._arrived: list[Any] = []
+        # When the set must be looked up again (monotonic; 0: at the next read).
+        self._lookup_at = 0.0
+        # The last read blocked and found the streams drained: the next one blocks at once.
+        self._drained = False
         self._turn = 0
         self._fair_read = FairRead(client)
 
@@ -106,28 +116,40 @@ class TenantStreams:
     def forget(self) -> None:
         """Groups may be gone (a Valkey that lost its data): create them again on the next read."""
         self.streams.clear()
-        self._arrivals_group = False
+        self._arrived.clear()
+        self._lookup_at = 0.0
+        self._drained = False
 
     async def refresh(self) -> list[str]:
         """The streams to read: the default tenant's and those of every tenant in the set
-        (a tenant dropped from it while idle, ``lua.PRUNE_TENANT``, is dropped here too)."""
-        members = {as_text(m) for m in await self.r.smembers(self.tenants_key)}
+        (a tenant dropped from it while idle, ``lua.PRUNE_TENANT``, is dropped here too).
+        Arrivals read since the last lookup are deleted in its round trip."""
+        if self._arrived:
+            async with self.r.pipeline(transaction=False) as pipe:
+                self._forget_arrived(pipe)
+                pipe.smembers(self.tenants_key)
+                *_, found = await pipe.execute()
+        else:
+            found = await self.r.smembers(self.tenants_key)
+        self._lookup_at = time.monotonic() + LOOKUP_EVERY_S
+        members = {as_text(m) for m in found}
         for gone in [t for t in self.streams if t != DEFAULT_TENANT and t not in members]:
             del self.streams[gone]
+        if not self.streams:  # the first lookup, or one after forget()
+            await create_group(self.r, self.arrivals, self.group)
         for tenant in [DEFAULT_TENANT, *sorted(members)]:
             if tenant not in self.streams:
                 stream = self.stream_of(tenant)
                 await create_group(self.r, stream, self.group)
                 self.streams[tenant] = stream
-        if not self._arrivals_group:
-            await create_group(self.r, self.arrivals, self.group)
-            self._arrivals_group = True
         return self.known()
 
     async def read(self, consumer: str, count: int, block_ms: int, skip: Collection[str] = ()) -> list[Entry]:
         """Up to ``count`` entries shared fairly over the tenants but those in ``skip``;
         blocks while there are none (nothing, after an arrival: see ``_block``)."""
-        streams = await self.refresh()
+        if time.monotonic() >= self._lookup_at:
+            await self.refresh()
+        streams = self.known()
         if skip:
             streams = [stream for tenant, stream in self.streams.items() if tenant not in skip]
             block_ms = min(block_ms, GATED_BLOCK_MS)
@@ -137,7 +159,15 @@ class TenantStreams:
         first = self._turn % len(streams)
         self._turn += 1
         order = streams[first:] + streams[:first]
-        got = await self._fair_read(order, group=self.group, consumer=consumer, count=count)
+        got: list[tuple[str, Any]] = []
+        if skip or not self._drained:
+            # The arrivals stream too: a tenant's first work is met while the streams are busy.
+            read = await self._fair_read(
+                order, group=self.group, consumer=consumer, count=count, arrivals=self.arrivals
+            )
+            got = self._without_arrivals(read)
+            if not got and self._arrived:
+                return []  # a tenant's first work: the next read meets the tenant
         if not got:
             got = await self._block(order, consumer, count, block_ms)
         return [(stream, mid, fields) for stream, entries in got for mid, fields in entries]
@@ -146,24 +176,42 @@ class TenantStreams:
         self, streams: list[str], consumer: str, count: int, block_ms: int
     ) -> list[tuple[str, Any]]:
         """Wait for entries on ``streams`` (about ``count`` in all) or an arrival; the
-        entries read (an arrival is deleted: the caller's next read meets its tenant)."""
+        entries read. Fewer than each stream's share means the streams are drained: the
+        next read blocks at once (one round trip, as with a single stream)."""
         wanted: dict[Any, Any] = {stream: ">" for stream in [*streams, self.arrivals]}
         each = max(1, count // len(streams))
         reply: Any = await self.r.xreadgroup(self.group, consumer, wanted, count=each, block=block_ms)
-        got: list[tuple[str, Any]] = []
-        for raw, entries in reply or []:
-            stream = as_text(raw)
-            if stream != self.arrivals:
-                got.append((stream, entries))
-                continue
-            ids = [mid for mid, _fields in entries]
-            async with self.r.pipeline(transaction=False) as pipe:
-                pipe.xack(self.arrivals, self.group, *ids)
-                pipe.xdel(self.arrivals, *ids)
-                # Older ones were all delivered already: a crashed reader's, never deleted.
-                pipe.xtrim(self.arrivals, minid=ids[-1])
-                await pipe.execute()
+        got = self._without_arrivals([(as_text(stream), entries) for stream, entries in reply or []])
+        self._drained = all(len(entries) < each for _stream, entries in got)
         return got
+
+    def _without_arrivals(self, read: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """``read`` but the arrivals in it, which are noted: the next read looks up the set
+        (meeting their tenants) and deletes them in that round trip, so a question read
+        beside its arrival is handled without waiting for one."""
+        got: list[tuple[str, Any]] = []
+        for stream, entries in read:
+            if stream == self.arrivals:
+                self._arrived += [mid for mid, _fields in entries]
+                self._lookup_at = 0.0
+                self._drained = False
+            else:
+                got.append((stream, entries))
+        return got
+
+    async def settle(self) -> None:
+        """Delete the arrivals read and not deleted yet (as this reader stops)."""
+        if self._arrived:
+            async with self.r.pipeline(transaction=False) as pipe:
+                self._forget_arrived(pipe)
+                await pipe.execute()
+
+    def _forget_arrived(self, pipe: Any) -> None:
+        ids, self._arrived = self._arrived, []
+        pipe.xack(self.arrivals, self.group, *ids)
+        pipe.xdel(self.arrivals, *ids)
+        # Older ones were all delivered already: a crashed reader's, never deleted.
+        pipe.xtrim(self.arrivals, minid=ids[-1])
 
 
 def field_map(fields: Any) -> dict[Any, Any]:

@@ -212,13 +212,20 @@ return R_OK
 # one per tenant), in turns: each pass asks every stream that still has
 # entries for an equal share of what is left to read, so a batch holds every
 # waiting tenant's work, however long one tenant's queue is.
-# KEYS = the streams, the first to be served first; ARGV[1] = group, ARGV[2] =
-# consumer, ARGV[3] = how many entries at most. Returns {{stream index, entries}, ...}
-# with entries as XREADGROUP gives them.
+# KEYS = the streams, the first to be served first, then (ARGV[4] '1') the stage's
+# arrivals stream, read whole (up to ARGV[5]) beside the batch, not counted in it;
+# ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = how many entries at most.
+# Returns {{key index, entries}, ...} with entries as XREADGROUP gives them.
 FAIR_READ: Final = """
 local group, consumer, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local out, active = {}, {}
-for i = 1, #KEYS do active[i] = i end
+local out, active, streams = {}, {}, #KEYS
+if ARGV[4] == '1' then
+  streams = streams - 1
+  local arrived = KEYS[#KEYS]
+  local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', ARGV[5], 'STREAMS', arrived, '>')
+  if got then out[1] = {#KEYS, got[1][2]} end
+end
+for i = 1, streams do active[i] = i end
 while want > 0 and #active > 0 do
   local share, still = math.max(1, math.floor(want / #active)), {}
   for _, i in ipairs(active) do

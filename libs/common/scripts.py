@@ -180,14 +180,17 @@ class FairRead(_Script):
     source = lua.FAIR_READ
 
     async def __call__(
-        self, streams: Sequence[str], *, group: str, consumer: str, count: int
+        self, streams: Sequence[str], *, group: str, consumer: str, count: int, arrivals: str = ""
     ) -> list[tuple[str, list[Any]]]:
         """Up to ``count`` new entries for ``consumer``, shared out over ``streams``
-        (the first served first): (stream, [(id, [field, value, ...]), ...]) per stream read."""
+        (the first served first), and the new entries of ``arrivals`` (when given: not
+        counted): (stream, [(id, [field, value, ...]), ...]) per stream read."""
         if not streams:
             return []
-        reply: list[Any] = await self._run(streams, [group, consumer, count])
-        return [(streams[int(index) - 1], entries) for index, entries in reply]
+        keys = [*streams, arrivals] if arrivals else list(streams)
+        args = [group, consumer, count, "1" if arrivals else "0", ARRIVALS_MAXLEN]
+        reply: list[Any] = await self._run(keys, args)
+        return [(keys[int(index) - 1], entries) for index, entries in reply]
 
 
 class MoveDue(_Script):

@@ -175,6 +175,8 @@ class Worker:
             # then stops on an event: cancelling it could be swallowed when the
             # client turns the cancellation into its own timeout error.
             await self._drain()
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, ResponseError):
+                await self.tenants.settle()  # an autoscaler counts arrivals left behind
             self.maintenance.closed.set()
             try:
                 await asyncio.wait_for(maintenance, timeout=self.s.maintenance_interval_s + 10)

@@ -99,20 +99,19 @@ def test_a_new_tenants_first_job_wakes_an_idle_worker(valkey_url: str, lane: Lan
             return [{} for _ in batch]
 
         worker = Worker(r, "embedder", handler, settings(read_block_ms=120_000), lane)
-        # The worker has looked up the lane's tenants for a read (and then blocks).
-        looked_up = asyncio.Event()
-        refresh = worker.tenants.refresh
+        # The worker's read blocks (on the streams of the tenants it knows).
+        blocking = asyncio.Event()
+        xreadgroup = r.xreadgroup
 
-        async def refresh_seen() -> list[str]:
-            streams = await refresh()
-            if worker.ready.is_set():
-                looked_up.set()
-            return streams
+        async def xreadgroup_seen(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("block"):
+                blocking.set()
+            return await xreadgroup(*args, **kwargs)
 
-        worker.tenants.refresh = refresh_seen  # type: ignore[method-assign]
+        r.xreadgroup = xreadgroup_seen  # type: ignore[method-assign]
         task = asyncio.create_task(worker.run())
         try:
-            await looked_up.wait()
+            await blocking.wait()
             late = await ask(r, "late", 1, lane)
             await asyncio.wait_for(seen.wait(), timeout=30)
             assert tenants == ["late"]
