@@ -19,13 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from libs.common import jsontext
-from libs.common.constants import (
-    ARRIVALS_MAXLEN,
-    ENVELOPE_FIELD,
-    EVENT_DATA_FIELD,
-    EVENT_TYPE_FIELD,
-    EVENTS_MAXLEN,
-)
+from libs.common.constants import ENVELOPE_FIELD, EVENT_DATA_FIELD, EVENT_TYPE_FIELD, EVENTS_MAXLEN
 
 Scalar = str | int | float
 
@@ -107,24 +101,6 @@ class AddMember:
 
     def encode(self) -> list[Any]:
         return ["SADD", self.key, self.member]
-
-
-@dataclass(slots=True)
-class JoinLane:
-    """After an :class:`Enqueue` on ``stream``: SADD ``tenant`` to a lane's set of tenants
-    at a stage (``Partition.tenants``); when it was not a member, or (``announce``) the
-    entry just queued is alone on ``stream``, an entry (field ``tenant``) on the stage's
-    ``arrivals`` stream wakes an idle reader of the lane (``fair_read.py``)."""
-
-    key: str
-    tenant: str
-    arrivals: str
-    stream: str
-    announce: bool
-
-    def encode(self) -> list[Any]:
-        flag = 1 if self.announce else 0
-        return ["JOINLANE", self.key, self.tenant, self.arrivals, self.stream, ARRIVALS_MAXLEN, flag]
 
 
 @dataclass(slots=True)
@@ -254,15 +230,10 @@ class Require:
 
 
 Op = (
-    SetFields | SetIfExists | Increment | DeleteFieldIf | Delete | Expire | AddMember | JoinLane
-    | RemoveMember | RemoveScored | Enqueue | Schedule | AppendEvent | AppendEntry | CacheValue | Guard | Join
-    | IfExists | Require
+    SetFields | SetIfExists | Increment | DeleteFieldIf | Delete | Expire | AddMember | RemoveMember
+    | RemoveScored | Enqueue | Schedule | AppendEvent | AppendEntry | CacheValue | Guard | Join | IfExists
+    | Require
 )  # fmt: skip
-
-# The positions in an encoded op that hold a key (COMMIT gets each as a KEYS index): 1,
-# and for an op naming two keys, both.
-_FIRST_KEY: Final = (1,)
-_MORE_KEYS: Final[dict[str, tuple[int, ...]]] = {"JOINLANE": (1, 3, 4)}
 
 # What COMMIT reports per message.
 STALE: Final = 0
@@ -303,13 +274,12 @@ class CommitBatch:
             entry["s"] = position
         for op in ops:
             command = op.encode()
-            for at in _MORE_KEYS.get(command[0], _FIRST_KEY):
-                key = command[at]
-                position = index.get(key)
-                if position is None:
-                    keys.append(key)
-                    position = index[key] = len(keys)
-                command[at] = position
+            key = command[1]
+            position = index.get(key)
+            if position is None:
+                keys.append(key)
+                position = index[key] = len(keys)
+            command[1] = position
             encoded.append(command)
         self.messages.append(entry)
 

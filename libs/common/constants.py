@@ -112,12 +112,6 @@ STAGE_LANES: Final[dict[Stage, tuple[Lane, ...]]] = {
 }
 
 
-# A stage's stream of work arriving for a tenant (``Partition.arrivals``) keeps this many
-# entries: each only wakes an idle reader, which deletes it; the cap bounds the ones
-# no reader took (no worker running).
-ARRIVALS_MAXLEN: Final = 64
-
-
 def lane_of(kind: str) -> Lane:
     """The lane a job of ``kind`` travels in."""
     return BULK if kind in BULK_KINDS else INTERACTIVE

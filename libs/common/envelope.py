@@ -13,8 +13,8 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, Field
 
 from libs.common import keys
-from libs.common.commit import Enqueue, JoinLane, Op
-from libs.common.constants import ROUTES, lane_of
+from libs.common.commit import AddMember, Enqueue, Op
+from libs.common.constants import BULK, ROUTES, lane_of
 from libs.common.keys import DEFAULT_TENANT, CollectionKeys, JobKeys, Partition, Stage
 from libs.common.status import JobStatus
 
@@ -106,8 +106,8 @@ class Envelope(BaseModel):
 
     @property
     def stream(self) -> str:
-        """The stream this message is queued on: its tenant's at its current stage, in its
-        kind's lane."""
+        """The stream this message is queued on: its current stage's, in its kind's lane
+        (on the bulk lane, its tenant's)."""
         return self.partition.stream(self.stage, lane_of(self.kind), self.tenant)
 
     def dumps(self) -> str:
@@ -119,14 +119,12 @@ class Envelope(BaseModel):
 
 
 def enqueue(env: Envelope) -> list[Op]:
-    """The ops that queue ``env`` at its stage: its stream entry (its tenant's, in its
-    kind's lane) and its tenant in the set of tenants whose streams the stage's workers
-    of that lane read, announced (``Partition.arrivals``) when new to it or when its
-    stream was empty (the default tenant's stream is always read: only when new)."""
-    p, stage, lane, stream = env.partition, env.stage, lane_of(env.kind), env.stream
-    announce = env.tenant != DEFAULT_TENANT
-    joining = JoinLane(p.tenants(stage, lane), env.tenant, p.arrivals(stage, lane), stream, announce)
-    return [Enqueue(stream, env.dumps()), joining]
+    """The ops that queue ``env`` at its stage: its stream entry and, on the bulk lane,
+    its tenant in the set of tenants whose streams the stage's workers read."""
+    ops: list[Op] = [Enqueue(env.stream, env.dumps())]
+    if lane_of(env.kind) == BULK:
+        ops.append(AddMember(env.partition.bulk_tenants(env.stage), env.tenant))
+    return ops
 
 
 def stage_status(kind: str, stage: Stage, last: bool = True) -> JobStatus:

@@ -18,6 +18,7 @@ from libs.common import keys
 from libs.common.access import Access, reaches
 from libs.common.constants import (
     BLOB_TTL_S,
+    BULK,
     DONE_TTL_S,
     EVENTS_MAXLEN,
     JOB_TTL_S,
@@ -93,8 +94,7 @@ class JobStore:
             job=env.job_keys,
             collection=env.collection_keys,
             mode=collection,
-            stage=env.stage,
-            lane=lane_of(env.kind),
+            bulk_tenants=env.partition.bulk_tenants(env.stage) if lane_of(env.kind) == BULK else None,
             envelope=env.dumps(),
             job_fields=fields,
             job_ttl_s=self.ttl_s,

@@ -4,7 +4,7 @@ No other module formats a key. A key names its partition's hash tag first::
 
     documind:{p0}:job:<job id>
     documind:{p0}:t:<tenant>:collection:<name>:documents
-    documind:{p0}:stream:embedder:interactive:t:acme
+    documind:{p0}:stream:embedder:bulk
 
 Valkey Cluster hashes only the text between the first ``{`` and ``}``, so every
 key of a partition lands in one slot: whatever one script, transaction or commit
@@ -52,41 +52,25 @@ class Partition:
         return _prefix(self.index) + ":".join(parts)
 
     def stream(self, stage: Stage, lane: Lane, tenant: str = DEFAULT_TENANT) -> str:
-        """The input stream of ``stage`` for one tenant on one lane of this partition.
+        """The input stream of ``stage`` for one lane of this partition.
 
-        Each lane has a stream per tenant, which a stage's workers read in turns
-        (``fair_read.py``): one tenant's backlog never queues another's work behind it.
-        The default tenant's interactive stream keeps the name of the lane's former
-        single stream (``stream:<stage>``), so questions queued before an upgrade are read.
+        The interactive lane has one stream; the bulk lane one per tenant, which a
+        stage's workers read round-robin (``fair_read.py``): one tenant's backlog
+        never queues another's uploads behind it.
         """
         return _stream(self.index, stage, lane, tenant)
 
     def delayed(self, stage: Stage, lane: Lane, tenant: str = DEFAULT_TENANT) -> str:
-        """Sorted set of a tenant's messages at a stage waiting out a retry backoff (score =
-        due time); like the streams, one per tenant (the default tenant's interactive one
-        keeps its former name, ``delayed:<stage>``)."""
-        if lane == "interactive" and tenant == DEFAULT_TENANT:
+        """Sorted set of a stage's messages waiting out a retry backoff (score = due time);
+        like the streams, one per tenant on the bulk lane."""
+        if lane == "interactive":
             return self.key("delayed", stage)
         return self.key("delayed", stage, lane, "t", tenant)
 
-    def tenants(self, stage: Stage, lane: Lane) -> str:
-        """Set of the tenants with a stream at ``stage`` on ``lane`` in this partition: the
-        streams that stage's workers of the lane read (a tenant joins with its first job
-        there, ``envelope.enqueue``/``SUBMIT``, and is dropped once idle, ``PRUNE_TENANT``)."""
-        return self.key(lane, stage, "tenants")
-
     def bulk_tenants(self, stage: Stage) -> str:
-        """:meth:`tenants` of the bulk lane."""
-        return self.tenants(stage, "bulk")
-
-    def arrivals(self, stage: Stage, lane: Lane) -> str:
-        """Stream with an entry (field ``tenant``) each time a tenant joins :meth:`tenants`
-        and each time work is queued on a tenant's empty stream (the default tenant's
-        aside, whose stream is always read): a stage's idle workers block on it beside
-        their streams, so a new tenant's first job is read at once, not when their block
-        ends, and the reader deletes it (``fair_read.py``). Its length is thus the work that
-        no worker took notice of: what an autoscaler wakes a stage scaled to zero on."""
-        return self.key("arrivals", stage, lane)
+        """Set of the tenants with a bulk stream at ``stage`` in this partition: the
+        streams that stage's bulk workers read (a tenant joins with its first bulk job)."""
+        return self.key("bulk", stage, "tenants")
 
     def dead_letters(self) -> str:
         """Dead letters of the partition: entries carry the stage and the reason."""
@@ -110,10 +94,7 @@ class Partition:
 
 @lru_cache(maxsize=4096)
 def _stream(index: int, stage: Stage, lane: Lane, tenant: str) -> str:
-    if lane == "interactive" and tenant == DEFAULT_TENANT:
-        parts: tuple[str, ...] = ("stream", stage)
-    else:
-        parts = ("stream", stage, lane, "t", tenant)
+    parts = ("stream", stage) if lane == "interactive" else ("stream", stage, lane, "t", tenant)
     return _prefix(index) + ":".join(parts)
 
 

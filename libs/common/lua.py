@@ -123,11 +123,6 @@ for i, msg in ipairs(batch) do
         if redis.call('EXISTS', key) == 0 then break end
       elseif cmd == 'REQUIRE' then
         if redis.call('EXISTS', key) == 0 then result = 3; break end
-      elseif cmd == 'JOINLANE' then
-        local alone = op[7] == 1 and redis.call('XLEN', KEYS[op[5]]) == 1
-        if redis.call('SADD', key, op[3]) == 1 or alone then
-          redis.call('XADD', KEYS[op[4]], 'MAXLEN', op[6], '*', 'tenant', op[3])
-        end
       elseif cmd == 'HDELEQ' then
         if redis.call('HGET', key, op[3]) == op[4] then redis.call('HDEL', key, op[3]) end
       elseif plain[cmd] then
@@ -148,20 +143,17 @@ return applied
 # job on the interactive lane, its limit of those) or 'duplicate:<document id>'
 # (that content is already in the collection). The tenant's in-flight set holds
 # the job (scored by its deadline) until a final status removes it; an entry past
-# its deadline no longer counts. The job's tenant joins the set of tenants whose
-# streams the stage's workers of its lane read; a tenant new to it, or (ARGV[22] '1')
-# whose stream was empty, is announced on the stage's arrivals stream (an idle reader
-# wakes; an autoscaler sees work). See scripts.Submit for KEYS and ARGV.
+# its deadline no longer counts. A bulk job's tenant joins the set of tenants whose
+# streams the stage's workers read. See scripts.Submit for KEYS and ARGV.
 SUBMIT: Final = """
 local stream, job, registry, meta, hashes, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
--- KEYS[8], KEYS[9]: the lane's set of tenants at the stage and its arrivals stream;
--- KEYS[10]: the tenant's set of interactive jobs in flight (its own cap, ARGV[19]).
-local inflight, lane_tenants, arrivals, interactive = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- KEYS[8]: on the bulk lane the set of bulk tenants, on the interactive lane the
+-- tenant's set of interactive jobs in flight (its own cap, ARGV[19]).
+local inflight, bulk_tenants, interactive = KEYS[7], KEYS[8], KEYS[8]
 local max_backlog, envelope, job_ttl, blob_bytes, blob_ttl, name, mode, now, sha, doc_id, events_ttl =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local has_doc, has_blob = ARGV[12] == '1', ARGV[13] == '1'
 local max_inflight, deadline, tenant = tonumber(ARGV[14]), tonumber(ARGV[15]), ARGV[16]
-local on_interactive = ARGV[20] == '1'
 if mode == M_REQUIRE and redis.call('SISMEMBER', registry, name) == 0 then return R_UNKNOWN end
 if sha ~= '' then
   local existing = redis.call('HGET', hashes, sha)
@@ -178,6 +170,7 @@ local function hold(set)
   redis.call('ZADD', set, deadline, job)
   if redis.call('TTL', set) < keep then redis.call('EXPIRE', set, keep) end
 end
+local on_interactive = tenant == ''
 if full(inflight, max_inflight) then return R_BUSY end
 if on_interactive and full(interactive, tonumber(ARGV[19])) then return R_BUSY_INTERACTIVE end
 hold(inflight)
@@ -193,39 +186,29 @@ end
 hset_json(job, ARGV[17])
 redis.call('EXPIRE', job, job_ttl)
 if has_doc then
-  hset_json(KEYS[11], ARGV[18])
-  for k = 12, 14 do redis.call('SADD', KEYS[k], doc_id) end
+  hset_json(KEYS[9], ARGV[18])
+  for k = 10, 12 do redis.call('SADD', KEYS[k], doc_id) end
   if sha ~= '' then redis.call('HSET', hashes, sha, doc_id) end
 end
 if has_blob then redis.call('SET', KEYS[#KEYS], blob_bytes, 'EX', blob_ttl) end
 redis.call('XADD', stream, '*', F_ENVELOPE, envelope)
-local alone = ARGV[22] == '1' and redis.call('XLEN', stream) == 1
-if redis.call('SADD', lane_tenants, tenant) == 1 or alone then
-  redis.call('XADD', arrivals, 'MAXLEN', ARGV[21], '*', 'tenant', tenant)
-end
+if tenant ~= '' then redis.call('SADD', bulk_tenants, tenant) end
 redis.call('XADD', events, '*', E_TYPE, EV_QUEUED, E_DATA, cjson.encode({status=S_QUEUED}))
 redis.call('EXPIRE', events, events_ttl)
 return R_OK
 """
 
-# Reads a batch for one consumer from several streams of a partition (a lane's,
-# one per tenant), in turns: each pass asks every stream that still has
+# Reads a batch for one consumer from several streams of a partition (the bulk
+# lane's, one per tenant), in turns: each pass asks every stream that still has
 # entries for an equal share of what is left to read, so a batch holds every
 # waiting tenant's work, however long one tenant's queue is.
-# KEYS = the streams, the first to be served first, then (ARGV[4] '1') the stage's
-# arrivals stream, read whole (up to ARGV[5]) beside the batch, not counted in it;
-# ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = how many entries at most.
-# Returns {{key index, entries}, ...} with entries as XREADGROUP gives them.
+# KEYS = the streams, the first to be served first; ARGV[1] = group, ARGV[2] =
+# consumer, ARGV[3] = how many entries at most. Returns {{stream index, entries}, ...}
+# with entries as XREADGROUP gives them.
 FAIR_READ: Final = """
 local group, consumer, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local out, active, streams = {}, {}, #KEYS
-if ARGV[4] == '1' then
-  streams = streams - 1
-  local arrived = KEYS[#KEYS]
-  local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', ARGV[5], 'STREAMS', arrived, '>')
-  if got then out[1] = {#KEYS, got[1][2]} end
-end
-for i = 1, streams do active[i] = i end
+local out, active = {}, {}
+for i = 1, #KEYS do active[i] = i end
 while want > 0 and #active > 0 do
   local share, still = math.max(1, math.floor(want / #active)), {}
   for _, i in ipairs(active) do

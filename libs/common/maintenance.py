@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common import metrics
+from libs.common.constants import BULK
 from libs.common.decode import as_text
 from libs.common.jobflow import Message, StageContext
 from libs.common.keys import DEFAULT_TENANT
@@ -108,20 +109,21 @@ class Maintenance:
         """Set the backlog gauges of this worker's stage, lane and partition, and the
         partition's dead-letter gauge.
 
-        Each figure is the sum over the partition's tenants of the lane: the streams the
-        worker reads and those of every tenant in the lane's set of tenants (one that
+        On the bulk lane each figure is the sum over the partition's tenants: the streams
+        the worker reads and those of every tenant in the set of bulk tenants (one that
         joined since the worker's last read too, whose stream may have no group yet).
         """
         ctx = self.w.ctx
         queues = dict(self.w.queues())
-        # The lane's streams by tenant, the default tenant's left out (never pruned).
+        # The bulk lane's streams by tenant, the default tenant's left out (never pruned).
         tenants: dict[str, str] = {}
-        members = await self.r.smembers(ctx.partition.tenants(ctx.stage, ctx.lane))
-        for tenant in sorted(as_text(m) for m in members):
-            stream = ctx.partition.stream(ctx.stage, ctx.lane, tenant)
-            queues.setdefault(stream, ctx.partition.delayed(ctx.stage, ctx.lane, tenant))
-            if tenant != DEFAULT_TENANT:
-                tenants[stream] = tenant
+        if ctx.lane == BULK:
+            members = await self.r.smembers(ctx.partition.bulk_tenants(ctx.stage))
+            for tenant in sorted(as_text(m) for m in members):
+                stream = ctx.partition.stream(ctx.stage, BULK, tenant)
+                queues.setdefault(stream, ctx.partition.delayed(ctx.stage, BULK, tenant))
+                if tenant != DEFAULT_TENANT:
+                    tenants[stream] = tenant
         async with self.r.pipeline(transaction=False) as pipe:
             for stream, delayed in queues.items():
                 pipe.xlen(stream)
@@ -152,20 +154,20 @@ class Maintenance:
         await self.prune(idle)
 
     async def prune(self, idle: list[IdleTenant]) -> None:
-        """Drop the tenants idle for ``bulk_tenant_idle_s`` from the lane's set, and
+        """Drop the bulk tenants idle for ``bulk_tenant_idle_s`` from the stage's set, and
         their streams, in one call (the script checks again, atomically, that nothing of
         each waits): the workers' reads, gauges and reclaims walk only the tenants that
         queue work."""
         ctx = self.w.ctx
         dropped = await self._prune.many(
             idle,
-            tenants=ctx.partition.tenants(ctx.stage, ctx.lane),
+            tenants=ctx.partition.bulk_tenants(ctx.stage),
             group=self.w.group,
             idle_s=self.s.bulk_tenant_idle_s,
         )
         for tenant in dropped:
             logger.info(
-                "stage=%s lane=%s tenant=%s idle: dropped until its next job", ctx.stage, ctx.lane, tenant
+                "stage=%s tenant=%s idle: dropped from the bulk lane until its next job", ctx.stage, tenant
             )
 
     async def heartbeat(self) -> None:

@@ -17,11 +17,11 @@ from redis.asyncio.cluster import ClusterPipeline
 from libs.common import jsontext, lua, lua_apikeys, slots
 from libs.common.apikey_record import AuthOutcome
 from libs.common.commit import CommitBatch, Scalar
-from libs.common.constants import ARRIVALS_MAXLEN, INTERACTIVE, CollectionMode
+from libs.common.constants import CollectionMode
 from libs.common.decode import as_text
 from libs.common.durability import Durability, ScriptCall, Subject
 from libs.common.durability import Op as DurableOp
-from libs.common.keys import DEFAULT_TENANT, ApiKeyKeys, CollectionKeys, DocumentKeys, JobKeys, Lane, Stage
+from libs.common.keys import ApiKeyKeys, CollectionKeys, DocumentKeys, JobKeys
 from libs.common.ratelimit import RateDecision
 
 
@@ -97,8 +97,7 @@ class Submit(_Script):
         job: JobKeys,
         collection: CollectionKeys,
         mode: CollectionMode,
-        stage: Stage,
-        lane: Lane,
+        bulk_tenants: str | None,
         envelope: str,
         job_fields: Mapping[str, str],
         job_ttl_s: int,
@@ -113,11 +112,9 @@ class Submit(_Script):
     ) -> str:
         """'ok', 'unknown', 'full', 'busy' or 'duplicate:<document id>' (see ``lua.SUBMIT``).
 
-        ``stage``, ``lane``: where the job is queued (``stream``, its tenant's); the
-        tenant joins that lane's set of tenants at the stage (``Partition.tenants``),
-        announced on ``Partition.arrivals`` when new to it or when its stream was empty
-        (the default tenant's: only when new). ``now`` and ``deadline``: unix times as
-        the job's hash keeps them (``repr`` of the float).
+        ``bulk_tenants``: for a job on the bulk lane, the set its tenant joins
+        (``Partition.bulk_tenants``); None on the interactive lane. ``now`` and
+        ``deadline``: unix times as the job's hash keeps them (``repr`` of the float).
         """
         partition = collection.partition
         keys = [
@@ -128,10 +125,8 @@ class Submit(_Script):
             collection.hashes,
             job.events,
             partition.inflight(collection.tenant),
-            partition.tenants(stage, lane),
-            partition.arrivals(stage, lane),
-            # Counted only on the interactive lane: the tenant's questions in flight.
-            partition.interactive_inflight(collection.tenant),
+            # On the interactive lane, the tenant's interactive jobs in flight.
+            bulk_tenants or partition.interactive_inflight(collection.tenant),
         ]
         doc_fields = ""
         blob = b""
@@ -164,13 +159,10 @@ class Submit(_Script):
             "1" if document is not None and document.blob is not None else "0",
             max_inflight,
             deadline,
-            collection.tenant,
+            collection.tenant if bulk_tenants else "",
             jsontext.dumps(job_fields),
             doc_fields,
             max_interactive,
-            "1" if lane == INTERACTIVE else "0",
-            ARRIVALS_MAXLEN,
-            "0" if collection.tenant == DEFAULT_TENANT else "1",
         ]
         return as_text(await self._run_durable("submit", keys, args, f"job_id={job.job_id}"))
 
@@ -180,17 +172,14 @@ class FairRead(_Script):
     source = lua.FAIR_READ
 
     async def __call__(
-        self, streams: Sequence[str], *, group: str, consumer: str, count: int, arrivals: str = ""
+        self, streams: Sequence[str], *, group: str, consumer: str, count: int
     ) -> list[tuple[str, list[Any]]]:
         """Up to ``count`` new entries for ``consumer``, shared out over ``streams``
-        (the first served first), and the new entries of ``arrivals`` (when given: not
-        counted): (stream, [(id, [field, value, ...]), ...]) per stream read."""
+        (the first served first): (stream, [(id, [field, value, ...]), ...]) per stream read."""
         if not streams:
             return []
-        keys = [*streams, arrivals] if arrivals else list(streams)
-        args = [group, consumer, count, "1" if arrivals else "0", ARRIVALS_MAXLEN]
-        reply: list[Any] = await self._run(keys, args)
-        return [(keys[int(index) - 1], entries) for index, entries in reply]
+        reply: list[Any] = await self._run(streams, [group, consumer, count])
+        return [(streams[int(index) - 1], entries) for index, entries in reply]
 
 
 class MoveDue(_Script):

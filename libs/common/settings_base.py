@@ -155,10 +155,10 @@ class WorkerSettings(CommonSettings):
     visibility_timeout_s: float = Field(default=30.0, gt=0)
     # How often idle pending messages are looked for and due retries moved back.
     maintenance_interval_s: float = Field(default=1.0, gt=0)
-    # A tenant whose stream at a stage (on either lane: questions too) has been empty,
-    # with nothing pending or waiting out a retry, since its last job was queued this
-    # long ago leaves the stage's set of tenants of that lane, its stream deleted, until
-    # its next job (libs/common/lua.py PRUNE_TENANT); 0: as soon as it is drained.
+    # A bulk tenant whose stream at a stage has been empty, with nothing pending or
+    # waiting out a retry, since its last job was queued this long ago leaves the
+    # stage's set of bulk tenants, its stream deleted, until its next job
+    # (libs/common/lua.py PRUNE_TENANT); 0: as soon as it is drained.
     bulk_tenant_idle_s: float = Field(default=600.0, ge=0)
     # Attempts (handler failures or crashed deliveries) before dead-lettering.
     max_attempts: int = Field(default=3, ge=1)

@@ -1,7 +1,6 @@
 """The stream runtime's read loop and lifecycle: one :class:`Worker` per stage, lane and partition.
 
-A worker reads its lane's streams (one per tenant, in turns: ``fair_read.py``)
-through the stage's consumer group and hands each
+A worker reads its stream through the stage's consumer group and hands each
 read, as one batch, to the stage's handler (``batch_processor.py``). The job state
 machine (``jobflow.py``) turns each outcome into commit ops, and the whole batch is
 committed in one atomic round trip (``COMMIT``): outputs go to the next stage's
@@ -36,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from libs.common.batch_processor import BatchProcessor
 from libs.common.constants import BULK, ENVELOPE_FIELD, INTERACTIVE
 from libs.common.envelope import Envelope
-from libs.common.fair_read import TenantGate, TenantStreams, field_map, per_stream
+from libs.common.fair_read import TenantGate, TenantStreams, create_group, field_map, per_stream
 from libs.common.jobflow import Message, StageContext
 from libs.common.keys import Lane, Partition, Stage, group_name
 from libs.common.maintenance import Maintenance
@@ -112,8 +111,8 @@ class Worker:
         self.stopping = asyncio.Event()
         # Entry ids being worked on, and the stream each was read from.
         self.inflight: dict[str, str] = {}
-        # A stream per tenant, read in turns (fair_read.py).
-        self.tenants = TenantStreams(client, self.ctx.partition, stage, lane, self.group)
+        # The bulk lane reads a stream per tenant, in turns (fair_read.py).
+        self.tenants = TenantStreams(client, self.ctx.partition, stage, self.group) if lane == BULK else None
         # A handler may name tenants whose bulk work would only wait now: left out of reads.
         self.gate = handler if lane == BULK and isinstance(handler, TenantGate) else None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -131,18 +130,20 @@ class Worker:
 
     @property
     def stream(self) -> str:
-        """The lane's stream of the default tenant (its group is what ``/readyz`` looks for)."""
+        """The lane's stream (on the bulk lane, the default tenant's)."""
         return self.ctx.stream
 
     @property
     def read_count(self) -> int:
         """Messages read as one batch (the bulk lane has its own count)."""
-        return self.s.bulk_read_count if self.ctx.lane == BULK else self.s.read_count
+        return self.s.bulk_read_count if self.tenants is not None else self.s.read_count
 
     def queues(self) -> list[tuple[str, str]]:
-        """Every stream this worker reads, with the delayed set of its retries: every
-        tenant's it knows."""
+        """Every stream this worker reads, with the delayed set of its retries (on the
+        bulk lane, every tenant's it knows)."""
         ctx = self.ctx
+        if self.tenants is None:
+            return [(ctx.stream, ctx.partition.delayed(ctx.stage, ctx.lane))]
         return [
             (stream, ctx.partition.delayed(ctx.stage, ctx.lane, tenant))
             for tenant, stream in self.tenants.streams.items()
@@ -151,9 +152,12 @@ class Worker:
     # --- lifecycle -----------------------------------------------------------
 
     async def ensure_group(self) -> None:
-        """Create the consumer groups (and streams); an existing group is fine."""
-        self.tenants.forget()
-        await self.tenants.refresh()
+        """Create the consumer group (and stream); an existing group is fine."""
+        if self.tenants is not None:
+            self.tenants.forget()
+            await self.tenants.refresh()
+        else:
+            await create_group(self.r, self.stream, self.group)
 
     def stop(self) -> None:
         """Stop reading; in-flight batches finish within the grace period."""
@@ -175,8 +179,6 @@ class Worker:
             # then stops on an event: cancelling it could be swallowed when the
             # client turns the cancellation into its own timeout error.
             await self._drain()
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, ResponseError):
-                await self.tenants.settle()  # an autoscaler counts arrivals left behind
             self.maintenance.closed.set()
             try:
                 await asyncio.wait_for(maintenance, timeout=self.s.maintenance_interval_s + 10)
@@ -244,13 +246,13 @@ class Worker:
         slot = _ReadSlot(self.slots)
         _read_slot.set(slot)  # this task's context, and its children's
         try:
-            # One sub-batch per tenant, the smallest first (its texts reach the model
-            # first), each committed on its own: a tenant's few messages read beside
-            # another tenant's many are done when they are, not with the rest.
-            subs = sorted(per_stream(messages), key=len)
-            if len(subs) == 1:
+            if self.tenants is None:
                 await self._process_logged(messages)
             else:
+                # One sub-batch per tenant, the smallest first (its texts reach the model
+                # first), each committed on its own: a tenant's few messages read beside
+                # another tenant's many are done when they are, not with the rest.
+                subs = sorted(per_stream(messages), key=len)
                 await asyncio.gather(*(self._process_logged(sub) for sub in subs))
         finally:
             for m in messages:
@@ -266,10 +268,23 @@ class Worker:
     # --- reading -------------------------------------------------------------
 
     async def read(self) -> list[Message]:
-        skip = self.gate.saturated() if self.gate is not None else ()
-        entries = await self.tenants.read(self.consumer, self.read_count, self.s.read_block_ms, skip)
+        if self.tenants is not None:
+            skip = self.gate.saturated() if self.gate is not None else ()
+            entries = await self.tenants.read(self.consumer, self.read_count, self.s.read_block_ms, skip)
+            now = time.time()
+            return [self.decode(mid, field_map(fields), now, stream=s) for s, mid, fields in entries]
+        reply: Any = await self.r.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.stream: ">"},
+            count=self.s.read_count,
+            block=self.s.read_block_ms,
+        )
+        if not reply:
+            return []
         now = time.time()
-        return [self.decode(mid, field_map(fields), now, stream=s) for s, mid, fields in entries]
+        stream = self.stream
+        return [self.decode(mid, fields, now, stream=stream) for mid, fields in reply[0][1]]
 
     def decode(
         self, mid: bytes | str, fields: dict[Any, Any], now: float, delivered: int = 1, *, stream: str

@@ -14,19 +14,11 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_keys_carry_their_partitions_hash_tag() -> None:
     p = Partition(3)
-    # Each lane: a stream (and a delayed set) per tenant, the set of those tenants and the
-    # stream announcing a tenant that joins it. The default tenant's interactive stream
-    # and delayed set keep the names of the lane's former single ones.
     assert p.stream("embedder", "interactive") == "documind:{p3}:stream:embedder"
-    assert p.delayed("embedder", "interactive") == "documind:{p3}:delayed:embedder"
-    assert p.stream("embedder", "interactive", "acme") == "documind:{p3}:stream:embedder:interactive:t:acme"
-    assert p.delayed("embedder", "interactive", "acme") == "documind:{p3}:delayed:embedder:interactive:t:acme"
-    assert p.tenants("embedder", "interactive") == "documind:{p3}:interactive:embedder:tenants"
-    assert p.arrivals("generator", "interactive") == "documind:{p3}:arrivals:generator:interactive"
+    # The bulk lane: a stream (and a delayed set) per tenant, and the set of those tenants.
     assert p.stream("embedder", "bulk", "acme") == "documind:{p3}:stream:embedder:bulk:t:acme"
     assert p.delayed("retriever", "bulk", "acme") == "documind:{p3}:delayed:retriever:bulk:t:acme"
-    assert p.bulk_tenants("embedder") == p.tenants("embedder", "bulk")
-    assert p.tenants("embedder", "bulk") == "documind:{p3}:bulk:embedder:tenants"
+    assert p.bulk_tenants("embedder") == "documind:{p3}:bulk:embedder:tenants"
     assert p.dead_letters() == "documind:{p3}:dead"
     coll = CollectionKeys("acme", "docs", p)
     assert coll.meta == "documind:{p3}:t:acme:collection:docs"
@@ -57,7 +49,7 @@ def test_a_job_minted_for_a_collection_finds_the_collections_keys() -> None:
     target = space.collection("manuals", "acme")
     env = Envelope.new("chat", "manuals", {}, 60, partition=target.partition, tenant="acme")
     assert env.collection_keys == target
-    assert env.stream == target.partition.stream("embedder", "interactive", "acme")
+    assert env.stream == target.partition.stream("embedder", "interactive")
     ingest = Envelope.new("ingest", "manuals", {}, 60, partition=target.partition, tenant="acme")
     assert ingest.stream == target.partition.stream("embedder", "bulk", "acme")
 
