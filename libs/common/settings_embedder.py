@@ -75,8 +75,9 @@ class EmbedderSettings(WorkerSettings):
     # embedding cache off.
     embedding_cache_ttl_s: int = Field(default=EMBEDDING_CACHE_TTL_S, ge=0)
     # Dynamic batching: texts of concurrent jobs share model calls of at most this
-    # many texts, question texts first. A call of document chunks only that is not
-    # full waits up to embed_batch_wait_ms for more; one with a question never waits.
+    # many texts. A call of document chunks that is not full waits up to
+    # embed_batch_wait_ms for more; questions go in calls of their own, at once, beside
+    # a running chunk call (services/embedder/batcher.py).
     embed_batch_max_texts: int = Field(default=64, ge=1)
     embed_batch_wait_ms: float = Field(default=2.0, ge=0)
 

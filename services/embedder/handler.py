@@ -70,7 +70,8 @@ class EmbedHandler:
         self.embedder = embedder
         self.s = settings
         # Every text goes through the cache (only texts it lacks reach the model) and
-        # the batcher (model calls shared by the texts of concurrent batches, questions first).
+        # the batcher (model calls shared by the texts of concurrent batches; questions' calls
+        # run at once, beside a running call of chunks).
         self.batcher = EmbeddingBatcher(
             embedder.embed,
             embedder.dim,
