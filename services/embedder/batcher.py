@@ -127,6 +127,7 @@ class EmbeddingBatcher:
                 if not request.future.done():
                     request.future.set_exception(RuntimeError("the embedder is shutting down"))
             lane.queue.clear()
+            lane.thread.shutdown(wait=False)  # its threads end once a running call returns
 
     # --- the loops --------------------------------------------------------------
 
