@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -88,7 +89,7 @@ async def follow_events(
         if status != 503 or refused is None:
             break
         refused["stream"] += 1
-        writer.close()
+        await _close(writer)
         await asyncio.sleep(float(found.get("retry-after", "1")))  # as the server asked
     types: list[str] = []
     try:
@@ -109,7 +110,15 @@ async def follow_events(
                         opened()
         return types
     finally:
-        writer.close()
+        await _close(writer)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close the connection and wait until its socket is: a socket still closing when the
+    event loop ends is garbage-collected unclosed (a ResourceWarning, an error in tests)."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 async def wait_final(
