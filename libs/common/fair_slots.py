@@ -52,16 +52,6 @@ class FairSlots:
         finally:
             self.release(key)
 
-    async def acquire(self, key: str, on_capped: Callable[[], None] | None = None) -> None:
-        """:meth:`hold`'s wait, for a caller that must do something else while it waits
-        (then :meth:`release` the slot). Cancelled, the wait leaves the line, or passes on
-        a slot granted at that moment."""
-        await self._acquire(key, on_capped)
-
-    def release(self, key: str) -> None:
-        """Give back a slot :meth:`acquire` granted to ``key``."""
-        self._release(key)
-
     def _at_cap(self, key: str) -> bool:
         return self._per_key is not None and self._held.get(key, 0) >= self._per_key
 
@@ -69,7 +59,10 @@ class FairSlots:
         self._free -= 1
         self._held[key] = self._held.get(key, 0) + 1
 
-    async def _acquire(self, key: str, on_capped: Callable[[], None] | None) -> None:
+    async def acquire(self, key: str, on_capped: Callable[[], None] | None = None) -> None:
+        """:meth:`hold`'s wait, for a caller that must do something else while it waits
+        (then :meth:`release` the slot). Cancelled, the wait leaves the line, or passes on
+        a slot granted at that moment."""
         # A free slot with a waiter that may take it is never left: whoever waits is at its cap.
         if self._free > 0 and key not in self._queues and not self._at_cap(key):
             self._take(key)
@@ -86,7 +79,7 @@ class FairSlots:
             await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
-                self._release(key)  # granted as it was cancelled: pass the slot on
+                self.release(key)  # granted as it was cancelled: pass the slot on
             else:
                 self._forget(key, granted)
             raise
@@ -100,7 +93,8 @@ class FairSlots:
             del self._queues[key]
             self._turns.remove(key)
 
-    def _release(self, key: str) -> None:
+    def release(self, key: str) -> None:
+        """Give back a slot :meth:`acquire` granted to ``key``."""
         self._free += 1
         left = self._held[key] - 1
         if left:
